@@ -1,0 +1,55 @@
+"""Shared fixtures. Data-layer fixtures first; add other areas' fixtures in their own block."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests run against src/ even when the package is not installed in the environment.
+if str(REPO_ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+
+from imagegen import make_bad_files, make_dataset  # noqa: E402  (tests/ is on sys.path)
+
+# -- data ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def toy_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/real/*.png, root/fake/*.png: 20 learnable toy images per class."""
+    return make_dataset(tmp_path_factory.mktemp("toy_folder"), layout="folder")
+
+
+@pytest.fixture(scope="session")
+def toy_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("toy_zip"), layout="zip")
+
+
+@pytest.fixture(scope="session")
+def toy_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("toy_tar"), layout="tar")
+
+
+@pytest.fixture(scope="session")
+def toy_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """labels.csv with paths relative to the CSV's folder."""
+    return make_dataset(tmp_path_factory.mktemp("toy_csv"), layout="csv")
+
+
+@pytest.fixture(scope="session")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """name -> path of each bad-input case (truncated, empty, CMYK, 16-bit, bomb...)."""
+    return make_bad_files(tmp_path_factory.mktemp("bad_files"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only real data sets next to the repository (../shared/data)."""
+    path = REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data not available at {path}")
+    return path

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from imagegen import encode, png_header_only, toy_array
+from PIL import Image
+
+from fakescope.data import decode
+from fakescope.data.decode import (
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    VIDEO_EXTENSIONS,
+    ImageInfo,
+    decode_image,
+    estimate_jpeg_quality,
+    load_image,
+    probe_image,
+)
+from fakescope.errors import ImageError
+
+
+def _load(bad_files, name: str) -> Image.Image:
+    return load_image(bad_files[name].read_bytes(), str(bad_files[name]))
+
+
+def _reason(bad_files, name: str, func=load_image) -> str:
+    with pytest.raises(ImageError) as caught:
+        func(bad_files[name].read_bytes(), str(bad_files[name]))
+    assert caught.value.path == str(bad_files[name])
+    return caught.value.reason
+
+
+def test_extension_sets():
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"} == IMAGE_EXTENSIONS
+    assert {".mp4", ".webm", ".mov", ".avi", ".mkv"} == VIDEO_EXTENSIONS
+    assert MAX_PIXELS == 64_000_000
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("empty.jpg", "empty file (0 bytes)"),
+        ("text.jpg", "not an image: file contains text"),
+        ("unsupported.ppm", "unsupported format PPM"),
+    ],
+)
+def test_exact_reasons(bad_files, name, expected):
+    assert _reason(bad_files, name) == expected
+    assert _reason(bad_files, name, probe_image) == expected
+
+
+def test_html_saved_as_image(bad_files):
+    assert _reason(bad_files, "html.png").startswith("not an image: file contains HTML")
+
+
+def test_truncated_jpeg_fails_on_full_decode_only(bad_files):
+    assert _reason(bad_files, "truncated.jpg").startswith("truncated or corrupt image data")
+    assert "truncated" in _reason(bad_files, "truncated.jpg")
+    # The header is intact, so the cheap probe still works.
+    assert probe_image(bad_files["truncated.jpg"].read_bytes(), "t").width == 64
+
+
+def test_cut_inside_header_is_corrupt_not_unknown():
+    data = encode(toy_array("real", np.random.default_rng(1)), "JPEG")[:20]
+    with pytest.raises(ImageError) as caught:
+        load_image(data, "x.jpg")
+    assert "JPEG" in caught.value.reason
+    assert "not an image" not in caught.value.reason
+
+
+@pytest.mark.parametrize("name", ["big.png", "bomb.png"])
+def test_decompression_bomb_refused_before_decoding(bad_files, name):
+    assert bad_files[name].stat().st_size < 200  # the file is tiny; only the header is big
+    for func in (load_image, probe_image):
+        assert "too large" in _reason(bad_files, name, func)
+
+
+def test_our_limit_is_checked_first(bad_files):
+    assert "72,000,000 pixels exceeds the limit of 64,000,000" in _reason(bad_files, "big.png")
+
+
+def test_max_pixels_kwarg_and_module_constant(monkeypatch):
+    data = encode(toy_array("real", np.random.default_rng(0), 64))
+    with pytest.raises(ImageError, match="too large"):
+        load_image(data, "x.png", max_pixels=64 * 64 - 1)
+    assert load_image(data, "x.png", max_pixels=64 * 64).size == (64, 64)
+    monkeypatch.setattr(decode, "MAX_PIXELS", 100)
+    with pytest.raises(ImageError, match="too large"):
+        probe_image(data, "x.png")
+
+
+def test_pil_bomb_warning_becomes_image_error():
+    # Above PIL's warning threshold (~89M) but under our raised limit: PIL's warning, not
+    # our check, must stop it, and must not leak out as a warning.
+    data = png_header_only(10000, 10000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ImageError, match="decompression bomb"):
+            load_image(data, "x.png", max_pixels=200_000_000)
+
+
+def test_one_pixel_image_is_valid(bad_files):
+    img = _load(bad_files, "tiny.png")
+    assert img.size == (1, 1)
+    assert img.getpixel((0, 0)) == (10, 20, 30)
+
+
+def test_sixteen_bit_is_scaled_not_clipped(bad_files):
+    img = _load(bad_files, "gray16.png")
+    assert img.mode == "RGB"
+    assert all(abs(v - 128) <= 1 for v in img.getpixel((3, 3)))
+
+
+def test_sixteen_bit_full_range():
+    raw = np.array([[0, 65535, 257 * 200]], dtype=np.uint16)
+    img16 = Image.fromarray(raw)  # mode I;16
+    buffer = io.BytesIO()
+    img16.save(buffer, "PNG")
+    img = load_image(buffer.getvalue(), "x.png")
+    assert [img.getpixel((x, 0))[0] for x in range(3)] == [0, 255, 200]
+
+
+def test_float_image_in_unit_range(bad_files):
+    assert _load(bad_files, "float.tif").getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_cmyk_colours_roughly_right(bad_files):
+    red, green, blue = _load(bad_files, "cmyk.jpg").getpixel((8, 8))
+    assert red > 220 and green < 40 and blue < 40
+
+
+def test_transparency_composited_over_white(bad_files):
+    img = _load(bad_files, "rgba.png")
+    assert img.getpixel((0, 0)) == (255, 255, 255)  # transparent black becomes white
+    assert img.getpixel((7, 0)) == (255, 0, 0)  # opaque red stays red
+    assert _load(bad_files, "la.png").getpixel((0, 0)) == (255, 255, 255)
+    palette = _load(bad_files, "palette_transparent.png")
+    assert palette.getpixel((0, 0)) == (255, 255, 255)
+    assert palette.getpixel((7, 7)) == (0, 255, 0)
+
+
+def test_half_transparent_blends_with_white():
+    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
+    rgba[..., 3] = 128
+    img = load_image(encode(rgba, "PNG"), "x.png")
+    assert all(abs(v - 127) <= 1 for v in img.getpixel((0, 0)))
+
+
+def test_grayscale_and_one_bit(bad_files):
+    assert _load(bad_files, "gray.png").getpixel((0, 0)) == (100, 100, 100)
+    assert _load(bad_files, "onebit.png").getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_animated_gif_first_frame(bad_files):
+    img = _load(bad_files, "animated.gif")
+    red, green, blue = img.getpixel((4, 4))
+    assert red > 200 and blue < 50
+
+
+def test_exif_rotation_swaps_width_and_height(bad_files):
+    data = bad_files["rotated.jpg"].read_bytes()
+    assert Image.open(io.BytesIO(data)).size == (40, 20)  # as stored
+    assert load_image(data, "r.jpg").size == (20, 40)  # as displayed
+    info = probe_image(data, "r.jpg")
+    assert (info.width, info.height) == (20, 40)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_accepted_formats(fmt):
+    data = encode(toy_array("real", np.random.default_rng(2), (12, 10)), fmt)
+    img, info = decode_image(data, f"x.{fmt.lower()}")
+    assert img.mode == "RGB" and img.size == (12, 10)
+    assert (info.format, info.width, info.height) == (fmt, 12, 10)
+
+
+@pytest.mark.parametrize("quality", [5, 10, 25, 50, 60, 75, 90, 95, 100])
+def test_jpeg_quality_estimate(quality):
+    data = encode(toy_array("noise", np.random.default_rng(3), 16), "JPEG", quality=quality)
+    assert probe_image(data, "q.jpg").jpeg_quality == quality
+
+
+def test_jpeg_quality_for_non_jpeg_and_bad_tables():
+    data = encode(toy_array("real", np.random.default_rng(3)), "PNG")
+    assert probe_image(data, "x.png") == ImageInfo(32, 32, "PNG", "RGB", None)
+    assert estimate_jpeg_quality(None) is None
+    assert estimate_jpeg_quality({0: [1, 2, 3]}) is None
+
+
+def test_decode_image_matches_load_and_probe():
+    data = encode(toy_array("fake", np.random.default_rng(4), (20, 12)), "JPEG", quality=80)
+    img, info = decode_image(data, "x.jpg")
+    assert info == probe_image(data, "x.jpg")
+    assert np.array_equal(np.asarray(img), np.asarray(load_image(data, "x.jpg")))
