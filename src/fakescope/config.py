@@ -1,0 +1,166 @@
+"""Typed training recipes: YAML files plus `--set key=value` overrides, validated up front."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fakescope.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(_Strict):
+    name: str = "resnet_se"
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    pretrained_url: str | None = None
+    drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class AugmentConfig(_Strict):
+    hflip: bool = True
+    pad_crop: int = Field(0, ge=0, le=64)
+
+
+class DataConfig(_Strict):
+    input_size: int | None = Field(None, ge=8, le=1024, description="None: the model's default")
+    resize: Literal["squash", "shorter_crop"] = "squash"
+    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.0, ge=0.0, lt=0.5)
+    max_items: int | None = Field(None, ge=10, description="stratified subsample, for quick runs")
+    cache: Literal["memory", "disk", "none"] = "memory"
+    cache_dir: str | None = None
+    group_duplicates: Literal["none", "exact", "near"] = "exact"
+    workers: int = Field(2, ge=0, description="DataLoader workers when cache is 'none'")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(2e-3, gt=0.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_epochs: float = Field(1.0, ge=0.0)
+    min_lr_ratio: float = Field(0.01, ge=0.0, le=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    class_balance: Literal["auto", "none", "loss_weight"] = "auto"
+    freeze_epochs: int = Field(0, ge=0, description="phase 1: train only the head")
+    finetune_lr_scale: float = Field(1.0, gt=0.0, le=1.0, description="backbone lr in phase 2")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool = True
+    early_stopping_patience: int | None = Field(5, ge=1)
+    checkpoint_every_steps: int = Field(200, ge=1)
+    max_minutes: float | None = Field(None, gt=0.0, description="stop after this much training")
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    device: str = "auto"
+
+    @model_validator(mode="after")
+    def _phases_fit(self) -> TrainConfig:
+        if self.freeze_epochs >= self.epochs:
+            raise ValueError(
+                f"freeze_epochs ({self.freeze_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        return self
+
+
+class DecisionConfig(_Strict):
+    threshold_policy: Literal["max_f1", "youden", "fixed"] = "max_f1"
+    fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    unsure_margin: float = Field(0.1, ge=0.0, lt=0.5, description="unsure if |p - t| < margin")
+
+
+class Recipe(_Strict):
+    """A whole training recipe."""
+
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.epochs=3' -> (['train', 'epochs'], 3); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy)."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def load_recipe(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe; any problem is a ConfigError before work starts."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"{file}: recipe file not found (see configs/ for examples)")
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: a recipe must be a mapping, found {type(loaded).__name__}")
+        data = loaded or {}
+    data = apply_overrides(data, overrides or [])
+    return validate_recipe(data, origin=str(path) if path else "recipe")
+
+
+def validate_recipe(data: dict[str, Any], origin: str = "recipe") -> Recipe:
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"{origin}: invalid recipe:\n" + "\n".join(lines)) from None
+    from fakescope.models import list_models
+
+    if recipe.model.name not in list_models():
+        import difflib
+
+        close = difflib.get_close_matches(recipe.model.name, list_models(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"{origin}: model.name {recipe.model.name!r} is not a registered model.{hint} "
+            "Run `fakescope models` for the list."
+        )
+    return recipe

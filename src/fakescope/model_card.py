@@ -1,0 +1,81 @@
+"""Model cards: a bundle's metadata rendered for people."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fakescope.bundle import BundleMeta
+
+_LIMITS = (
+    "Trained on one data source; accuracy on images from generators, cameras or "
+    "post-processing it never saw can be much lower. Treat the probability as evidence, "
+    "not proof, and route 'unsure' verdicts to a person."
+)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def render_model_card(meta: BundleMeta) -> str:
+    """Markdown model card from bundle metadata (recipe, data, metrics, use and limits)."""
+    card = meta.card
+    training = meta.training
+    pre = meta.preprocessing
+    lines = [
+        f"# Model card: {card.get('title', meta.architecture)}",
+        "",
+        card.get("summary", "A fakescope detector: p(fake) for an image."),
+        "",
+        "## Model",
+        "",
+        f"- architecture: `{meta.architecture}` {json.dumps(meta.model_kwargs) if meta.model_kwargs else ''}",
+        f"- input: {pre.input_size}x{pre.input_size} RGB, resize `{pre.resize}` "
+        f"({pre.interpolation}), mean {list(pre.mean)}, std {list(pre.std)}",
+        f"- labels: {list(meta.labels)} (output is one logit; sigmoid gives p(fake))",
+        f"- decision threshold: {meta.threshold:.4f} (chosen on validation data, "
+        f"policy `{training.get('threshold_policy', 'max_f1')}`)",
+        f"- temperature: {meta.temperature:.4f}",
+        f"- unsure band: p(fake) in [{meta.unsure_band[0]:.3f}, {meta.unsure_band[1]:.3f}]",
+        "",
+        "## Training",
+        "",
+        f"- data: `{training.get('source', '?')}`",
+        f"- data fingerprint: `{meta.data_fingerprint}`",
+        f"- images: {training.get('n_train', '?')} train / {training.get('n_val', '?')} validation"
+        f" (skipped unreadable: {training.get('n_skipped', 0)})",
+        f"- recipe: `{training.get('recipe_name', '?')}`",
+        f"- command: `{training.get('command', '?')}`",
+        f"- epochs run: {training.get('epochs_run', '?')}, "
+        f"wall time {training.get('train_seconds', 0) / 60:.1f} min on {training.get('device', '?')}",
+        "",
+        "## Validation metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key, value in meta.metrics.items():
+        if isinstance(value, int | float):
+            lines.append(f"| {key} | {_fmt(value)} |")
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        card.get(
+            "intended_use",
+            "Screening images for signs of AI generation or manipulation, as one signal "
+            "among others, by ML engineers and trust-and-safety teams.",
+        ),
+        "",
+        "## Limits",
+        "",
+        card.get("limits", _LIMITS),
+        "",
+        f"Versions: {json.dumps(meta.versions)}. Created {meta.created}.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,608 @@
+"""The training loop: phases, AMP, early stopping, checkpoints, exact resume, bundle output."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from fakescope.bundle import BundleMeta, save_bundle
+from fakescope.config import Recipe, validate_recipe
+from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
+from fakescope.data.sources import Item, Source, open_source
+from fakescope.data.transforms import Augmentation, Preprocessing
+from fakescope.errors import ConfigError
+from fakescope.evaluation.metrics import binary_metrics, choose_threshold
+from fakescope.models import create_model, model_defaults
+from fakescope.models.registry import classifier_parameters
+from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from fakescope.training.splits import prepare_split
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a checkpoint was saved because the run was interrupted."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    bundle_dir: Path
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any] | None
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto': bf16 where the hardware does it natively, else fp16 on CUDA, else fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    cpu = getattr(torch.backends, "cpu", None)
+    capability = cpu.get_cpu_capability() if cpu else ""
+    return "bf16" if "AVX512" in capability or "AMX" in capability else "fp32"
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_preprocessing(recipe: Recipe) -> Preprocessing:
+    defaults = model_defaults(recipe.model.name)
+    data = recipe.data
+    return Preprocessing(
+        input_size=data.input_size or defaults.default_input_size,
+        resize=data.resize,
+        interpolation=data.interpolation,
+        mean=tuple(data.mean or defaults.mean),  # type: ignore[arg-type]
+        std=tuple(data.std or defaults.std),  # type: ignore[arg-type]
+    )
+
+
+def cosine_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup then cosine decay to min_ratio, as a multiple of the base lr."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+@contextmanager
+def _interrupt_flag() -> Iterator[dict[str, bool]]:
+    """Turn SIGINT/SIGTERM into a flag so the loop can checkpoint before stopping."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag["stop"]:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: no signal handling
+        pass
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """Trains one detector on one train/val split and writes a bundle.
+
+    `stop_after_steps` simulates an interruption (for tests and for time-boxed jobs).
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: str | Path,
+        *,
+        source: Source,
+        items: list[Item],
+        val_split: str = "val",
+        progress: bool = True,
+        command: str = "",
+        stop_after_steps: int | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.cfg = recipe.train
+        self.run_dir = Path(run_dir)
+        self.source = source
+        self.progress = progress
+        self.command = command
+        self.stop_after_steps = stop_after_steps
+        self.device = resolve_device(self.cfg.device)
+        self.precision = resolve_precision(self.cfg.precision, self.device)
+        self.pre = build_preprocessing(recipe)
+        self.train_items = [it for it in items if it.split not in (val_split, "test")]
+        if val_split.startswith("fold"):
+            self.train_items = [it for it in items if it.split != val_split]
+        self.val_items = [it for it in items if it.split == val_split]
+        self.test_items = [it for it in items if it.split == "test"]
+        if not self.val_items:
+            raise ConfigError(f"no validation images (split {val_split!r}) in {source.location}")
+        self.augment = Augmentation(hflip=recipe.data.augment.hflip, pad_crop=recipe.data.augment.pad_crop)
+
+    # -- data -------------------------------------------------------------------------
+    def _decode(self, items: list[Item], desc: str) -> DecodedSet:
+        return load_or_decode(
+            items,
+            self.source.read_bytes,
+            self.pre,
+            fingerprint=self.source.fingerprint(),
+            mode="disk" if self.recipe.data.cache == "disk" else "memory",
+            cache_dir=self.recipe.data.cache_dir,
+            progress=self.progress,
+            desc=desc,
+        )
+
+    def _load_data(self) -> None:
+        self.skipped: list[tuple[str, str]] = []
+        if self.recipe.data.cache == "none":
+            self.train_set = None
+            self.stream = StreamingDataset(self.train_items, self.source.read_bytes, self.pre)
+            self.n_train = len(self.train_items)
+            self.train_labels = torch.tensor([float(it.label) for it in self.train_items])
+        else:
+            self.train_set = self._decode(self.train_items, "decode train")
+            self.skipped += self.train_set.skipped
+            self.n_train = len(self.train_set)
+            self.train_labels = self.train_set.labels
+        self.val_set = self._decode(self.val_items, "decode val")
+        self.skipped += self.val_set.skipped
+        if self.n_train == 0 or len(self.val_set) == 0:
+            raise ConfigError("no readable training or validation images left")
+
+    def _steps_per_epoch(self) -> int:
+        bs = self.cfg.batch_size
+        return max(1, self.n_train // bs) if self.n_train > bs else 1
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches of epoch `epoch` from step `start`, in a seeded order."""
+        bs = min(self.cfg.batch_size, self.n_train)
+        order = torch.randperm(self.n_train, generator=_epoch_generator(self.cfg.seed, epoch, 0))
+        steps = self._steps_per_epoch()
+        if self.train_set is not None:
+            for step in range(start, steps):
+                index = order[step * bs : (step + 1) * bs]
+                yield self.train_set.images[index], self.train_set.labels[index]
+            return
+        subset = Subset(self.stream, order[start * bs : steps * bs].tolist())
+        loader = DataLoader(subset, batch_size=bs, num_workers=self.recipe.data.workers)
+        for images, labels in loader:
+            keep = labels >= 0
+            yield images[keep], labels[keep].float()
+
+    # -- model and optimisation -------------------------------------------------------
+    def _build(self) -> None:
+        m = self.recipe.model
+        self.model = create_model(
+            m.name,
+            pretrained=m.pretrained,
+            pretrained_path=m.pretrained_path,
+            pretrained_url=m.pretrained_url,
+            drop_rate=m.drop_rate,
+            **m.kwargs,
+        ).to(self.device)
+        if self.cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        head_ids = {id(p) for p in classifier_parameters(self.model)}
+        groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("head", "head_nd", "body", "body_nd")}
+        for name, param in self.model.named_parameters():
+            part = "head" if id(param) in head_ids else "body"
+            no_decay = param.ndim <= 1 or name.endswith(".bias")
+            groups[part + ("_nd" if no_decay else "")].append(param)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": groups["head"], "name": "head"},
+                {"params": groups["head_nd"], "name": "head", "weight_decay": 0.0},
+                {"params": groups["body"], "name": "body"},
+                {"params": groups["body_nd"], "name": "body", "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+            weight_decay=self.cfg.weight_decay,
+        )
+        self.body_params = groups["body"] + groups["body_nd"]
+        n_real = int((self.train_labels == 0).sum())
+        n_fake = int((self.train_labels == 1).sum())
+        balance = self.cfg.class_balance
+        pos_weight = None
+        if balance == "loss_weight" or (balance == "auto" and max(n_real, n_fake) > 1.2 * min(n_real, n_fake)):
+            pos_weight = torch.tensor([n_real / max(1, n_fake)], device=self.device)
+        self.class_counts = {"real": n_real, "fake": n_fake}
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        use_scaler = self.precision == "fp16" and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    def _set_lr(self, global_step: int, epoch: int) -> float:
+        total = self.cfg.epochs * self._steps_per_epoch()
+        warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
+        factor = cosine_factor(global_step, total, warmup, self.cfg.min_lr_ratio)
+        lr = self.cfg.lr * factor
+        finetuning = self.cfg.freeze_epochs > 0
+        for group in self.optimizer.param_groups:
+            scale = self.cfg.finetune_lr_scale if (group["name"] == "body" and finetuning) else 1.0
+            group["lr"] = lr * scale
+        frozen = epoch < self.cfg.freeze_epochs
+        for param in self.body_params:
+            param.requires_grad_(not frozen)
+        return lr
+
+    def _to_input(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.pre.normalize(images.to(self.device, non_blocking=True))
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        x = self._to_input(images)
+        y = labels.to(self.device).view(-1, 1)
+        smooth = self.cfg.label_smoothing
+        target = y * (1 - smooth) + 0.5 * smooth
+        with autocast_context(self.device, self.precision):
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict_logits(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        self.model.eval()
+        out = []
+        for start in range(0, images.shape[0], batch_size):
+            x = self._to_input(images[start : start + batch_size])
+            with autocast_context(self.device, self.precision):
+                out.append(self.model(x).float().view(-1).cpu())
+        return torch.cat(out) if out else torch.empty(0)
+
+    def _validate(self) -> dict[str, Any]:
+        logits = self.predict_logits(self.val_set.images)
+        labels = self.val_set.labels
+        loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
+        probs = torch.sigmoid(logits).numpy()
+        metrics = binary_metrics(labels.numpy(), probs, 0.5)
+        return {"loss": loss, "accuracy": metrics["accuracy"], "roc_auc": metrics["roc_auc"], "f1": metrics["f1"]}
+
+    # -- checkpoints ------------------------------------------------------------------
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def _save(self, state: dict[str, Any], aug_gen: torch.Generator) -> None:
+        save_checkpoint(
+            self.ckpt_dir / "last",
+            model=self.model,
+            optimizer=self.optimizer,
+            extra_tensors={"rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state()},
+            info={**state, "scaler": self.scaler.state_dict()},
+        )
+
+    def _save_best(self) -> None:
+        from safetensors.torch import save_file
+
+        tmp = self.ckpt_dir / "best.safetensors.tmp"
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(tmp))
+        tmp.replace(self.ckpt_dir / "best.safetensors")
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        torch.manual_seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed % (2**32))
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self._load_data()
+        self._build()
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        state: dict[str, Any] = {
+            "epoch": 0,
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "best_score": None,
+            "best_epoch": -1,
+            "epochs_since_best": 0,
+            "train_seconds": 0.0,
+            "history": [],
+            "stopped_early": False,
+        }
+        aug_gen = _epoch_generator(self.cfg.seed, 0, 1)
+        found = find_checkpoint(self.ckpt_dir / "last") if resume else None
+        if found is not None:
+            info, extra = load_checkpoint(found, model=self.model, optimizer=self.optimizer)
+            self.scaler.load_state_dict(info.pop("scaler"))
+            state.update(info)
+            if state["step_in_epoch"] > 0:
+                torch.set_rng_state(extra["rng_torch"])
+                aug_gen.set_state(extra["rng_aug"])
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=state["global_step"])
+        try:
+            with _interrupt_flag() as flag:
+                self._loop(state, aug_gen, writer, flag)
+        finally:
+            writer.close()
+        return self._finish(state)
+
+    def _out_of_time(self, state: dict[str, Any], started: float) -> bool:
+        if self.cfg.max_minutes is None:
+            return False
+        return state["train_seconds"] + time.perf_counter() - started > self.cfg.max_minutes * 60
+
+    def _loop(self, state: dict[str, Any], aug_gen: torch.Generator, writer, flag) -> None:
+        steps = self._steps_per_epoch()
+        steps_done_here = 0
+        while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
+            epoch = state["epoch"]
+            if state["step_in_epoch"] == 0:
+                torch.manual_seed(self.cfg.seed * 7919 + epoch)
+                aug_gen = _epoch_generator(self.cfg.seed, epoch, 1)
+            self.model.train()
+            started = time.perf_counter()
+            bar = tqdm(
+                total=steps * min(self.cfg.batch_size, self.n_train),
+                initial=state["step_in_epoch"] * min(self.cfg.batch_size, self.n_train),
+                desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+                unit="img",
+                unit_scale=True,
+                disable=not self.progress,
+                leave=False,
+            )
+            losses = []
+            for images, labels in self._batches(epoch, state["step_in_epoch"]):
+                lr = self._set_lr(state["global_step"], epoch)
+                batch = self.augment(images, aug_gen)
+                loss = self._train_step(batch, labels)
+                losses.append(loss)
+                state["step_in_epoch"] += 1
+                state["global_step"] += 1
+                steps_done_here += 1
+                bar.update(len(labels))
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                if state["global_step"] % 20 == 0:
+                    writer.add_scalar("train/loss", loss, state["global_step"])
+                    writer.add_scalar("train/lr", lr, state["global_step"])
+                interrupted = flag["stop"] or (
+                    self.stop_after_steps is not None and steps_done_here >= self.stop_after_steps
+                )
+                out_of_time = self._out_of_time(state, started)
+                if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
+                    elapsed = time.perf_counter() - started
+                    self._save({**state, "train_seconds": state["train_seconds"] + elapsed}, aug_gen)
+                if interrupted:
+                    bar.close()
+                    raise TrainingInterrupted(
+                        f"interrupted at epoch {epoch + 1}, step {state['step_in_epoch']}; "
+                        f"checkpoint saved in {self.ckpt_dir / 'last'}"
+                    )
+                if out_of_time:
+                    state["stopped_early"] = True
+                    break
+            bar.close()
+            elapsed = time.perf_counter() - started
+            state["train_seconds"] += elapsed
+            val = self._validate()
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "images_per_second": len(losses) * min(self.cfg.batch_size, self.n_train) / max(elapsed, 1e-9),
+                **{f"val_{k}": v for k, v in val.items()},
+            }
+            state["history"].append(record)
+            for key, value in record.items():
+                if key != "epoch" and value is not None:
+                    writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+            if self.progress:
+                tqdm.write(
+                    f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  "
+                    f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  "
+                    f"auc {val['roc_auc']:.5f}  ({record['images_per_second']:.0f} img/s)"
+                )
+            score = [val["roc_auc"] or 0.0, -val["loss"]]
+            if state["best_score"] is None or score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch + 1, epochs_since_best=0)
+                self._save_best()
+            else:
+                state["epochs_since_best"] += 1
+                patience = self.cfg.early_stopping_patience
+                if patience is not None and state["epochs_since_best"] >= patience:
+                    state["stopped_early"] = True
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+            self._save(state, aug_gen)
+
+    # -- the bundle -------------------------------------------------------------------
+    def _finish(self, state: dict[str, Any]) -> TrainResult:
+        from safetensors.torch import load_file
+
+        best = self.ckpt_dir / "best.safetensors"
+        if best.is_file():
+            self.model.load_state_dict(load_file(str(best)))
+        decision = self.recipe.decision
+        logits = self.predict_logits(self.val_set.images)
+        probs = torch.sigmoid(logits).numpy()
+        y_val = self.val_set.labels.numpy()
+        threshold = choose_threshold(y_val, probs, decision.threshold_policy, decision.fixed_threshold)
+        val_metrics = binary_metrics(y_val, probs, threshold)
+        test_metrics = None
+        if self.test_items:
+            test_set = self._decode(self.test_items, "decode test")
+            self.skipped += test_set.skipped
+            test_probs = torch.sigmoid(self.predict_logits(test_set.images)).numpy()
+            test_metrics = binary_metrics(test_set.labels.numpy(), test_probs, threshold)
+        self.model.to("cpu", memory_format=torch.contiguous_format)
+        meta = BundleMeta(
+            architecture=self.recipe.model.name,
+            preprocessing=self.pre,
+            model_kwargs={"drop_rate": self.recipe.model.drop_rate, **self.recipe.model.kwargs},
+            threshold=threshold,
+            unsure_margin=decision.unsure_margin,
+            data_fingerprint=self.source.fingerprint(),
+            training={
+                "source": self.source.location,
+                "recipe_name": self.recipe.name,
+                "recipe": self.recipe.model_dump(mode="json"),
+                "command": self.command,
+                "n_train": self.n_train,
+                "n_val": len(self.val_set),
+                "n_skipped": len(self.skipped),
+                "class_counts_train": self.class_counts,
+                "epochs_run": state["epoch"],
+                "best_epoch": state["best_epoch"],
+                "train_seconds": round(state["train_seconds"], 1),
+                "device": f"{self.device.type} ({torch.get_num_threads()} threads, {self.precision})",
+                "threshold_policy": decision.threshold_policy,
+                "seed": self.cfg.seed,
+            },
+            metrics={k: v for k, v in val_metrics.items() if not isinstance(v, dict)},
+        )
+        bundle_dir = save_bundle(self.run_dir / "bundle", self.model, meta)
+        summary = {
+            "bundle": str(bundle_dir),
+            "val": val_metrics,
+            "test": test_metrics,
+            "history": state["history"],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "epochs_run": state["epoch"],
+            "stopped_early": state["stopped_early"],
+            "train_seconds": state["train_seconds"],
+        }
+        (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        return TrainResult(
+            run_dir=self.run_dir,
+            bundle_dir=bundle_dir,
+            val_metrics=val_metrics,
+            test_metrics=test_metrics,
+            epochs_run=state["epoch"],
+            stopped_early=state["stopped_early"],
+            history=state["history"],
+        )
+
+
+def _prepare_run(run_dir: Path, recipe: Recipe | None, resume: bool) -> Recipe:
+    """Create the run folder, or check a resumed one was made with the same recipe.
+
+    On resume, `recipe=None` means "the recipe the run started with".
+    """
+    stored = run_dir / "recipe.yaml"
+    if resume:
+        if not stored.is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no recipe.yaml); drop --resume")
+        previous = validate_recipe(yaml.safe_load(stored.read_text()), origin=str(stored))
+        if recipe is not None and previous != recipe:
+            raise ConfigError(
+                f"{run_dir}: --resume with a recipe different from the one the run started with; "
+                f"resume without --config/--set, or start a new --out"
+            )
+        return previous
+    if recipe is None:
+        raise ConfigError("a recipe is needed to start a run")
+    if stored.exists():
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stored.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    return recipe
+
+
+def train(
+    source_spec: str | Path,
+    recipe: Recipe | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str = "",
+    stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train a detector on a source and write RUN/bundle, RUN/metrics.json, checkpoints, logs."""
+    run_dir = Path(run_dir)
+    source = open_source(source_spec)
+    recipe = _prepare_run(run_dir, recipe, resume)
+    items = prepare_split(
+        source, recipe.data, seed=recipe.train.seed, manifest_path=run_dir / "manifest.csv", progress=progress
+    )
+    trainer = Trainer(
+        recipe, run_dir, source=source, items=items, progress=progress, command=command,
+        stop_after_steps=stop_after_steps,
+    )
+    return trainer.fit(resume=resume)
+
+
+def train_folds(
+    source_spec: str | Path,
+    recipe: Recipe | None,
+    run_dir: str | Path,
+    folds: int,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
+    """K-fold: one bundle per fold in RUN/fold{i}/bundle and a mean ± std summary."""
+    if folds < 2:
+        raise ConfigError("--folds must be at least 2")
+    run_dir = Path(run_dir)
+    source = open_source(source_spec)
+    recipe = _prepare_run(run_dir, recipe, resume)
+    items = prepare_split(
+        source, recipe.data, seed=recipe.train.seed, manifest_path=run_dir / "manifest.csv",
+        folds=folds, progress=progress,
+    )
+    results = []
+    for k in range(folds):
+        fold_dir = run_dir / f"fold{k}"
+        if (fold_dir / "metrics.json").is_file() and resume:
+            results.append(json.loads((fold_dir / "metrics.json").read_text())["val"])
+            continue
+        trainer = Trainer(
+            recipe, fold_dir, source=source, items=items, val_split=f"fold{k}",
+            progress=progress, command=command,
+        )
+        results.append(trainer.fit(resume=resume).val_metrics)
+    keys = ["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision"]
+    summary: dict[str, Any] = {"folds": folds, "per_fold": results}
+    for key in keys:
+        values = np.array([r[key] for r in results if r.get(key) is not None], dtype=float)
+        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1))}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
