@@ -165,7 +165,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """Read and verify bundle.json and the weights' checksum; BundleError says what is wrong."""
     folder = Path(path)
     if not folder.exists():
-        raise BundleError(f"{folder}: no such bundle (a bundle is a folder made by fakescope train)")
+        raise BundleError(
+            f"{folder}: no such bundle (a bundle is a folder made by fakescope train)"
+        )
     if folder.is_file():
         raise BundleError(f"{folder}: a bundle is a folder holding {META_FILE} and {WEIGHTS_FILE}")
     meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
@@ -187,7 +189,9 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("sha256") != _meta_digest(meta):
         raise BundleError(f"{meta_path}: checksum mismatch: the metadata was modified or damaged")
     if meta.get("weights_sha256") != _sha256_file(weights_path):
-        raise BundleError(f"{weights_path}: checksum mismatch: the weights were modified or damaged")
+        raise BundleError(
+            f"{weights_path}: checksum mismatch: the weights were modified or damaged"
+        )
     return meta
 
 

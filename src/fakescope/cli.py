@@ -68,7 +68,9 @@ def main(
 @data_app.command("audit")
 def data_audit(
     source: Annotated[str, typer.Argument(help="Folder, .zip/.tar archive or CSV manifest.")],
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the full report here.")
+    ] = None,
     near_threshold: Annotated[int, typer.Option(help="Max phash Hamming distance.")] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -102,8 +104,14 @@ def data_split(
     from fakescope.data.split import split_source
 
     items = split_source(
-        open_source(source), out=out_path, val=val, test=test, folds=folds, seed=seed,
-        near_threshold=near_threshold, progress=not quiet,
+        open_source(source),
+        out=out_path,
+        val=val,
+        test=test,
+        folds=folds,
+        seed=seed,
+        near_threshold=near_threshold,
+        progress=not quiet,
     )
     table = Table("split", "real", "fake", "total")
     counts = Counter((it.split, it.label) for it in items)
@@ -123,7 +131,9 @@ def models() -> None:
     table = Table("name", "family", "input", "offline ImageNet weights")
     for name in list_models():
         d = model_defaults(name)
-        table.add_row(name, d.family, str(d.default_input_size), "yes" if d.has_offline_weights else "-")
+        table.add_row(
+            name, d.family, str(d.default_input_size), "yes" if d.has_offline_weights else "-"
+        )
     out.print(table)
 
 
@@ -145,11 +155,18 @@ def train(
     from fakescope.training.trainer import TrainingInterrupted, train_folds
     from fakescope.training.trainer import train as run_training
 
-    recipe = None if (resume and config is None and not overrides) else load_recipe(config, overrides)
+    recipe = (
+        None if (resume and config is None and not overrides) else load_recipe(config, overrides)
+    )
     try:
         if folds:
             summary = train_folds(
-                source, recipe, run_dir, folds, resume=resume, progress=not quiet,
+                source,
+                recipe,
+                run_dir,
+                folds,
+                resume=resume,
+                progress=not quiet,
                 command=_command_line(),
             )
             table = Table("metric", "mean", "std")
@@ -162,7 +179,9 @@ def train(
             source, recipe, run_dir, resume=resume, progress=not quiet, command=_command_line()
         )
     except TrainingInterrupted as exc:
-        console.print(f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume")
+        console.print(
+            f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume"
+        )
         raise typer.Exit(130) from None
     _print_metrics(result.val_metrics, title="validation")
     if result.test_metrics:
@@ -175,9 +194,21 @@ def train(
 
 def _print_metrics(metrics: dict, title: str) -> None:
     table = Table("metric", "value", title=title)
-    for key in ("n", "threshold", "accuracy", "precision", "recall", "f1", "roc_auc", "average_precision"):
+    for key in (
+        "n",
+        "threshold",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "average_precision",
+    ):
         value = metrics.get(key)
-        table.add_row(key, "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)))
+        table.add_row(
+            key,
+            "-" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value)),
+        )
     cm = metrics.get("confusion_matrix", {}).get("rows_true_cols_pred")
     if cm:
         table.add_row("confusion (true real)", f"pred real {cm[0][0]} / pred fake {cm[0][1]}")
@@ -198,7 +229,9 @@ def predict(
     from fakescope.inference import Detector
 
     detector = Detector.load(bundle)
-    results = detector.predict(paths, batch_size=batch_size, progress=len(paths) > 1 or Path(paths[0]).is_dir())
+    results = detector.predict(
+        paths, batch_size=batch_size, progress=len(paths) > 1 or Path(paths[0]).is_dir()
+    )
     rows = [r.to_dict() for r in results]
     if fmt is OutputFormat.json:
         text = json.dumps(rows, indent=2)
@@ -229,22 +262,30 @@ def predict(
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     errors = sum(1 for r in results if r.error)
     if errors:
-        console.print(f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]")
+        console.print(
+            f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]"
+        )
 
 
 @app.command("evaluate")
 def evaluate(
     source: Annotated[str, typer.Argument(help="Labelled folder, archive or CSV.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics.json and predictions.csv.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for metrics.json and predictions.csv.")
+    ],
     bundle: BundleOpt = None,
-    split: Annotated[str | None, typer.Option(help="Only rows of this split (CSV manifests).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Only rows of this split (CSV manifests).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Metrics at the bundle's threshold: accuracy, precision, recall, F1, ROC-AUC, AP, confusion."""
+    """Metrics at the bundle's threshold: accuracy, precision, recall, F1, ROC-AUC, AP."""
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.inference import Detector
 
-    metrics = run_evaluation(Detector.load(bundle), source, out_dir, split=split, progress=not quiet)
+    metrics = run_evaluation(
+        Detector.load(bundle), source, out_dir, split=split, progress=not quiet
+    )
     _print_metrics(metrics, title=f"evaluation of {source}")
     if metrics["unreadable"]:
         console.print(f"[yellow]{len(metrics['unreadable'])} unreadable images skipped[/]")
@@ -266,7 +307,8 @@ def info(bundle: BundleOpt = None) -> None:
 @app.command("demo")
 def demo(
     data: Annotated[
-        str | None, typer.Option(help="CIFAKE folder or zip (else $FAKESCOPE_DATA or ../shared/data).")
+        str | None,
+        typer.Option(help="CIFAKE folder or zip (else $FAKESCOPE_DATA or ../shared/data)."),
     ] = None,
     run_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
 ) -> None:

@@ -63,6 +63,11 @@ class TrainConfig(_Strict):
     early_stopping_patience: int | None = Field(5, ge=1)
     checkpoint_every_steps: int = Field(200, ge=1)
     max_minutes: float | None = Field(None, gt=0.0, description="stop after this much training")
+    schedule_by_time: bool = Field(
+        False,
+        description="with max_minutes: the cosine schedule follows the clock as well as the "
+        "steps, so it ends on time on a slow machine (not bit-reproducible)",
+    )
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: str = "auto"
@@ -129,9 +134,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | None = No
     """Load and validate a recipe; any problem is a ConfigError before work starts."""
     data: dict[str, Any] = {}
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"{file}: recipe file not found (see configs/ for examples)")
+        file = resolve_recipe_path(path)
         try:
             loaded = yaml.safe_load(file.read_text())
         except yaml.YAMLError as exc:
@@ -141,6 +144,28 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | None = No
         data = loaded or {}
     data = apply_overrides(data, overrides or [])
     return validate_recipe(data, origin=str(path) if path else "recipe")
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Recipes that come with fakescope (the repository's configs/), by name."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("fakescope") / "recipes"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_recipe_path(path: str | os.PathLike) -> Path:
+    """A recipe file, or the name of a shipped recipe ('default', 'quick')."""
+    file = Path(path)
+    if file.is_file():
+        return file
+    shipped = shipped_recipes()
+    if str(path) in shipped:
+        return shipped[str(path)]
+    raise ConfigError(
+        f"{file}: recipe file not found; give a YAML file or one of the shipped recipes: "
+        f"{', '.join(shipped)}"
+    )
 
 
 def validate_recipe(data: dict[str, Any], origin: str = "recipe") -> Recipe:

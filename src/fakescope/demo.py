@@ -70,11 +70,16 @@ def run_demo(data: str | None, run_dir: Path, *, console: Console) -> dict:
     print_audit(report, console)
 
     console.rule(f"2/3 train recipe '{recipe.name}'")
-    result = train(source_path, recipe, run_dir / "train", command=f"fakescope demo --data {source_path}")
+    result = train(
+        source_path, recipe, run_dir / "train", command=f"fakescope demo --data {source_path}"
+    )
 
     console.rule("3/3 evaluate on the held-out test split")
     metrics = evaluate(
-        Detector.load(result.bundle_dir), run_dir / "train" / "manifest.csv", run_dir / "eval", split="test"
+        Detector.load(result.bundle_dir),
+        run_dir / "train" / "manifest.csv",
+        run_dir / "eval",
+        split="test",
     )
     minutes = (time.perf_counter() - started) / 60
     console.print(

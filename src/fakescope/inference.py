@@ -122,7 +122,11 @@ class Detector:
         with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
             for chunk in _chunks(list(enumerate(entries)), batch_size):
                 decoded = list(pool.map(self._decode, [entry for _, entry in chunk]))
-                good = [(i, arr) for (i, _), arr in zip(chunk, decoded, strict=True) if not isinstance(arr, str)]
+                good = [
+                    (i, arr)
+                    for (i, _), arr in zip(chunk, decoded, strict=True)
+                    if not isinstance(arr, str)
+                ]
                 for (i, (name, _)), arr in zip(chunk, decoded, strict=True):
                     if isinstance(arr, str):
                         results[i] = Prediction(name, None, None, None, error=arr)
@@ -134,11 +138,16 @@ class Detector:
                 bar.update(len(chunk))
         bar.close()
         ordered = [results[i] for i in range(len(entries))]
-        return [Prediction(path, None, None, None, error=reason) for path, reason in problems] + ordered
+        return [
+            Prediction(path, None, None, None, error=reason) for path, reason in problems
+        ] + ordered
 
     def info(self) -> dict[str, Any]:
         """The bundle's metadata, for model cards and the HTTP API."""
-        return {"bundle": str(self.bundle_path) if self.bundle_path else None, **self.meta.to_dict()}
+        return {
+            "bundle": str(self.bundle_path) if self.bundle_path else None,
+            **self.meta.to_dict(),
+        }
 
 
 def _expand(inputs: ImageInput | Iterable[ImageInput]) -> tuple[list[tuple[str, ImageInput]], list]:

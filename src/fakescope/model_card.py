@@ -33,7 +33,7 @@ def render_model_card(meta: BundleMeta) -> str:
         "",
         "## Model",
         "",
-        f"- architecture: `{meta.architecture}` {json.dumps(meta.model_kwargs) if meta.model_kwargs else ''}",
+        f"- architecture: `{meta.architecture}` {json.dumps(meta.model_kwargs)}",
         f"- input: {pre.input_size}x{pre.input_size} RGB, resize `{pre.resize}` "
         f"({pre.interpolation}), mean {list(pre.mean)}, std {list(pre.std)}",
         f"- labels: {list(meta.labels)} (output is one logit; sigmoid gives p(fake))",
@@ -51,7 +51,8 @@ def render_model_card(meta: BundleMeta) -> str:
         f"- recipe: `{training.get('recipe_name', '?')}`",
         f"- command: `{training.get('command', '?')}`",
         f"- epochs run: {training.get('epochs_run', '?')}, "
-        f"wall time {training.get('train_seconds', 0) / 60:.1f} min on {training.get('device', '?')}",
+        f"wall time {training.get('train_seconds', 0) / 60:.1f} min "
+        f"on {training.get('device', '?')}",
         "",
         "## Validation metrics",
         "",

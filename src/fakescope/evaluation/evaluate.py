@@ -38,7 +38,9 @@ def score_items(
     progress: bool = True,
 ) -> ScoredSet:
     """Decode and score items; unreadable ones are listed in `skipped`."""
-    decoded = decode_items(items, source.read_bytes, detector.preprocessing, progress=progress, desc="decode")
+    decoded = decode_items(
+        items, source.read_bytes, detector.preprocessing, progress=progress, desc="decode"
+    )
     probs = []
     bar = tqdm(total=len(decoded), desc="score", unit="img", disable=not progress, leave=False)
     for start in range(0, len(decoded), batch_size):

@@ -39,7 +39,9 @@ def exact_duplicate_groups(source: Source, items: list[Item]) -> dict[str, str]:
     return {p: f"dup-{h[:12]}" for h, paths in by_hash.items() if len(paths) > 1 for p in paths}
 
 
-def duplicate_groups(source: Source, items: list[Item], mode: str, progress: bool) -> dict[str, str]:
+def duplicate_groups(
+    source: Source, items: list[Item], mode: str, progress: bool
+) -> dict[str, str]:
     if mode == "none":
         return {}
     if mode == "exact":

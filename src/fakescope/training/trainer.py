@@ -153,7 +153,9 @@ class Trainer:
         self.test_items = [it for it in items if it.split == "test"]
         if not self.val_items:
             raise ConfigError(f"no validation images (split {val_split!r}) in {source.location}")
-        self.augment = Augmentation(hflip=recipe.data.augment.hflip, pad_crop=recipe.data.augment.pad_crop)
+        self.augment = Augmentation(
+            hflip=recipe.data.augment.hflip, pad_crop=recipe.data.augment.pad_crop
+        )
 
     # -- data -------------------------------------------------------------------------
     def _decode(self, items: list[Item], desc: str) -> DecodedSet:
@@ -219,7 +221,9 @@ class Trainer:
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         head_ids = {id(p) for p in classifier_parameters(self.model)}
-        groups: dict[str, list[nn.Parameter]] = {k: [] for k in ("head", "head_nd", "body", "body_nd")}
+        groups: dict[str, list[nn.Parameter]] = {
+            k: [] for k in ("head", "head_nd", "body", "body_nd")
+        }
         for name, param in self.model.named_parameters():
             part = "head" if id(param) in head_ids else "body"
             no_decay = param.ndim <= 1 or name.endswith(".bias")
@@ -239,17 +243,23 @@ class Trainer:
         n_fake = int((self.train_labels == 1).sum())
         balance = self.cfg.class_balance
         pos_weight = None
-        if balance == "loss_weight" or (balance == "auto" and max(n_real, n_fake) > 1.2 * min(n_real, n_fake)):
+        if balance == "loss_weight" or (
+            balance == "auto" and max(n_real, n_fake) > 1.2 * min(n_real, n_fake)
+        ):
             pos_weight = torch.tensor([n_real / max(1, n_fake)], device=self.device)
         self.class_counts = {"real": n_real, "fake": n_fake}
         self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
         use_scaler = self.precision == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
-    def _set_lr(self, global_step: int, epoch: int) -> float:
+    def _set_lr(self, global_step: int, epoch: int, elapsed: float = 0.0) -> float:
         total = self.cfg.epochs * self._steps_per_epoch()
         warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
-        factor = cosine_factor(global_step, total, warmup, self.cfg.min_lr_ratio)
+        step = global_step
+        if self.cfg.schedule_by_time and self.cfg.max_minutes:
+            # a slower machine still reaches the end of the schedule when the time is up
+            step = max(step, int(elapsed / (self.cfg.max_minutes * 60) * total))
+        factor = cosine_factor(step, total, warmup, self.cfg.min_lr_ratio)
         lr = self.cfg.lr * factor
         finetuning = self.cfg.freeze_epochs > 0
         for group in self.optimizer.param_groups:
@@ -299,7 +309,12 @@ class Trainer:
         loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
         probs = torch.sigmoid(logits).numpy()
         metrics = binary_metrics(labels.numpy(), probs, 0.5)
-        return {"loss": loss, "accuracy": metrics["accuracy"], "roc_auc": metrics["roc_auc"], "f1": metrics["f1"]}
+        return {
+            "loss": loss,
+            "accuracy": metrics["accuracy"],
+            "roc_auc": metrics["roc_auc"],
+            "f1": metrics["f1"],
+        }
 
     # -- checkpoints ------------------------------------------------------------------
     @property
@@ -329,6 +344,9 @@ class Trainer:
         np.random.seed(self.cfg.seed % (2**32))
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
+        if self.device.type == "cpu":
+            # denormal floats (tiny gradients late in training) are very slow on x86 CPUs
+            torch.set_flush_denormal(True)
         self._load_data()
         self._build()
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +360,8 @@ class Trainer:
             "train_seconds": 0.0,
             "history": [],
             "stopped_early": False,
+            "epoch_loss_sum": 0.0,  # kept in the checkpoint so a resumed epoch reports the same
+            "epoch_seconds": 0.0,
         }
         aug_gen = _epoch_generator(self.cfg.seed, 0, 1)
         found = find_checkpoint(self.ckpt_dir / "last") if resume else None
@@ -386,12 +406,12 @@ class Trainer:
                 disable=not self.progress,
                 leave=False,
             )
-            losses = []
             for images, labels in self._batches(epoch, state["step_in_epoch"]):
-                lr = self._set_lr(state["global_step"], epoch)
+                elapsed = state["train_seconds"] + time.perf_counter() - started
+                lr = self._set_lr(state["global_step"], epoch, elapsed)
                 batch = self.augment(images, aug_gen)
                 loss = self._train_step(batch, labels)
-                losses.append(loss)
+                state["epoch_loss_sum"] += loss
                 state["step_in_epoch"] += 1
                 state["global_step"] += 1
                 steps_done_here += 1
@@ -406,7 +426,14 @@ class Trainer:
                 out_of_time = self._out_of_time(state, started)
                 if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
                     elapsed = time.perf_counter() - started
-                    self._save({**state, "train_seconds": state["train_seconds"] + elapsed}, aug_gen)
+                    self._save(
+                        {
+                            **state,
+                            "train_seconds": state["train_seconds"] + elapsed,
+                            "epoch_seconds": state["epoch_seconds"] + elapsed,
+                        },
+                        aug_gen,
+                    )
                 if interrupted:
                     bar.close()
                     raise TrainingInterrupted(
@@ -419,11 +446,15 @@ class Trainer:
             bar.close()
             elapsed = time.perf_counter() - started
             state["train_seconds"] += elapsed
+            epoch_seconds = state["epoch_seconds"] + elapsed
+            steps_run = max(1, state["step_in_epoch"])
             val = self._validate()
             record = {
                 "epoch": epoch + 1,
-                "train_loss": float(np.mean(losses)) if losses else None,
-                "images_per_second": len(losses) * min(self.cfg.batch_size, self.n_train) / max(elapsed, 1e-9),
+                "train_loss": state["epoch_loss_sum"] / steps_run,
+                "images_per_second": steps_run
+                * min(self.cfg.batch_size, self.n_train)
+                / max(epoch_seconds, 1e-9),
                 **{f"val_{k}": v for k, v in val.items()},
             }
             state["history"].append(record)
@@ -445,8 +476,7 @@ class Trainer:
                 patience = self.cfg.early_stopping_patience
                 if patience is not None and state["epochs_since_best"] >= patience:
                     state["stopped_early"] = True
-            state["epoch"] += 1
-            state["step_in_epoch"] = 0
+            state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
             self._save(state, aug_gen)
 
     # -- the bundle -------------------------------------------------------------------
@@ -460,7 +490,9 @@ class Trainer:
         logits = self.predict_logits(self.val_set.images)
         probs = torch.sigmoid(logits).numpy()
         y_val = self.val_set.labels.numpy()
-        threshold = choose_threshold(y_val, probs, decision.threshold_policy, decision.fixed_threshold)
+        threshold = choose_threshold(
+            y_val, probs, decision.threshold_policy, decision.fixed_threshold
+        )
         val_metrics = binary_metrics(y_val, probs, threshold)
         test_metrics = None
         if self.test_items:
@@ -488,7 +520,9 @@ class Trainer:
                 "epochs_run": state["epoch"],
                 "best_epoch": state["best_epoch"],
                 "train_seconds": round(state["train_seconds"], 1),
-                "device": f"{self.device.type} ({torch.get_num_threads()} threads, {self.precision})",
+                "device": (
+                    f"{self.device.type} ({torch.get_num_threads()} threads, {self.precision})"
+                ),
                 "threshold_policy": decision.threshold_policy,
                 "seed": self.cfg.seed,
             },
@@ -559,10 +593,19 @@ def train(
     source = open_source(source_spec)
     recipe = _prepare_run(run_dir, recipe, resume)
     items = prepare_split(
-        source, recipe.data, seed=recipe.train.seed, manifest_path=run_dir / "manifest.csv", progress=progress
+        source,
+        recipe.data,
+        seed=recipe.train.seed,
+        manifest_path=run_dir / "manifest.csv",
+        progress=progress,
     )
     trainer = Trainer(
-        recipe, run_dir, source=source, items=items, progress=progress, command=command,
+        recipe,
+        run_dir,
+        source=source,
+        items=items,
+        progress=progress,
+        command=command,
         stop_after_steps=stop_after_steps,
     )
     return trainer.fit(resume=resume)
@@ -585,8 +628,12 @@ def train_folds(
     source = open_source(source_spec)
     recipe = _prepare_run(run_dir, recipe, resume)
     items = prepare_split(
-        source, recipe.data, seed=recipe.train.seed, manifest_path=run_dir / "manifest.csv",
-        folds=folds, progress=progress,
+        source,
+        recipe.data,
+        seed=recipe.train.seed,
+        manifest_path=run_dir / "manifest.csv",
+        folds=folds,
+        progress=progress,
     )
     results = []
     for k in range(folds):
@@ -595,8 +642,13 @@ def train_folds(
             results.append(json.loads((fold_dir / "metrics.json").read_text())["val"])
             continue
         trainer = Trainer(
-            recipe, fold_dir, source=source, items=items, val_split=f"fold{k}",
-            progress=progress, command=command,
+            recipe,
+            fold_dir,
+            source=source,
+            items=items,
+            val_split=f"fold{k}",
+            progress=progress,
+            command=command,
         )
         results.append(trainer.fit(resume=resume).val_metrics)
     keys = ["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision"]

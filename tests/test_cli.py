@@ -1,0 +1,157 @@
+"""Every CLI command end to end, as a user runs it: a real `fakescope` process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--set", "model.kwargs={widths: [8, 16, 32]}",
+    "--set", "train.epochs=2",
+    "--set", "train.batch_size=8",
+    "--set", "train.precision=fp32",
+    "--set", "train.threads=1",
+    "--set", "data.val_fraction=0.25",
+]  # fmt: skip
+
+
+def fakescope(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "fakescope", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, toy_folder: Path) -> Path:
+    run = tmp_path_factory.mktemp("cli") / "run"
+    fakescope("train", toy_folder, "--out", run, "--quiet", *TINY)
+    return run
+
+
+def test_version_and_help() -> None:
+    assert "fakescope 0.1.0" in fakescope("--version").stdout
+    help_text = fakescope("--help").stdout
+    for command in ("data", "train", "predict", "evaluate", "models", "info", "demo"):
+        assert command in help_text
+
+
+def test_models_lists_the_registry() -> None:
+    listing = fakescope("models").stdout
+    for name in ("resnet_se", "tf_efficientnet_lite0", "convnextv2_atto", "resnet50"):
+        assert name in listing
+
+
+def test_audit_writes_json(toy_folder: Path, tmp_path: Path) -> None:
+    proc = fakescope("data", "audit", toy_folder, "--json", tmp_path / "a.json", "--quiet")
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["total"] == 40
+    for key in ("within_class", "across_classes"):
+        assert key in report["duplicates"]
+    for key in ("leaks", "unreadable", "bias_warnings"):
+        assert key in report
+    assert "real" in proc.stdout
+
+
+def test_split_writes_a_manifest(toy_folder: Path, tmp_path: Path) -> None:
+    fakescope("data", "split", toy_folder, "--out", tmp_path / "m.csv", "--seed", "1", "-q")
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    assert {r["split"] for r in rows} == {"train", "val", "test"} and len(rows) == 40
+    fakescope("data", "split", toy_folder, "--out", tmp_path / "k.csv", "--folds", "4", "-q")
+    rows = list(csv.DictReader((tmp_path / "k.csv").open()))
+    assert {r["split"] for r in rows} == {"fold0", "fold1", "fold2", "fold3"}
+
+
+def test_train_run_layout(trained: Path) -> None:
+    for name in ("bundle/bundle.json", "metrics.json", "recipe.yaml", "manifest.csv"):
+        assert (trained / name).is_file(), name
+
+
+def test_train_on_a_split_manifest(toy_folder: Path, tmp_path: Path) -> None:
+    fakescope("data", "split", toy_folder, "--out", tmp_path / "m.csv", "-q")
+    fakescope("train", tmp_path / "m.csv", "--out", tmp_path / "run", "-q", *TINY)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"] is not None and metrics["test"]["n"] > 0
+
+
+def test_bad_config_is_rejected_before_work(toy_folder: Path, tmp_path: Path) -> None:
+    proc = fakescope(
+        "train", toy_folder, "--out", tmp_path / "r", "--set", "train.epochs=-1", check=False
+    )
+    assert proc.returncode == 2
+    assert "train.epochs" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_predict_formats(trained: Path, toy_folder: Path, tmp_path: Path) -> None:
+    bundle = trained / "bundle"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    rows = json.loads(
+        fakescope("predict", "--bundle", bundle, toy_folder, text, "-f", "json").stdout
+    )
+    assert len(rows) == 41
+    bad = [r for r in rows if r["error"]]
+    assert len(bad) == 1 and bad[0]["path"].endswith("notes.jpg")
+    assert set(rows[0]) == {"path", "p_fake", "label", "unsure", "error"}
+    csv_text = fakescope("predict", "-b", bundle, toy_folder / "fake", "-f", "csv").stdout
+    assert csv_text.splitlines()[0] == "path,p_fake,label,unsure,error"
+    table = fakescope("predict", "-b", bundle, toy_folder / "real" / "0000.png").stdout
+    assert "0000.png" in table
+    fakescope("predict", "-b", bundle, toy_folder, "-f", "json", "--out", tmp_path / "p.json")
+    assert len(json.loads((tmp_path / "p.json").read_text())) == 40
+
+
+def test_evaluate_and_info(trained: Path, toy_zip: Path, tmp_path: Path) -> None:
+    proc = fakescope(
+        "evaluate", toy_zip, "--bundle", trained / "bundle", "--out", tmp_path / "ev", "-q"
+    )
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == 40 and "roc_auc" in metrics
+    assert "accuracy" in proc.stdout
+    assert "Model card" in fakescope("info", "--bundle", trained / "bundle").stdout
+
+
+def test_resume_through_the_cli(toy_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fakescope("train", toy_folder, "--out", run, "-q", *TINY)
+    again = fakescope("train", toy_folder, "--out", run, "-q", *TINY, check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    shutil.rmtree(run / "bundle")
+    fakescope("train", toy_folder, "--out", run, "--resume", "-q")
+    assert (run / "bundle" / "bundle.json").is_file()
+
+
+def test_tampered_bundle_is_a_clear_error(trained: Path, tmp_path: Path, toy_folder: Path) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(trained / "bundle", copy)
+    (copy / "bundle.json").write_text(
+        (copy / "bundle.json").read_text().replace("resnet_se", "resnet18")
+    )
+    proc = fakescope("predict", "--bundle", copy, toy_folder, check=False)
+    assert proc.returncode == 2 and "checksum mismatch" in proc.stderr
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    proc = fakescope("data", "audit", tmp_path / "nowhere", check=False)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_demo_without_data_says_where_to_get_cifake(tmp_path: Path) -> None:
+    proc = fakescope("demo", "--data", tmp_path / "absent.zip", check=False)
+    assert proc.returncode == 2 and "CIFAKE" in proc.stderr and "real/" in proc.stderr

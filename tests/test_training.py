@@ -1,0 +1,222 @@
+"""Recipes, the training loop, checkpoints and exact resume, k-fold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fakescope.config import Recipe, apply_overrides, load_recipe, validate_recipe
+from fakescope.errors import ConfigError
+from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
+from fakescope.training.trainer import (
+    TrainingInterrupted,
+    cosine_factor,
+    train,
+    train_folds,
+)
+
+
+def tiny_recipe(**train_overrides: object) -> Recipe:
+    """A seconds-long recipe on the toy data: small resnet_se, fp32, one thread."""
+    data = {
+        "name": "tiny",
+        "model": {"name": "resnet_se", "drop_rate": 0.0, "kwargs": {"widths": [8, 16, 32]}},
+        "data": {"val_fraction": 0.25, "augment": {"hflip": True, "pad_crop": 2}},
+        "train": {
+            "epochs": 2,
+            "batch_size": 8,
+            "lr": 0.003,
+            "warmup_epochs": 0.5,
+            "precision": "fp32",
+            "threads": 1,
+            "checkpoint_every_steps": 2,
+            **train_overrides,
+        },
+    }
+    return validate_recipe(data)
+
+
+# -- recipes -------------------------------------------------------------------------------
+def test_recipe_defaults_validate() -> None:
+    recipe = validate_recipe({})
+    assert recipe.model.name == "resnet_se"
+    assert recipe.train.epochs >= 1
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"train": {"epochs": 0}}, "train.epochs"),
+        ({"train": {"lr": -1}}, "train.lr"),
+        ({"train": {"epochs": 2, "freeze_epochs": 2}}, "freeze_epochs"),
+        ({"trian": {}}, "trian"),
+        ({"model": {"name": "resnet_sse"}}, "resnet_se"),
+        ({"data": {"cache": "ram"}}, "data.cache"),
+    ],
+)
+def test_bad_recipes_are_rejected_with_the_key(data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        validate_recipe(data)
+
+
+def test_recipe_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\ntrain:\n  epochs: 4\n")
+    recipe = load_recipe(path, ["train.epochs=7", "model.kwargs={widths: [8, 16, 32]}"])
+    assert recipe.train.epochs == 7
+    assert recipe.model.kwargs == {"widths": [8, 16, 32]}
+    with pytest.raises(ConfigError, match="section.key=value"):
+        apply_overrides({}, ["epochs"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_recipe(tmp_path / "list.yaml")
+
+
+def test_shipped_recipes_validate() -> None:
+    recipes = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(recipes.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"default", "quick"}
+    for file in files:
+        load_recipe(file)
+    assert load_recipe("quick").name == "quick"  # a shipped recipe by name
+
+
+def test_cosine_schedule_warms_up_and_decays() -> None:
+    factors = [cosine_factor(s, 100, 10, 0.01) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1)
+    assert max(factors) == pytest.approx(1.0)
+    assert factors[-1] == pytest.approx(0.01, abs=0.01)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_optimizer_state_round_trips_without_pickle() -> None:
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors, info = flatten_optimizer(opt.state_dict())
+    restored = unflatten_optimizer(tensors, json.loads(json.dumps(info)))
+    fresh = torch.optim.AdamW(model.parameters(), lr=0.1)
+    fresh.load_state_dict(restored)
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(fresh.state_dict()["state"][0][key], opt.state_dict()["state"][0][key])
+
+
+# -- training ------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_training_learns_the_toy_task_and_writes_a_run(toy_folder: Path, tmp_path: Path) -> None:
+    result = train(toy_folder, tiny_recipe(epochs=8), tmp_path / "run", progress=False)
+    assert result.val_metrics["accuracy"] >= 0.9
+    run = tmp_path / "run"
+    for name in ("bundle/model.safetensors", "bundle/bundle.json", "metrics.json", "manifest.csv"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    history = json.loads((run / "metrics.json").read_text())["history"]
+    assert len(history) == result.epochs_run and history[0]["images_per_second"] > 0
+
+
+def test_existing_run_needs_resume(toy_folder: Path, tmp_path: Path) -> None:
+    train(toy_folder, tiny_recipe(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(toy_folder, tiny_recipe(epochs=1), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(toy_folder, None, tmp_path / "other", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="different"):
+        train(toy_folder, tiny_recipe(epochs=5), tmp_path / "run", resume=True, progress=False)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
+
+
+def test_resume_after_interrupt_gives_the_same_weights(toy_folder: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(epochs=2)
+    straight = train(toy_folder, recipe, tmp_path / "straight", progress=False)
+
+    # 30 training images, batch 8: 3 steps an epoch. Interrupted mid-epoch 1 (after 2 steps),
+    # then again mid-epoch 2 (after 2 more), then run to the end.
+    with pytest.raises(TrainingInterrupted, match="checkpoint saved"):
+        train(toy_folder, recipe, tmp_path / "resumed", progress=False, stop_after_steps=2)
+    with pytest.raises(TrainingInterrupted):
+        train(
+            toy_folder, None, tmp_path / "resumed", resume=True, progress=False, stop_after_steps=2
+        )
+    resumed = train(toy_folder, None, tmp_path / "resumed", resume=True, progress=False)
+
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    assert resumed.val_metrics == straight.val_metrics
+
+    def without_speed(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in h.items() if k != "images_per_second"} for h in history]
+
+    assert without_speed(resumed.history) == without_speed(straight.history)
+
+
+def test_unreadable_training_images_are_skipped_and_reported(
+    toy_folder: Path, bad_files: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_folder, data)
+    shutil.copy(bad_files["truncated.jpg"], data / "fake" / "broken.jpg")
+    shutil.copy(bad_files["text.jpg"], data / "real" / "notes.jpg")
+    result = train(data, tiny_recipe(epochs=1), tmp_path / "run", progress=False)
+    skipped = json.loads((tmp_path / "run" / "metrics.json").read_text())["skipped"]
+    assert {Path(s["path"]).name for s in skipped} == {"broken.jpg", "notes.jpg"}
+    assert all(s["reason"] for s in skipped)
+    assert result.bundle_dir.is_dir()
+
+
+def test_two_phase_transfer_freezes_the_backbone_first(toy_folder: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(epochs=2, freeze_epochs=1, finetune_lr_scale=0.1)
+    from fakescope.models import create_model
+
+    # phase 1 only: stop at the end of epoch 1 (3 steps)
+    with pytest.raises(TrainingInterrupted):
+        train(toy_folder, recipe, tmp_path / "run", progress=False, stop_after_steps=3)
+    after = _weights(tmp_path / "run")
+    torch.manual_seed(0)  # the trainer seeds with train.seed=0 before building the model
+    initial = create_model("resnet_se", widths=[8, 16, 32])
+    names = [n for n, _ in initial.named_parameters()]
+    head = [n for n in names if n.startswith("fc.")]
+    body = [n for n in names if not n.startswith("fc.")]
+    assert head and body
+    for name in head:
+        assert not torch.equal(after[name], initial.state_dict()[name]), name
+    for name in body:  # no gradient, no weight decay: exactly the initial values
+        assert torch.equal(after[name], initial.state_dict()[name]), name
+
+
+@pytest.mark.slow
+def test_kfold_writes_one_bundle_per_fold_and_a_summary(toy_folder: Path, tmp_path: Path) -> None:
+    summary = train_folds(toy_folder, tiny_recipe(epochs=1), tmp_path / "cv", 3, progress=False)
+    assert summary["folds"] == 3 and len(summary["per_fold"]) == 3
+    assert set(summary["accuracy"]) == {"mean", "std"}
+    for k in range(3):
+        assert (tmp_path / "cv" / f"fold{k}" / "bundle" / "bundle.json").is_file()
+    manifest = (tmp_path / "cv" / "manifest.csv").read_text()
+    assert "fold2" in manifest
+
+
+def test_disk_cache_round_trips(toy_folder: Path, tmp_path: Path) -> None:
+    from fakescope.data.cache import load_or_decode
+    from fakescope.data.sources import open_source
+    from fakescope.data.transforms import Preprocessing
+
+    source = open_source(toy_folder)
+    pre = Preprocessing(input_size=16)
+    kwargs = {"fingerprint": source.fingerprint(), "mode": "disk", "cache_dir": tmp_path}
+    first = load_or_decode(source.items, source.read_bytes, pre, progress=False, **kwargs)
+    second = load_or_decode(source.items, source.read_bytes, pre, progress=False, **kwargs)
+    assert torch.equal(first.images, second.images) and first.paths == second.paths
+    assert first.images.shape == (len(source.items), 3, 16, 16)
