@@ -40,11 +40,6 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _command_line() -> str:
     return "fakescope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -243,14 +238,15 @@ def predict(
         text = buffer.getvalue()
     else:
         text = ""
-        table = Table("path", "p_fake", "label", "unsure", "error")
+        table = Table("p_fake", "label", "unsure", "error")
+        table.add_column("path", overflow="fold")
         for r in results:
             table.add_row(
-                r.path,
                 "-" if r.p_fake is None else f"{r.p_fake:.4f}",
                 r.label or "-",
                 "-" if r.unsure is None else ("yes" if r.unsure else "no"),
                 r.error or "",
+                r.path,
             )
     if out_file:
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +319,8 @@ def run() -> None:
     try:
         app()
     except FakescopeError as exc:
-        _fail(str(exc))
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
