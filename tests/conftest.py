@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from imagegen import make_bad_files, make_dataset  # tests/ is on sys.path (rootdir conftest)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# Tests run against src/ even when the package is not installed in the environment.
-if str(REPO_ROOT / "src") not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT / "src"))
-
-from imagegen import make_bad_files, make_dataset  # noqa: E402  (tests/ is on sys.path)
 
 # -- data ----------------------------------------------------------------------------------
 

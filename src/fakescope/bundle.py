@@ -219,14 +219,16 @@ def load_bundle(path: str | os.PathLike) -> tuple[torch.nn.Module, BundleMeta]:
 
 
 def update_meta(path: str | os.PathLike, **changes: Any) -> dict[str, Any]:
-    """Change metadata fields of a verified bundle (e.g. temperature) and re-sign it."""
+    """Change metadata fields of a verified bundle (e.g. temperature), re-sign it and
+    re-render its model card."""
+    from fakescope.model_card import render_model_card
+
     folder = Path(path)
     meta = read_meta(folder)
     meta.update(changes)
-    if "threshold" in changes or "unsure_margin" in changes:
-        margin, t = float(meta["unsure_margin"]), float(meta["threshold"])
-        meta["unsure_band"] = [max(0.0, t - margin), min(1.0, t + margin)]
+    meta["unsure_band"] = list(BundleMeta.from_dict(meta).unsure_band)
     write_meta(folder, meta, weights_sha256=meta["weights_sha256"])
+    (folder / CARD_FILE).write_text(render_model_card(BundleMeta.from_dict(meta)))
     return meta
 
 
