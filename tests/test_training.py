@@ -15,6 +15,7 @@ from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
 from fakescope.training.trainer import (
     TrainingInterrupted,
     cosine_factor,
+    schedule_position,
     train,
     train_folds,
 )
@@ -93,6 +94,33 @@ def test_cosine_schedule_warms_up_and_decays() -> None:
     assert max(factors) == pytest.approx(1.0)
     assert factors[-1] == pytest.approx(0.01, abs=0.01)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_time_budget_moves_the_schedule_on_a_slow_machine() -> None:
+    assert schedule_position(10, 100, elapsed=30.0, budget=None) == 10
+    assert schedule_position(10, 100, elapsed=30.0, budget=60.0) == 50  # half the time: mid-way
+    assert schedule_position(80, 100, elapsed=30.0, budget=60.0) == 80  # fast: steps lead
+    assert schedule_position(10, 100, elapsed=90.0, budget=60.0) == 100
+
+
+def test_class_imbalance_weights_the_loss(toy_folder: Path, tmp_path: Path) -> None:
+    from fakescope.data.sources import open_source
+    from fakescope.training.splits import prepare_split
+    from fakescope.training.trainer import Trainer
+
+    source = open_source(toy_folder)
+    recipe = tiny_recipe(epochs=1)
+    items = prepare_split(
+        source, recipe.data, seed=0, manifest_path=tmp_path / "m.csv", progress=False
+    )
+    train_fakes = [it for it in items if it.label == 1 and it.split == "train"]
+    items = [it for it in items if it not in train_fakes[: len(train_fakes) * 2 // 3]]
+    trainer = Trainer(recipe, tmp_path / "run", source=source, items=items, progress=False)
+    trainer._load_data()
+    trainer._build()
+    n_real, n_fake = trainer.class_counts["real"], trainer.class_counts["fake"]
+    assert n_real > 2 * n_fake
+    assert trainer.loss_fn.pos_weight.item() == pytest.approx(n_real / n_fake)
 
 
 def test_optimizer_state_round_trips_without_pickle() -> None:

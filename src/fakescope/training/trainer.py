@@ -91,6 +91,14 @@ def cosine_factor(step: int, total: int, warmup: int, min_ratio: float) -> float
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def schedule_position(step: int, total: int, elapsed: float, budget: float | None) -> int:
+    """Where in the schedule we are: by steps, or by the clock when that is further along,
+    so that a slower machine still reaches the end of the schedule when the time is up."""
+    if not budget:
+        return step
+    return max(step, min(total, int(elapsed / budget * total)))
+
+
 def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
@@ -255,10 +263,8 @@ class Trainer:
     def _set_lr(self, global_step: int, epoch: int, elapsed: float = 0.0) -> float:
         total = self.cfg.epochs * self._steps_per_epoch()
         warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
-        step = global_step
-        if self.cfg.schedule_by_time and self.cfg.max_minutes:
-            # a slower machine still reaches the end of the schedule when the time is up
-            step = max(step, int(elapsed / (self.cfg.max_minutes * 60) * total))
+        budget = self.cfg.max_minutes * 60 if self.cfg.schedule_by_time else None
+        step = schedule_position(global_step, total, elapsed, budget)
         factor = cosine_factor(step, total, warmup, self.cfg.min_lr_ratio)
         lr = self.cfg.lr * factor
         finetuning = self.cfg.freeze_epochs > 0
