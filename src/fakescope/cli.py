@@ -263,29 +263,137 @@ def predict(
         )
 
 
+class ThresholdPolicyOpt(str, Enum):
+    bundle = "bundle"
+    max_f1 = "max_f1"
+    youden = "youden"
+    target_fpr = "target_fpr"
+
+
 @app.command("evaluate")
 def evaluate(
-    source: Annotated[str, typer.Argument(help="Labelled folder, archive or CSV.")],
+    sources: Annotated[
+        list[str],
+        typer.Argument(metavar="SOURCE", help="Labelled folders, archives or CSVs (one row each)."),
+    ],
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for metrics.json and predictions.csv.")
+        Path, typer.Option("--out", help="Folder for metrics.json, predictions.csv, report.html.")
     ],
     bundle: BundleOpt = None,
     split: Annotated[
         str | None, typer.Option(help="Only rows of this split (CSV manifests).")
     ] = None,
+    val: Annotated[
+        str | None,
+        typer.Option("--val", help="Validation source: choose the threshold there, not on test."),
+    ] = None,
+    val_split: Annotated[
+        str | None, typer.Option(help="Split of --val to use (default: 'val' if it has one).")
+    ] = None,
+    threshold_policy: Annotated[
+        ThresholdPolicyOpt | None,
+        typer.Option(help="bundle (default without --val) or how to choose it on --val."),
+    ] = None,
+    target_fpr: Annotated[
+        float | None, typer.Option(help="FPR for --threshold-policy target_fpr (0.01).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Metrics at the bundle's threshold: accuracy, precision, recall, F1, ROC-AUC, AP."""
+    """Metrics with 95% CIs, plots and report.html; per data set when given several."""
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.inference import Detector
 
     metrics = run_evaluation(
-        Detector.load(bundle), source, out_dir, split=split, progress=not quiet
+        Detector.load(bundle),
+        sources,
+        out_dir,
+        split=split,
+        progress=not quiet,
+        val_source=val,
+        val_split=val_split,
+        threshold_policy=threshold_policy.value if threshold_policy else None,
+        target_fpr=target_fpr,
     )
-    _print_metrics(metrics, title=f"evaluation of {source}")
+    _print_evaluation(metrics, title=f"evaluation of {', '.join(sources)}")
     if metrics["unreadable"]:
         console.print(f"[yellow]{len(metrics['unreadable'])} unreadable images skipped[/]")
-    console.print(f"metrics: {out_dir / 'metrics.json'}")
+    description = metrics["threshold_source"]["description"]
+    console.print(f"threshold {metrics['threshold']:.4f} from {description}")
+    console.print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
+
+
+def _print_evaluation(metrics: dict, title: str) -> None:
+    from fakescope.evaluation.report import GROUP_COLUMNS, fmt, metrics_table_rows
+
+    table = Table("metric", "value", "95% CI", title=title)
+    table.add_row("n", str(metrics["n"]), "")
+    table.add_row("threshold", fmt(metrics["threshold"]), "")
+    for label, value, interval in metrics_table_rows(metrics):
+        table.add_row(label, fmt(value), interval)
+    cm = metrics["confusion_matrix"]["rows_true_cols_pred"]
+    table.add_row("confusion (true real)", f"pred real {cm[0][0]} / pred fake {cm[0][1]}", "")
+    table.add_row("confusion (true fake)", f"pred real {cm[1][0]} / pred fake {cm[1][1]}", "")
+    out.print(table)
+    per_group = metrics.get("per_group")
+    if per_group:
+        groups = Table(per_group["by"], *(label for _, label in GROUP_COLUMNS))
+        for row in [*per_group["rows"], per_group["mean"]]:
+            groups.add_row(row["group"], *(fmt(row.get(k)) for k, _ in GROUP_COLUMNS))
+        out.print(groups)
+    oracle = metrics.get("oracle") or {}
+    if oracle.get("accuracy") is not None:
+        console.print(
+            f"[dim]oracle (threshold tuned on this test data, not a valid estimate): "
+            f"accuracy {oracle['accuracy']:.4f} at {oracle['best_threshold_on_test']:.4f}[/]"
+        )
+
+
+@app.command("calibrate")
+def calibrate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder to calibrate (updated in place).")],
+    val_source: Annotated[str, typer.Argument(help="Labelled validation folder, archive or CSV.")],
+    split: Annotated[
+        str | None, typer.Option(help="Split of VAL_SOURCE (default: 'val' if it has one).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Fit the temperature on validation data and store it in the bundle (re-signed)."""
+    from fakescope.evaluation.calibration import calibrate_bundle
+    from fakescope.evaluation.report import fmt
+
+    result = calibrate_bundle(bundle, val_source, split=split, progress=not quiet)
+    table = Table("", "before", "after", title=f"calibration on {result['n']} images")
+    for key in ("temperature", "threshold", "ece", "log_loss", "accuracy"):
+        table.add_row(key, fmt(result["before"][key]), fmt(result["after"][key]))
+    out.print(table)
+    console.print(f"bundle updated: {bundle} (decisions unchanged; probabilities recalibrated)")
+
+
+@app.command("compare")
+def compare(
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH", help="BUNDLE... SOURCE: bundles, then one labelled source."),
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for metrics.json, report.html.")],
+    split: Annotated[
+        str | None, typer.Option(help="Only rows of this split (CSV manifests).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Compare bundles on the same data: one metrics table, overlaid ROC and PR curves."""
+    from fakescope.evaluation.evaluate import compare_models
+    from fakescope.evaluation.report import fmt
+
+    if len(paths) < 2:
+        raise typer.BadParameter("give at least one BUNDLE and then the SOURCE")
+    result = compare_models(paths[:-1], paths[-1], out_dir, split=split, progress=not quiet)
+    keys = ("n", "threshold", "accuracy", "f1", "roc_auc", "average_precision", "eer", "ece")
+    table = Table("model", *keys, title=f"comparison on {paths[-1]}")
+    for model in result["models"]:
+        table.add_row(model["name"], *(fmt(model["metrics"][k]) for k in keys))
+    out.print(table)
+    console.print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
 
 
 @app.command("info")

@@ -314,7 +314,7 @@ class Trainer:
         labels = self.val_set.labels
         loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
         probs = torch.sigmoid(logits).numpy()
-        metrics = binary_metrics(labels.numpy(), probs, 0.5)
+        metrics = binary_metrics(labels.numpy(), probs, 0.5, bootstrap=0)  # CIs only at the end
         return {
             "loss": loss,
             "accuracy": metrics["accuracy"],

@@ -1,0 +1,486 @@
+"""One self-contained HTML report page: inline CSS, images as data URIs, no scripts.
+
+`ReportBuilder` holds an ordered list of sections, each rendered as
+``<section id="...">`` between ``<!-- section:ID -->`` markers. Other steps add to it
+(`add_section`, `add_table`, `add_image`) before it is written, or fill a section of an
+already written page with :func:`fill_section` (e.g. the Grad-CAM gallery of the
+``explanations`` placeholder). All text is escaped; only HTML built here is trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fakescope import __version__
+
+# Sections every evaluation report has, in page order (placeholders included).
+EVALUATION_SECTIONS = (
+    "summary",
+    "metrics",
+    "per-group",
+    "plots",
+    "per-class",
+    "confusion",
+    "oracle",
+    "explanations",
+    "embeddings",
+)
+PLACEHOLDERS = {
+    "explanations": (
+        "Explanation gallery",
+        "Grad-CAM heat maps of the most confident and the most wrong predictions go here; "
+        "they are added by the explanation step (not run for this report).",
+    ),
+    "embeddings": (
+        "Embeddings (t-SNE)",
+        "A t-SNE map of the detector's features, coloured by class and generator, goes here; "
+        "it is added by the embedding step (not run for this report).",
+    ),
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;
+background:#f6f7f9;line-height:1.45}
+header{background:#1d2330;color:#fff;padding:18px 32px}
+header h1{margin:0 0 4px;font-size:22px}header p{margin:0;color:#c5cad3;font-size:13px}
+nav{padding:8px 32px;background:#e8ebf0;font-size:13px}nav a{margin-right:14px;color:#2a4d8f}
+main{padding:8px 32px 40px;max-width:1200px}
+section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 20px;
+margin:16px 0}
+h2{font-size:18px;margin:0 0 10px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left}
+th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.mean td{font-weight:600;background:#f7f8fa}
+figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
+figure img{max-width:560px;border:1px solid #eee}
+figcaption{font-size:12px;color:#555;max-width:560px}
+.warning{border-left:5px solid #d9822b;background:#fff7ed}
+.placeholder{color:#666;font-style:italic}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:0;font-size:14px}
+dt{font-weight:600}dd{margin:0}
+"""
+
+_ID = re.compile(r"[^a-z0-9]+")
+
+
+def escape(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def slug(title: str) -> str:
+    return _ID.sub("-", title.lower()).strip("-") or "section"
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    """A number for a table: floats to `digits` places, None as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def image_data_uri(image: str | os.PathLike | bytes) -> str:
+    """A PNG (path or bytes) as a ``data:image/png;base64,...`` URI."""
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def figure_html(image: str | os.PathLike | bytes, caption: str = "", alt: str = "") -> str:
+    caption_html = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
+    return (
+        f'<figure><img src="{image_data_uri(image)}" alt="{escape(alt or caption)}">'
+        f"{caption_html}</figure>"
+    )
+
+
+def table_html(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    row_classes: Sequence[str] | None = None,
+) -> str:
+    """An escaped table; numbers are right-aligned and formatted with :func:`fmt`."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = []
+    for index, row in enumerate(rows):
+        cells = "".join(
+            f'<td class="num">{escape(fmt(v))}</td>'
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{escape(fmt(v))}</td>"
+            for v in row
+        )
+        cls = row_classes[index] if row_classes and row_classes[index] else ""
+        body.append(f'<tr class="{escape(cls)}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def definition_list(pairs: Sequence[tuple[str, object]]) -> str:
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(fmt(v))}</dd>" for k, v in pairs)
+    return f"<dl>{items}</dl>"
+
+
+def paragraph(text: str, cls: str = "") -> str:
+    attr = f' class="{escape(cls)}"' if cls else ""
+    return f"<p{attr}>{escape(text)}</p>"
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    body: str  # trusted HTML built with the helpers above
+    css_class: str = ""
+
+    def render(self) -> str:
+        cls = f' class="{escape(self.css_class)}"' if self.css_class else ""
+        return (
+            f"<!-- section:{self.id} -->\n"
+            f'<section id="{escape(self.id)}"{cls}>\n<h2>{escape(self.title)}</h2>\n'
+            f"{self.body}\n</section>\n<!-- /section:{self.id} -->"
+        )
+
+
+@dataclass
+class ReportBuilder:
+    """An HTML report assembled section by section; `write` produces one standalone file."""
+
+    title: str
+    subtitle: str = ""
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, section_id: str) -> Section | None:
+        return next((s for s in self.sections if s.id == section_id), None)
+
+    def add_section(
+        self, title: str, html_body: str = "", *, id: str | None = None, css_class: str = ""
+    ) -> str:
+        """Add a section of trusted HTML (or replace the one with this id, keeping its place).
+
+        Returns the section's id (derived from the title when not given).
+        """
+        section = Section(id or slug(title), title, html_body, css_class)
+        for index, existing in enumerate(self.sections):
+            if existing.id == section.id:
+                self.sections[index] = section
+                return section.id
+        self.sections.append(section)
+        return section.id
+
+    def add_text(self, title: str, text: str, *, id: str | None = None) -> str:
+        return self.add_section(title, paragraph(text), id=id)
+
+    def add_table(
+        self,
+        title: str,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        *,
+        id: str | None = None,
+        note: str = "",
+    ) -> str:
+        body = (paragraph(note) if note else "") + table_html(headers, rows)
+        return self.add_section(title, body, id=id)
+
+    def add_image(
+        self,
+        title: str,
+        image: str | os.PathLike | bytes,
+        caption: str = "",
+        *,
+        id: str | None = None,
+        section: str | None = None,
+    ) -> str:
+        """Embed a PNG: appended to section `section` if it exists, else a new section."""
+        figure = figure_html(image, caption, alt=title)
+        target = self.section(section) if section else None
+        if target is not None:
+            if target.css_class == "placeholder":  # the first real content replaces the note
+                target.body, target.css_class = "", ""
+            target.body += figure
+            return target.id
+        return self.add_section(title, figure, id=id or section)
+
+    def add_placeholder(self, section_id: str, title: str, text: str) -> str:
+        return self.add_section(
+            title, paragraph(text, "placeholder"), id=section_id, css_class="placeholder"
+        )
+
+    def render(self) -> str:
+        nav = " ".join(f'<a href="#{escape(s.id)}">{escape(s.title)}</a>' for s in self.sections)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        subtitle = escape(self.subtitle + (" · " if self.subtitle else ""))
+        body = "\n".join(s.render() for s in self.sections)
+        return (
+            "<!DOCTYPE html>\n"
+            '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{escape(self.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+            f"<header><h1>{escape(self.title)}</h1>"
+            f"<p>{subtitle}fakescope {escape(__version__)} · {escape(stamp)}</p></header>\n"
+            f"<nav>{nav}</nav>\n<main>\n{body}\n<!-- /sections -->\n</main>\n</body>\n</html>\n"
+        )
+
+    def write(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.render(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+
+def fill_section(
+    report_path: str | os.PathLike, section_id: str, title: str, html_body: str
+) -> Path:
+    """Replace (or append) one section of an already written report, in place."""
+    path = Path(report_path)
+    page = path.read_text(encoding="utf-8")
+    rendered = Section(section_id, title, html_body).render()
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(section_id)} -->.*?<!-- /section:{re.escape(section_id)} -->",
+        re.DOTALL,
+    )
+    if pattern.search(page):
+        page = pattern.sub(lambda _: rendered, page, count=1)
+    else:
+        page = page.replace("<!-- /sections -->", rendered + "\n<!-- /sections -->", 1)
+        link = f'<a href="#{escape(section_id)}">{escape(title)}</a>'
+        page = page.replace("</nav>", f" {link}</nav>", 1)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# -- evaluation report ---------------------------------------------------------------------
+METRIC_ROWS = (
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced accuracy"),
+    ("precision", "precision (fake)"),
+    ("recall", "recall (fake)"),
+    ("f1", "F1 (fake)"),
+    ("roc_auc", "ROC-AUC"),
+    ("average_precision", "average precision"),
+    ("eer", "equal error rate"),
+    ("tpr_at_fpr_1pct", "TPR at 1% FPR"),
+    ("tpr_at_fpr_5pct", "TPR at 5% FPR"),
+    ("log_loss", "log-loss"),
+    ("brier", "Brier score"),
+    ("ece", "ECE (15 bins)"),
+)
+GROUP_COLUMNS = (
+    ("n", "n"),
+    ("accuracy", "acc"),
+    ("real_accuracy", "real acc"),
+    ("fake_accuracy", "fake acc"),
+    ("f1", "F1"),
+    ("roc_auc", "AUC"),
+    ("average_precision", "AP"),
+)
+PLOT_CAPTIONS = {
+    "roc": "ROC curve: fakes caught against reals falsely flagged, over all thresholds.",
+    "pr": "Precision-recall curve (fake is the positive class); dotted: the fake prevalence.",
+    "scores": "Score distributions per true class, the decision threshold and the unsure band.",
+    "reliability": "Reliability diagram: observed fraction of fakes per p(fake) bin.",
+    "thresholds": "Accuracy, precision, recall and F1 as the threshold moves; dashed: chosen.",
+    "confusion": "Confusion matrix in counts and normalized by true class.",
+}
+
+
+def _interval(pair: Sequence[float] | None, digits: int = 4) -> str:
+    return "-" if not pair else f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
+
+
+def metrics_table_rows(metrics: Mapping[str, Any]) -> list[list[object]]:
+    """(label, value, "[lo, hi]" or "-") for each headline metric."""
+    ci = metrics.get("ci95") or {}
+    return [[label, metrics.get(key), _interval(ci.get(key))] for key, label in METRIC_ROWS]
+
+
+def group_table(per_group: Mapping[str, Any]) -> str:
+    headers = [per_group.get("by", "group")] + [label for _, label in GROUP_COLUMNS]
+    rows = [[r["group"]] + [r.get(k) for k, _ in GROUP_COLUMNS] for r in per_group["rows"]]
+    mean = per_group["mean"]
+    rows.append(["mean"] + [mean.get(k) if k != "n" else None for k, _ in GROUP_COLUMNS])
+    classes = [""] * (len(rows) - 1) + ["mean"]
+    return table_html(headers, rows, row_classes=classes)
+
+
+def evaluation_report(
+    metrics: Mapping[str, Any],
+    plots: Mapping[str, str | os.PathLike],
+    *,
+    model: Mapping[str, Any],
+) -> ReportBuilder:
+    """The standard evaluation page from `evaluate`'s metrics and plot files."""
+    sources = metrics.get("sources") or [metrics.get("source")]
+    builder = ReportBuilder("fakescope evaluation", subtitle=", ".join(map(str, sources)))
+    threshold_info = metrics.get("threshold_source", {})
+    counts = metrics["confusion_matrix"]["rows_true_cols_pred"]
+    builder.add_section(
+        "Summary",
+        definition_list(
+            [
+                ("model", model.get("bundle") or "(in-memory detector)"),
+                ("architecture", model.get("architecture")),
+                ("data", ", ".join(map(str, sources))),
+                ("split", metrics.get("split") or "all labelled images"),
+                ("images", f"{metrics['n']} ({sum(counts[0])} real, {sum(counts[1])} fake)"),
+                ("unreadable (skipped)", len(metrics.get("unreadable", []))),
+                ("threshold", metrics["threshold"]),
+                ("threshold from", threshold_info.get("description", "the bundle")),
+                ("temperature", metrics.get("temperature")),
+                ("unsure band", _interval(metrics.get("unsure_band"))),
+            ]
+        ),
+        id="summary",
+    )
+    builder.add_table(
+        "Metrics",
+        ["metric", "value", "95% CI (bootstrap)"],
+        metrics_table_rows(metrics),
+        id="metrics",
+        note=f"At threshold {metrics['threshold']:.4f} on p(fake); fake is the positive class. "
+        "Intervals: percentile bootstrap over images (1000 resamples).",
+    )
+    per_group = metrics.get("per_group")
+    if per_group:
+        builder.add_section(
+            f"Per {per_group.get('by', 'group')}",
+            (paragraph(per_group["note"]) if per_group.get("note") else "")
+            + group_table(per_group)
+            + paragraph("mean: unweighted mean of the rows above (as in NPR/UniversalFakeDetect)."),
+            id="per-group",
+        )
+    else:
+        builder.add_section(
+            "Per data set / generator",
+            paragraph(
+                "One data set without a generator column: nothing to break down. Pass several "
+                "sources, or a CSV manifest with a generator column.",
+                "placeholder",
+            ),
+            id="per-group",
+            css_class="placeholder",
+        )
+    builder.add_section(
+        "Plots",
+        "".join(
+            figure_html(path, PLOT_CAPTIONS.get(name, name), alt=name)
+            for name, path in plots.items()
+            if name != "confusion"
+        ),
+        id="plots",
+    )
+    report = metrics.get("classification_report") or {}
+    class_rows = [
+        [name, v.get("precision"), v.get("recall"), v.get("f1-score"), int(v.get("support", 0))]
+        for name, v in report.items()
+        if isinstance(v, dict)
+    ]
+    if "accuracy" in report:
+        class_rows.append(["accuracy", None, None, report["accuracy"], metrics["n"]])
+    builder.add_table(
+        "Per-class report",
+        ["class", "precision", "recall", "F1", "support"],
+        class_rows,
+        id="per-class",
+    )
+    cm = metrics["confusion_matrix"]
+    labels = cm["labels"]
+    cm_rows = [
+        [f"true {labels[i]}"]
+        + list(cm["rows_true_cols_pred"][i])
+        + list(cm.get("normalized", [[None, None], [None, None]])[i])
+        for i in range(2)
+    ]
+    confusion_body = table_html(
+        ["", *(f"pred {n}" for n in labels), *(f"pred {n} (share)" for n in labels)], cm_rows
+    )
+    if "confusion" in plots:
+        confusion_body += figure_html(plots["confusion"], PLOT_CAPTIONS["confusion"])
+    builder.add_section("Confusion matrices", confusion_body, id="confusion")
+    oracle = metrics.get("oracle") or {}
+    builder.add_section(
+        "Oracle threshold (not a valid estimate)",
+        paragraph(
+            "ORACLE: the threshold below was chosen on this test data itself. It shows how much "
+            "a better threshold could gain, and matches papers that tune on test data, but it "
+            "is optimistic and NOT a valid estimate of performance on new data. The metrics "
+            "above use the threshold from " + threshold_info.get("description", "the bundle") + "."
+        )
+        + table_html(
+            ["oracle quantity", "value"],
+            [
+                ["oracle best threshold on test", oracle.get("best_threshold_on_test")],
+                ["oracle accuracy", oracle.get("accuracy")],
+                ["oracle F1", oracle.get("f1")],
+            ],
+        ),
+        id="oracle",
+        css_class="warning",
+    )
+    for section_id, (title, text) in PLACEHOLDERS.items():
+        builder.add_placeholder(section_id, title, text)
+    return builder
+
+
+def comparison_report(
+    result: Mapping[str, Any], plots: Mapping[str, str | os.PathLike]
+) -> ReportBuilder:
+    """One page comparing several bundles on the same data."""
+    builder = ReportBuilder("fakescope model comparison", subtitle=str(result["source"]))
+    builder.add_section(
+        "Summary",
+        definition_list(
+            [
+                ("data", result["source"]),
+                ("split", result.get("split") or "all labelled images"),
+                ("models", len(result["models"])),
+                ("thresholds", "each bundle's own (chosen on its validation data)"),
+            ]
+        ),
+        id="summary",
+    )
+    keys = (
+        "n",
+        "threshold",
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "average_precision",
+        "eer",
+        "tpr_at_fpr_1pct",
+        "ece",
+    )
+    rows = []
+    for model in result["models"]:
+        m = model["metrics"]
+        ci_text = _interval((m.get("ci95") or {}).get("roc_auc"), 3)
+        rows.append([model["name"], *(m.get(k) for k in keys), ci_text])
+    builder.add_table(
+        "Comparison",
+        ["model", *keys, "AUC 95% CI"],
+        rows,
+        id="comparison",
+        note="Same images for every model; each at its own bundle threshold.",
+    )
+    builder.add_section(
+        "Plots",
+        "".join(
+            figure_html(path, PLOT_CAPTIONS.get(name, name), alt=name)
+            for name, path in plots.items()
+        ),
+        id="plots",
+    )
+    return builder
