@@ -1,0 +1,329 @@
+"""Penultimate-layer embeddings, their 2-D t-SNE map, and plots of it.
+
+The map shows whether real and fake images form separate clusters in the detector's own
+feature space, and where the misclassified ones sit. Two maps side by side (e.g. before and
+after fine-tuning) show what training changed.
+
+t-SNE uses openTSNE (FFT-accelerated, much faster on thousands of points) when it is
+installed, else scikit-learn's Barnes-Hut TSNE with PCA initialisation; both are
+deterministic under a seed with the default ``n_jobs=1``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fakescope import LABEL_NAMES
+from fakescope.data.decode import load_image
+from fakescope.data.sources import read_item_bytes
+from fakescope.errors import ConfigError, ImageError
+from fakescope.models.registry import embed
+
+if TYPE_CHECKING:
+    from fakescope.inference import Detector
+
+DEFAULT_BATCH_SIZE = 64
+PCA_DIMS = 50  # t-SNE on the top principal components: faster, and less noise in neighbours
+DPI = 110
+COLOURS = ("tab:blue", "tab:orange")  # real, fake
+
+
+# -- features ------------------------------------------------------------------------------
+@torch.inference_mode()
+def embed_uint8(
+    detector: Detector,
+    images: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """Penultimate features ``[N, D]`` (float32) for a (N, 3, S, S) uint8 batch."""
+    batch = torch.as_tensor(images)
+    if batch.ndim != 4 or batch.dtype != torch.uint8:
+        raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
+    model = detector.model
+    was_training = model.training
+    model.eval()
+    chunks: list[np.ndarray] = []
+    try:
+        with tqdm(total=len(batch), desc="embed", unit="img", disable=not progress) as bar:
+            for start in range(0, len(batch), batch_size):
+                part = batch[start : start + batch_size].to(detector.device)
+                features = embed(model, detector.preprocessing.normalize(part))
+                chunks.append(features.float().reshape(len(part), -1).cpu().numpy())
+                bar.update(len(part))
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return np.empty((0, _feature_dim(detector)), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
+def _feature_dim(detector: Detector) -> int:
+    return int(getattr(detector.model, "num_features", 0))
+
+
+def embed_images(
+    detector: Detector,
+    images: Sequence[Image.Image],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """Penultimate features ``[N, D]`` for decoded PIL images (the bundle's preprocessing)."""
+    if not images:
+        return np.empty((0, _feature_dim(detector)), dtype=np.float32)
+    chunks = []
+    with tqdm(total=len(images), desc="embed", unit="img", disable=not progress) as bar:
+        for start in range(0, len(images), batch_size):
+            part = list(images[start : start + batch_size])
+            batch = detector.preprocessing.batch_from_images(part)
+            chunks.append(embed_uint8(detector, batch, batch_size=batch_size))
+            bar.update(len(part))
+    return np.concatenate(chunks)
+
+
+@dataclass
+class FileEmbeddings:
+    """Features of the readable files; ``indices`` point back into the input list."""
+
+    features: np.ndarray
+    paths: list[str]
+    indices: list[int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def embed_files(
+    detector: Detector,
+    paths: Sequence[str | os.PathLike],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> FileEmbeddings:
+    """Penultimate features for image files (or ``archive::member`` items), in batches.
+
+    Unreadable files are left out and listed in ``skipped`` as (path, reason).
+    """
+    items = [str(p) for p in paths]
+    pre = detector.preprocessing
+
+    def decode(path: str) -> np.ndarray | str:
+        try:
+            return pre.to_uint8(load_image(read_item_bytes(path), path))
+        except ImageError as exc:
+            return exc.reason
+        except OSError as exc:
+            return f"cannot read: {exc}"
+
+    chunks: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    workers = min(4, (os.cpu_count() or 1) + 1)
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(items), desc="embed", unit="img", disable=not progress) as bar,
+    ):
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            decoded = list(pool.map(decode, chunk))
+            good = []
+            for offset, (path, arr) in enumerate(zip(chunk, decoded, strict=True)):
+                if isinstance(arr, str):
+                    skipped.append((path, arr))
+                else:
+                    good.append(arr)
+                    kept.append(start + offset)
+            if good:
+                batch = torch.from_numpy(np.stack(good))
+                chunks.append(embed_uint8(detector, batch, batch_size=batch_size))
+            bar.update(len(chunk))
+    features = (
+        np.concatenate(chunks) if chunks else np.empty((0, _feature_dim(detector)), np.float32)
+    )
+    return FileEmbeddings(features, [items[i] for i in kept], kept, skipped)
+
+
+# -- t-SNE ---------------------------------------------------------------------------------
+def has_opentsne() -> bool:
+    return importlib.util.find_spec("openTSNE") is not None
+
+
+def _reduce(features: np.ndarray, seed: int) -> np.ndarray:
+    """Centre, and project onto the top principal components when there are many dims."""
+    from sklearn.decomposition import PCA
+
+    x = features - features.mean(axis=0, keepdims=True)
+    dims = min(PCA_DIMS, x.shape[0], x.shape[1])
+    if x.shape[1] <= PCA_DIMS or dims < 2:
+        return x
+    return PCA(n_components=dims, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def tsne_2d(
+    features: np.ndarray,
+    seed: int = 0,
+    *,
+    perplexity: float = 30.0,
+    backend: str = "auto",
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """A 2-D t-SNE map ``[N, 2]`` (float32) of ``[N, D]`` features, reproducible by ``seed``.
+
+    ``backend``: "auto" (openTSNE if installed, else scikit-learn), "opentsne" or "sklearn".
+    The perplexity is lowered for small N, as t-SNE needs N > 3 * perplexity.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    if x.ndim != 2:
+        raise ConfigError(f"t-SNE needs [N, D] features, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ConfigError("t-SNE features contain NaN or infinity")
+    if backend not in ("auto", "opentsne", "sklearn"):
+        raise ConfigError(f"backend must be auto, opentsne or sklearn, got {backend!r}")
+    n = x.shape[0]
+    if n < 4:  # too few points for a neighbourhood: lay them on a line, in order
+        return np.column_stack([np.arange(n), np.zeros(n)]).astype(np.float32)
+    x = _reduce(x, seed)
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    use_opentsne = backend == "opentsne" or (backend == "auto" and has_opentsne())
+    if use_opentsne:
+        from openTSNE import TSNE
+
+        embedding = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            initialization="pca",
+            random_state=seed,
+            n_jobs=n_jobs,
+            verbose=False,
+        ).fit(x)
+        return np.array(embedding, dtype=np.float32)
+    from sklearn.manifold import TSNE as SkTSNE
+
+    if n > 2000:
+        warnings.warn(
+            f"t-SNE of {n} points with scikit-learn takes a minute or more; "
+            "`pip install openTSNE` makes it about twice as fast",
+            stacklevel=2,
+        )
+
+    model = SkTSNE(
+        n_components=2,
+        perplexity=perplexity,
+        init="pca",
+        learning_rate="auto",
+        random_state=seed,
+        n_jobs=n_jobs,
+    )
+    return model.fit_transform(x).astype(np.float32)
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _misclassified(labels: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
+    if predicted is None:
+        return np.zeros(len(labels), dtype=bool)
+    predicted = np.asarray(predicted).astype(int)
+    if predicted.shape != labels.shape:
+        raise ConfigError(f"{len(labels)} labels but {len(predicted)} predictions")
+    return predicted != labels
+
+
+def _draw(
+    ax: Any,
+    points: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray | None,
+    names: Sequence[str],
+) -> dict[str, Any]:
+    """Scatter the map on ``ax``; returns what was drawn (counts per class)."""
+    points = np.asarray(points, dtype=float)
+    y = np.asarray(labels).astype(int)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(y):
+        raise ConfigError(f"need [N, 2] points for {len(y)} labels, got shape {points.shape}")
+    wrong = _misclassified(y, None if predicted is None else np.asarray(predicted))
+    stats: dict[str, Any] = {"n": len(y), "misclassified": int(wrong.sum()), "per_label": {}}
+    small = max(2.0, min(12.0, 3000.0 / max(len(y), 1)))
+    for value, (name, colour) in enumerate(zip(names, COLOURS, strict=True)):
+        right = (y == value) & ~wrong
+        bad = (y == value) & wrong
+        ax.scatter(
+            *points[right].T, s=small, c=colour, alpha=0.6, lw=0, label=f"{name} ({right.sum()})"
+        )
+        if bad.any():
+            ax.scatter(
+                *points[bad].T,
+                s=small * 3 + 10,
+                c=colour,
+                marker="x",
+                lw=1.2,
+                label=f"{name}, misclassified ({bad.sum()})",
+            )
+        stats["per_label"][name] = {"n": int((y == value).sum()), "misclassified": int(bad.sum())}
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, loc="best", markerscale=1.5, framealpha=0.8)
+    return stats
+
+
+def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=DPI)
+    return out
+
+
+def plot_tsne(
+    points: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray | None,
+    out_png: str | os.PathLike,
+    title: str = "t-SNE of penultimate features",
+    *,
+    label_names: Sequence[str] = LABEL_NAMES,
+) -> dict[str, Any]:
+    """Scatter a 2-D map coloured by true label (0 real, 1 fake); misclassified points (where
+    ``predicted`` differs) are drawn as x markers. Returns ``{"path", "n", "misclassified",
+    "per_label": {name: {"n", "misclassified"}}}``."""
+    fig = Figure(figsize=(6.0, 5.2))
+    ax = fig.subplots()
+    stats = _draw(ax, points, labels, predicted, label_names)
+    ax.set_title(title, fontsize=10)
+    return {"path": _save(fig, out_png), **stats}
+
+
+def plot_tsne_compare(
+    points_a: np.ndarray,
+    points_b: np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    predicted_a: Sequence[int] | np.ndarray | None,
+    predicted_b: Sequence[int] | np.ndarray | None,
+    out_png: str | os.PathLike,
+    *,
+    titles: tuple[str, str] = ("before tuning", "after tuning"),
+    title: str = "",
+    label_names: Sequence[str] = LABEL_NAMES,
+) -> dict[str, Any]:
+    """Two maps of the same images side by side (e.g. before and after fine-tuning).
+    Returns ``{"path", "a": stats, "b": stats}`` with stats as in :func:`plot_tsne`."""
+    fig = Figure(figsize=(11.0, 5.2))
+    left, right = fig.subplots(1, 2)
+    stats_a = _draw(left, points_a, labels, predicted_a, label_names)
+    stats_b = _draw(right, points_b, labels, predicted_b, label_names)
+    left.set_title(titles[0], fontsize=10)
+    right.set_title(titles[1], fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return {"path": _save(fig, out_png), "a": stats_a, "b": stats_b}
