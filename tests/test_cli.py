@@ -47,7 +47,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, toy_folder: Path) -> Path:
 def test_version_and_help() -> None:
     assert "fakescope 0.1.0" in fakescope("--version").stdout
     help_text = fakescope("--help").stdout
-    for command in ("data", "train", "predict", "evaluate", "models", "info", "demo"):
+    for command in ("data", "train", "predict", "evaluate", "explain", "calibrate", "info", "demo"):
         assert command in help_text
 
 
@@ -135,6 +135,16 @@ def test_resume_through_the_cli(toy_folder: Path, tmp_path: Path) -> None:
     shutil.rmtree(run / "bundle")
     fakescope("train", toy_folder, "--out", run, "--resume", "-q")
     assert (run / "bundle" / "bundle.json").is_file()
+
+
+def test_explain_writes_overlays(trained: Path, toy_folder: Path, tmp_path: Path) -> None:
+    fakescope("explain", toy_folder / "fake", "-b", trained / "bundle", "--out", tmp_path / "cam")
+    assert len(list((tmp_path / "cam").glob("*_gradcam.png"))) == 20
+    fakescope(
+        "explain", toy_folder / "real" / "0000.png", "-b", trained / "bundle",
+        "--layers", "stage2", "--layers", "stage3", "--out", tmp_path / "multi",
+    )  # fmt: skip
+    assert len(list((tmp_path / "multi").glob("*.png"))) == 1
 
 
 def test_tampered_bundle_is_a_clear_error(trained: Path, tmp_path: Path, toy_folder: Path) -> None:

@@ -396,6 +396,27 @@ def compare(
     console.print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
 
 
+@app.command("explain")
+def explain(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or archives.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the Grad-CAM PNGs.")],
+    bundle: BundleOpt = None,
+    layers: Annotated[
+        list[str] | None, typer.Option("--layers", help="Layer(s) for (multi-layer) Grad-CAM.")
+    ] = None,
+) -> None:
+    """Grad-CAM overlays: where in each image the detector found evidence of 'fake'."""
+    from fakescope.data.sources import collect_inputs
+    from fakescope.evaluation.explain import explain_files
+    from fakescope.inference import Detector
+
+    images, problems = collect_inputs(paths)
+    for path, reason in problems:
+        console.print(f"[yellow]{path}: {reason}[/]")
+    written = explain_files(Detector.load(bundle), images, out_dir, layers or None)
+    console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
+
+
 @app.command("info")
 def info(bundle: BundleOpt = None) -> None:
     """Verify a bundle and print its model card."""
