@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from fakescope import LABEL_NAMES
 from fakescope.data.decode import load_image
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
+from fakescope.evaluation.plots import save_figure
 from fakescope.models.registry import embed
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 64
 PCA_DIMS = 50  # t-SNE on the top principal components: faster, and less noise in neighbours
-DPI = 110
 COLOURS = ("tab:blue", "tab:orange")  # real, fake
 
 
@@ -277,14 +276,6 @@ def _draw(
     return stats
 
 
-def _save(fig: Figure, out_png: str | os.PathLike) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, format="png", dpi=DPI)
-    return out
-
-
 def plot_tsne(
     points: np.ndarray,
     labels: Sequence[int] | np.ndarray,
@@ -301,7 +292,7 @@ def plot_tsne(
     ax = fig.subplots()
     stats = _draw(ax, points, labels, predicted, label_names)
     ax.set_title(title, fontsize=10)
-    return {"path": _save(fig, out_png), **stats}
+    return {"path": save_figure(fig, out_png), **stats}
 
 
 def plot_tsne_compare(
@@ -326,4 +317,4 @@ def plot_tsne_compare(
     right.set_title(titles[1], fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
-    return {"path": _save(fig, out_png), "a": stats_a, "b": stats_b}
+    return {"path": save_figure(fig, out_png), "a": stats_a, "b": stats_b}

@@ -21,7 +21,8 @@ Curve = tuple[np.ndarray, np.ndarray]  # (labels, p_fake)
 DPI = 110
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Lay out and write a figure as PNG, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -62,7 +63,7 @@ def plot_roc_overlay(curves: Mapping[str, Curve], path: str | os.PathLike) -> Pa
     ax.set(xlim=(0, 1), ylim=(0, 1.01), title="ROC curve")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pr(y_true: np.ndarray, p_fake: np.ndarray, path: str | os.PathLike) -> Path:
@@ -90,7 +91,7 @@ def plot_pr_overlay(curves: Mapping[str, Curve], path: str | os.PathLike) -> Pat
     if drawn:
         ax.legend(loc="lower left", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- scores and thresholds -----------------------------------------------------------------
@@ -115,7 +116,7 @@ def plot_score_distributions(
     ax.axvline(threshold, color="black", lw=1.5, label=f"threshold {threshold:.3f}")
     ax.set(xlabel="p(fake)", ylabel="images", title="Score distributions", xlim=(0, 1))
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metrics_vs_threshold(
@@ -132,7 +133,7 @@ def plot_metrics_vs_threshold(
     ax.set(xlim=(0, 1), ylim=(0, 1.02))
     ax.legend(fontsize=8, loc="lower center", ncol=3)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # -- calibration and confusion ---------------------------------------------------------------
@@ -163,7 +164,7 @@ def plot_reliability(
     ax.legend(fontsize=8, loc="upper left")
     counts.bar(lo, [b["n"] for b in bins], width=width, align="edge", color="grey")
     counts.set(xlabel="p(fake)", ylabel="images")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(
@@ -190,4 +191,4 @@ def plot_confusion_matrix(
         ax.set_xticks(range(len(labels)), [f"pred {n}" for n in labels])
         ax.set_yticks(range(len(labels)), [f"true {n}" for n in labels])
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -584,6 +584,28 @@ def _prepare_run(run_dir: Path, recipe: Recipe | None, resume: bool) -> Recipe:
     return recipe
 
 
+def _open_run(
+    source_spec: str | Path,
+    recipe: Recipe | None,
+    run_dir: Path,
+    resume: bool,
+    folds: int | None,
+    progress: bool,
+) -> tuple[Source, Recipe, list[Item]]:
+    """Open the source, create (or check) the run folder and fix the split in its manifest."""
+    source = open_source(source_spec)
+    recipe = _prepare_run(run_dir, recipe, resume)
+    items = prepare_split(
+        source,
+        recipe.data,
+        seed=recipe.train.seed,
+        manifest_path=run_dir / "manifest.csv",
+        folds=folds,
+        progress=progress,
+    )
+    return source, recipe, items
+
+
 def train(
     source_spec: str | Path,
     recipe: Recipe | None,
@@ -596,15 +618,7 @@ def train(
 ) -> TrainResult:
     """Train a detector on a source and write RUN/bundle, RUN/metrics.json, checkpoints, logs."""
     run_dir = Path(run_dir)
-    source = open_source(source_spec)
-    recipe = _prepare_run(run_dir, recipe, resume)
-    items = prepare_split(
-        source,
-        recipe.data,
-        seed=recipe.train.seed,
-        manifest_path=run_dir / "manifest.csv",
-        progress=progress,
-    )
+    source, recipe, items = _open_run(source_spec, recipe, run_dir, resume, None, progress)
     trainer = Trainer(
         recipe,
         run_dir,
@@ -631,16 +645,7 @@ def train_folds(
     if folds < 2:
         raise ConfigError("--folds must be at least 2")
     run_dir = Path(run_dir)
-    source = open_source(source_spec)
-    recipe = _prepare_run(run_dir, recipe, resume)
-    items = prepare_split(
-        source,
-        recipe.data,
-        seed=recipe.train.seed,
-        manifest_path=run_dir / "manifest.csv",
-        folds=folds,
-        progress=progress,
-    )
+    source, recipe, items = _open_run(source_spec, recipe, run_dir, resume, folds, progress)
     results = []
     for k in range(folds):
         fold_dir = run_dir / f"fold{k}"
