@@ -25,9 +25,32 @@ class ModelConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class DegradeConfig(_Strict):
+    """Robust-training degradations (see fakescope.robustness.corruptions.RobustAugment)."""
+
+    p_rescale: float = Field(0.0, ge=0.0, le=1.0)
+    rescale_min: float = Field(0.5, gt=0.0, le=1.0)
+    p_blur: float = Field(0.0, ge=0.0, le=1.0)
+    blur_max: float = Field(2.0, ge=0.0, le=10.0, description="max blur sigma, pixels")
+    p_jpeg: float = Field(0.0, ge=0.0, le=1.0)
+    jpeg_min: int = Field(30, ge=1, le=100)
+    jpeg_max: int = Field(100, ge=1, le=100)
+    p_noise: float = Field(0.0, ge=0.0, le=1.0)
+    noise_max: float = Field(0.1, ge=0.0, le=1.0, description="max noise sigma, [0, 1] scale")
+
+    @model_validator(mode="after")
+    def _jpeg_range(self) -> DegradeConfig:
+        if self.jpeg_min > self.jpeg_max:
+            raise ValueError(
+                f"jpeg_min ({self.jpeg_min}) must not exceed jpeg_max ({self.jpeg_max})"
+            )
+        return self
+
+
 class AugmentConfig(_Strict):
     hflip: bool = True
     pad_crop: int = Field(0, ge=0, le=64)
+    degrade: DegradeConfig = Field(default_factory=DegradeConfig)
 
 
 class DataConfig(_Strict):

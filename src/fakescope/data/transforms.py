@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakescope.robustness.corruptions import RobustAugment
+
 ResizePolicy = Literal["squash", "shorter_crop"]
 _INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
@@ -74,12 +76,15 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Cheap per-sample augmentations applied to a uint8 batch (flip, translate)."""
+    """Per-sample augmentations of a uint8 batch: optional degradations, flip, translate."""
 
     hflip: bool = True
     pad_crop: int = 0
+    degrade: RobustAugment | None = None
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.degrade is not None and self.degrade.active:
+            batch = self.degrade(batch, generator)
         if self.hflip:
             flip = torch.rand(batch.shape[0], generator=generator) < 0.5
             if flip.any():

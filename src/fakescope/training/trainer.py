@@ -28,6 +28,7 @@ from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import classifier_parameters
+from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from fakescope.training.splits import prepare_split
 
@@ -161,8 +162,11 @@ class Trainer:
         self.test_items = [it for it in items if it.split == "test"]
         if not self.val_items:
             raise ConfigError(f"no validation images (split {val_split!r}) in {source.location}")
+        aug = recipe.data.augment
         self.augment = Augmentation(
-            hflip=recipe.data.augment.hflip, pad_crop=recipe.data.augment.pad_crop
+            hflip=aug.hflip,
+            pad_crop=aug.pad_crop,
+            degrade=RobustAugment(**aug.degrade.model_dump()),
         )
 
     # -- data -------------------------------------------------------------------------

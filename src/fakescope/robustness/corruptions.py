@@ -1,0 +1,189 @@
+"""Image corruptions (noise, blur, JPEG, rescaling, a web chain) on uint8 image batches.
+
+Every function takes a (B, 3, H, W) uint8 tensor and returns one of the same shape and dtype.
+Randomness comes only from the `generator` argument, so a corruption is reproducible under a
+seed. Severities use the units people quote: noise and blur sigma on the [0, 1] intensity
+scale and in pixels, JPEG quality 1-100, rescale factor (0, 1].
+
+The same functions serve `fakescope robustness` (fixed severities) and robust training
+augmentation (`RobustAugment`, severities sampled per image).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torchvision.transforms.v2 import functional as TF
+
+from fakescope.errors import ConfigError
+
+
+def _check(batch: torch.Tensor) -> None:
+    if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(
+            f"expected a (B, 3, H, W) uint8 batch, got {tuple(batch.shape)} {batch.dtype}"
+        )
+
+
+def gaussian_noise(
+    batch: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Additive Gaussian noise with standard deviation `sigma` on the [0, 1] scale."""
+    _check(batch)
+    if sigma <= 0:
+        return batch.clone()
+    noise = torch.randn(batch.shape, generator=generator) * (sigma * 255.0)
+    return (batch.float() + noise).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def gaussian_blur(
+    batch: torch.Tensor, sigma: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Gaussian blur with standard deviation `sigma` pixels (kernel covers +-3 sigma)."""
+    _check(batch)
+    if sigma <= 0:
+        return batch.clone()
+    radius = max(1, math.ceil(3.0 * sigma))
+    size = 2 * radius + 1
+    blurred = TF.gaussian_blur(batch.float(), kernel_size=[size, size], sigma=[sigma, sigma])
+    return blurred.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def jpeg(
+    batch: torch.Tensor, quality: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Re-compress every image as a JPEG at `quality` (1-100, libjpeg's scale; 4:2:0 chroma)."""
+    _check(batch)
+    q = int(round(quality))
+    if not 1 <= q <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality}")
+    out = torch.empty_like(batch)
+    for i, img in enumerate(batch.permute(0, 2, 3, 1).contiguous().numpy()):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=q)
+        buf.seek(0)
+        with Image.open(buf) as decoded:
+            out[i] = torch.from_numpy(np.asarray(decoded.convert("RGB"))).permute(2, 0, 1)
+    return out
+
+
+def rescale(
+    batch: torch.Tensor, factor: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Down-scale by `factor` (antialiased bilinear) and scale back up to the original size."""
+    _check(batch)
+    if not 0 < factor <= 1:
+        raise ValueError(f"rescale factor must be in (0, 1], got {factor}")
+    if factor == 1:
+        return batch.clone()
+    h, w = batch.shape[-2:]
+    small = (max(1, round(h * factor)), max(1, round(w * factor)))
+    x = F.interpolate(
+        batch.float(), size=small, mode="bilinear", antialias=True, align_corners=False
+    )
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def web(
+    batch: torch.Tensor, quality: float = 75, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """What a photo goes through when shared online: a 0.75 rescale, then JPEG at `quality`."""
+    return jpeg(rescale(batch, 0.75), quality)
+
+
+Corruption = Callable[[torch.Tensor, float, torch.Generator | None], torch.Tensor]
+
+CORRUPTIONS: dict[str, Corruption] = {
+    "gaussian_noise": gaussian_noise,
+    "gaussian_blur": gaussian_blur,
+    "jpeg": jpeg,
+    "rescale": rescale,
+    "web": web,
+}
+
+#: The severities `fakescope robustness` measures by default (units as in each function).
+DEFAULT_SEVERITIES: dict[str, tuple[float, ...]] = {
+    "gaussian_noise": (0.02, 0.05, 0.1),
+    "gaussian_blur": (0.5, 1.0, 2.0),
+    "jpeg": (95, 75, 50, 30),
+    "rescale": (0.75, 0.5),
+    "web": (75,),
+}
+
+#: How each severity is written in tables and plots.
+SEVERITY_UNITS: dict[str, str] = {
+    "gaussian_noise": "sigma",
+    "gaussian_blur": "sigma px",
+    "jpeg": "quality",
+    "rescale": "factor",
+    "web": "quality",
+}
+
+
+def apply_corruption(
+    batch: torch.Tensor, name: str, severity: float, *, seed: int | None = None
+) -> torch.Tensor:
+    """Apply corruption `name` at `severity`; `seed` fixes the randomness (noise)."""
+    if name not in CORRUPTIONS:
+        raise ConfigError(f"unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)}")
+    generator = None
+    if seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    return CORRUPTIONS[name](batch, severity, generator)
+
+
+@dataclass(frozen=True)
+class RobustAugment:
+    """Training-time degradations in the style of CNNDetection's blur + JPEG augmentation.
+
+    Each image independently gets, in this order and each with its own probability: a rescale
+    by a factor in [rescale_min, 1], a Gaussian blur with sigma in [0, blur_max], a JPEG
+    re-compression with quality in [jpeg_min, jpeg_max] and Gaussian noise with sigma in
+    [0, noise_max]. All draws come from `generator`, so a resumed run repeats them exactly.
+    """
+
+    p_rescale: float = 0.0
+    rescale_min: float = 0.5
+    p_blur: float = 0.0
+    blur_max: float = 2.0
+    p_jpeg: float = 0.0
+    jpeg_min: int = 30
+    jpeg_max: int = 100
+    p_noise: float = 0.0
+    noise_max: float = 0.1
+
+    @property
+    def active(self) -> bool:
+        return max(self.p_rescale, self.p_blur, self.p_jpeg, self.p_noise) > 0
+
+    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _check(batch)
+        n = batch.shape[0]
+        # Draw every random number up front, in a fixed order, whatever the batch content.
+        draws = torch.rand((n, 8), generator=generator, dtype=torch.float64).tolist()
+        noise = torch.randn(batch.shape, generator=generator) if self.p_noise > 0 else None
+        out = batch.clone()
+        for i, (u_rs, v_rs, u_bl, v_bl, u_jp, v_jp, u_no, v_no) in enumerate(draws):
+            img = out[i : i + 1]
+            if u_rs < self.p_rescale:
+                img = rescale(img, self.rescale_min + (1.0 - self.rescale_min) * v_rs)
+            if u_bl < self.p_blur:
+                img = gaussian_blur(img, self.blur_max * v_bl)
+            if u_jp < self.p_jpeg:
+                quality = self.jpeg_min + (self.jpeg_max - self.jpeg_min) * v_jp
+                img = jpeg(img, quality)
+            if noise is not None and u_no < self.p_noise:
+                sigma = self.noise_max * v_no * 255.0
+                img = (
+                    (img.float() + noise[i : i + 1] * sigma).round_().clamp_(0, 255).to(torch.uint8)
+                )
+            out[i : i + 1] = img
+        return out

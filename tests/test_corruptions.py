@@ -1,0 +1,118 @@
+"""Corruptions: deterministic under a seed, and each changes the image by the expected amount."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fakescope.errors import ConfigError
+from fakescope.robustness.corruptions import (
+    CORRUPTIONS,
+    DEFAULT_SEVERITIES,
+    RobustAugment,
+    apply_corruption,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg,
+    rescale,
+    web,
+)
+
+
+def _photo_like(n: int = 4, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random images with some texture, values away from 0 and 255."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand((n, 3, 8, 8), generator=g)
+    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    x = x + 0.05 * torch.rand((n, 3, size, size), generator=g)
+    return (40 + 170 * x.clamp(0, 1)).round().to(torch.uint8)
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a.float() - b.float()) ** 2).mean().item()
+    return 10 * math.log10(255.0**2 / max(mse, 1e-12))
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_every_corruption_is_deterministic_and_keeps_shape(name: str) -> None:
+    x = _photo_like()
+    for severity in DEFAULT_SEVERITIES[name]:
+        a = apply_corruption(x, name, severity, seed=7)
+        b = apply_corruption(x, name, severity, seed=7)
+        assert a.shape == x.shape and a.dtype == torch.uint8
+        assert torch.equal(a, b)
+        assert not torch.equal(a, x), f"{name} at {severity} left the image unchanged"
+
+
+def test_noise_has_the_requested_sigma_and_depends_on_the_seed() -> None:
+    x = torch.full((8, 3, 64, 64), 128, dtype=torch.uint8)
+    for sigma in (0.02, 0.05, 0.1):
+        y = apply_corruption(x, "gaussian_noise", sigma, seed=1)
+        diff = (y.float() - x.float()) / 255.0
+        assert diff.std().item() == pytest.approx(sigma, rel=0.03)
+        assert abs(diff.mean().item()) < 0.002
+    assert not torch.equal(
+        apply_corruption(x, "gaussian_noise", 0.05, seed=1),
+        apply_corruption(x, "gaussian_noise", 0.05, seed=2),
+    )
+    assert torch.equal(gaussian_noise(x, 0.0), x)
+
+
+def test_blur_matches_the_gaussian_edge_profile() -> None:
+    # A vertical step edge blurred with sigma s becomes 0.5 * (1 + erf(d / (s * sqrt 2))).
+    x = torch.zeros((1, 3, 32, 64), dtype=torch.uint8)
+    x[..., 32:] = 200
+    for sigma in (1.0, 2.0):
+        y = gaussian_blur(x, sigma)[0, 0, 16].float().numpy()
+        d = np.arange(64) - 31.5
+        expected = 200 * 0.5 * (1 + np.array([math.erf(v / (sigma * math.sqrt(2))) for v in d]))
+        assert np.abs(y[16:48] - expected[16:48]).max() <= 2.0
+    flat = torch.full((1, 3, 16, 16), 90, dtype=torch.uint8)
+    assert torch.equal(gaussian_blur(flat, 1.5), flat)
+
+
+def test_jpeg_loses_more_at_lower_quality() -> None:
+    x = _photo_like(size=64)
+    psnrs = [_psnr(jpeg(x, q), x) for q in (95, 75, 50, 30)]
+    assert psnrs == sorted(psnrs, reverse=True)
+    assert psnrs[0] > 35 and psnrs[-1] < psnrs[0] - 3
+    with pytest.raises(ValueError):
+        jpeg(x, 0)
+
+
+def test_rescale_removes_detail_finer_than_the_new_resolution() -> None:
+    checker = ((torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 200).to(torch.uint8)
+    x = checker.expand(1, 3, 32, 32).contiguous()
+    y = rescale(x, 0.5)
+    # one-pixel detail averages out to the mean grey
+    assert (y.float() - 100).abs().mean().item() < 15
+    assert torch.equal(rescale(x, 1.0), x)
+    flat = torch.full((2, 3, 20, 20), 77, dtype=torch.uint8)
+    assert torch.equal(rescale(flat, 0.75), flat)
+
+
+def test_web_chain_is_rescale_then_jpeg() -> None:
+    x = _photo_like()
+    assert torch.equal(web(x, 75), jpeg(rescale(x, 0.75), 75))
+
+
+def test_unknown_corruption_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown corruption 'snow'"):
+        apply_corruption(_photo_like(), "snow", 1.0)
+
+
+def test_robust_augment_is_reproducible_and_off_when_probabilities_are_zero() -> None:
+    x = _photo_like(n=16, size=32)
+    assert not RobustAugment().active
+    aug = RobustAugment(p_rescale=0.5, p_blur=0.5, p_jpeg=0.5, p_noise=0.5)
+    a = aug(x, torch.Generator().manual_seed(3))
+    b = aug(x, torch.Generator().manual_seed(3))
+    c = aug(x, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    changed = (a != x).flatten(1).any(1)
+    assert 0 < changed.sum().item() < 16 or changed.all()
+    everything = RobustAugment(p_jpeg=1.0, jpeg_min=30, jpeg_max=30)
+    assert torch.equal(everything(x, torch.Generator().manual_seed(0)), jpeg(x, 30))
