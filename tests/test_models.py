@@ -34,6 +34,7 @@ from fakescope.models import (
 )
 from fakescope.models import registry as registry_module
 from fakescope.models.backbones import OFFLINE_WEIGHTS, TIMM_BACKBONES, offline_weights_path
+from fakescope.models.npr import npr_residual
 from fakescope.models.resnet_se import ResNetSE
 
 LITE_MODELS = ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"]
@@ -85,7 +86,7 @@ def _needs_offline(name: str) -> Path:
 
 
 def test_all_models_registered() -> None:
-    assert set(list_models()) == set(TIMM_BACKBONES) | {"resnet_se"}
+    assert set(list_models()) == set(TIMM_BACKBONES) | {"resnet_se", "npr"}
     assert list_models() == sorted(list_models())
 
 
@@ -424,3 +425,53 @@ def test_resnet_se_unshuffle_stem_keeps_every_pixel_at_half_resolution() -> None
     assert (x.grad.abs().sum(dim=(0, 1)) > 0).all()  # every input pixel reaches the logit
     with pytest.raises(ConfigError, match="stem"):
         create_model("resnet_se", stem="maxpool")
+
+
+# ----------------------------------------------------------------------------- npr
+
+
+def test_npr_residual_is_zero_on_nearest_upsampled_images() -> None:
+    torch.manual_seed(0)
+    small = torch.randn(2, 3, 8, 8)
+    upsampled = nn.functional.interpolate(small, scale_factor=2.0, mode="nearest")
+    assert npr_residual(upsampled).abs().max().item() == 0.0
+    photo = torch.randn(2, 3, 16, 16)
+    residual = npr_residual(photo)
+    assert residual.abs().mean().item() > 0.5
+    # each 2x2 cell's anchor (top-left) is the reference, so it is exactly zero
+    assert residual[..., ::2, ::2].abs().max().item() == 0.0
+    assert torch.allclose(residual[..., 0, 1], photo[..., 0, 1] - photo[..., 0, 0])
+
+
+def test_npr_sees_only_the_residual() -> None:
+    """Adding any nearest-upsampled image leaves the residual, hence the output, unchanged."""
+    torch.manual_seed(1)
+    model = create_model("npr", widths=(8, 16, 32)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    content = nn.functional.interpolate(torch.randn(3, 3, 16, 16) * 3, scale_factor=2.0)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert torch.allclose(features, model.forward_features(x + content), atol=1e-4)
+        other = model.forward_features(torch.randn(3, 3, 32, 32))
+        assert (features - other).abs().mean().item() > 1e-2
+
+
+def test_npr_rejects_odd_sizes_and_other_stems() -> None:
+    model = create_model("npr", widths=(8, 16, 32))
+    with pytest.raises(ConfigError, match="divisible by 2"):
+        model(torch.randn(1, 3, 31, 31))
+    with pytest.raises(ConfigError, match="stem"):
+        create_model("npr", stem="unshuffle")
+    with pytest.raises(ConfigError, match="no ImageNet weights"):
+        create_model("npr", pretrained=True)
+
+
+def test_bundle_folder_is_accepted_as_pretrained_path(tmp_path: Path) -> None:
+    """Fine-tuning starts from a trained detector: pretrained_path may name its bundle."""
+    source = create_model("resnet_se", widths=(16, 32, 64))
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    save_file(source.state_dict(), str(folder / "model.safetensors"))
+    loaded = create_model("resnet_se", widths=(16, 32, 64), pretrained_path=str(folder))
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -248,3 +248,33 @@ def test_disk_cache_round_trips(toy_folder: Path, tmp_path: Path) -> None:
     second = load_or_decode(source.items, source.read_bytes, pre, progress=False, **kwargs)
     assert torch.equal(first.images, second.images) and first.paths == second.paths
     assert first.images.shape == (len(source.items), 3, 16, 16)
+
+
+def test_adversarial_and_degraded_training_resume_exactly(toy_folder: Path, tmp_path: Path) -> None:
+    """The attack's eps and start and the degradations are drawn from the checkpointed
+    augmentation generator, so an interrupted robust run resumes bit-for-bit."""
+    recipe = tiny_recipe(epochs=2, adversarial={"ratio": 0.5, "attack": "pgd", "steps": 2})
+    recipe.data.augment.degrade.p_jpeg = 0.5
+    recipe.data.augment.degrade.p_blur = 0.5
+    straight = train(toy_folder, recipe, tmp_path / "straight", progress=False)
+    with pytest.raises(TrainingInterrupted):
+        train(toy_folder, recipe, tmp_path / "resumed", progress=False, stop_after_steps=4)
+    resumed = train(toy_folder, None, tmp_path / "resumed", resume=True, progress=False)
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    assert resumed.val_metrics == straight.val_metrics
+
+    plain = tiny_recipe(epochs=2)
+    train(toy_folder, plain, tmp_path / "plain", progress=False)
+    c = _weights(tmp_path / "plain")
+    assert any(not torch.equal(a[k], c[k]) for k in a if k.endswith("weight"))
+
+
+def test_adversarial_recipe_is_validated() -> None:
+    with pytest.raises(ConfigError, match="eps"):
+        validate_recipe({"train": {"adversarial": {"ratio": 0.3, "eps": [0.0]}}})
+    with pytest.raises(ConfigError, match="ratio"):
+        validate_recipe({"train": {"adversarial": {"ratio": 1.5}}})
+    with pytest.raises(ConfigError, match="jpeg_min"):
+        validate_recipe({"data": {"augment": {"degrade": {"jpeg_min": 90, "jpeg_max": 50}}}})

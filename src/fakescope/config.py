@@ -19,7 +19,9 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name: str = "resnet_se"
     pretrained: bool = False
-    pretrained_path: str | None = None
+    pretrained_path: str | None = Field(
+        None, description="weights file, bundle folder, or 'default' (the shipped detector)"
+    )
     pretrained_url: str | None = None
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)
     kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -69,6 +71,27 @@ class DataConfig(_Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
+class AdversarialConfig(_Strict):
+    """Adversarial training: a share of every batch replaced by attacked copies."""
+
+    ratio: float = Field(0.0, ge=0.0, le=1.0, description="adversarial share of each batch")
+    attack: Literal["fgsm", "pgd"] = "pgd"
+    eps: list[float] = Field(
+        default_factory=lambda: [1 / 255, 2 / 255, 4 / 255],
+        min_length=1,
+        description="L-inf radii on the [0, 1] scale, one drawn per batch",
+    )
+    steps: int = Field(3, ge=1, le=100, description="PGD steps")
+    step_size: float | None = Field(None, gt=0.0, description="PGD step; None: 2.5 * eps / steps")
+
+    @model_validator(mode="after")
+    def _eps_range(self) -> AdversarialConfig:
+        bad = [e for e in self.eps if not 0.0 < e <= 0.5]
+        if bad:
+            raise ValueError(f"eps values must be in (0, 0.5] on the [0, 1] scale, got {bad}")
+        return self
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(256, ge=1)
@@ -91,6 +114,7 @@ class TrainConfig(_Strict):
         description="with max_minutes: the cosine schedule follows the clock as well as the "
         "steps, so it ends on time on a slow machine (not bit-reproducible)",
     )
+    adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: str = "auto"

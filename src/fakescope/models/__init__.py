@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Imported for their side effect: each module registers its models.
 from fakescope.models import backbones as backbones
+from fakescope.models import npr as npr
 from fakescope.models import resnet_se as resnet_se
 from fakescope.models.registry import (
     LoadReport,

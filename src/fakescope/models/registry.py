@@ -143,6 +143,9 @@ def create_model(
         raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate}")
     if pretrained_url is not None:
         pretrained_path = str(download_weights(pretrained_url))
+    if pretrained_path is not None and (Path(pretrained_path) / "model.safetensors").is_file():
+        # a detector bundle folder: start from its weights (fine-tuning a trained detector)
+        pretrained_path = str(Path(pretrained_path) / "model.safetensors")
     return entry.builder(
         pretrained=pretrained, pretrained_path=pretrained_path, drop_rate=drop_rate, **kwargs
     )

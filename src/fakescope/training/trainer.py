@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from fakescope.bundle import BundleMeta, save_bundle
+from fakescope.bundle import BundleMeta, default_bundle_path, save_bundle
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
 from fakescope.data.sources import Item, Source, open_source
@@ -28,6 +28,7 @@ from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import classifier_parameters
+from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from fakescope.training.splits import prepare_split
@@ -222,10 +223,12 @@ class Trainer:
     # -- model and optimisation -------------------------------------------------------
     def _build(self) -> None:
         m = self.recipe.model
+        # "default" starts from the detector shipped with fakescope (robust fine-tuning recipes)
+        start = str(default_bundle_path()) if m.pretrained_path == "default" else m.pretrained_path
         self.model = create_model(
             m.name,
             pretrained=m.pretrained,
-            pretrained_path=m.pretrained_path,
+            pretrained_path=start,
             pretrained_url=m.pretrained_url,
             drop_rate=m.drop_rate,
             **m.kwargs,
@@ -286,8 +289,41 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+    def _adversarial_inputs(
+        self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
+        """Replace the first `ratio` share of the (shuffled) batch by attacked copies."""
+        adv_cfg = self.cfg.adversarial
         x = self._to_input(images)
+        n_adv = round(adv_cfg.ratio * images.shape[0])
+        if n_adv == 0:
+            return x
+        eps = adv_cfg.eps[int(torch.randint(len(adv_cfg.eps), (1,), generator=gen))]
+        start = torch.Generator().manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        clean01 = images[:n_adv].to(self.device).float() / 255.0
+        with autocast_context(self.device, self.precision):
+            adv01 = attack(
+                adv_cfg.attack,
+                self.model,
+                clean01,
+                labels[:n_adv].to(self.device),
+                eps,
+                lambda z: self._to_input(z * 255.0),
+                steps=adv_cfg.steps,
+                step_size=adv_cfg.step_size,
+                generator=start,
+            )
+        x = x.clone()
+        x[:n_adv] = self._to_input(adv01 * 255.0)
+        return x
+
+    def _train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator | None = None
+    ) -> float:
+        if self.cfg.adversarial.ratio > 0 and gen is not None:
+            x = self._adversarial_inputs(images, labels, gen)
+        else:
+            x = self._to_input(images)
         y = labels.to(self.device).view(-1, 1)
         smooth = self.cfg.label_smoothing
         target = y * (1 - smooth) + 0.5 * smooth
@@ -420,7 +456,7 @@ class Trainer:
                 elapsed = state["train_seconds"] + time.perf_counter() - started
                 lr = self._set_lr(state["global_step"], epoch, elapsed)
                 batch = self.augment(images, aug_gen)
-                loss = self._train_step(batch, labels)
+                loss = self._train_step(batch, labels, aug_gen)
                 state["epoch_loss_sum"] += loss
                 state["step_in_epoch"] += 1
                 state["global_step"] += 1
