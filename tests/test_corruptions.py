@@ -116,3 +116,37 @@ def test_robust_augment_is_reproducible_and_off_when_probabilities_are_zero() ->
     assert 0 < changed.sum().item() < 16 or changed.all()
     everything = RobustAugment(p_jpeg=1.0, jpeg_min=30, jpeg_max=30)
     assert torch.equal(everything(x, torch.Generator().manual_seed(0)), jpeg(x, 30))
+
+
+def test_batched_per_image_degradations_match_the_single_image_functions() -> None:
+    from fakescope.robustness.corruptions import _blur_each, _jpeg_each, _rescale_each
+
+    x = _photo_like(n=6, size=32, seed=5)
+    sigmas = [0.0, 0.3, 0.8, 1.0, 1.5, 2.0]
+    blurred = _blur_each(x, sigmas)
+    for i, s in enumerate(sigmas):
+        reference = gaussian_blur(x[i : i + 1], s)
+        assert (blurred[i : i + 1].int() - reference.int()).abs().max().item() <= 1, s
+    factors = [0.5, 0.55, 0.75, 0.9, 1.0, 0.5]
+    rescaled = _rescale_each(x, factors)
+    for i, f in enumerate(factors):
+        assert torch.equal(rescaled[i : i + 1], rescale(x[i : i + 1], f))
+    qualities = [30, 50, 75, 90, 95, 100]
+    compressed = _jpeg_each(x, qualities)
+    for i, q in enumerate(qualities):
+        assert torch.equal(compressed[i : i + 1], jpeg(x[i : i + 1], q))
+
+
+def test_jpeg_matches_pillow_round_trip() -> None:
+    import io
+
+    from PIL import Image
+
+    x = _photo_like(n=2, size=48, seed=9)
+    y = jpeg(x, 60)
+    for i in range(2):
+        buf = io.BytesIO()
+        Image.fromarray(x[i].permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=60)
+        buf.seek(0)
+        reference = np.asarray(Image.open(buf).convert("RGB"))
+        assert np.abs(y[i].permute(1, 2, 0).numpy().astype(int) - reference).max() <= 1
