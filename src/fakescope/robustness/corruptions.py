@@ -70,7 +70,7 @@ def jpeg(
         Image.fromarray(img).save(buf, format="JPEG", quality=q)
         buf.seek(0)
         with Image.open(buf) as decoded:
-            out[i] = torch.from_numpy(np.asarray(decoded.convert("RGB"))).permute(2, 0, 1)
+            out[i] = torch.from_numpy(np.array(decoded.convert("RGB"))).permute(2, 0, 1)
     return out
 
 
