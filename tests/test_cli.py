@@ -175,6 +175,7 @@ def test_ensemble_and_robustness_commands(trained: Path, toy_folder: Path, tmp_p
     assert json.loads((ens / "bundle.json").read_text())["weights"] == [0.5, 0.5]
     rows = json.loads(fakescope("predict", toy_folder / "fake", "-b", ens, "-f", "json").stdout)
     assert len(rows) == 20 and all(0 <= r["p_fake"] <= 1 for r in rows)
+    assert "fakescope ensemble" in fakescope("info", "-b", ens).stdout
     fakescope("evaluate", toy_folder, "-b", ens, "--out", tmp_path / "ev", "-q")
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 40
     fakescope("robustness", toy_folder, "-b", trained / "bundle", "--compare", ens,

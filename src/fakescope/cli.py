@@ -423,9 +423,11 @@ def info(bundle: BundleOpt = None) -> None:
     from rich.markdown import Markdown
 
     from fakescope.bundle import CARD_FILE, default_bundle_path, read_meta
+    from fakescope.ensemble import is_ensemble, read_ensemble_meta
 
     path = bundle or default_bundle_path()
-    read_meta(path)
+    verify = read_ensemble_meta if is_ensemble(path) else read_meta
+    verify(path)
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))
 
 
