@@ -108,6 +108,9 @@ def plot_attacks(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
                 tag = f"{name} {attack_name}" if len(names) > 1 else attack_name
                 ax.plot(xs, ys, marker=marker, ls=style, color=colour, lw=1.5, ms=4, label=tag)
         ax.set_xscale("log")
+        ticks = sorted({e * 255 for e in result["attacks"]["eps"] if e > 0})
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+        ax.minorticks_off()
         ax.set(xlabel="eps x 255 (L-infinity, log scale)", ylabel=label, ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
