@@ -165,3 +165,25 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
 def test_demo_without_data_says_where_to_get_cifake(tmp_path: Path) -> None:
     proc = fakescope("demo", "--data", tmp_path / "absent.zip", check=False)
     assert proc.returncode == 2 and "CIFAKE" in proc.stderr and "real/" in proc.stderr
+
+
+def test_ensemble_and_robustness_commands(trained: Path, toy_folder: Path, tmp_path: Path) -> None:
+    ens = tmp_path / "ens"
+    proc = fakescope("ensemble", trained / "bundle", trained / "bundle", "--val", toy_folder,
+                     "--out", ens, "--rule", "auc", "-q")  # fmt: skip
+    assert "ensemble" in proc.stdout and (ens / "ensemble.json").is_file()
+    assert json.loads((ens / "bundle.json").read_text())["weights"] == [0.5, 0.5]
+    rows = json.loads(fakescope("predict", toy_folder / "fake", "-b", ens, "-f", "json").stdout)
+    assert len(rows) == 20 and all(0 <= r["p_fake"] <= 1 for r in rows)
+    assert "fakescope ensemble" in fakescope("info", "-b", ens).stdout
+    fakescope("evaluate", toy_folder, "-b", ens, "--out", tmp_path / "ev", "-q")
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 40
+    fakescope("robustness", toy_folder, "-b", trained / "bundle", "--compare", ens,
+              "--corruptions", "jpeg", "--severities", "jpeg=50", "--attacks", "fgsm",
+              "--eps", "2/255", "--max-images", "10", "--out", tmp_path / "rob", "-q")  # fmt: skip
+    result = json.loads((tmp_path / "rob" / "robustness.json").read_text())
+    assert [m["name"] for m in result["models"]] == ["run", "ens"]
+    assert len(result["rows"]) == 2 and len(result["attacks"]["rows"]) == 1
+    bad = fakescope("robustness", toy_folder, "--corruptions", "snow", "--out", tmp_path / "x",
+                    check=False)  # fmt: skip
+    assert bad.returncode == 2 and "unknown corruption 'snow'" in bad.stderr

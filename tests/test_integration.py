@@ -56,3 +56,21 @@ def test_predict_on_real_face_images(shared_data: Path) -> None:
     detector = Detector.load()
     results = detector.predict([it.path for it in source.items[:16]])
     assert all(r.error is None and 0.0 <= r.p_fake <= 1.0 for r in results)
+
+
+def test_robustness_of_the_shipped_detector_on_cifake(shared_data: Path, tmp_path: Path) -> None:
+    from fakescope.robustness.evaluate import RobustnessConfig, robustness
+
+    config = RobustnessConfig(
+        attacks=("fgsm", "pgd"), eps=(2 / 255,), steps=3, max_images=200, examples=2
+    )
+    result = robustness(
+        Detector.load(), shared_data / "cifake_train.zip", tmp_path, config, progress=False
+    )
+    clean = result["rows"][0]["results"]["default_detector"]
+    assert result["n"] == 200 and clean["accuracy"] > 0.9
+    assert len(result["rows"]) == 14  # clean + 13 corruption/severity rows
+    assert all(0 <= r["results"]["default_detector"]["accuracy"] <= 1 for r in result["rows"])
+    pgd = next(r for r in result["attacks"]["rows"] if r["name"] == "pgd")
+    assert pgd["results"]["default_detector"]["accuracy"] < clean["accuracy"]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "robustness.png").is_file()

@@ -423,9 +423,11 @@ def info(bundle: BundleOpt = None) -> None:
     from rich.markdown import Markdown
 
     from fakescope.bundle import CARD_FILE, default_bundle_path, read_meta
+    from fakescope.ensemble import is_ensemble, read_ensemble_meta
 
     path = bundle or default_bundle_path()
-    read_meta(path)
+    verify = read_ensemble_meta if is_ensemble(path) else read_meta
+    verify(path)
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))
 
 
@@ -441,6 +443,129 @@ def demo(
     from fakescope.demo import run_demo
 
     run_demo(data, run_dir, console=out)
+
+
+# -- robustness / ensemble -----------------------------------------------------------------
+@app.command("robustness")
+def robustness(
+    source: Annotated[str, typer.Argument(help="Labelled folder, archive or CSV.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for robustness.json, plots, report.html.")
+    ],
+    bundles: Annotated[
+        list[Path] | None,
+        typer.Option("--bundle", "-b", help="Bundle (repeat to compare; default: shipped)."),
+    ] = None,
+    compare: Annotated[
+        list[Path] | None, typer.Option("--compare", help="More bundles for a before/after table.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Only rows of this split (CSVs).")] = None,
+    max_images: Annotated[
+        int | None, typer.Option(help="Stratified, seeded subsample of this many images.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the subsample, noise and PGD.")] = 0,
+    corruptions: Annotated[
+        str | None, typer.Option(help="Comma list, 'all' (default) or 'none'.")
+    ] = None,
+    severities: Annotated[
+        list[str] | None, typer.Option(help="NAME=V1,V2 (repeatable), e.g. jpeg=90,50.")
+    ] = None,
+    attacks: Annotated[str | None, typer.Option(help="fgsm,pgd (default: none).")] = None,
+    eps: Annotated[str | None, typer.Option(help="L-inf budgets, e.g. 0.5/255,2/255,0.08.")] = None,
+    steps: Annotated[int, typer.Option(help="PGD steps.")] = 10,
+    step_size: Annotated[
+        str | None, typer.Option(help="PGD step (default 2.5*eps/steps), e.g. 0.5/255.")
+    ] = None,
+    examples: Annotated[int, typer.Option(help="Attack example images per attack.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 128,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
+    from fakescope.evaluation.evaluate import model_names
+    from fakescope.inference import Detector
+    from fakescope.robustness.evaluate import (
+        DEFAULT_EPS,
+        RobustnessConfig,
+        parse_list,
+        parse_number,
+        parse_severities,
+    )
+    from fakescope.robustness.evaluate import robustness as run_robustness
+    from fakescope.robustness.report import table_rows
+
+    paths = [*(bundles or []), *(compare or [])]
+    config = RobustnessConfig(
+        severities=parse_severities(corruptions, severities),
+        attacks=tuple(parse_list(attacks)),
+        eps=tuple(parse_number(e) for e in parse_list(eps)) if eps else DEFAULT_EPS,
+        steps=steps,
+        step_size=parse_number(step_size) if step_size else None,
+        max_images=max_images,
+        seed=seed,
+        split=split,
+        batch_size=batch_size,
+        examples=examples,
+    )
+    detectors = [Detector.load(p) for p in paths] or [Detector.load()]
+    names = model_names(paths) if paths else ["default"]
+    result = run_robustness(detectors, source, out_dir, config, names=names, progress=not quiet)
+    from fakescope.evaluation.report import fmt
+
+    all_rows = [*result["rows"], *result["attacks"]["rows"]]
+    headers, body = table_rows(result, all_rows)
+    table = Table(*headers, title=f"robustness on {result['n']} images of {source}")
+    for row in body:
+        table.add_row(*(fmt(v) for v in row))
+    out.print(table)
+    console.print(f"results: {out_dir / 'robustness.json'}\nreport:  {out_dir / 'report.html'}")
+
+
+class EnsembleRule(str, Enum):
+    accuracy = "accuracy"
+    auc = "auc"
+    equal = "equal"
+    stacking = "stacking"
+
+
+@app.command("ensemble")
+def ensemble(
+    bundles: Annotated[list[Path], typer.Argument(metavar="BUNDLE", help="Member bundles.")],
+    val: Annotated[str, typer.Option("--val", help="Labelled validation source.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="The ensemble bundle folder to write.")],
+    rule: Annotated[
+        EnsembleRule, typer.Option(help="Weights from val accuracy, ROC-AUC, equal, or stacking.")
+    ] = EnsembleRule.accuracy,
+    val_split: Annotated[
+        str | None, typer.Option(help="Split of --val (default: 'val' if it has one).")
+    ] = None,
+    unsure_margin: Annotated[float, typer.Option(help="Half-width of the unsure band.")] = 0.1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Combine bundles into one ensemble bundle (predict, evaluate, robustness, serve take it)."""
+    from fakescope.ensemble import build_ensemble
+    from fakescope.evaluation.report import fmt
+
+    result = build_ensemble(
+        bundles,
+        val,
+        out_dir,
+        rule=rule.value,
+        val_split=val_split,
+        unsure_margin=unsure_margin,
+        progress=not quiet,
+    )
+    keys = ("weight", "threshold", "accuracy", "roc_auc", "f1")
+    table = Table("model", *keys, title=f"ensemble ({rule.value}) vs members on validation")
+    for row in result["rows"]:
+        table.add_row(row["model"], *(fmt(row.get(k)) for k in keys))
+    out.print(table)
+    if result["stacking"]:
+        console.print(
+            f"stacking: intercept {result['stacking']['intercept']:.4f}, "
+            f"coefficients {', '.join(f'{c:.4f}' for c in result['stacking']['coef'])}"
+        )
+    console.print(f"[dim]{result['note']}[/]")
+    console.print(f"ensemble bundle: {out_dir}\ntable: {out_dir / 'ensemble.json'}")
 
 
 def run() -> None:

@@ -62,6 +62,10 @@ class Detector:
                 "the default detector is not installed with this copy of fakescope; "
                 "pass --bundle RUN/bundle from `fakescope train`"
             )
+        from fakescope.ensemble import is_ensemble, load_ensemble
+
+        if is_ensemble(bundle):  # a bundle of bundles: an EnsembleDetector (a Detector)
+            return load_ensemble(bundle, device=device)
         model, meta = load_bundle(bundle)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

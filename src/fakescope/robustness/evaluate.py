@@ -1,0 +1,510 @@
+"""Robustness of detectors: accuracy and ROC-AUC under corruptions and white-box attacks.
+
+Corruptions act on the decoded image at its original resolution, and the bundle's own
+preprocessing follows, so each condition is what a user's degraded image goes through (for
+32x32 CIFAKE the two resolutions coincide). Attacks act in the model's input space (the
+preprocessed image, in [0, 1]), where the gradient is. Accuracy always uses the bundle's
+decision threshold: it is never re-tuned on corrupted data. Several bundles are measured on
+the same (corrupted) images, giving one table with a column block per bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fakescope.data.decode import load_image
+from fakescope.data.sources import Item, Source, open_source
+from fakescope.data.transforms import Preprocessing
+from fakescope.errors import ConfigError, FakescopeError, ImageError
+from fakescope.evaluation.evaluate import group_row, model_names, select_items
+from fakescope.inference import Detector
+from fakescope.robustness.attacks import attack
+from fakescope.robustness.corruptions import (
+    CORRUPTIONS,
+    DEFAULT_SEVERITIES,
+    SEVERITY_UNITS,
+    apply_corruption,
+)
+from fakescope.training.splits import subsample
+
+ATTACKS = ("fgsm", "pgd")
+#: The attack budgets measured by default (L-infinity, on the [0, 1] scale).
+DEFAULT_EPS: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.08)
+#: Corruptions whose severity grows as the value falls (JPEG quality, rescale factor).
+DECREASING_SEVERITY = frozenset({"jpeg", "rescale", "web"})
+ROW_KEYS = ("accuracy", "real_accuracy", "fake_accuracy", "f1", "roc_auc")
+CHUNK = 256  # images decoded (at full resolution) and corrupted at a time
+
+
+@dataclass
+class RobustnessConfig:
+    """What to measure. `severities` maps corruption name -> values (units: SEVERITY_UNITS)."""
+
+    severities: dict[str, tuple[float, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITIES)
+    )
+    attacks: tuple[str, ...] = ()
+    eps: tuple[float, ...] = DEFAULT_EPS
+    steps: int = 10
+    step_size: float | None = None
+    max_images: int | None = None
+    seed: int = 0
+    split: str | None = None
+    batch_size: int = 128
+    examples: int = 4
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.severities if name not in CORRUPTIONS]
+        if unknown:
+            raise ConfigError(
+                f"unknown corruption {unknown[0]!r}; choose from {', '.join(CORRUPTIONS)}"
+            )
+        bad = [a for a in self.attacks if a not in ATTACKS]
+        if bad:
+            raise ConfigError(f"unknown attack {bad[0]!r}; choose from {', '.join(ATTACKS)}")
+        if self.attacks and (not self.eps or min(self.eps) < 0):
+            raise ConfigError("attacks need at least one eps >= 0 (e.g. --eps 1/255,4/255)")
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.max_images is not None and self.max_images < 2:
+            raise ConfigError(f"--max-images must be >= 2, got {self.max_images}")
+
+    def conditions(self) -> list[tuple[str, float]]:
+        """(corruption, severity) pairs, each corruption from mild to severe."""
+        return [
+            (name, value)
+            for name in self.severities
+            for value in ordered(name, self.severities[name])
+        ]
+
+
+def ordered(name: str, values: Sequence[float]) -> list[float]:
+    """Severities of corruption `name` from the mildest to the most severe."""
+    return sorted(set(values), reverse=name in DECREASING_SEVERITY)
+
+
+# -- option parsing (shared by the CLI and scripts) -------------------------------------------
+def parse_number(text: str) -> float:
+    """'0.08', '2/255' or '8/255' -> float; ConfigError names the bad text."""
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"not a number: {text!r} (write e.g. 0.08 or 2/255)") from None
+
+
+def parse_list(text: str | Sequence[str] | None) -> list[str]:
+    """'a,b' or ['a', 'b,c'] -> ['a', 'b', 'c'] (blanks dropped)."""
+    if text is None:
+        return []
+    parts = [text] if isinstance(text, str) else list(text)
+    return [p.strip() for part in parts for p in part.split(",") if p.strip()]
+
+
+def parse_severities(
+    corruptions: str | Sequence[str] | None, severities: Sequence[str] | None
+) -> dict[str, tuple[float, ...]]:
+    """`--corruptions jpeg,web` (or 'all' / 'none') and `--severities jpeg=90,50` -> mapping."""
+    names = parse_list(corruptions)
+    if not names or names == ["all"]:
+        chosen = dict(DEFAULT_SEVERITIES)
+    elif names == ["none"]:
+        chosen = {}
+    else:
+        unknown = [n for n in names if n not in CORRUPTIONS]
+        if unknown:
+            raise ConfigError(
+                f"unknown corruption {unknown[0]!r}; choose from {', '.join(CORRUPTIONS)}"
+            )
+        chosen = {n: DEFAULT_SEVERITIES[n] for n in names}
+    for spec in severities or []:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or name not in CORRUPTIONS:
+            raise ConfigError(
+                f"--severities {spec!r}: write NAME=V1,V2 with NAME one of {', '.join(CORRUPTIONS)}"
+            )
+        chosen[name] = tuple(parse_number(v) for v in parse_list(values))
+    return chosen
+
+
+# -- data ------------------------------------------------------------------------------------
+def select_subsample(
+    source: Source, split: str | None, max_images: int | None, seed: int
+) -> list[Item]:
+    """Labelled items of `split`, stratified-subsampled to `max_images` under `seed`."""
+    return subsample(select_items(source, split), max_images, seed)
+
+
+def _decode_chunk(source: Source, items: Sequence[Item]) -> list[np.ndarray | str]:
+    """Each item as an (H, W, 3) uint8 array at its own resolution, or the reason it failed."""
+    out: list[np.ndarray | str] = []
+    for item in items:
+        try:
+            img = load_image(source.read_bytes(item), item.path)
+            out.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+        except ImageError as exc:
+            out.append(exc.reason)
+        except OSError as exc:
+            out.append(f"cannot read: {exc}")
+    return out
+
+
+def corrupt_images(
+    images: Sequence[np.ndarray], name: str, severity: float, *, seed: int
+) -> list[np.ndarray]:
+    """Corrupt (H, W, 3) uint8 images at their own resolution; same-sized ones as a batch."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, img in enumerate(images):
+        by_size.setdefault(img.shape[:2], []).append(index)
+    out: list[np.ndarray] = [images[0]] * len(images)
+    for group, indices in enumerate(by_size.values()):
+        batch = torch.from_numpy(np.stack([images[i] for i in indices])).permute(0, 3, 1, 2)
+        corrupted = apply_corruption(batch.contiguous(), name, severity, seed=seed * 1009 + group)
+        for i, arr in zip(indices, corrupted.permute(0, 2, 3, 1).numpy(), strict=True):
+            out[i] = arr
+    return out
+
+
+def _preprocess(pre: Preprocessing, images: Sequence[np.ndarray]) -> torch.Tensor:
+    return pre.batch_from_images([Image.fromarray(img) for img in images])
+
+
+def _probabilities(detector: Detector, batch: torch.Tensor, batch_size: int) -> np.ndarray:
+    return np.concatenate(
+        [
+            detector.probabilities(batch[i : i + batch_size])
+            for i in range(0, len(batch), batch_size)
+        ]
+    )
+
+
+# -- attacks ---------------------------------------------------------------------------------
+AttackTarget = tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], Preprocessing, float]
+
+
+def attack_target(detector: Detector) -> AttackTarget:
+    """(module, normalize, preprocessing, temperature) for white-box attacks on `detector`.
+
+    `module(normalize(x01))` is the detector's fake-logit for images `x01` in [0, 1] at the
+    preprocessing's input size. Ensembles provide their own (gradients through all members).
+    """
+    own = getattr(detector, "attack_target", None)
+    if callable(own):
+        return own()
+    pre = detector.preprocessing
+    return detector.model, lambda x: pre.normalize(x * 255.0), pre, detector.meta.temperature
+
+
+def _attacked_probabilities(
+    target: AttackTarget,
+    images01: torch.Tensor,
+    labels: torch.Tensor,
+    name: str,
+    eps: float,
+    *,
+    steps: int,
+    step_size: float | None,
+    seed: int,
+    batch_size: int,
+    keep: int = 0,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """p(fake) of adversarial images, and the first `keep` adversarial images."""
+    model, normalize, _, temperature = target
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    probs, kept = [], []
+    for start in range(0, len(images01), batch_size):
+        x = images01[start : start + batch_size].to(device)
+        y = labels[start : start + batch_size].to(device)
+        adv = attack(
+            name, model, x, y, eps, normalize, steps=steps, step_size=step_size, generator=generator
+        )
+        with torch.no_grad():
+            z = model(normalize(adv)).float().reshape(-1)
+        probs.append(torch.sigmoid(z / temperature).cpu().numpy())
+        if sum(len(k) for k in kept) < keep:
+            kept.append(adv.cpu())
+    examples = torch.cat(kept)[:keep] if kept else images01[:0]
+    return np.concatenate(probs), examples
+
+
+# -- the sweep -------------------------------------------------------------------------------
+def _chunks(seq: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _row(kind: str, name: str, severity: float | None, unit: str | None) -> dict[str, Any]:
+    return {"kind": kind, "name": name, "severity": severity, "unit": unit, "results": {}}
+
+
+def _result(labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: dict | None) -> dict:
+    row = group_row("", labels, p_fake, threshold)
+    result = {"n": row["n"], **{k: row[k] for k in ROW_KEYS}}
+    if clean is not None:
+        result["accuracy_drop"] = clean["accuracy"] - result["accuracy"]
+        auc, clean_auc = result["roc_auc"], clean["roc_auc"]
+        result["roc_auc_drop"] = None if auc is None or clean_auc is None else clean_auc - auc
+    else:
+        result["accuracy_drop"], result["roc_auc_drop"] = 0.0, 0.0
+    return result
+
+
+def robustness(
+    detectors: Detector | Sequence[Detector],
+    source_spec: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: RobustnessConfig | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure detectors under corruptions (and attacks); write DIR/robustness.json, the
+    plots, example images and report.html; return the result.
+
+    Rows: the clean images, one per corruption and severity, one per attack and eps; each row
+    has, per detector, accuracy at the bundle's threshold, per-class accuracy, F1, ROC-AUC
+    and the drop from clean.
+    """
+    config = config or RobustnessConfig()
+    detectors = [detectors] if isinstance(detectors, Detector) else list(detectors)
+    if not detectors:
+        raise ConfigError("robustness needs at least one detector")
+    if names is None:
+        names = model_names([d.bundle_path or f"model{i}" for i, d in enumerate(detectors)])
+    names = list(names)
+    targets = [attack_target(d) for d in detectors] if config.attacks else []
+    source = open_source(source_spec)
+    items = select_subsample(source, config.split, config.max_images, config.seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    conditions = config.conditions()
+    scores: dict[tuple[int, int], list[np.ndarray]] = {}  # (condition, detector) -> chunks
+    labels_parts: list[np.ndarray] = []
+    paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    example_rows: list[list[np.ndarray]] = []
+    bar = tqdm(
+        total=len(items) * (1 + len(conditions)),
+        desc="corrupt+score",
+        unit="img",
+        disable=not progress,
+    )
+    for chunk_index, chunk in enumerate(_chunks(items, CHUNK)):
+        decoded = _decode_chunk(source, chunk)
+        good = [
+            (it, arr) for it, arr in zip(chunk, decoded, strict=True) if not isinstance(arr, str)
+        ]
+        skipped += [
+            (it.path, arr) for it, arr in zip(chunk, decoded, strict=True) if isinstance(arr, str)
+        ]
+        images = [arr for _, arr in good]
+        labels_parts.append(np.array([int(it.label) for it, _ in good], dtype=int))
+        paths += [it.path for it, _ in good]
+        for cond_index in range(-1, len(conditions)):
+            if not images:
+                break
+            if cond_index < 0:
+                variant = images
+            else:
+                name, severity = conditions[cond_index]
+                variant = corrupt_images(
+                    images, name, severity, seed=config.seed + 7919 * chunk_index + cond_index
+                )
+            if chunk_index == 0:
+                example_rows.append(variant[:1])
+            for det_index, detector in enumerate(detectors):
+                batch = _preprocess(detector.preprocessing, variant)
+                p = _probabilities(detector, batch, config.batch_size)
+                scores.setdefault((cond_index, det_index), []).append(p)
+            bar.update(len(chunk))
+        if not images:
+            bar.update(len(chunk) * (1 + len(conditions)))
+    bar.close()
+    if not paths:
+        raise FakescopeError(
+            f"{source.location}: none of the {len(items)} selected images could be read"
+        )
+    labels = np.concatenate(labels_parts)
+
+    rows: list[dict[str, Any]] = []
+    clean_results: list[dict] = []
+    clean = _row("clean", "clean", None, None)
+    for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
+        p = np.concatenate(scores[(-1, det_index)])
+        clean["results"][name] = _result(labels, p, detector.threshold, None)
+        clean_results.append(clean["results"][name])
+    rows.append(clean)
+    for cond_index, (corruption, severity) in enumerate(conditions):
+        row = _row("corruption", corruption, severity, SEVERITY_UNITS.get(corruption))
+        for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
+            p = np.concatenate(scores[(cond_index, det_index)])
+            row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
+        rows.append(row)
+
+    attack_rows: list[dict[str, Any]] = []
+    attack_examples: dict[str, Any] = {}
+    if config.attacks:
+        attack_rows, attack_examples = _run_attacks(
+            detectors, names, targets, source, paths, labels, clean_results, config, out, progress
+        )
+
+    result: dict[str, Any] = {
+        "source": str(source.location),
+        "split": config.split,
+        "n": int(len(labels)),
+        "n_real": int(np.sum(labels == 0)),
+        "n_fake": int(np.sum(labels == 1)),
+        "max_images": config.max_images,
+        "seed": config.seed,
+        "models": [
+            {
+                "name": name,
+                "bundle": str(d.bundle_path) if d.bundle_path else None,
+                "architecture": d.meta.architecture,
+                "threshold": d.threshold,
+                "threshold_source": "the bundle (chosen on validation data; not re-tuned here)",
+                "input_size": d.preprocessing.input_size,
+            }
+            for name, d in zip(names, detectors, strict=True)
+        ],
+        "corruptions": {k: ordered(k, v) for k, v in config.severities.items()},
+        "severity_units": {k: SEVERITY_UNITS[k] for k in config.severities},
+        "rows": rows,
+        "attacks": {
+            "names": list(config.attacks),
+            "eps": list(config.eps),
+            "steps": config.steps,
+            "step_size": config.step_size,
+            "space": "the model's input image in [0, 1] (after the bundle's resize), float; "
+            "eps is L-infinity on that scale",
+            "rows": attack_rows,
+            "examples": attack_examples,
+        },
+        "unreadable": [{"path": p, "reason": r} for p, r in skipped],
+    }
+    from fakescope.robustness import plots as RP
+
+    plots = {"robustness": RP.plot_robustness(result, out / "robustness.png")}
+    if example_rows and conditions:
+        labels_text = ["clean"] + [f"{c} {s:g}" for c, s in conditions]
+        plots["corruption_examples"] = RP.plot_corruption_examples(
+            [r[0] for r in example_rows], labels_text, out / "corruption_examples.png"
+        )
+    if attack_rows:
+        plots["attacks"] = RP.plot_attacks(result, out / "attacks.png")
+    result["plots"] = {k: v.name for k, v in plots.items()}
+    result["report"] = "report.html"
+    from fakescope.robustness.report import robustness_report
+
+    robustness_report(result, {k: v for k, v in plots.items()}, out).write(out / "report.html")
+    (out / "robustness.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _run_attacks(
+    detectors: Sequence[Detector],
+    names: Sequence[str],
+    targets: Sequence[AttackTarget],
+    source: Source,
+    paths: Sequence[str],
+    labels: np.ndarray,
+    clean_results: Sequence[dict],
+    config: RobustnessConfig,
+    out: Path,
+    progress: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One row per (attack, eps), each model attacked white-box through its own gradient."""
+    from fakescope.robustness.plots import save_attack_examples
+
+    by_path = {it.path: it for it in source.items}
+    items = [by_path[p] for p in paths]
+    rows = {(a, e): _row("attack", a, e, "eps") for a in config.attacks for e in config.eps}
+    examples: dict[str, Any] = {}
+    y = torch.from_numpy(labels).float()
+    total = len(items) * len(rows) * len(detectors)
+    bar = tqdm(total=total, desc="attack", unit="img", disable=not progress)
+    for det_index, (name, detector, target) in enumerate(
+        zip(names, detectors, targets, strict=True)
+    ):
+        pre = target[2]
+        arrays = []
+        for chunk in _chunks(items, CHUNK):
+            decoded = _decode_chunk(source, chunk)
+            arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
+        # example images (both classes, alternating) go first, so they are among the kept
+        keep = min(config.examples, len(items))
+        order = _example_order(labels, keep)
+        x01 = torch.cat(arrays)[order].float() / 255.0
+        y_ordered = y[order]
+        for (attack_name, eps), row in rows.items():
+            p, adv = _attacked_probabilities(
+                target,
+                x01,
+                y_ordered,
+                attack_name,
+                eps,
+                steps=config.steps,
+                step_size=config.step_size,
+                seed=config.seed,
+                batch_size=config.batch_size,
+                keep=keep,
+            )
+            p = p[np.argsort(order)]  # back to the images' order
+            row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
+            bar.update(len(items))
+            if keep and eps == max(config.eps):
+                clean_p = detector.probabilities((x01[:keep] * 255).round().to(torch.uint8))
+                examples.setdefault(name, {})[attack_name] = save_attack_examples(
+                    x01[:keep],
+                    adv,
+                    eps,
+                    out / "examples",
+                    prefix=f"{_safe(name)}_{attack_name}",
+                    labels=labels[order[:keep]],
+                    p_clean=clean_p,
+                    p_adv=p[order[:keep]],
+                )
+    bar.close()
+    return list(rows.values()), examples
+
+
+def _example_order(labels: np.ndarray, keep: int) -> np.ndarray:
+    """A permutation of the images whose first `keep` alternate real and fake."""
+    pools = [list(np.flatnonzero(labels == c)) for c in (0, 1)]
+    first: list[int] = []
+    while len(first) < keep and (pools[0] or pools[1]):
+        for pool in pools:
+            if pool and len(first) < keep:
+                first.append(int(pool.pop(0)))
+    chosen = set(first)
+    rest = [i for i in range(len(labels)) if i not in chosen]
+    return np.asarray(first + rest, dtype=np.int64)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def eps_label(eps: float) -> str:
+    """eps as people quote it: '2/255' when it is a whole or half multiple of 1/255."""
+    k = eps * 255
+    if math.isclose(k, round(k * 2) / 2, abs_tol=1e-6) and k < 64:
+        k = round(k * 2) / 2
+        return f"{k:g}/255"
+    return f"{eps:g}"

@@ -1,0 +1,135 @@
+"""The robustness page (report.html) and the rows of the robustness tables.
+
+Built with fakescope.evaluation.report's public API (ReportBuilder and its HTML helpers), so it
+looks like every other fakescope report. The table has one column block per model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fakescope.evaluation.report import (
+    ReportBuilder,
+    definition_list,
+    figure_html,
+    paragraph,
+    table_html,
+)
+
+BLOCK = (
+    ("accuracy", "acc"),
+    ("accuracy_drop", "Δacc"),
+    ("roc_auc", "AUC"),
+    ("roc_auc_drop", "ΔAUC"),
+)
+
+
+def condition_label(row: Mapping[str, Any]) -> tuple[str, str]:
+    """(condition, severity text) for a robustness row."""
+    if row["kind"] == "clean":
+        return "clean", ""
+    if row["kind"] == "attack":
+        from fakescope.robustness.evaluate import eps_label
+
+        return row["name"], f"eps {eps_label(row['severity'])}"
+    return row["name"], f"{row['unit']} {row['severity']:g}"
+
+
+def table_rows(
+    result: Mapping[str, Any], rows: list[Mapping[str, Any]]
+) -> tuple[list[str], list[list[object]]]:
+    """Headers and rows: condition, severity, then (acc, Δacc, AUC, ΔAUC) per model."""
+    names = [m["name"] for m in result["models"]]
+    multi = len(names) > 1
+    headers = ["condition", "severity"] + [
+        f"{name} {label}" if multi else label for name in names for _, label in BLOCK
+    ]
+    body = []
+    for row in rows:
+        cells: list[object] = list(condition_label(row))
+        for name in names:
+            res = row["results"][name]
+            cells += [res.get(key) for key, _ in BLOCK]
+        body.append(cells)
+    return headers, body
+
+
+def robustness_report(
+    result: Mapping[str, Any], plots: Mapping[str, str | os.PathLike], out: Path
+) -> ReportBuilder:
+    """The robustness page: summary, corruption table and plot, attack table, plot, examples."""
+    builder = ReportBuilder("fakescope robustness", subtitle=str(result["source"]))
+    models = result["models"]
+    builder.add_section(
+        "Summary",
+        definition_list(
+            [
+                ("data", result["source"]),
+                ("split", result.get("split") or "all labelled images"),
+                ("images", f"{result['n']} ({result['n_real']} real, {result['n_fake']} fake)"),
+                (
+                    "subsample",
+                    f"stratified, seed {result['seed']}" if result.get("max_images") else "none",
+                ),
+                ("unreadable (skipped)", len(result.get("unreadable", []))),
+                *(
+                    (
+                        f"model {m['name']}",
+                        f"{m['bundle']} ({m['architecture']}, threshold {m['threshold']:.4f})",
+                    )
+                    for m in models
+                ),
+            ]
+        ),
+        id="summary",
+    )
+    corruption_rows = [r for r in result["rows"]]
+    headers, body = table_rows(result, corruption_rows)
+    builder.add_section(
+        "Corruptions",
+        paragraph(
+            "Each corruption is applied to the decoded image at its original resolution, then the "
+            "bundle's preprocessing. Accuracy uses each bundle's own threshold (chosen on its "
+            "validation data, never re-tuned on corrupted images); Δ = clean minus corrupted."
+        )
+        + table_html(headers, body, row_classes=["mean"] + [""] * (len(body) - 1))
+        + (
+            figure_html(plots["robustness"], "Accuracy and ROC-AUC versus severity; dashed: clean.")
+            if "robustness" in plots
+            else ""
+        )
+        + (
+            figure_html(plots["corruption_examples"], "One image under every condition.")
+            if "corruption_examples" in plots
+            else ""
+        ),
+        id="corruptions",
+    )
+    attacks = result["attacks"]
+    if attacks["rows"]:
+        headers, body = table_rows(result, [result["rows"][0], *attacks["rows"]])
+        step = attacks["step_size"]
+        body_html = paragraph(
+            f"White-box L-infinity attacks on each model through its own gradient: FGSM and "
+            f"PGD ({attacks['steps']} steps, step size "
+            f"{'2.5 eps / steps' if step is None else f'{step:g}'}, random start). They act on "
+            "the model's input image in [0, 1] after the bundle's resize; adversarial images "
+            "are scored as floats (not re-quantized to 8 bits)."
+        ) + table_html(headers, body, row_classes=["mean"] + [""] * (len(body) - 1))
+        if "attacks" in plots:
+            body_html += figure_html(plots["attacks"], "Accuracy and ROC-AUC versus eps.")
+        for model_name, per_attack in attacks.get("examples", {}).items():
+            for attack_name, info in per_attack.items():
+                grid = out / info["grid"]
+                if grid.is_file():
+                    body_html += figure_html(
+                        grid,
+                        f"{model_name}, {attack_name} at eps {info['eps']:.4g}: clean, "
+                        "adversarial, "
+                        "amplified perturbation (grey = unchanged).",
+                    )
+        builder.add_section("Attacks", body_html, id="attacks")
+    return builder
