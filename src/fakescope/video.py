@@ -377,12 +377,12 @@ def plot_timeline(
 
     from fakescope.evaluation.plots import save_figure
 
-    fig = Figure(figsize=(8, 3.2))
+    fig = Figure(figsize=(8, 3.6))
     ax = fig.add_subplot()
-    scored = [f for f in result.frames if f.p_fake is not None]
     skipped = [f for f in result.frames if f.p_fake is None]
-    times = [f.time for f in scored]
-    values = [f.p_fake for f in scored]
+    times = [f.time for f in result.frames]
+    # NaN for a frame left out breaks the line there instead of bridging the gap.
+    values = [math.nan if f.p_fake is None else f.p_fake for f in result.frames]
     if unsure_band is not None:
         ax.axhspan(*unsure_band, color="#f2c14e", alpha=0.25, label="unsure band")
     ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label="threshold")
@@ -398,7 +398,7 @@ def plot_timeline(
             markersize=10,
             label="no face (left out)",
         )
-    ax.set_ylim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("p(fake)")
     over = result.fraction_over_threshold
@@ -407,5 +407,5 @@ def plot_timeline(
         + ("" if over is None else f", {over:.0%} of {result.frames_scored} frames over threshold"),
         fontsize=10,
     )
-    ax.legend(loc="upper left", fontsize=7, ncol=3, framealpha=0.8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=7, ncol=5, frameon=False)
     return save_figure(fig, path)
