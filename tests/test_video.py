@@ -94,7 +94,7 @@ def test_video_verdict_is_the_mean_of_frame_scores(detector: Detector, tmp_path:
 
 
 def test_faces_are_cropped_and_scored(detector: Detector, tmp_path: Path) -> None:
-    video = write_video(tmp_path / "face.mov", face_frames(10), codec="libx264")
+    video = write_video(tmp_path / "face.mov", face_frames(20), codec="libx264")
     result = predict_video(detector, video, VideoOptions(fps=5, faces=True))
     assert result.frames_scored == result.frames_sampled == 10 and result.note is None
     for frame in result.frames:
