@@ -121,7 +121,7 @@ class FrameSampler:
             raise VideoError(self.path, "does not exist")
         try:
             container = av.open(self.path)
-        except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise VideoError(
                 self.path,
                 f"cannot be opened as a video ({_reason(exc)}); is it a complete "
@@ -144,7 +144,7 @@ class FrameSampler:
                     frame = next(frames)
                 except StopIteration:
                     break
-                except av.FFmpegError as exc:
+                except av.error.FFmpegError as exc:
                     if kept == 0:
                         raise VideoError(
                             self.path, f"its frames cannot be decoded ({_reason(exc)})"
