@@ -138,12 +138,11 @@ def export_onnx(
     raw = read_meta(bundle_path)
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
-    proto, used = onnx_model_proto(OnnxGraph(model, meta), meta.preprocessing.input_size, exporter)
-
     if check_images:
         batch, source = _images_for_check(check_images, meta, check_n), "images"
     else:
         batch, source = synthetic_batch(check_n, meta.preprocessing.input_size), "synthetic"
+    proto, used = onnx_model_proto(OnnxGraph(model, meta), meta.preprocessing.input_size, exporter)
     parity = check_parity(model, meta, proto.SerializeToString(), batch, source, tolerance)
     if not parity.passed:
         raise ExportError(
