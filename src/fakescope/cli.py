@@ -300,9 +300,9 @@ def predict(
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     for r in results:
         if getattr(r, "note", None):
-            console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False)
+            console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False, soft_wrap=True)
         if getattr(r, "timeline", None):
-            console.print(f"timeline: {r.timeline}", highlight=False)
+            console.print(f"timeline: {r.timeline}", highlight=False, soft_wrap=True)
     errors = sum(1 for r in results if r.error)
     if errors:
         console.print(
