@@ -517,7 +517,8 @@ def export(
         f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB, {result.exporter} "
         f"exporter, opset {result.opset}) in {result.seconds:.1f} s\n"
         f"parity on {parity.n} {parity.source} images: max |Δp| {parity.max_abs_diff_p:.2e}, "
-        f"max |Δlogit| {parity.max_abs_diff_logit:.2e} (tolerance {parity.tolerance:.0e})"
+        f"max |Δlogit| {parity.max_abs_diff_logit:.2e} (tolerance {parity.tolerance:.0e})",
+        soft_wrap=True,
     )
 
 
