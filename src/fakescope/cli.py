@@ -9,7 +9,7 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.table import Table
 
 from fakescope import __version__
 from fakescope.errors import FakescopeError
+
+if TYPE_CHECKING:
+    from fakescope.video import VideoPrediction
 
 app = typer.Typer(
     help="Detect deepfakes and AI-generated images: audit data, train, evaluate, predict.",
@@ -32,6 +35,11 @@ BundleOpt = Annotated[
     Path | None,
     typer.Option("--bundle", "-b", help="Detector bundle folder; default: the shipped detector."),
 ]
+
+
+class Runtime(str, Enum):
+    torch = "torch"
+    onnx = "onnx"
 
 
 class OutputFormat(str, Enum):
@@ -219,20 +227,54 @@ def predict(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write results here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    runtime: Annotated[
+        Runtime, typer.Option(help="torch, or onnx (onnxruntime; exports once to the cache).")
+    ] = Runtime.torch,
+    faces: Annotated[
+        bool, typer.Option("--faces", help="Videos: score the largest face of each frame.")
+    ] = False,
+    fps: Annotated[float, typer.Option(help="Videos: frames sampled per second.")] = 2.0,
+    max_frames: Annotated[int, typer.Option(help="Videos: at most this many frames.")] = 64,
+    timeline: Annotated[
+        Path | None, typer.Option("--timeline", help="Videos: write per-frame plots (PNG) here.")
+    ] = None,
 ) -> None:
-    """p(fake), verdict and unsure flag per image; unreadable files get an error, not a crash."""
-    from fakescope.inference import Detector
+    """p(fake), verdict and unsure flag per image or video; unreadable files get an error.
 
-    detector = Detector.load(bundle)
-    results = detector.predict(
-        paths, batch_size=batch_size, progress=len(paths) > 1 or Path(paths[0]).is_dir()
+    A video (mp4, webm, mov, avi, mkv) gets the mean p(fake) of its sampled frames and the
+    fraction of frames over the threshold; --timeline DIR plots them over time.
+    """
+    from fakescope.inference import Detector
+    from fakescope.video import (
+        VIDEO_CSV_FIELDS,
+        VideoOptions,
+        VideoPrediction,
+        predict_videos,
+        split_video_inputs,
+    )
+
+    detector = Detector.load(bundle, runtime=runtime.value)
+    videos, images = split_video_inputs(paths)
+    results: list = []
+    if images:
+        results = detector.predict(
+            images, batch_size=batch_size, progress=len(images) > 1 or Path(images[0]).is_dir()
+        )
+    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
+    results += predict_videos(
+        detector, videos, options, timeline_dir=timeline, batch_size=batch_size
     )
     rows = [r.to_dict() for r in results]
     if fmt is OutputFormat.json:
         text = json.dumps(rows, indent=2)
     elif fmt is OutputFormat.csv:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["path", "p_fake", "label", "unsure", "error"])
+        fields = ["path", "p_fake", "label", "unsure", "error"]
+        writer = csv.DictWriter(
+            buffer,
+            fieldnames=fields + (list(VIDEO_CSV_FIELDS) if videos else []),
+            extrasaction="ignore",
+        )
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
@@ -246,7 +288,7 @@ def predict(
                 r.label or "-",
                 "-" if r.unsure is None else ("yes" if r.unsure else "no"),
                 r.error or "",
-                r.path,
+                _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path,
             )
     if out_file:
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -256,11 +298,23 @@ def predict(
         out.print(table)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    for r in results:
+        if getattr(r, "note", None):
+            console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False, soft_wrap=True)
+        if getattr(r, "timeline", None):
+            console.print(f"timeline: {r.timeline}", highlight=False, soft_wrap=True)
     errors = sum(1 for r in results if r.error)
     if errors:
         console.print(
             f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]"
         )
+
+
+def _video_path_text(r: VideoPrediction) -> str:
+    return (
+        f"{r.path} (video: {r.frames_scored} frames, "
+        f"{r.fraction_over_threshold:.0%} over threshold, max {r.max_p_fake:.4f})"
+    )
 
 
 class ThresholdPolicyOpt(str, Enum):
@@ -415,6 +469,57 @@ def explain(
         console.print(f"[yellow]{path}: {reason}[/]")
     written = explain_files(Detector.load(bundle), images, out_dir, layers or None)
     console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
+
+
+class ExporterOpt(str, Enum):
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
+@app.command("export")
+def export(
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="The .onnx file to write (BUNDLE/model.onnx: used by "
+            "--runtime onnx with that bundle).",
+        ),
+    ],
+    bundle: BundleOpt = None,
+    check_images: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--check-images",
+            help="Images, folders or archives for the parity check (default: synthetic images).",
+        ),
+    ] = None,
+    check_n: Annotated[int, typer.Option(help="Images used by the parity check.")] = 128,
+    tolerance: Annotated[float, typer.Option(help="Max |p_torch - p_onnx| allowed.")] = 1e-4,
+    exporter: Annotated[
+        ExporterOpt, typer.Option(help="auto: torch's dynamo exporter, else TorchScript.")
+    ] = ExporterOpt.auto,
+) -> None:
+    """Export a detector to ONNX (dynamic batch, bundle metadata inside), parity-checked."""
+    from fakescope.onnx_export import export_onnx
+
+    result = export_onnx(
+        bundle,
+        out_path,
+        exporter=exporter.value,
+        check_images=check_images,
+        check_n=check_n,
+        tolerance=tolerance,
+    )
+    parity = result.parity
+    console.print(
+        f"wrote {result.path} ({result.path.stat().st_size / 1e6:.1f} MB, {result.exporter} "
+        f"exporter, opset {result.opset}) in {result.seconds:.1f} s\n"
+        f"parity on {parity.n} {parity.source} images: max |Δp| {parity.max_abs_diff_p:.2e}, "
+        f"max |Δlogit| {parity.max_abs_diff_logit:.2e} (tolerance {parity.tolerance:.0e})",
+        soft_wrap=True,
+    )
 
 
 @app.command("info")

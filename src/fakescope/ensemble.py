@@ -207,6 +207,7 @@ class EnsembleDetector(Detector):
         self.combiner = combiner
         self.device = self.members[0].device
         self.model = nn.ModuleList([m.model for m in self.members])
+        self.onnx = None  # members run on PyTorch
         self.meta = meta
         self.preprocessing = meta.preprocessing
         self.bundle_path = bundle_path

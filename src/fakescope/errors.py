@@ -26,3 +26,16 @@ class ConfigError(FakescopeError):
 
 class BundleError(FakescopeError):
     """A detector bundle is missing, tampered with or incompatible."""
+
+
+class ExportError(FakescopeError):
+    """A detector could not be exported (e.g. to ONNX), or the export failed its parity check."""
+
+
+class VideoError(FakescopeError):
+    """A video file could not be opened or decoded. Carries the path and the reason."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,7 +17,10 @@ from tqdm.auto import tqdm
 from fakescope.bundle import BundleMeta, default_bundle_path, load_bundle
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
-from fakescope.errors import BundleError, ImageError
+from fakescope.errors import BundleError, ConfigError, ImageError
+
+if TYPE_CHECKING:
+    from fakescope.onnx_runtime import OnnxModel
 
 ImageInput = str | os.PathLike | Image.Image | bytes
 
@@ -41,31 +44,66 @@ class Detector:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         meta: BundleMeta,
         *,
         device: str | torch.device = "cpu",
         bundle_path: Path | None = None,
+        onnx: OnnxModel | None = None,
     ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        """`model` scores with PyTorch; or pass model=None and an `onnx` session instead."""
+        if (model is None) == (onnx is None):
+            raise ValueError("a Detector needs exactly one of a torch model and an ONNX session")
+        self.device = torch.device(device if onnx is None else "cpu")
+        self.model = model.to(self.device).eval() if model is not None else None
+        self.onnx = onnx
         self.meta = meta
         self.preprocessing = meta.preprocessing
         self.bundle_path = bundle_path
 
+    @property
+    def runtime(self) -> str:
+        """'torch' or 'onnx': what computes the logits."""
+        return "onnx" if self.onnx is not None else "torch"
+
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, *, device: str = "auto") -> Detector:
-        """Load a bundle (verified); None loads the default detector shipped with fakescope."""
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        *,
+        device: str = "auto",
+        runtime: str = "torch",
+    ) -> Detector:
+        """Load a bundle (verified); None loads the default detector shipped with fakescope.
+
+        runtime="onnx" scores with onnxruntime instead of PyTorch: `path` may then also be a
+        .onnx file from `fakescope export`; a bundle folder uses its model.onnx, or an export
+        made once into the cache (see fakescope.onnx_runtime).
+        """
         bundle = Path(path) if path is not None else default_bundle_path()
         if path is None and not bundle.is_dir():
             raise BundleError(
                 "the default detector is not installed with this copy of fakescope; "
                 "pass --bundle RUN/bundle from `fakescope train`"
             )
+        if runtime not in ("torch", "onnx"):
+            raise ConfigError(f"unknown runtime {runtime!r}: use 'torch' or 'onnx'")
         from fakescope.ensemble import is_ensemble, load_ensemble
 
         if is_ensemble(bundle):  # a bundle of bundles: an EnsembleDetector (a Detector)
+            if runtime == "onnx":
+                raise ConfigError(
+                    f"{bundle} is an ensemble; ensembles run on the torch runtime only "
+                    "(export its members to ONNX one by one)"
+                )
             return load_ensemble(bundle, device=device)
+        if runtime == "onnx":
+            from fakescope.onnx_runtime import open_onnx
+
+            session, raw = open_onnx(bundle)
+            return cls(None, BundleMeta.from_dict(raw), bundle_path=bundle, onnx=session)
+        if bundle.suffix == ".onnx" and bundle.is_file():
+            raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
         model, meta = load_bundle(bundle)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -84,6 +122,8 @@ class Detector:
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw logits for a (B, 3, S, S) uint8 batch."""
+        if self.onnx is not None:
+            return self.onnx.logits(batch)
         x = self.preprocessing.normalize(batch.to(self.device))
         return self.model(x).float().view(-1).cpu()
 
@@ -150,6 +190,7 @@ class Detector:
         """The bundle's metadata, for model cards and the HTTP API."""
         return {
             "bundle": str(self.bundle_path) if self.bundle_path else None,
+            "runtime": self.runtime,
             **self.meta.to_dict(),
         }
 

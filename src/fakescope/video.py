@@ -1,0 +1,411 @@
+"""Videos: sample frames (PyAV), optionally crop faces (OpenCV's Haar cascade), score every
+sampled frame with a Detector and aggregate one verdict, with a per-frame timeline plot.
+
+Sampling: frames are decoded in order and one is kept every ``1 / fps`` seconds of video
+(its presentation time); a video longer than ``max_frames / fps`` seconds is sampled more
+sparsely, evenly over its whole duration, so that at most ``max_frames`` frames are scored.
+
+Verdict: ``p_fake`` is the MEAN p(fake) of the scored frames; label and unsure flag come from
+that mean with the bundle's threshold and unsure band, exactly as for one image. Reported
+beside it: the fraction of scored frames at or over the threshold and the highest frame score,
+because a video that is fake in only a few seconds shows up there first.
+
+Faces (``faces=True``): the largest frontal face in each sampled frame is cropped (a square
+with a margin around the detection) and scored instead of the whole frame. Frames without a
+face are left out of the verdict (they appear in the timeline as grey ticks) and the result's
+``note`` says how many. If no sampled frame has a face, the whole frames are scored instead
+and the note says so: the verdict is then about the scene, not about a face.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakescope.data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from fakescope.errors import ConfigError, VideoError
+
+if TYPE_CHECKING:
+    from fakescope.inference import Detector
+
+FACE_CASCADE = "haarcascade_frontalface_default.xml"
+# Haar detection runs on a copy no larger than this (long side, px): big frames only cost time.
+FACE_SEARCH_SIZE = 640
+VIDEO_CSV_FIELDS = (
+    "frames_sampled",
+    "frames_scored",
+    "fraction_over_threshold",
+    "max_p_fake",
+    "note",
+    "timeline",
+)
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How to sample and what to score."""
+
+    fps: float = 2.0
+    max_frames: int = 64
+    faces: bool = False
+    face_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.max_frames < 1:
+            raise ConfigError(f"video sampling needs fps > 0 and max_frames >= 1, got {self}")
+
+
+@dataclass
+class FrameScore:
+    """One sampled frame: its index in the stream, time (s), score and face box (x, y, w, h)."""
+
+    index: int
+    time: float
+    p_fake: float | None
+    face: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class VideoPrediction:
+    """The verdict for one video; `error` is set (and the scores None) when it is unreadable."""
+
+    path: str
+    p_fake: float | None
+    label: str | None
+    unsure: bool | None
+    error: str | None = None
+    frames_sampled: int = 0
+    frames_scored: int = 0
+    fraction_over_threshold: float | None = None
+    max_p_fake: float | None = None
+    duration: float | None = None
+    note: str | None = None
+    timeline: str | None = None
+    frames: list[FrameScore] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": "video"}
+
+
+@dataclass
+class SampledFrame:
+    index: int
+    time: float
+    image: Image.Image
+
+
+class FrameSampler:
+    """Iterates over the sampled frames of a video; afterwards `duration`, `decoded` and
+    `note` (set when decoding stopped early on damaged data) describe what was read."""
+
+    def __init__(self, path: str | os.PathLike, fps: float = 2.0, max_frames: int = 64) -> None:
+        self.path = os.fspath(path)
+        self.fps = fps
+        self.max_frames = max_frames
+        self.duration: float | None = None
+        self.decoded = 0
+        self.note: str | None = None
+
+    def __iter__(self) -> Iterator[SampledFrame]:
+        import av
+
+        if not os.path.isfile(self.path):
+            raise VideoError(self.path, "does not exist")
+        try:
+            container = av.open(self.path)
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise VideoError(
+                self.path,
+                f"cannot be opened as a video ({_reason(exc)}); is it a complete "
+                "mp4, webm or mov file?",
+            ) from exc
+        with container:
+            if not container.streams.video:
+                raise VideoError(self.path, "has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            self.duration = _duration(container, stream)
+            step = 1.0 / self.fps
+            if self.duration and self.duration * self.fps > self.max_frames:
+                step = self.duration / self.max_frames
+            rate = float(stream.average_rate or 25)
+            next_time, kept = 0.0, 0
+            frames = container.decode(stream)
+            while kept < self.max_frames:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                except av.error.FFmpegError as exc:
+                    if kept == 0:
+                        raise VideoError(
+                            self.path, f"its frames cannot be decoded ({_reason(exc)})"
+                        ) from exc
+                    self.note = f"decoding stopped after {self.decoded} frames ({_reason(exc)})"
+                    break
+                time = float(frame.time) if frame.time is not None else self.decoded / rate
+                self.decoded += 1
+                if time + 1e-6 < next_time:
+                    continue
+                kept += 1
+                next_time = (math.floor(time / step + 1e-6) + 1) * step
+                yield SampledFrame(self.decoded - 1, time, frame.to_image())
+        if kept == 0:
+            raise VideoError(self.path, "contains no decodable video frames")
+
+
+def _reason(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        import av
+
+        return container.duration / av.time_base
+    return None
+
+
+class FaceCropper:
+    """Finds the largest frontal face (OpenCV Haar cascade) and crops a square around it."""
+
+    def __init__(self, margin: float = 0.25, min_neighbors: int = 5) -> None:
+        import cv2
+
+        path = os.path.join(cv2.data.haarcascades, FACE_CASCADE)
+        self._cv2 = cv2
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise VideoError(
+                path, "OpenCV's face cascade cannot be loaded; reinstall opencv-python-headless"
+            )
+        self.margin = margin
+        self.min_neighbors = min_neighbors
+
+    def find(self, image: Image.Image) -> tuple[int, int, int, int] | None:
+        """(x, y, w, h) of the largest face in an RGB image, or None."""
+        cv2 = self._cv2
+        gray = np.asarray(image.convert("L"))
+        scale = min(1.0, FACE_SEARCH_SIZE / max(gray.shape))
+        if scale < 1.0:
+            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces = self.cascade.detectMultiScale(
+            cv2.equalizeHist(gray),
+            scaleFactor=1.1,
+            minNeighbors=self.min_neighbors,
+            minSize=(24, 24),
+        )
+        if len(faces) == 0:
+            return None
+        x, y, w, h = max(faces.tolist(), key=lambda f: f[2] * f[3])
+        return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
+
+    def crop(self, image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+        """A square of side max(w, h) * (1 + 2 * margin) centred on the face, inside the image."""
+        x, y, w, h = box
+        side = min(round(max(w, h) * (1 + 2 * self.margin)), image.width, image.height)
+        cx, cy = x + w / 2, y + h / 2
+        left = int(min(max(cx - side / 2, 0), image.width - side))
+        top = int(min(max(cy - side / 2, 0), image.height - side))
+        return image.crop((left, top, left + side, top + side))
+
+
+def predict_video(
+    detector: Detector,
+    path: str | os.PathLike,
+    options: VideoOptions | None = None,
+    *,
+    timeline: str | os.PathLike | None = None,
+    batch_size: int = 64,
+) -> VideoPrediction:
+    """Score the sampled frames of one video; VideoError (naming the file) if it is unreadable.
+
+    ``timeline``: a PNG path for the per-frame plot (see `plot_timeline`).
+    """
+    options = options or VideoOptions()
+    sampler = FrameSampler(path, options.fps, options.max_frames)
+    cropper = FaceCropper(options.face_margin) if options.faces else None
+    pre = detector.preprocessing
+    frames: list[FrameScore] = []
+    whole: list[np.ndarray] = []  # every frame, preprocessed: small, and the no-face fallback
+    crops: dict[int, np.ndarray] = {}  # position in `frames` -> preprocessed face crop
+    for sampled in sampler:
+        box = cropper.find(sampled.image) if cropper else None
+        if cropper and box:
+            crops[len(frames)] = pre.to_uint8(cropper.crop(sampled.image, box))
+        whole.append(pre.to_uint8(sampled.image))
+        frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
+
+    notes = [sampler.note] if sampler.note else []
+    if cropper and crops:
+        chosen = sorted(crops)
+        inputs = [crops[i] for i in chosen]
+        if len(chosen) < len(frames):
+            notes.append(
+                f"no face in {len(frames) - len(chosen)} of {len(frames)} sampled frames; "
+                "they are left out of the verdict"
+            )
+    else:
+        chosen, inputs = list(range(len(frames))), whole
+        if cropper:
+            notes.append(
+                f"no face found in any of the {len(frames)} sampled frames; "
+                "whole frames were scored instead"
+            )
+    scores = _probabilities(detector, inputs, batch_size)
+    for position, p in zip(chosen, scores, strict=True):
+        frames[position].p_fake = float(p)
+
+    mean = float(np.mean(scores))
+    label, unsure = detector.verdict(mean)
+    result = VideoPrediction(
+        path=os.fspath(path),
+        p_fake=mean,
+        label=label,
+        unsure=unsure,
+        frames_sampled=len(frames),
+        frames_scored=len(chosen),
+        fraction_over_threshold=float(np.mean(scores >= detector.threshold)),
+        max_p_fake=float(scores.max()),
+        duration=None if sampler.duration is None else round(sampler.duration, 3),
+        note="; ".join(notes) or None,
+        frames=frames,
+    )
+    if timeline is not None:
+        band = detector.meta.unsure_band
+        result.timeline = str(plot_timeline(result, timeline, detector.threshold, band))
+    return result
+
+
+def _probabilities(detector: Detector, arrays: list[np.ndarray], batch_size: int) -> np.ndarray:
+    parts = [
+        detector.probabilities(torch.from_numpy(np.stack(arrays[i : i + batch_size])))
+        for i in range(0, len(arrays), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
+def predict_videos(
+    detector: Detector,
+    paths: Iterable[str | os.PathLike],
+    options: VideoOptions | None = None,
+    *,
+    timeline_dir: str | os.PathLike | None = None,
+    batch_size: int = 64,
+) -> list[VideoPrediction]:
+    """One result per video; an unreadable video gets an `error` row instead of stopping."""
+    results = []
+    used: set[str] = set()
+    for path in paths:
+        timeline = None
+        if timeline_dir is not None:
+            timeline = Path(timeline_dir) / _unique_name(Path(path).stem, used)
+        try:
+            results.append(
+                predict_video(detector, path, options, timeline=timeline, batch_size=batch_size)
+            )
+        except VideoError as exc:
+            results.append(VideoPrediction(os.fspath(path), None, None, None, error=exc.reason))
+    return results
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, number = f"{stem}.timeline.png", 1
+    while name in used:
+        number += 1
+        name = f"{stem}-{number}.timeline.png"
+    used.add(name)
+    return name
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def split_video_inputs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(video files, everything else) from predict's inputs. Video files inside folders count
+    too; a folder holding only videos is not passed on (it has no images to report missing)."""
+    videos: list[str] = []
+    others: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found, has_images = _folder_videos(path)
+            videos += [v for v in found if v not in videos]
+            if has_images or not found:
+                others.append(path)
+        elif os.path.isfile(path) and is_video(path):
+            if path not in videos:
+                videos.append(path)
+        else:
+            others.append(path)
+    return videos, others
+
+
+def _folder_videos(folder: str) -> tuple[list[str], bool]:
+    videos, has_images = [], False
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            suffix = os.path.splitext(name)[1].lower()
+            if name.startswith("."):
+                continue
+            if suffix in VIDEO_EXTENSIONS:
+                videos.append(os.path.join(root, name))
+            has_images = has_images or suffix in IMAGE_EXTENSIONS
+    return videos, has_images
+
+
+def plot_timeline(
+    result: VideoPrediction,
+    path: str | os.PathLike,
+    threshold: float,
+    unsure_band: tuple[float, float] | None = None,
+) -> Path:
+    """p(fake) per sampled frame over time, with the threshold, the unsure band, the mean
+    (the verdict) and grey ticks for frames left out (no face)."""
+    from matplotlib.figure import Figure
+
+    from fakescope.evaluation.plots import save_figure
+
+    fig = Figure(figsize=(8, 3.6))
+    ax = fig.add_subplot()
+    skipped = [f for f in result.frames if f.p_fake is None]
+    times = [f.time for f in result.frames]
+    # NaN for a frame left out breaks the line there instead of bridging the gap.
+    values = [math.nan if f.p_fake is None else f.p_fake for f in result.frames]
+    if unsure_band is not None:
+        ax.axhspan(*unsure_band, color="#f2c14e", alpha=0.25, label="unsure band")
+    ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1, label="threshold")
+    ax.plot(times, values, "-o", color="#2c3e50", markersize=3, linewidth=1, label="frame p(fake)")
+    if result.p_fake is not None:
+        ax.axhline(result.p_fake, color="#2980b9", linewidth=1.5, label="mean (verdict)")
+    if skipped:
+        ax.plot(
+            [f.time for f in skipped],
+            [0.02] * len(skipped),
+            "|",
+            color="grey",
+            markersize=10,
+            label="no face (left out)",
+        )
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("p(fake)")
+    over = result.fraction_over_threshold
+    ax.set_title(
+        f"{Path(result.path).name}: {result.label or 'no verdict'}"
+        + ("" if over is None else f", {over:.0%} of {result.frames_scored} frames over threshold"),
+        fontsize=10,
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=7, ncol=5, frameon=False)
+    return save_figure(fig, path)
