@@ -147,6 +147,7 @@ def train(
 ) -> None:
     """Train a detector and write RUN/bundle, RUN/metrics.json, checkpoints and TensorBoard logs."""
     from fakescope.config import load_recipe
+    from fakescope.training.distributed import is_main_process
     from fakescope.training.trainer import TrainingInterrupted, train_folds
     from fakescope.training.trainer import train as run_training
 
@@ -164,6 +165,8 @@ def train(
                 progress=not quiet,
                 command=_command_line(),
             )
+            if not is_main_process():  # under torchrun, process 0 reports
+                return
             table = Table("metric", "mean", "std")
             for key in ("accuracy", "f1", "roc_auc", "average_precision"):
                 table.add_row(key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}")
@@ -174,10 +177,14 @@ def train(
             source, recipe, run_dir, resume=resume, progress=not quiet, command=_command_line()
         )
     except TrainingInterrupted as exc:
+        if not is_main_process():
+            raise typer.Exit(130) from None
         console.print(
             f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume"
         )
         raise typer.Exit(130) from None
+    if not is_main_process():
+        return
     _print_metrics(result.val_metrics, title="validation")
     if result.test_metrics:
         _print_metrics(result.test_metrics, title="test")

@@ -26,3 +26,7 @@ class ConfigError(FakescopeError):
 
 class BundleError(FakescopeError):
     """A detector bundle is missing, tampered with or incompatible."""
+
+
+class DistributedError(FakescopeError):
+    """A multi-process run cannot start or one of its processes stopped it."""
