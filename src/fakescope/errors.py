@@ -30,3 +30,7 @@ class BundleError(FakescopeError):
 
 class DistributedError(FakescopeError):
     """A multi-process run cannot start or one of its processes stopped it."""
+
+
+class ScoringError(FakescopeError):
+    """Batch scoring cannot start (no inputs, no Ray cluster, unwritable output)."""
