@@ -82,7 +82,14 @@ def test_bad_options_are_refused_before_any_work(tmp_path: Path, toy_folder: Pat
 @pytest.fixture(scope="module")
 def local_ray() -> object:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray gives its raylet a fixed 30 s to start: a busy CI can miss it
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()
 
