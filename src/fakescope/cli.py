@@ -155,6 +155,7 @@ def train(
 ) -> None:
     """Train a detector and write RUN/bundle, RUN/metrics.json, checkpoints and TensorBoard logs."""
     from fakescope.config import load_recipe
+    from fakescope.training.distributed import is_main_process
     from fakescope.training.trainer import TrainingInterrupted, train_folds
     from fakescope.training.trainer import train as run_training
 
@@ -172,6 +173,8 @@ def train(
                 progress=not quiet,
                 command=_command_line(),
             )
+            if not is_main_process():  # under torchrun, process 0 reports
+                return
             table = Table("metric", "mean", "std")
             for key in ("accuracy", "f1", "roc_auc", "average_precision"):
                 table.add_row(key, f"{summary[key]['mean']:.4f}", f"{summary[key]['std']:.4f}")
@@ -182,10 +185,14 @@ def train(
             source, recipe, run_dir, resume=resume, progress=not quiet, command=_command_line()
         )
     except TrainingInterrupted as exc:
+        if not is_main_process():
+            raise typer.Exit(130) from None
         console.print(
             f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume"
         )
         raise typer.Exit(130) from None
+    if not is_main_process():
+        return
     _print_metrics(result.val_metrics, title="validation")
     if result.test_metrics:
         _print_metrics(result.test_metrics, title="test")
@@ -671,6 +678,45 @@ def ensemble(
         )
     console.print(f"[dim]{result['note']}[/]")
     console.print(f"ensemble bundle: {out_dir}\ntable: {out_dir / 'ensemble.json'}")
+
+
+@app.command("score")
+def score(
+    sources: Annotated[
+        list[str],
+        typer.Argument(metavar="SOURCE", help="Image files, folders, archives or CSV manifests."),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write.")],
+    bundle: BundleOpt = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: 'auto' or HOST:PORT; default: a local Ray instance."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per batch and actor call.")] = 256,
+    workers: Annotated[
+        int | None, typer.Option(help="Scoring actors (default: one per CPU of the cluster).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Score very large image collections on Ray into Parquet (path, p_fake, label, unsure,
+    error)."""
+    from fakescope.batch_score import score_to_parquet
+
+    summary = score_to_parquet(
+        sources,
+        out_file,
+        bundle=bundle,
+        ray_address=ray_address,
+        batch_size=batch_size,
+        workers=workers,
+        progress=not quiet,
+    )
+    console.print(
+        f"scored {summary.n} images in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:.0f} img/s): {summary.out}"
+    )
+    if summary.n_errors:
+        console.print(f"[yellow]{summary.n_errors} inputs could not be read (see 'error')[/]")
 
 
 def run() -> None:

@@ -39,3 +39,11 @@ class VideoError(FakescopeError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class DistributedError(FakescopeError):
+    """A multi-process run cannot start or one of its processes stopped it."""
+
+
+class ScoringError(FakescopeError):
+    """Batch scoring cannot start (no inputs, no Ray cluster, unwritable output)."""

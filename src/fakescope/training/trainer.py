@@ -30,6 +30,7 @@ from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import classifier_parameters
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
+from fakescope.training import distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from fakescope.training.splits import prepare_split
 
@@ -150,7 +151,8 @@ class Trainer:
         self.cfg = recipe.train
         self.run_dir = Path(run_dir)
         self.source = source
-        self.progress = progress
+        self.dist = distributed.current()  # one process, or this one's place under torchrun
+        self.progress = progress and self.dist.is_main
         self.command = command
         self.stop_after_steps = stop_after_steps
         self.device = resolve_device(self.cfg.device)
@@ -163,6 +165,11 @@ class Trainer:
         self.test_items = [it for it in items if it.split == "test"]
         if not self.val_items:
             raise ConfigError(f"no validation images (split {val_split!r}) in {source.location}")
+        if self.dist.world_size > self.cfg.batch_size:
+            raise ConfigError(
+                f"train.batch_size {self.cfg.batch_size} is smaller than the number of "
+                f"processes ({self.dist.world_size}); each needs at least one image a step"
+            )
         aug = recipe.data.augment
         self.augment = Augmentation(
             hflip=aug.hflip,
@@ -172,6 +179,11 @@ class Trainer:
 
     # -- data -------------------------------------------------------------------------
     def _decode(self, items: list[Item], desc: str) -> DecodedSet:
+        if self.recipe.data.cache == "disk":  # process 0 fills the shared cache, others map it
+            return self.dist.main_first(lambda: self._load_or_decode(items, desc))
+        return self._load_or_decode(items, desc)
+
+    def _load_or_decode(self, items: list[Item], desc: str) -> DecodedSet:
         return load_or_decode(
             items,
             self.source.read_bytes,
@@ -235,6 +247,10 @@ class Trainer:
         ).to(self.device)
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        # under torchrun: DDP with batch norm over the global batch; else the model itself
+        self.train_model = self.dist.wrap(
+            self.model, self.device, find_unused=self.cfg.freeze_epochs > 0
+        )
         head_ids = {id(p) for p in classifier_parameters(self.model)}
         groups: dict[str, list[nn.Parameter]] = {
             k: [] for k in ("head", "head_nd", "body", "body_nd")
@@ -318,7 +334,11 @@ class Trainer:
         return x
 
     def _train_step(
-        self, images: torch.Tensor, labels: torch.Tensor, gen: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        gen: torch.Generator | None = None,
+        loss_weight: float = 1.0,
     ) -> float:
         if self.cfg.adversarial.ratio > 0 and gen is not None:
             x = self._adversarial_inputs(images, labels, gen)
@@ -328,8 +348,8 @@ class Trainer:
         smooth = self.cfg.label_smoothing
         target = y * (1 - smooth) + 0.5 * smooth
         with autocast_context(self.device, self.precision):
-            logits = self.model(x)
-        loss = self.loss_fn(logits.float(), target)
+            logits = self.train_model(x)
+        loss = self.loss_fn(logits.float(), target) * loss_weight
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip:
@@ -368,17 +388,23 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def _save(self, state: dict[str, Any], aug_gen: torch.Generator) -> None:
+        extra = {"rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state()}
+        extra.update(self.dist.gather_rng_states())  # every process takes part; 0 writes
+        if not self.dist.is_main:
+            return
         save_checkpoint(
             self.ckpt_dir / "last",
             model=self.model,
             optimizer=self.optimizer,
-            extra_tensors={"rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state()},
+            extra_tensors=extra,
             info={**state, "scaler": self.scaler.state_dict()},
         )
 
     def _save_best(self) -> None:
         from safetensors.torch import save_file
 
+        if not self.dist.is_main:
+            return
         tmp = self.ckpt_dir / "best.safetensors.tmp"
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(tmp))
@@ -416,17 +442,22 @@ class Trainer:
             self.scaler.load_state_dict(info.pop("scaler"))
             state.update(info)
             if state["step_in_epoch"] > 0:
-                torch.set_rng_state(extra["rng_torch"])
+                own = f"rng_torch_rank{self.dist.rank}"  # other processes' dropout streams
+                torch.set_rng_state(extra.get(own, extra["rng_torch"]))
                 aug_gen.set_state(extra["rng_aug"])
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=state["global_step"])
+        writer = (
+            SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=state["global_step"])
+            if self.dist.is_main
+            else distributed.NullWriter()
+        )
         try:
             with _interrupt_flag() as flag:
                 self._loop(state, aug_gen, writer, flag)
         finally:
             writer.close()
-        return self._finish(state)
+        return self.dist.from_main(lambda: self._finish(state))
 
     def _out_of_time(self, state: dict[str, Any], started: float) -> bool:
         if self.cfg.max_minutes is None:
@@ -439,7 +470,7 @@ class Trainer:
         while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             if state["step_in_epoch"] == 0:
-                torch.manual_seed(self.cfg.seed * 7919 + epoch)
+                torch.manual_seed(self.cfg.seed * 7919 + epoch + 104_729 * self.dist.rank)
                 aug_gen = _epoch_generator(self.cfg.seed, epoch, 1)
             self.model.train()
             started = time.perf_counter()
@@ -454,14 +485,15 @@ class Trainer:
             )
             for images, labels in self._batches(epoch, state["step_in_epoch"]):
                 elapsed = state["train_seconds"] + time.perf_counter() - started
-                lr = self._set_lr(state["global_step"], epoch, elapsed)
+                lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
                 batch = self.augment(images, aug_gen)
-                loss = self._train_step(batch, labels, aug_gen)
+                batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
+                loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
                 state["epoch_loss_sum"] += loss
                 state["step_in_epoch"] += 1
                 state["global_step"] += 1
                 steps_done_here += 1
-                bar.update(len(labels))
+                bar.update(len(images))
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
                 if state["global_step"] % 20 == 0:
                     writer.add_scalar("train/loss", loss, state["global_step"])
@@ -470,6 +502,7 @@ class Trainer:
                     self.stop_after_steps is not None and steps_done_here >= self.stop_after_steps
                 )
                 out_of_time = self._out_of_time(state, started)
+                interrupted, out_of_time = self.dist.any(interrupted, out_of_time)
                 if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
                     elapsed = time.perf_counter() - started
                     self._save(
@@ -494,7 +527,7 @@ class Trainer:
             state["train_seconds"] += elapsed
             epoch_seconds = state["epoch_seconds"] + elapsed
             steps_run = max(1, state["step_in_epoch"])
-            val = self._validate()
+            val = self.dist.from_main(self._validate)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": state["epoch_loss_sum"] / steps_run,
@@ -632,20 +665,29 @@ def _open_run(
     folds: int | None,
     progress: bool,
 ) -> tuple[Source, Recipe, list[Item]]:
-    """Open the source, create (or check) the run folder and fix the split in its manifest."""
-    source = open_source(source_spec)
-    recipe = _prepare_run(run_dir, recipe, resume)
-    items = prepare_split(
-        source,
-        recipe.data,
-        seed=recipe.train.seed,
-        manifest_path=run_dir / "manifest.csv",
-        folds=folds,
-        progress=progress,
-    )
-    return source, recipe, items
+    """Open the source, create (or check) the run folder and fix the split in its manifest.
+
+    Under torchrun process 0 does this first; the others then find the run it created.
+    """
+    main = distributed.current().is_main
+
+    def open_run() -> tuple[Source, Recipe, list[Item]]:
+        source = open_source(source_spec)
+        run_recipe = _prepare_run(run_dir, recipe, resume or not main)
+        items = prepare_split(
+            source,
+            run_recipe.data,
+            seed=run_recipe.train.seed,
+            manifest_path=run_dir / "manifest.csv",
+            folds=folds,
+            progress=progress,
+        )
+        return source, run_recipe, items
+
+    return distributed.current().main_first(open_run)
 
 
+@distributed.in_session  # launched by torchrun: the processes train one model together
 def train(
     source_spec: str | Path,
     recipe: Recipe | None,
@@ -671,6 +713,7 @@ def train(
     return trainer.fit(resume=resume)
 
 
+@distributed.in_session
 def train_folds(
     source_spec: str | Path,
     recipe: Recipe | None,
@@ -707,5 +750,6 @@ def train_folds(
     for key in keys:
         values = np.array([r[key] for r in results if r.get(key) is not None], dtype=float)
         summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1))}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if distributed.current().is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
