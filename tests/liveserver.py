@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import torch
 import uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,13 @@ def wait_ready(base_url: str, timeout: float, process: subprocess.Popen | None =
 
 @contextmanager
 def thread_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL."""
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yields its URL.
+
+    Torch runs on one thread meanwhile, as `fakescope serve` does by default: on a small,
+    busy CPU two spinning intra-op threads make a batch-1 forward pass many times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -57,6 +64,7 @@ def thread_server(app) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+        torch.set_num_threads(threads)
 
 
 @contextmanager

@@ -24,6 +24,9 @@ from fakescope.serve import ServeSettings, create_app
 from fakescope.serve.access_log import LOGGER_NAME
 from fakescope.serve.batcher import MicroBatcher, Overloaded
 
+# One keep-alive client: a new httpx client per request costs more than the request.
+http = httpx.Client(timeout=60)
+
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
@@ -52,7 +55,7 @@ def error_of(response: httpx.Response) -> dict:
 # -- verdicts ------------------------------------------------------------------------------
 def test_predict_matches_the_library_for_several_images(server: str, detector: Detector) -> None:
     images = [("a.jpg", image_bytes(1)), ("b.png", image_bytes(2, 100, "PNG", "fake"))]
-    response = httpx.post(f"{server}/v1/predict", files=files(*images), timeout=30)
+    response = http.post(f"{server}/v1/predict", files=files(*images), timeout=30)
     assert response.status_code == 200, response.text
     body = response.json()
     expected = detector.predict([data for _, data in images])
@@ -81,7 +84,7 @@ def test_concurrent_requests_are_batched_and_scored_as_alone(
                 )
             )
 
-    before = httpx.get(f"{server}/v1/model").status_code  # warm connection path
+    before = http.get(f"{server}/v1/model").status_code  # warm connection path
     assert before == 200
     responses = asyncio.run(fire())
     assert all(r.status_code == 200 for r in responses)
@@ -91,7 +94,7 @@ def test_concurrent_requests_are_batched_and_scored_as_alone(
 
 def test_explain_returns_a_png_overlay_with_the_verdict(server: str, detector: Detector) -> None:
     data = image_bytes(3, 80)
-    response = httpx.post(f"{server}/v1/explain", files=files(("x.jpg", data)), timeout=30)
+    response = http.post(f"{server}/v1/explain", files=files(("x.jpg", data)), timeout=30)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     picture = Image.open(io.BytesIO(response.content))
@@ -103,22 +106,22 @@ def test_explain_returns_a_png_overlay_with_the_verdict(server: str, detector: D
 
 
 def test_ops_endpoints_model_card_docs_and_page(server: str, detector: Detector) -> None:
-    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
-    assert httpx.get(f"{server}/readyz").json() == {"status": "ready"}
-    card = httpx.get(f"{server}/v1/model").json()
+    assert http.get(f"{server}/healthz").json() == {"status": "ok"}
+    assert http.get(f"{server}/readyz").json() == {"status": "ready"}
+    card = http.get(f"{server}/v1/model").json()
     assert card["architecture"] == detector.meta.architecture
     assert card["threshold"] == pytest.approx(detector.threshold)
     assert "bundle" not in card  # no server paths
     assert card["model_card_markdown"].startswith("# Model card")
-    spec = httpx.get(f"{server}/openapi.json").json()
+    spec = http.get(f"{server}/openapi.json").json()
     assert {"/v1/predict", "/v1/explain", "/v1/model", "/healthz", "/readyz"} <= set(spec["paths"])
     upload = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in upload
-    assert httpx.get(f"{server}/docs").status_code == 200
-    page = httpx.get(f"{server}/")
+    assert http.get(f"{server}/docs").status_code == 200
+    page = http.get(f"{server}/")
     assert page.status_code == 200 and 'id="file-input"' in page.text
     for asset in ("app.js", "style.css"):
-        assert httpx.get(f"{server}/static/{asset}").status_code == 200
+        assert http.get(f"{server}/static/{asset}").status_code == 200
     assert "http" not in page.text.replace('href="/', "").split("<body", 1)[0]  # no CDN
 
 
@@ -147,7 +150,7 @@ BAD_UPLOADS = [
 def test_bad_images_are_4xx_with_a_reason_naming_the_file(
     server: str, uploads: list, status: int, code: str
 ) -> None:
-    response = httpx.post(f"{server}/v1/predict", files=files(*uploads), timeout=30)
+    response = http.post(f"{server}/v1/predict", files=files(*uploads), timeout=30)
     assert response.status_code == status, response.text
     error = error_of(response)
     assert error["code"] == code
@@ -157,15 +160,15 @@ def test_bad_images_are_4xx_with_a_reason_naming_the_file(
 
 def test_bad_requests_are_4xx_with_a_reason(server: str) -> None:
     cases = [
-        (httpx.post(f"{server}/v1/predict", json={"image": "x"}), 415, "unsupported_media_type"),
-        (httpx.post(f"{server}/v1/predict", content=image_bytes(6)), 415, "unsupported_media_type"),
+        (http.post(f"{server}/v1/predict", json={"image": "x"}), 415, "unsupported_media_type"),
+        (http.post(f"{server}/v1/predict", content=image_bytes(6)), 415, "unsupported_media_type"),
         (
-            httpx.post(f"{server}/v1/predict", data={"note": "no file"}, files=[]),
+            http.post(f"{server}/v1/predict", data={"note": "no file"}, files=[]),
             415,  # httpx sends a urlencoded body when there is no file
             "unsupported_media_type",
         ),
         (
-            httpx.post(
+            http.post(
                 f"{server}/v1/predict",
                 content=b'--b\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--b--\r\n',
                 headers={"content-type": "multipart/form-data; boundary=b"},
@@ -174,7 +177,7 @@ def test_bad_requests_are_4xx_with_a_reason(server: str) -> None:
             "no_files",
         ),
         (
-            httpx.post(
+            http.post(
                 f"{server}/v1/predict",
                 content=b"garbage",
                 headers={"content-type": "multipart/form-data"},
@@ -183,7 +186,7 @@ def test_bad_requests_are_4xx_with_a_reason(server: str) -> None:
             "bad_multipart",
         ),
         (
-            httpx.post(
+            http.post(
                 f"{server}/v1/predict",
                 files=files(*[(f"{i}.jpg", image_bytes(i, 16)) for i in range(17)]),
             ),
@@ -191,14 +194,14 @@ def test_bad_requests_are_4xx_with_a_reason(server: str) -> None:
             "too_many_files",
         ),
         (
-            httpx.post(
+            http.post(
                 f"{server}/v1/explain", files=files(("a.jpg", image_bytes(1)), ("b.jpg", b"1"))
             ),
             413,
             "too_many_files",
         ),
-        (httpx.get(f"{server}/v1/predict"), 405, "method_not_allowed"),
-        (httpx.get(f"{server}/v2/nothing"), 404, "not_found"),
+        (http.get(f"{server}/v1/predict"), 405, "method_not_allowed"),
+        (http.get(f"{server}/v2/nothing"), 404, "not_found"),
     ]
     for response, status, code in cases:
         assert response.status_code == status, (code, response.text)
@@ -210,12 +213,12 @@ def test_size_and_pixel_limits_are_413(detector: Detector) -> None:
     big_file = encode(toy_array("noise", np.random.default_rng(0), 32), "PNG")  # ~3 kB
     many_pixels = image_bytes(7, 64, "JPEG")  # 4096 pixels, small file
     with thread_server(create_app(detector, settings)) as url:
-        response = httpx.post(f"{url}/v1/predict", files=files(("big.png", big_file)))
+        response = http.post(f"{url}/v1/predict", files=files(("big.png", big_file)))
         assert response.status_code == 413 and error_of(response)["code"] == "file_too_large"
         assert "big.png" in error_of(response)["message"]
-        response = httpx.post(f"{url}/v1/predict", files=files(("wide.jpg", many_pixels)))
+        response = http.post(f"{url}/v1/predict", files=files(("wide.jpg", many_pixels)))
         assert response.status_code == 413 and error_of(response)["code"] == "too_many_pixels"
-        response = httpx.post(
+        response = http.post(
             f"{url}/v1/predict", files=files(*[("f.png", big_file[:1900])] * 8)
         )  # each file within the limit, the body not
         assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
@@ -225,13 +228,13 @@ def test_size_and_pixel_limits_are_413(detector: Detector) -> None:
             for _ in range(20):
                 yield b"\0" * 1000
 
-        response = httpx.post(
+        response = http.post(
             f"{url}/v1/predict",
             content=chunks(),
             headers={"content-type": "multipart/form-data; boundary=b"},
         )
         assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
-        assert httpx.get(f"{url}/healthz").status_code == 200
+        assert http.get(f"{url}/healthz").status_code == 200
 
 
 # -- auth, CORS, logs ----------------------------------------------------------------------
@@ -239,16 +242,16 @@ def test_api_key_guards_the_api_but_not_health_or_page(detector: Detector) -> No
     settings = ServeSettings(api_key="s3cret")
     upload = files(("a.jpg", image_bytes(8)))
     with thread_server(create_app(detector, settings)) as url:
-        missing = httpx.post(f"{url}/v1/predict", files=upload)
+        missing = http.post(f"{url}/v1/predict", files=upload)
         assert missing.status_code == 401 and error_of(missing)["code"] == "unauthorized"
-        wrong = httpx.get(f"{url}/v1/model", headers={"X-API-Key": "guess"})
+        wrong = http.get(f"{url}/v1/model", headers={"X-API-Key": "guess"})
         assert wrong.status_code == 401
-        ok = httpx.post(f"{url}/v1/predict", files=upload, headers={"X-API-Key": "s3cret"})
+        ok = http.post(f"{url}/v1/predict", files=upload, headers={"X-API-Key": "s3cret"})
         assert ok.status_code == 200
-        bearer = httpx.get(f"{url}/v1/model", headers={"Authorization": "Bearer s3cret"})
+        bearer = http.get(f"{url}/v1/model", headers={"Authorization": "Bearer s3cret"})
         assert bearer.status_code == 200
         for open_path in ("/healthz", "/readyz", "/"):
-            assert httpx.get(f"{url}{open_path}").status_code == 200
+            assert http.get(f"{url}{open_path}").status_code == 200
 
 
 def test_cors_is_off_by_default_and_allows_only_listed_origins(
@@ -256,13 +259,13 @@ def test_cors_is_off_by_default_and_allows_only_listed_origins(
 ) -> None:
     origin = {"Origin": "https://example.org"}
     assert (
-        "access-control-allow-origin" not in httpx.get(f"{server}/v1/model", headers=origin).headers
+        "access-control-allow-origin" not in http.get(f"{server}/v1/model", headers=origin).headers
     )
     settings = ServeSettings(cors_origins=("https://example.org",))
     with thread_server(create_app(detector, settings)) as url:
-        allowed = httpx.get(f"{url}/v1/model", headers=origin)
+        allowed = http.get(f"{url}/v1/model", headers=origin)
         assert allowed.headers["access-control-allow-origin"] == "https://example.org"
-        other = httpx.get(f"{url}/v1/model", headers={"Origin": "https://evil.test"})
+        other = http.get(f"{url}/v1/model", headers={"Origin": "https://evil.test"})
         assert "access-control-allow-origin" not in other.headers
 
 
@@ -270,7 +273,7 @@ def test_access_log_is_one_json_object_per_request(
     server: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger=LOGGER_NAME):
-        response = httpx.post(
+        response = http.post(
             f"{server}/v1/predict",
             files=files(("notes.txt", b"text")),
             headers={"X-Request-ID": "req-42"},
