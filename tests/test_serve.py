@@ -382,3 +382,24 @@ def test_batcher_refuses_when_full_and_survives_a_failing_model() -> None:
         asyncio.run(go())
     finally:
         batcher.stop()
+
+
+# -- the command -----------------------------------------------------------------------------
+def test_serve_command_maps_flags_and_env_onto_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from fakescope import cli
+    from fakescope.serve import server
+
+    calls = []
+    monkeypatch.setattr(server, "run_server", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setenv("FAKESCOPE_API_KEY", "from-env")
+    args = ["serve", "--port", "9123", "--max-batch", "1", "--max-bytes", "1000"]
+    result = CliRunner().invoke(cli.app, [*args, "--cors-origin", "http://a.test"])
+    assert result.exit_code == 0, result.output
+    ((bundle, settings), options) = calls[0]
+    assert bundle is None and options["port"] == 9123 and options["host"] == "127.0.0.1"
+    assert settings.max_batch == 1 and settings.max_file_bytes == 1000
+    assert settings.api_key == "from-env" and settings.cors_origins == ("http://a.test",)
+    refused = CliRunner().invoke(cli.app, ["serve", "--max-batch", "0"])
+    assert isinstance(refused.exception, ConfigError)
