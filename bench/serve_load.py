@@ -26,6 +26,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+import psutil
 from _common import DATA, REPO, machine
 from PIL import Image
 
@@ -73,7 +74,7 @@ def start_server(port: int, max_batch: int, bundle: str | None, log: Path) -> su
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
 
-def wait_ready(port: int, process: subprocess.Popen, timeout: float = 300) -> None:
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -142,6 +143,11 @@ def run_load(port: int, body: bytes, clients: int, seconds: float, limit: int | 
     return tally, time.perf_counter() - started
 
 
+def cpu_seconds(process: subprocess.Popen) -> float:
+    times = psutil.Process(process.pid).cpu_times()
+    return times.user + times.system
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] * 1000
@@ -178,20 +184,28 @@ def main() -> None:
             run_load(ports[name], body, 4, 2.0)  # warm-up
         print("\nsingle-request latency (1 client, sequential):")
         for name in modes:
+            before = cpu_seconds(servers[name])
             tally, _ = run_load(ports[name], body, 1, 120, limit=args.latency_requests)
+            cpu_ms = (cpu_seconds(servers[name]) - before) * 1000 / max(1, len(tally.latencies))
             account(tally)
             print(
                 f"  {name:28s} p50 {percentile(tally.latencies, 50):6.1f} ms   "
-                f"p99 {percentile(tally.latencies, 99):6.1f} ms   (n={len(tally.latencies)})"
+                f"p99 {percentile(tally.latencies, 99):6.1f} ms   (n={len(tally.latencies)}); "
+                f"server CPU {cpu_ms:.1f} ms/request"
             )
         rates: dict[tuple[str, int], list[float]] = {}
         lat99: dict[tuple[str, int], list[float]] = {}
+        cpu: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.rounds):
             for clients in (1, 4, 16):
                 for name in modes:
+                    before = cpu_seconds(servers[name])
                     tally, elapsed = run_load(ports[name], body, clients, args.seconds)
                     account(tally)
                     ok = tally.status.get(200, 0)
+                    cpu.setdefault((name, clients), []).append(
+                        (cpu_seconds(servers[name]) - before) * 1000 / max(1, ok)
+                    )
                     rates.setdefault((name, clients), []).append(ok / elapsed)
                     lat99.setdefault((name, clients), []).append(percentile(tally.latencies, 99))
         print(f"\nthroughput (requests/s, median of {args.rounds} x {args.seconds:.0f} s runs):")
@@ -203,6 +217,10 @@ def main() -> None:
                 for v, n in zip(values, modes, strict=True)
             )
             print(f"  {clients:7d}  {cells}  {values[0] / values[1]:6.2f}x")
+        print("\nserver CPU time per answered request (ms; less sensitive to a shared CPU):")
+        for clients in (1, 4, 16):
+            cells = "  ".join(f"{statistics.median(cpu[(n, clients)]):28.1f}" for n in modes)
+            print(f"  {clients:7d}  {cells}")
         print(
             f"\nrequests sent {totals['sent']}, answered {totals['answered']}, "
             f"5xx {totals['5xx']}, lost {totals['lost']}"
