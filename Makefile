@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_default.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/cache_speed.py
+	$(BIN)/python bench/serve_load.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,9 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The read-only real data sets next to the repository (../shared/data)."""
-    path = REPO_ROOT.parent / "shared" / "data"
+    """The read-only real data sets next to the repository (../shared/data), or in
+    $FAKESCOPE_DATA_DIR (as for bench/) when the checkout lives elsewhere."""
+    path = Path(os.environ.get("FAKESCOPE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     if not path.is_dir():
         pytest.skip(f"real data not available at {path}")
     return path

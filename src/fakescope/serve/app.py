@@ -1,0 +1,247 @@
+"""The FastAPI app: ``create_app(detector, settings)`` wires routes, limits, batching, auth,
+CORS, access logs and the web page. The CLI's ``fakescope serve`` only runs it in uvicorn."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from fakescope import __version__
+from fakescope.model_card import render_model_card
+from fakescope.serve.access_log import AccessLogMiddleware
+from fakescope.serve.batcher import MicroBatcher, Overloaded
+from fakescope.serve.errors import ApiError, install_error_handlers
+from fakescope.serve.scoring import explain_png, score_batch
+from fakescope.serve.settings import ServeSettings
+from fakescope.serve.uploads import Upload, decode_upload, read_uploads
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from fakescope.inference import Detector
+
+STATIC_DIR = resources.files("fakescope") / "serve" / "static"
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "JPEG, PNG, WebP, BMP, TIFF or GIF images",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "empty upload or malformed multipart body"},
+    401: {"description": "missing or wrong API key"},
+    413: {"description": "too many bytes, pixels or files"},
+    415: {"description": "not multipart/form-data, or a file that is not an image"},
+    422: {"description": "a truncated or corrupt image"},
+    503: {"description": "the model queue is full; retry later"},
+}
+
+
+class Verdict(BaseModel):
+    filename: str
+    p_fake: float = Field(description="calibrated probability that the image is fake")
+    label: str = Field(description="the bundle's label at its decision threshold")
+    unsure: bool = Field(description="p_fake lies inside the bundle's unsure band")
+
+
+class PredictResponse(BaseModel):
+    results: list[Verdict]
+    model: dict[str, Any]
+
+
+def model_summary(detector: Detector) -> dict[str, Any]:
+    """The facts a client needs next to a verdict: which model, its threshold and band."""
+    meta = detector.meta
+    return {
+        "title": meta.card.get("title", meta.architecture),
+        "architecture": meta.architecture,
+        "input_size": meta.preprocessing.input_size,
+        "labels": list(meta.labels),
+        "threshold": meta.threshold,
+        "unsure_band": list(meta.unsure_band),
+        "data_fingerprint": meta.data_fingerprint,
+        "created": meta.created,
+    }
+
+
+def _api_key_check(settings: ServeSettings):
+    expected = settings.api_key
+
+    async def require_api_key(request: Request) -> None:
+        if expected is None:
+            return
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if given is None or not secrets.compare_digest(given.encode(), expected.encode()):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "missing or wrong API key: send it in the X-API-Key header",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return require_api_key
+
+
+def create_app(detector: Detector, settings: ServeSettings | None = None) -> FastAPI:
+    """The HTTP API and web page for one detector. The model thread starts with the app's
+    lifespan (uvicorn, or ``with TestClient(app)``)."""
+    settings = settings or ServeSettings()
+    size = detector.preprocessing.input_size
+    batcher = MicroBatcher(
+        lambda batch: score_batch(detector, batch),
+        max_batch=settings.max_batch,
+        max_wait=settings.max_wait_ms / 1000,
+        queue_size=settings.queue_size,
+        warmup=np.zeros((3, size, size), dtype=np.uint8),
+    )
+    decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
+    summary = model_summary(detector)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            batcher.stop()
+
+    app = FastAPI(
+        title="fakescope",
+        version=__version__,
+        description="Is this image real or AI-generated / deepfaked? p(fake), a verdict with "
+        "an unsure band, and Grad-CAM overlays from a fakescope detector bundle.",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.settings = settings
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-P-Fake", "X-Label", "X-Unsure"],
+        )
+    app.add_middleware(AccessLogMiddleware)
+    authorized = [Depends(_api_key_check(settings))]
+
+    def to_input(upload: Upload) -> tuple[Image.Image, np.ndarray]:
+        image = decode_upload(upload, settings)
+        try:
+            return image, detector.preprocessing.to_uint8(image)
+        except Exception as exc:  # exotic sizes that decode but cannot be resized
+            raise ApiError(
+                422,
+                "corrupt_image",
+                f"{upload.filename}: cannot resize the image ({exc})",
+                filename=upload.filename,
+            ) from None
+
+    async def decode(upload: Upload) -> tuple[Image.Image, np.ndarray]:
+        return await anyio.to_thread.run_sync(to_input, upload, limiter=decode_limiter)
+
+    def overloaded(exc: Overloaded) -> ApiError:
+        return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(str(STATIC_DIR / "index.html"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: the model is loaded and warmed up")
+    async def readyz() -> JSONResponse:
+        if batcher.running and batcher.ready.is_set():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
+
+    @app.get("/v1/model", tags=["model"], dependencies=authorized, summary="The model card")
+    async def model_card() -> dict[str, Any]:
+        info = detector.info()
+        info.pop("bundle", None)  # a server path is nobody's business
+        return {**info, "summary": summary, "model_card_markdown": render_model_card(detector.meta)}
+
+    @app.post(
+        "/v1/predict",
+        tags=["predict"],
+        dependencies=authorized,
+        response_model=PredictResponse,
+        responses=_ERRORS,
+        openapi_extra=_UPLOAD_BODY,
+        summary="p(fake) and a verdict for one or more images",
+    )
+    async def predict(request: Request) -> dict[str, Any]:
+        uploads = await read_uploads(request, settings, settings.max_files)
+        decoded = [await decode(upload) for upload in uploads]
+        try:
+            scores = await batcher.score([array for _, array in decoded])
+        except Overloaded as exc:
+            raise overloaded(exc) from None
+        results = []
+        for upload, p in zip(uploads, scores, strict=True):
+            label, unsure = detector.verdict(p)
+            results.append(
+                {"filename": upload.filename, "p_fake": p, "label": label, "unsure": unsure}
+            )
+        return {"results": results, "model": summary}
+
+    @app.post(
+        "/v1/explain",
+        tags=["predict"],
+        dependencies=authorized,
+        responses={200: {"content": {"image/png": {}}}, **_ERRORS},
+        response_class=Response,
+        openapi_extra=_UPLOAD_BODY,
+        summary="Grad-CAM overlay (PNG) for one image: where the evidence for 'fake' lies",
+    )
+    async def explain(request: Request) -> Response:
+        (upload,) = await read_uploads(request, settings, 1)
+        image, _ = await decode(upload)
+        try:
+            png, p = await batcher.run_exclusive(lambda: explain_png(detector, image))
+        except Overloaded as exc:
+            raise overloaded(exc) from None
+        label, unsure = detector.verdict(p)
+        headers = {
+            "X-P-Fake": f"{p:.6f}",
+            "X-Label": label,
+            "X-Unsure": str(unsure).lower(),
+            "Cache-Control": "no-store",
+        }
+        return Response(png, media_type="image/png", headers=headers)
+
+    return app

@@ -1,0 +1,82 @@
+"""Run the app in uvicorn: torch thread settings, the detector, JSON access logs."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import sys
+
+from fakescope.serve.access_log import LOGGER_NAME
+from fakescope.serve.settings import ServeSettings
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def configure_torch_threads(threads: int) -> None:
+    """One intra-op thread by default: on a small CPU the other cores decode uploads and
+    run HTTP; the model gains speed from batching instead. Inter-op threads stay at 1
+    (the model has no parallel branches)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    # RuntimeError: already set, or inter-op work already ran in this process
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+
+
+def return_large_blocks_to_the_os(threshold: int = 4 * 1024 * 1024) -> bool:
+    """Make glibc serve allocations of ``threshold`` bytes or more with mmap, always.
+
+    By default glibc raises its mmap threshold (up to 32 MB) each time a large block is
+    freed, after which image-sized blocks (Pillow allocates in 16 MB blocks) come from the
+    heap and stay in the process when freed: one burst of large uploads leaves RSS hundreds
+    of MB higher for good. A fixed threshold returns them on free. No-op off glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
+def configure_access_log(stream=None) -> logging.Logger:
+    """Access-log records are JSON already: print them one per line, unchanged."""
+    logger = logging.getLogger(LOGGER_NAME)
+    if not any(getattr(h, "_fakescope", False) for h in logger.handlers):
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._fakescope = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def run_server(
+    bundle: str | os.PathLike | None,
+    settings: ServeSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int = 1,
+    access_log: bool = True,
+) -> None:
+    """Load the bundle and serve it until interrupted."""
+    import uvicorn
+
+    from fakescope.inference import Detector
+    from fakescope.serve.app import create_app
+
+    configure_torch_threads(threads)
+    return_large_blocks_to_the_os()
+    detector = Detector.load(bundle, device="cpu")
+    if access_log:
+        configure_access_log()
+    else:
+        logging.getLogger(LOGGER_NAME).disabled = True
+    app = create_app(detector, settings)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
