@@ -403,3 +403,18 @@ def test_serve_command_maps_flags_and_env_onto_settings(monkeypatch: pytest.Monk
     assert settings.api_key == "from-env" and settings.cors_origins == ("http://a.test",)
     refused = CliRunner().invoke(cli.app, ["serve", "--max-batch", "0"])
     assert isinstance(refused.exception, ConfigError)
+
+
+# -- onnx runtime --------------------------------------------------------------------------
+def test_onnx_runtime_serves_the_same_verdicts_and_refuses_gradcam(detector: Detector) -> None:
+    onnx_detector = Detector.load(runtime="onnx")
+    data = image_bytes(11)
+    with thread_server(create_app(onnx_detector, ServeSettings(max_wait_ms=5))) as url:
+        response = http.post(f"{url}/v1/predict", files=files(("x.jpg", data)), timeout=60)
+        assert response.status_code == 200, response.text
+        p_onnx = response.json()["results"][0]["p_fake"]
+        refused = http.post(f"{url}/v1/explain", files=files(("x.jpg", data)), timeout=60)
+    assert refused.status_code == 409
+    assert "torch runtime" in error_of(refused)["message"]
+    p_torch = detector.predict([data])[0].p_fake
+    assert abs(p_onnx - p_torch) <= 1e-4

@@ -564,6 +564,9 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest accepted image, pixels.")] = 25_000_000,
     threads: Annotated[int, typer.Option(help="Torch intra-op threads.")] = 1,
     access_log: Annotated[bool, typer.Option(help="JSON access log on stderr.")] = True,
+    runtime: Annotated[
+        Runtime, typer.Option(help="torch, or onnx (onnxruntime; Grad-CAM needs torch).")
+    ] = Runtime.torch,
 ) -> None:
     """Serve the detector over HTTP (FastAPI + uvicorn): API, docs at /docs, web page at /."""
     from fakescope.serve.server import run_server
@@ -579,7 +582,15 @@ def serve(
         api_key=api_key,
         cors_origins=tuple(cors_origin or ()),
     )
-    run_server(bundle, settings, host=host, port=port, threads=threads, access_log=access_log)
+    run_server(
+        bundle,
+        settings,
+        host=host,
+        port=port,
+        threads=threads,
+        access_log=access_log,
+        runtime=runtime.value,
+    )
 
 
 @app.command("demo")

@@ -64,6 +64,7 @@ def run_server(
     port: int = 8000,
     threads: int = 1,
     access_log: bool = True,
+    runtime: str = "torch",
 ) -> None:
     """Load the bundle and serve it until interrupted."""
     import uvicorn
@@ -73,7 +74,7 @@ def run_server(
 
     configure_torch_threads(threads)
     return_large_blocks_to_the_os()
-    detector = Detector.load(bundle, device="cpu")
+    detector = Detector.load(bundle, device="cpu", runtime=runtime)
     if access_log:
         configure_access_log()
     else:
