@@ -36,13 +36,14 @@ EVALUATION_SECTIONS = (
 PLACEHOLDERS = {
     "explanations": (
         "Explanation gallery",
-        "Grad-CAM heat maps of the most confident and the most wrong predictions go here; "
-        "they are added by the explanation step (not run for this report).",
+        "Grad-CAM overlays of true/false positives/negatives and of the most confident "
+        "mistakes were not made for this report (fakescope evaluate --no-explain, or "
+        "evaluate() without report_sections.ExplanationSection).",
     ),
     "embeddings": (
         "Embeddings (t-SNE)",
-        "A t-SNE map of the detector's features, coloured by class and generator, goes here; "
-        "it is added by the embedding step (not run for this report).",
+        "The t-SNE map of the detector's features was not made for this report (fakescope "
+        "evaluate --no-tsne, or evaluate() without report_sections.EmbeddingSection).",
     ),
 }
 
