@@ -409,7 +409,9 @@ def evaluation_report(
         ["", *(f"pred {n}" for n in labels), *(f"pred {n} (share)" for n in labels)], cm_rows
     )
     if "confusion" in plots:
-        confusion_body += figure_html(plots["confusion"], PLOT_CAPTIONS["confusion"])
+        confusion_body += figure_html(
+            plots["confusion"], PLOT_CAPTIONS["confusion"], alt="confusion"
+        )
     builder.add_section("Confusion matrices", confusion_body, id="confusion")
     oracle = metrics.get("oracle") or {}
     builder.add_section(
