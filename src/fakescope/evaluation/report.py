@@ -62,7 +62,7 @@ th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left}
 th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.mean td{font-weight:600;background:#f7f8fa}
 figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
-figure img{max-width:560px;border:1px solid #eee}
+figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#555;max-width:560px}
 .warning{border-left:5px solid #d9822b;background:#fff7ed}
 .placeholder{color:#666;font-style:italic}
