@@ -358,14 +358,35 @@ def evaluate(
     target_fpr: Annotated[
         float | None, typer.Option(help="FPR for --threshold-policy target_fpr (0.01).")
     ] = None,
+    gallery: Annotated[
+        int, typer.Option(help="Grad-CAM gallery: images per row (TP, FP, TN, FN, mistakes).")
+    ] = 4,
+    no_explain: Annotated[
+        bool, typer.Option("--no-explain", help="No Grad-CAM gallery in the report.")
+    ] = False,
+    tsne_points: Annotated[
+        int, typer.Option(help="t-SNE map of this many images (a random subsample).")
+    ] = 3000,
+    no_tsne: Annotated[bool, typer.Option("--no-tsne", help="No t-SNE map in the report.")] = False,
+    compare_bundle: Annotated[
+        Path | None,
+        typer.Option("--compare", help="A second bundle: its t-SNE map beside this one's."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Metrics with 95% CIs, plots and report.html; per data set when given several."""
+    """Metrics with 95% CIs, plots, Grad-CAM gallery, t-SNE map and report.html."""
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
+    from fakescope.evaluation.report_sections import report_hooks
     from fakescope.inference import Detector
 
+    detector = Detector.load(bundle)
+    hooks = report_hooks(
+        gallery=0 if no_explain else gallery,
+        tsne_points=0 if no_tsne else tsne_points,
+        compare=compare_bundle,
+    )
     metrics = run_evaluation(
-        Detector.load(bundle),
+        detector,
         sources,
         out_dir,
         split=split,
@@ -374,6 +395,7 @@ def evaluate(
         val_split=val_split,
         threshold_policy=threshold_policy.value if threshold_policy else None,
         target_fpr=target_fpr,
+        report_hooks=hooks,
     )
     _print_evaluation(metrics, title=f"evaluation of {', '.join(sources)}")
     if metrics["unreadable"]:
@@ -381,6 +403,8 @@ def evaluate(
     description = metrics["threshold_source"]["description"]
     console.print(f"threshold {metrics['threshold']:.4f} from {description}")
     console.print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in metrics["timings"].items())
+    console.print(f"[dim]seconds per stage: {stages}[/]", highlight=False)
 
 
 def _print_evaluation(metrics: dict, title: str) -> None:

@@ -38,10 +38,52 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 64
 PCA_DIMS = 50  # t-SNE on the top principal components: faster, and less noise in neighbours
 COLOURS = ("tab:blue", "tab:orange")  # real, fake
+EXACT_NEIGHBOURS_MAX = 5000
+OPENTSNE_ITERATIONS = 750  # openTSNE's 250 early-exaggeration + 500 normal iterations
 
 
 # -- features ------------------------------------------------------------------------------
 @torch.inference_mode()
+def _forward(
+    detector: Detector,
+    images: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int,
+    progress: bool,
+    with_scores: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    batch = torch.as_tensor(images)
+    if batch.ndim != 4 or batch.dtype != torch.uint8:
+        raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
+    model = detector.model
+    was_training = model.training
+    model.eval()
+    chunks: list[np.ndarray] = []
+    logits: list[torch.Tensor] = []
+    try:
+        with tqdm(total=len(batch), desc="embed", unit="img", disable=not progress) as bar:
+            for start in range(0, len(batch), batch_size):
+                part = batch[start : start + batch_size].to(detector.device)
+                x = detector.preprocessing.normalize(part)
+                if with_scores:  # one backbone pass gives both: what model(x) computes
+                    stem = model.forward_features(x)
+                    features = model.forward_head(stem, pre_logits=True)
+                    logits.append(model.forward_head(stem).float().view(-1).cpu())
+                else:
+                    features = embed(model, x)
+                chunks.append(features.float().reshape(len(part), -1).cpu().numpy())
+                bar.update(len(part))
+    finally:
+        model.train(was_training)
+    if not chunks:
+        empty = np.empty((0, _feature_dim(detector)), dtype=np.float32)
+        return empty, (np.empty(0) if with_scores else None)
+    p_fake = None
+    if with_scores:
+        p_fake = torch.sigmoid(torch.cat(logits) / detector.meta.temperature).numpy()
+    return np.concatenate(chunks), p_fake
+
+
 def embed_uint8(
     detector: Detector,
     images: torch.Tensor | np.ndarray,
@@ -50,25 +92,26 @@ def embed_uint8(
     progress: bool = False,
 ) -> np.ndarray:
     """Penultimate features ``[N, D]`` (float32) for a (N, 3, S, S) uint8 batch."""
-    batch = torch.as_tensor(images)
-    if batch.ndim != 4 or batch.dtype != torch.uint8:
-        raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
-    model = detector.model
-    was_training = model.training
-    model.eval()
-    chunks: list[np.ndarray] = []
-    try:
-        with tqdm(total=len(batch), desc="embed", unit="img", disable=not progress) as bar:
-            for start in range(0, len(batch), batch_size):
-                part = batch[start : start + batch_size].to(detector.device)
-                features = embed(model, detector.preprocessing.normalize(part))
-                chunks.append(features.float().reshape(len(part), -1).cpu().numpy())
-                bar.update(len(part))
-    finally:
-        model.train(was_training)
-    if not chunks:
-        return np.empty((0, _feature_dim(detector)), dtype=np.float32)
-    return np.concatenate(chunks)
+    features, _ = _forward(
+        detector, images, batch_size=batch_size, progress=progress, with_scores=False
+    )
+    return features
+
+
+def embed_and_score_uint8(
+    detector: Detector,
+    images: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features ``[N, D]`` and calibrated p(fake) ``[N]`` from one forward pass
+    (p(fake) as :meth:`Detector.probabilities` computes it)."""
+    features, p_fake = _forward(
+        detector, images, batch_size=batch_size, progress=progress, with_scores=True
+    )
+    assert p_fake is not None
+    return features, p_fake
 
 
 def _feature_dim(detector: Detector) -> int:
@@ -103,6 +146,7 @@ class FileEmbeddings:
     paths: list[str]
     indices: list[int]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    p_fake: np.ndarray | None = None  # with ``scores=True``: the detector's p(fake)
 
 
 def embed_files(
@@ -111,8 +155,10 @@ def embed_files(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    scores: bool = False,
 ) -> FileEmbeddings:
-    """Penultimate features for image files (or ``archive::member`` items), in batches.
+    """Penultimate features for image files (or ``archive::member`` items), in batches;
+    with ``scores`` also each image's p(fake), from the same forward pass.
 
     Unreadable files are left out and listed in ``skipped`` as (path, reason).
     """
@@ -128,6 +174,7 @@ def embed_files(
             return f"cannot read: {exc}"
 
     chunks: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
     kept: list[int] = []
     skipped: list[tuple[str, str]] = []
     workers = min(4, (os.cpu_count() or 1) + 1)
@@ -147,12 +194,20 @@ def embed_files(
                     kept.append(start + offset)
             if good:
                 batch = torch.from_numpy(np.stack(good))
-                chunks.append(embed_uint8(detector, batch, batch_size=batch_size))
+                features, p_fake = _forward(
+                    detector, batch, batch_size=batch_size, progress=False, with_scores=scores
+                )
+                chunks.append(features)
+                if p_fake is not None:
+                    probabilities.append(p_fake)
             bar.update(len(chunk))
     features = (
         np.concatenate(chunks) if chunks else np.empty((0, _feature_dim(detector)), np.float32)
     )
-    return FileEmbeddings(features, [items[i] for i in kept], kept, skipped)
+    p_all = None
+    if scores:
+        p_all = np.concatenate(probabilities) if probabilities else np.empty(0)
+    return FileEmbeddings(features, [items[i] for i in kept], kept, skipped, p_fake=p_all)
 
 
 # -- t-SNE ---------------------------------------------------------------------------------
@@ -178,11 +233,13 @@ def tsne_2d(
     perplexity: float = 30.0,
     backend: str = "auto",
     n_jobs: int = 1,
+    progress: bool = False,
 ) -> np.ndarray:
     """A 2-D t-SNE map ``[N, 2]`` (float32) of ``[N, D]`` features, reproducible by ``seed``.
 
     ``backend``: "auto" (openTSNE if installed, else scikit-learn), "opentsne" or "sklearn".
-    The perplexity is lowered for small N, as t-SNE needs N > 3 * perplexity.
+    The perplexity is lowered for small N, as t-SNE needs N > 3 * perplexity. ``progress``
+    shows the optimisation's iterations (openTSNE).
     """
     x = np.asarray(features, dtype=np.float32)
     if x.ndim != 2:
@@ -198,17 +255,7 @@ def tsne_2d(
     perplexity = float(min(perplexity, (n - 1) / 3))
     use_opentsne = backend == "opentsne" or (backend == "auto" and has_opentsne())
     if use_opentsne:
-        from openTSNE import TSNE
-
-        embedding = TSNE(
-            n_components=2,
-            perplexity=perplexity,
-            initialization="pca",
-            random_state=seed,
-            n_jobs=n_jobs,
-            verbose=False,
-        ).fit(x)
-        return np.array(embedding, dtype=np.float32)
+        return _opentsne(x, seed, perplexity=perplexity, n_jobs=n_jobs, progress=progress)
     from sklearn.manifold import TSNE as SkTSNE
 
     if n > 2000:
@@ -227,6 +274,35 @@ def tsne_2d(
         n_jobs=n_jobs,
     )
     return model.fit_transform(x).astype(np.float32)
+
+
+def _opentsne(
+    x: np.ndarray, seed: int, *, perplexity: float, n_jobs: int, progress: bool
+) -> np.ndarray:
+    from openTSNE import TSNE
+
+    every = 10
+    with tqdm(
+        total=OPENTSNE_ITERATIONS, desc="t-SNE", unit="it", disable=not progress, leave=False
+    ) as bar:
+
+        def tick(iteration: int, error: float, embedding: np.ndarray) -> None:
+            bar.update(every)
+
+        embedding = TSNE(
+            n_components=2,
+            perplexity=perplexity,
+            initialization="pca",
+            # exact neighbours (scikit-learn's, in blocks) are ~5x faster than building
+            # Annoy's index for a few thousand points
+            neighbors="exact" if len(x) <= EXACT_NEIGHBOURS_MAX else "auto",
+            random_state=seed,
+            n_jobs=n_jobs,
+            verbose=False,
+            callbacks=tick if progress else None,
+            callbacks_every_iters=every,
+        ).fit(x)
+    return np.array(embedding, dtype=np.float32)
 
 
 # -- plots ---------------------------------------------------------------------------------

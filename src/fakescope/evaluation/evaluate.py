@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,8 @@ from fakescope.inference import Detector
 SourceSpec = str | os.PathLike
 ReportHook = Callable[[Any, dict[str, Any]], None]
 """Called as hook(report_builder, context) before report.html is written; context holds
-the detector, the pooled ScoredSet, the metrics and out_dir."""
+the detector, the pooled ScoredSet, the metrics, out_dir and `progress`. Its time is
+recorded in metrics["timings"] under the hook's `stage` attribute (else its name)."""
 
 
 @dataclass
@@ -290,6 +293,16 @@ def _source_names(specs: Sequence[SourceSpec]) -> list[str]:
 
 
 # -- evaluate --------------------------------------------------------------------------------
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the block to timings[stage] (seconds)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - started, 3)
+
+
 def evaluate(
     detector: Detector,
     source_spec: SourceSpec | Sequence[SourceSpec],
@@ -311,33 +324,83 @@ def evaluate(
 
     Top-level metrics are pooled over all sources; with several sources (or a manifest
     with a generator column) `per_group` holds one row per source (generator) + the mean.
+    `report_hooks` add sections to the report (see fakescope.evaluation.report_sections);
+    `metrics["timings"]` holds the seconds spent per stage.
     """
     specs = [source_spec] if isinstance(source_spec, str | os.PathLike) else list(source_spec)
     if not specs:
         raise SourceError("no source to evaluate")
-    sources = [open_source(spec) for spec in specs]
-    selected = [select_items(source, split) for source in sources]
-    choice = resolve_threshold(
-        detector,
-        val_source=val_source,
-        val_split=val_split,
-        policy=threshold_policy,
-        target_fpr=target_fpr,
-        test_paths=[it.path for items in selected for it in items],
-        progress=progress,
-        bootstrap=bootstrap,
-    )
-    names = _source_names(specs)
-    parts = [
-        score_items(
+    timings: dict[str, float] = {}
+    with _timed(timings, "open"):
+        sources = [open_source(spec) for spec in specs]
+        selected = [select_items(source, split) for source in sources]
+    with _timed(timings, "threshold"):
+        choice = resolve_threshold(
             detector,
-            source,
-            items,
+            val_source=val_source,
+            val_split=val_split,
+            policy=threshold_policy,
+            target_fpr=target_fpr,
+            test_paths=[it.path for items in selected for it in items],
             progress=progress,
-            desc=f"decode {name}" if len(specs) > 1 else "decode",
+            bootstrap=bootstrap,
         )
-        for source, items, name in zip(sources, selected, names, strict=True)
-    ]
+    names = _source_names(specs)
+    parts = []
+    for source, items, name in zip(sources, selected, names, strict=True):
+        with _timed(timings, "decode"):
+            decoded = decode_items(
+                items,
+                source.read_bytes,
+                detector.preprocessing,
+                progress=progress,
+                desc=f"decode {name}" if len(specs) > 1 else "decode",
+            )
+        with _timed(timings, "score"):
+            parts.append(_scored(detector, decoded, items, progress=progress))
+        del decoded
+    with _timed(timings, "metrics"):
+        scored, metrics = _pooled_metrics(
+            detector, sources, names, parts, choice, split=split, bootstrap=bootstrap, seed=seed
+        )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out / "predictions.csv", scored, detector, threshold=choice.value)
+    if report:
+        with _timed(timings, "plots"):
+            plots = evaluation_plots(scored, metrics, out, labels=detector.meta.labels)
+            metrics["plots"] = {name: path.name for name, path in plots.items()}
+            metrics["report"] = "report.html"
+            builder = _build_report(metrics, plots, detector)
+        context = {
+            "detector": detector,
+            "scored": scored,
+            "metrics": metrics,
+            "out_dir": out,
+            "progress": progress,
+        }
+        for hook in report_hooks:
+            with _timed(timings, getattr(hook, "stage", getattr(hook, "__name__", "hook"))):
+                hook(builder, context)
+        with _timed(timings, "report"):
+            builder.write(out / "report.html")
+    metrics["timings"] = timings
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _pooled_metrics(
+    detector: Detector,
+    sources: Sequence[Source],
+    names: Sequence[str],
+    parts: Sequence[ScoredSet],
+    choice: ThresholdChoice,
+    *,
+    split: str | None,
+    bootstrap: int,
+    seed: int,
+) -> tuple[ScoredSet, dict[str, Any]]:
+    """The pooled ScoredSet and its metrics (with per-group rows, oracle, threshold source)."""
     scored = concat_scored(parts)
     threshold = choice.value
     metrics = binary_metrics(
@@ -372,20 +435,7 @@ def evaluate(
         per_group=per_group,
         unreadable=[{"path": p, "reason": r} for p, r in scored.skipped],
     )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_predictions(out / "predictions.csv", scored, detector, threshold=threshold)
-    if report:
-        plots = evaluation_plots(scored, metrics, out, labels=detector.meta.labels)
-        metrics["plots"] = {name: path.name for name, path in plots.items()}
-        metrics["report"] = "report.html"
-        builder = _build_report(metrics, plots, detector)
-        context = {"detector": detector, "scored": scored, "metrics": metrics, "out_dir": out}
-        for hook in report_hooks:
-            hook(builder, context)
-        builder.write(out / "report.html")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return scored, metrics
 
 
 def _band(threshold: float, margin: float) -> tuple[float, float]:

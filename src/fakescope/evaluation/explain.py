@@ -16,8 +16,9 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -330,6 +331,96 @@ def select_gallery(
     return rows
 
 
+@dataclass
+class GalleryRow:
+    """One written row of the gallery: its PNG and the cases shown (indices into the input)."""
+
+    name: str
+    png: Path
+    indices: list[int]
+
+
+class _Cases:
+    """The selected images of a gallery, loaded once, with their Grad-CAM maps.
+
+    ``targets[i]`` is the class whose evidence image ``i``'s map shows ("fake" or "real").
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        items: Sequence[str],
+        targets: dict[int, str],
+        layers: Sequence[str] | None,
+    ) -> None:
+        self.detector = detector
+        self.targets = targets
+        self.loaded = {i: _load(items[i]) for i in sorted(targets)}
+        self.cams: dict[int, np.ndarray] = {}
+        for target in ("fake", "real"):
+            good = {
+                i: img
+                for i, img in self.loaded.items()
+                if isinstance(img, Image.Image) and targets[i] == target
+            }
+            cams = gradcam(detector, list(good.values()), layers, target=target)
+            self.cams.update(zip(good, cams, strict=True))
+
+    def draw(
+        self,
+        axes: Sequence[Any],
+        indices: Sequence[int],
+        y: np.ndarray,
+        p: np.ndarray,
+        captions: Sequence[str] | None = None,
+    ) -> None:
+        """Tiles [image | Grad-CAM] for ``indices`` on a row of 2 * k axes."""
+        names = self.detector.meta.labels
+        for col, index in enumerate(indices):
+            image_ax, cam_ax = axes[2 * col], axes[2 * col + 1]
+            image_ax.set_title(f"{names[y[index]]} p={p[index]:.2f}", fontsize=7)
+            if captions:
+                image_ax.set_xlabel(_short(captions[index]), fontsize=6, loc="left")
+            img = self.loaded[index]
+            if isinstance(img, str):
+                image_ax.text(0.5, 0.5, "unreadable", ha="center", transform=image_ax.transAxes)
+                continue
+            view = self.detector.preprocessing.resize_image(img)
+            image_ax.imshow(np.asarray(view), interpolation="nearest")
+            cam_ax.imshow(
+                np.asarray(overlay(view, self.cams[index], min_size=0)), interpolation="nearest"
+            )
+            cam_ax.set_title(f"Grad-CAM: {self.targets[index]}", fontsize=7)
+
+
+def _short(path: str, width: int = 24) -> str:
+    name = _item_name(path)
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def _blank_axes(fig: Figure, rows: int, cols: int) -> np.ndarray:
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    return axes
+
+
+def _gallery_inputs(
+    detector: Detector,
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[int | str] | np.ndarray,
+    p_fake: Sequence[float] | np.ndarray,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    y = _binary_labels(labels, detector.meta.labels)
+    p = np.asarray(p_fake, dtype=float)
+    items = [str(path) for path in paths]
+    if not len(items) == len(y) == len(p):
+        raise ConfigError(f"{len(items)} paths, {len(y)} labels and {len(p)} probabilities")
+    return items, y, p
+
+
 def gallery(
     detector: Detector,
     paths: Sequence[str | os.PathLike],
@@ -347,45 +438,64 @@ def gallery(
     ``labels`` are 0/1 (1 = fake) or the bundle's label names; ``p_fake`` and ``threshold``
     are typically an evaluation's calibrated scores and the bundle's threshold.
     """
-    y = _binary_labels(labels, detector.meta.labels)
-    p = np.asarray(p_fake, dtype=float)
-    items = [str(path) for path in paths]
-    if len(items) != len(y):
-        raise ConfigError(f"{len(items)} paths but {len(y)} labels")
+    items, y, p = _gallery_inputs(detector, paths, labels, p_fake)
     selection = {name: idx for name, idx in select_gallery(y, p, threshold, k).items() if idx}
-    wanted = sorted({i for idx in selection.values() for i in idx})
-    loaded = {i: _load(items[i]) for i in wanted}
-    good = [i for i in wanted if isinstance(loaded[i], Image.Image)]
-    cams = dict(zip(good, gradcam(detector, [loaded[i] for i in good], layers), strict=True))
-
+    cases = _Cases(detector, items, {i: "fake" for idx in selection.values() for i in idx}, layers)
     n_rows = max(1, len(selection))
     fig = Figure(figsize=(2 * k * 1.35, n_rows * 1.75))
-    axes = fig.subplots(n_rows, 2 * k, squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_frame_on(False)
+    axes = _blank_axes(fig, n_rows, 2 * k)
     if not selection:
         axes[0, 0].text(0, 0.5, "no images to show", transform=axes[0, 0].transAxes)
-    names = detector.meta.labels
     for row, (title, indices) in enumerate(selection.items()):
         axes[row, 0].set_ylabel(title, fontsize=8)
-        for col, index in enumerate(indices):
-            image_ax, cam_ax = axes[row, 2 * col], axes[row, 2 * col + 1]
-            image_ax.set_title(f"{names[y[index]]} p={p[index]:.2f}", fontsize=7)
-            img = loaded[index]
-            if isinstance(img, str):
-                image_ax.text(0.5, 0.5, "unreadable", ha="center", transform=image_ax.transAxes)
-                continue
-            view = detector.preprocessing.resize_image(img)
-            image_ax.imshow(np.asarray(view), interpolation="nearest")
-            cam_ax.imshow(
-                np.asarray(overlay(view, cams[index], min_size=0)), interpolation="nearest"
-            )
-            cam_ax.set_title("Grad-CAM", fontsize=7)
+        cases.draw(axes[row], indices, y, p)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.suptitle(f"Grad-CAM gallery (threshold {threshold:.3f})", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=DPI)
     return out
+
+
+def gallery_rows(
+    detector: Detector,
+    paths: Sequence[str | os.PathLike],
+    labels: Sequence[int | str] | np.ndarray,
+    p_fake: Sequence[float] | np.ndarray,
+    threshold: float,
+    out_dir: str | os.PathLike,
+    k: int = 4,
+    *,
+    layers: Sequence[str] | None = None,
+    target: str = "predicted",
+    prefix: str = "gradcam_",
+) -> list[GalleryRow]:
+    """The gallery as one PNG per row (``gradcam_true_positives.png`` ...), for a report.
+
+    Each map shows the evidence for ``target``: "fake", "real", or by default the class the
+    detector predicted (so a missed fake shows what looked real to it). Rows without a case
+    (e.g. no false negatives) are left out. Tiles are captioned with the file name under
+    the image, the true label and p(fake) above it.
+    """
+    if target not in ("predicted", "fake", "real"):
+        raise ConfigError(f"target must be 'predicted', 'fake' or 'real', got {target!r}")
+    items, y, p = _gallery_inputs(detector, paths, labels, p_fake)
+    selection = {name: idx for name, idx in select_gallery(y, p, threshold, k).items() if idx}
+    targets = {
+        i: target if target != "predicted" else ("fake" if p[i] >= threshold else "real")
+        for idx in selection.values()
+        for i in idx
+    }
+    cases = _Cases(detector, items, targets, layers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, indices in selection.items():
+        fig = Figure(figsize=(2 * k * 1.35, 2.0))
+        axes = _blank_axes(fig, 1, 2 * k)
+        cases.draw(axes[0], indices, y, p, captions=items)
+        fig.tight_layout()
+        png = out / f"{prefix}{name.replace(' ', '_')}.png"
+        fig.savefig(png, format="png", dpi=DPI)
+        rows.append(GalleryRow(name, png, list(indices)))
+    return rows

@@ -36,13 +36,14 @@ EVALUATION_SECTIONS = (
 PLACEHOLDERS = {
     "explanations": (
         "Explanation gallery",
-        "Grad-CAM heat maps of the most confident and the most wrong predictions go here; "
-        "they are added by the explanation step (not run for this report).",
+        "Grad-CAM overlays of true/false positives/negatives and of the most confident "
+        "mistakes were not made for this report (fakescope evaluate --no-explain, or "
+        "evaluate() without report_sections.ExplanationSection).",
     ),
     "embeddings": (
         "Embeddings (t-SNE)",
-        "A t-SNE map of the detector's features, coloured by class and generator, goes here; "
-        "it is added by the embedding step (not run for this report).",
+        "The t-SNE map of the detector's features was not made for this report (fakescope "
+        "evaluate --no-tsne, or evaluate() without report_sections.EmbeddingSection).",
     ),
 }
 
@@ -61,7 +62,7 @@ th,td{border:1px solid #dde1e7;padding:4px 10px;text-align:left}
 th{background:#f0f2f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.mean td{font-weight:600;background:#f7f8fa}
 figure{display:inline-block;margin:6px 12px 12px 0;vertical-align:top}
-figure img{max-width:560px;border:1px solid #eee}
+figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#555;max-width:560px}
 .warning{border-left:5px solid #d9822b;background:#fff7ed}
 .placeholder{color:#666;font-style:italic}
@@ -408,7 +409,9 @@ def evaluation_report(
         ["", *(f"pred {n}" for n in labels), *(f"pred {n} (share)" for n in labels)], cm_rows
     )
     if "confusion" in plots:
-        confusion_body += figure_html(plots["confusion"], PLOT_CAPTIONS["confusion"])
+        confusion_body += figure_html(
+            plots["confusion"], PLOT_CAPTIONS["confusion"], alt="confusion"
+        )
     builder.add_section("Confusion matrices", confusion_body, id="confusion")
     oracle = metrics.get("oracle") or {}
     builder.add_section(
