@@ -38,6 +38,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/cache_speed.py
 	$(BIN)/python bench/serve_load.py
+	$(BIN)/python bench/report_20k.py
+	$(BIN)/python bench/robustness.py
+	$(BIN)/python bench/onnx_vs_torch.py
+	$(BIN)/python bench/video.py
+	$(BIN)/python bench/ddp.py
+	$(BIN)/python bench/ray_score.py
 
 clean-venv:
 	rm -rf $(VENV)
