@@ -48,6 +48,18 @@ ROW_CAPTIONS = {
 }
 
 
+def _no_single_model(detector: Detector) -> str | None:
+    """Why Grad-CAM and penultimate features are unavailable for `detector`, or None."""
+    if hasattr(detector, "members"):
+        return (
+            "Not available for an ensemble bundle: Grad-CAM and embeddings need one model. "
+            "Evaluate a member bundle to see them."
+        )
+    if getattr(detector, "runtime", "torch") != "torch":
+        return "Not available on the ONNX runtime: Grad-CAM and embeddings need the torch model."
+    return None
+
+
 @dataclass
 class ExplanationSection:
     """Report hook: Grad-CAM overlays of up to ``k`` true/false positives/negatives each,
@@ -63,6 +75,11 @@ class ExplanationSection:
 
     def __call__(self, builder: ReportBuilder, context: dict[str, Any]) -> None:
         detector: Detector = context["detector"]
+        why = _no_single_model(detector)
+        if why:
+            builder.add_section("Explanations (Grad-CAM)", paragraph(why), id="explanations")
+            context["metrics"]["explanations"] = {"skipped": why}
+            return
         scored: ScoredSet = context["scored"]
         metrics: dict[str, Any] = context["metrics"]
         threshold = float(metrics["threshold"])
@@ -129,6 +146,11 @@ class EmbeddingSection:
 
     def __call__(self, builder: ReportBuilder, context: dict[str, Any]) -> None:
         detector: Detector = context["detector"]
+        why = _no_single_model(detector) or (self.compare and _no_single_model(self.compare))
+        if why:
+            builder.add_section("Embeddings (t-SNE)", paragraph(why), id="embeddings")
+            context["metrics"]["embeddings"] = {"skipped": why}
+            return
         scored: ScoredSet = context["scored"]
         metrics: dict[str, Any] = context["metrics"]
         out = Path(context["out_dir"])
