@@ -36,7 +36,7 @@ def face_clip(path: Path, seconds: int) -> Path:
         sys.exit(f"{lfw} not found: set FAKESCOPE_DATA_DIR to the folder holding it")
     source = open_source(lfw)
     faces = [
-        Image.open(io.BytesIO(source.read_bytes(it.path))).convert("RGB")
+        Image.open(io.BytesIO(source.read_bytes(it))).convert("RGB")
         for it in source.items[:: len(source.items) // seconds][:seconds]
     ]
     frames = []

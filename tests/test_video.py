@@ -252,7 +252,7 @@ def test_faces_are_found_in_a_video_of_real_face_photos(
 
     source = open_source(shared_data / "faceswap_lfw.zip")
     arrays = [
-        np.asarray(Image.open(io.BytesIO(source.read_bytes(it.path))).convert("RGB"))[:248, :248]
+        np.asarray(Image.open(io.BytesIO(source.read_bytes(it))).convert("RGB"))[:248, :248]
         for it in source.items[:8]
     ]
     video = write_video(tmp_path / "lfw.mp4", [a for a in arrays for _ in range(5)], fps=10)

@@ -139,7 +139,7 @@ def export_onnx(
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
     if check_images:
-        batch, source = _images_for_check(check_images, meta, check_n), "images"
+        batch, source = _images_for_check(check_images, meta, check_n), "given"
     else:
         batch, source = synthetic_batch(check_n, meta.preprocessing.input_size), "synthetic"
     proto, used = onnx_model_proto(OnnxGraph(model, meta), meta.preprocessing.input_size, exporter)
