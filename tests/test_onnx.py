@@ -148,7 +148,7 @@ def test_every_registered_architecture_exports_with_parity(
     torch_p = np.array([r.p_fake for r in Detector.load(bundle, device="cpu").predict(toy_images)])
     onnx_detector = Detector.load(out, runtime="onnx")
     onnx_p = np.array([r.p_fake for r in onnx_detector.predict(toy_images, batch_size=16)])
-    assert torch_p.std() > 0.1, "weights too bland for a meaningful parity check"
+    assert torch_p.std() > 0.05, "weights too bland for a meaningful parity check"
     assert np.abs(torch_p - onnx_p).max() <= TOLERANCE
 
     graph = onnx.load(str(out)).graph
