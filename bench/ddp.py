@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,13 @@ import time
 from pathlib import Path
 
 from _common import cifake, machine
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of finished child processes: the work done, whatever the
+    machine's load (wall-clock figures on a shared machine depend on the neighbours)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(label: str, launcher: list[str], args: argparse.Namespace, out: Path) -> dict:
@@ -46,9 +54,11 @@ def run(label: str, launcher: list[str], args: argparse.Namespace, out: Path) ->
         "--set",
         "train.early_stopping_patience=null",
     ]
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
     wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     metrics = json.loads((out / "metrics.json").read_text())
     last = metrics["history"][-1]
     result = {
@@ -56,12 +66,13 @@ def run(label: str, launcher: list[str], args: argparse.Namespace, out: Path) ->
         "images_per_second": last["images_per_second"],
         "train_seconds": metrics["train_seconds"],
         "wall_seconds": wall,
+        "cpu_seconds": cpu,
         "val_accuracy": metrics["val"]["accuracy"],
         "val_roc_auc": metrics["val"]["roc_auc"],
     }
     print(
         f"{label:<24} {result['images_per_second']:7.0f} img/s (last epoch)  "
-        f"train {result['train_seconds']:6.1f} s  wall {wall:6.1f} s  "
+        f"train {result['train_seconds']:6.1f} s  wall {wall:6.1f} s  CPU {cpu:6.1f} s  "
         f"val acc {result['val_accuracy']:.4f}  auc {result['val_roc_auc']:.4f}",
         flush=True,
     )
@@ -85,6 +96,7 @@ def main() -> None:
         args.out / "two",
     )
     print(f"speed-up: {two['images_per_second'] / one['images_per_second']:.2f}x")
+    print(f"CPU work, 2 processes / 1 process: {two['cpu_seconds'] / one['cpu_seconds']:.2f}x")
 
 
 if __name__ == "__main__":
