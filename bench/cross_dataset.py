@@ -7,7 +7,7 @@ sets are scored whole. Each detector keeps its own threshold, chosen on CIFAKE v
 nothing is tuned on the target data, so accuracy shows how the decision transfers and
 ROC-AUC how the ranking does.
 
-    python bench/cross_dataset.py --bundle resnet_se=src/fakescope/assets/default_detector \
+    python bench/cross_dataset.py --bundle resnet_se=src/fakescope/assets/scratch_detector \
         --bundle lite0=runs/lite0/bundle --bundle npr=runs/npr/bundle [--max-images 2000]
 """
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,16 @@ import torch
 from PIL import Image
 from sklearn import metrics as skm
 
-from fakescope.bundle import BundleMeta, load_bundle, read_meta, save_bundle, update_meta
+from fakescope.bundle import (
+    SHIPPED_DETECTORS,
+    BundleMeta,
+    load_bundle,
+    read_meta,
+    resolve_bundle_path,
+    save_bundle,
+    shipped_bundle_path,
+    update_meta,
+)
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
 from fakescope.evaluation.evaluate import evaluate
@@ -51,6 +62,11 @@ def test_bundle_round_trip_keeps_weights_and_metadata(bundle_dir: Path) -> None:
     card = (bundle_dir / "MODEL_CARD.md").read_text()
     assert "resnet_se" in card and "0.4000" in card
     assert not list(bundle_dir.glob("*.pt*")) and not list(bundle_dir.glob("*.pkl"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(bundle_dir.stat().st_mode) == 0o777 & ~umask  # not mkdtemp's 0700
+    for file in bundle_dir.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask, file.name
 
 
 def test_tampered_weights_are_refused(bundle_dir: Path) -> None:
@@ -92,6 +108,24 @@ def test_incompatible_or_missing_bundles_say_why(bundle_dir: Path, tmp_path: Pat
     write_meta(alien, {**meta, "architecture": "vit_huge"}, weights_sha256=meta["weights_sha256"])
     with pytest.raises(BundleError, match="vit_huge"):
         load_bundle(alien)
+
+
+def test_shipped_detectors_load_by_name_and_a_folder_of_that_name_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert resolve_bundle_path(None) == shipped_bundle_path("default")
+    for name in SHIPPED_DETECTORS:
+        folder = resolve_bundle_path(name)
+        assert folder == shipped_bundle_path(name)
+        meta = read_meta(folder)  # verified: checksum and format
+        assert meta["card"]["title"].startswith(f"fakescope {name} detector")
+    assert read_meta(resolve_bundle_path("scratch"))["architecture"] == "resnet_se"
+    with pytest.raises(BundleError, match="shipped: default, scratch"):
+        shipped_bundle_path("nope")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scratch").mkdir()  # a real folder called like a shipped detector is used
+    assert resolve_bundle_path("scratch") == Path("scratch")
+    assert resolve_bundle_path("missing") == Path("missing")
 
 
 def test_update_meta_resigns(bundle_dir: Path) -> None:

@@ -1,6 +1,7 @@
-"""Copy a trained CIFAKE bundle into the package as the default detector, with its model card.
+"""Copy a trained CIFAKE bundle into the package as a shipped detector, with its model card.
 
-    python tools/ship_default_detector.py runs/default-cifake
+    python tools/ship_default_detector.py runs/default                  # recipe `default`
+    python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
 
 The bundle is re-verified, its weights stored as float16 (half the size; they load into
 the float32 model), its validation metrics measured again with those weights on the run's
@@ -13,40 +14,65 @@ import argparse
 import shutil
 from pathlib import Path
 
-from fakescope.bundle import default_bundle_path, load_bundle, save_bundle, update_meta
+from fakescope.bundle import (
+    SHIPPED_DETECTORS,
+    load_bundle,
+    save_bundle,
+    shipped_bundle_path,
+    update_meta,
+)
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.inference import Detector
 
-CARD = {
-    "title": "fakescope default detector (CIFAKE, resnet_se)",
-    "summary": (
-        "Scores how likely an image is to be AI-generated, trained on CIFAKE: 50,000 CIFAR-10 "
-        "photos versus 50,000 Stable Diffusion 1.4 images, all 32x32 JPEG (Bird & Lotfi, 2023)."
-    ),
-    "intended_use": (
-        "A small, fast baseline and the detector `fakescope predict` uses when no bundle is "
-        "given: screening small or downscaled images for Stable-Diffusion-style generation, "
-        "and a reference point for detectors you train on your own data. Images are resized "
-        "to 32x32 first, so fine detail in large images is not seen."
-    ),
-    "limits": (
-        "Trained on one generator (Stable Diffusion 1.4) and one real-image source (CIFAR-10) "
-        "at 32x32. Expect much lower accuracy on other generators (GANs, Midjourney, DALL-E, "
-        "newer diffusion models), on face swaps, on large photos and after heavy "
-        "re-compression or resizing; evaluate on your own data before relying on it. The "
-        "validation metrics below come from a held-out 10% of cifake_train with exact and "
-        "near duplicates kept on one side of the split; they are not a measure of "
-        "generalization. Never use a single score as proof that an image is fake."
-    ),
+LIMITS = (
+    "Trained on one generator (Stable Diffusion 1.4) and one real-image source (CIFAR-10) "
+    "at 32x32. Expect much lower accuracy on other generators (GANs, Midjourney, DALL-E, "
+    "newer diffusion models), on face swaps, on large photos and after heavy "
+    "re-compression or resizing; evaluate on your own data before relying on it. The "
+    "validation metrics below come from a held-out 10% of cifake_train with exact and "
+    "near duplicates kept on one side of the split; they are not a measure of "
+    "generalization. Never use a single score as proof that an image is fake."
+)
+SUMMARY = (
+    "Scores how likely an image is to be AI-generated, trained on CIFAKE: 50,000 CIFAR-10 "
+    "photos versus 50,000 Stable Diffusion 1.4 images, all 32x32 JPEG (Bird & Lotfi, 2023)."
+)
+CARDS = {
+    "default": {
+        "title": "fakescope default detector (CIFAKE, EfficientNet-Lite0)",
+        "summary": SUMMARY,
+        "intended_use": (
+            "The detector `fakescope predict` uses when no bundle is given: screening small "
+            "or downscaled images for Stable-Diffusion-style generation, and a reference point "
+            "for detectors you train on your own data. EfficientNet-Lite0 from ImageNet weights, "
+            "fine-tuned at 64x64: images are resized to 64x64 first (CIFAKE's 32x32 images are "
+            "upsampled), so fine detail in large images is not seen."
+        ),
+        "limits": LIMITS,
+    },
+    "scratch": {
+        "title": "fakescope scratch detector (CIFAKE, resnet_se)",
+        "summary": SUMMARY,
+        "intended_use": (
+            "A small convolutional network trained from scratch (no ImageNet weights), kept "
+            "as a second, independent CIFAKE detector (`--bundle scratch`): the starting point "
+            "of the robust and adversarial recipes, an ensemble member, and a baseline. Images "
+            "are resized to 32x32 first, so fine detail in large images is not seen."
+        ),
+        "limits": LIMITS,
+    },
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path, help="run folder of `fakescope train` (holds bundle/)")
+    parser.add_argument(
+        "--name", choices=sorted(SHIPPED_DETECTORS), default="default", help="shipped detector"
+    )
     args = parser.parse_args()
     model, meta = load_bundle(args.run / "bundle")  # refuses a damaged bundle
-    target = default_bundle_path()
+    target = shipped_bundle_path(args.name)
     if target.exists():
         shutil.rmtree(target)
     save_bundle(target, model.half(), meta)
@@ -60,8 +86,8 @@ def main() -> None:
         k: v for k, v in metrics.items() if isinstance(v, float | int) and k != "temperature"
     }
     training = {**meta.training, "trained_metrics_fp32": meta.metrics}
-    update_meta(target, card=CARD, metrics=numbers, training=training)
-    print(f"shipped {args.run / 'bundle'} -> {target} (float16 weights)")
+    update_meta(target, card=CARDS[args.name], metrics=numbers, training=training)
+    print(f"shipped {args.run / 'bundle'} -> {target} as {args.name!r} (float16 weights)")
     before, after = meta.metrics["accuracy"], numbers["accuracy"]
     print(f"validation accuracy: float32 {before:.4f}, float16 {after:.4f}")
     print((target / "MODEL_CARD.md").read_text())

@@ -144,6 +144,7 @@ def save_bundle(
         from fakescope.model_card import render_model_card
 
         (tmp / CARD_FILE).write_text(card_text or render_model_card(meta))
+        _umask_permissions(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -151,6 +152,16 @@ def save_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask_permissions(folder: Path) -> None:
+    """Give the bundle the permissions of a normally created folder: mkdtemp makes it private
+    (0700) and the weights file comes out 0600, which would hide a shared bundle from others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def write_meta(folder: Path, meta: dict[str, Any], *, weights_sha256: str) -> None:
@@ -232,6 +243,33 @@ def update_meta(path: str | os.PathLike, **changes: Any) -> dict[str, Any]:
     return meta
 
 
+SHIPPED_DETECTORS: dict[str, str] = {
+    "default": "default_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
+    "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
+}
+"""Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept."""
+
+
+def shipped_bundle_path(name: str = "default") -> Path:
+    """The folder of a detector shipped inside the package (see :data:`SHIPPED_DETECTORS`)."""
+    if name not in SHIPPED_DETECTORS:
+        known = ", ".join(sorted(SHIPPED_DETECTORS))
+        raise BundleError(f"no shipped detector is called {name!r}; shipped: {known}")
+    return Path(str(resources.files("fakescope") / "assets" / SHIPPED_DETECTORS[name]))
+
+
 def default_bundle_path() -> Path:
-    """The detector shipped inside the package."""
-    return Path(str(resources.files("fakescope") / "assets" / "default_detector"))
+    """The detector shipped inside the package and used when no bundle is given."""
+    return shipped_bundle_path("default")
+
+
+def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
+    """A bundle folder from what a user typed: None is the default detector; an existing path
+    is itself; otherwise the name of a shipped detector ('default', 'scratch') is its folder.
+    Anything else is returned as a path, for the loader to report as missing."""
+    if path is None:
+        return default_bundle_path()
+    candidate = Path(path)
+    if not candidate.exists() and str(path) in SHIPPED_DETECTORS:
+        return shipped_bundle_path(str(path))
+    return candidate

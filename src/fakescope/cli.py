@@ -33,7 +33,12 @@ out = Console()
 
 BundleOpt = Annotated[
     Path | None,
-    typer.Option("--bundle", "-b", help="Detector bundle folder; default: the shipped detector."),
+    typer.Option(
+        "--bundle",
+        "-b",
+        help="Detector bundle folder, or a shipped detector by name (default, scratch); "
+        "default: the shipped default detector.",
+    ),
 ]
 
 
@@ -558,10 +563,10 @@ def info(bundle: BundleOpt = None) -> None:
     """Verify a bundle and print its model card."""
     from rich.markdown import Markdown
 
-    from fakescope.bundle import CARD_FILE, default_bundle_path, read_meta
+    from fakescope.bundle import CARD_FILE, read_meta, resolve_bundle_path
     from fakescope.ensemble import is_ensemble, read_ensemble_meta
 
-    path = bundle or default_bundle_path()
+    path = resolve_bundle_path(bundle)
     verify = read_ensemble_meta if is_ensemble(path) else read_meta
     verify(path)
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))

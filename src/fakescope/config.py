@@ -20,7 +20,9 @@ class ModelConfig(_Strict):
     name: str = "resnet_se"
     pretrained: bool = False
     pretrained_path: str | None = Field(
-        None, description="weights file, bundle folder, or 'default' (the shipped detector)"
+        None,
+        description="weights file, bundle folder, or a shipped detector's name "
+        "('default', 'scratch')",
     )
     pretrained_url: str | None = None
     drop_rate: float = Field(0.2, ge=0.0, lt=1.0)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fakescope.bundle import BundleMeta, default_bundle_path, load_bundle
+from fakescope.bundle import BundleMeta, load_bundle, resolve_bundle_path
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.errors import BundleError, ConfigError, ImageError
@@ -74,13 +74,14 @@ class Detector:
         device: str = "auto",
         runtime: str = "torch",
     ) -> Detector:
-        """Load a bundle (verified); None loads the default detector shipped with fakescope.
+        """Load a bundle (verified); None loads the default detector shipped with fakescope,
+        and the name of a shipped detector ('default', 'scratch') loads that one.
 
         runtime="onnx" scores with onnxruntime instead of PyTorch: `path` may then also be a
         .onnx file from `fakescope export`; a bundle folder uses its model.onnx, or an export
         made once into the cache (see fakescope.onnx_runtime).
         """
-        bundle = Path(path) if path is not None else default_bundle_path()
+        bundle = resolve_bundle_path(path)
         if path is None and not bundle.is_dir():
             raise BundleError(
                 "the default detector is not installed with this copy of fakescope; "

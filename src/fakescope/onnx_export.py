@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from fakescope import __version__
-from fakescope.bundle import BundleMeta, default_bundle_path, load_bundle, read_meta
+from fakescope.bundle import BundleMeta, load_bundle, read_meta, resolve_bundle_path
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.errors import ExportError, ImageError
@@ -134,7 +134,7 @@ def export_onnx(
     ``tolerance`` nothing is written and ExportError says by how much it failed.
     """
     started = time.perf_counter()
-    bundle_path = Path(bundle) if bundle is not None else default_bundle_path()
+    bundle_path = resolve_bundle_path(bundle)
     raw = read_meta(bundle_path)
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
