@@ -66,7 +66,7 @@ def test_predict_matches_the_library_for_several_images(server: str, detector: D
         assert result["unsure"] == reference.unsure
     assert body["model"]["threshold"] == pytest.approx(detector.threshold)
     assert body["model"]["unsure_band"] == pytest.approx(list(detector.meta.unsure_band))
-    assert body["model"]["input_size"] == 32
+    assert body["model"]["input_size"] == detector.preprocessing.input_size == 64
 
 
 def test_concurrent_requests_are_batched_and_scored_as_alone(
@@ -348,6 +348,43 @@ def test_batcher_with_max_batch_1_scores_one_at_a_time() -> None:
     finally:
         batcher.stop()
     assert sizes == [1] * 6
+
+
+def test_batcher_scores_a_lone_image_at_once_and_waits_only_for_announced_ones() -> None:
+    score, sizes = _recording_scorer()
+    batcher = MicroBatcher(score, max_batch=8, max_wait=2.0)  # a long wait, if it waited
+    batcher.start()
+    image = np.zeros((3, 2, 2), np.uint8)
+
+    async def lone() -> float:
+        with batcher.expect(1) as expected:
+            started = time.perf_counter()
+            await batcher.score([image], expected)
+            return time.perf_counter() - started
+
+    async def pair() -> None:
+        async def request(delay: float) -> None:
+            await asyncio.sleep(delay)  # e.g. still decoding
+            await batcher.score([image], handle)
+
+        with batcher.expect(2) as handle:
+            assert batcher.expected == 2
+            await asyncio.gather(request(0.0), request(0.3))
+
+    async def broken() -> None:
+        with pytest.raises(ValueError), batcher.expect(3):
+            raise ValueError("the upload was not an image")  # nothing ever submitted
+
+    try:
+        assert asyncio.run(lone()) < 1.0  # not the 2 s max_wait: nobody else was coming
+        assert sizes == [1]
+        asyncio.run(pair())  # the first image waited 0.3 s for the announced second one
+        assert sizes == [1, 2]
+        asyncio.run(broken())
+        assert batcher.expected == 0  # withdrawn: later lone images do not wait for it
+        assert asyncio.run(lone()) < 1.0
+    finally:
+        batcher.stop()
 
 
 def test_batcher_refuses_when_full_and_survives_a_failing_model() -> None:

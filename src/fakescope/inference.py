@@ -55,7 +55,14 @@ class Detector:
         if (model is None) == (onnx is None):
             raise ValueError("a Detector needs exactly one of a torch model and an ONNX session")
         self.device = torch.device(device if onnx is None else "cpu")
-        self.model = model.to(self.device).eval() if model is not None else None
+        # channels_last: oneDNN's (and cuDNN's) fast layout for convolutions, and the one the
+        # trainer uses. On this CPU it makes EfficientNet-Lite0 1.1x faster at batch 1 and 1.7x
+        # faster at batch 32 (fp32), with the same scores to ~1e-7.
+        self.model = (
+            model.to(self.device, memory_format=torch.channels_last).eval()
+            if model is not None
+            else None
+        )
         self.onnx = onnx
         self.meta = meta
         self.preprocessing = meta.preprocessing
@@ -126,6 +133,7 @@ class Detector:
         if self.onnx is not None:
             return self.onnx.logits(batch)
         x = self.preprocessing.normalize(batch.to(self.device))
+        x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x).float().view(-1).cpu()
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:

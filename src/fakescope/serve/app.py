@@ -206,11 +206,12 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
     )
     async def predict(request: Request) -> dict[str, Any]:
         uploads = await read_uploads(request, settings, settings.max_files)
-        decoded = [await decode(upload) for upload in uploads]
-        try:
-            scores = await batcher.score([array for _, array in decoded])
-        except Overloaded as exc:
-            raise overloaded(exc) from None
+        with batcher.expect(len(uploads)) as expected:  # the model thread waits for these
+            decoded = [await decode(upload) for upload in uploads]
+            try:
+                scores = await batcher.score([array for _, array in decoded], expected)
+            except Overloaded as exc:
+                raise overloaded(exc) from None
         results = []
         for upload, p in zip(uploads, scores, strict=True):
             label, unsure = detector.verdict(p)

@@ -4,8 +4,11 @@ together, so throughput grows with load while a lone request barely waits.
 Requests on the event loop ``await`` :meth:`MicroBatcher.score`; the images go into a short
 queue; the model thread takes the first waiting image, then up to ``max_batch - 1`` more
 that arrive within ``max_wait`` of it, scores them together and resolves each request's
-future. Work that needs the model to itself (Grad-CAM registers hooks on it) runs on the
-same thread between batches through :meth:`MicroBatcher.run_exclusive`.
+future. It only waits when more images are on their way: a request announces its images
+with :meth:`MicroBatcher.expect` while it is still being decoded, so a lone request is
+scored at once instead of paying ``max_wait`` for company that will not come. Work that
+needs the model to itself (Grad-CAM registers hooks on it) runs on the same thread
+between batches through :meth:`MicroBatcher.run_exclusive`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +37,13 @@ class Overloaded(Exception):
 class _Item:
     array: np.ndarray
     future: Future
+
+
+@dataclass
+class Expected:
+    """Images a request announced (:meth:`MicroBatcher.expect`) and has not submitted yet."""
+
+    left: int
 
 
 @dataclass
@@ -65,6 +75,8 @@ class MicroBatcher:
         self._thread: threading.Thread | None = None
         self._held: Any = None  # a job or stop signal met while filling a batch
         self.ready = threading.Event()
+        self._expected = 0  # images announced by requests and not in the queue yet
+        self._expected_lock = threading.Lock()
         self.batches = 0
         self.images = 0
 
@@ -88,8 +100,35 @@ class MicroBatcher:
         return self._thread is not None and self._thread.is_alive()
 
     # -- submitting ------------------------------------------------------------------------
-    async def score(self, arrays: list[np.ndarray]) -> list[float]:
+    @contextlib.contextmanager
+    def expect(self, n: int) -> Iterator[Expected]:
+        """Announce ``n`` images that will reach :meth:`score` soon (while they are decoded),
+        so the model thread waits for them to fill a batch. Pass the yielded handle to
+        :meth:`score`; whatever never arrives (a bad upload) is withdrawn on exit."""
+        handle = Expected(n)
+        self._adjust_expected(n)
+        try:
+            yield handle
+        finally:
+            self._adjust_expected(-handle.left)
+
+    @property
+    def expected(self) -> int:
+        """Images announced by requests that are not in the queue yet."""
+        return self._expected
+
+    def _adjust_expected(self, delta: int) -> None:
+        with self._expected_lock:
+            self._expected = max(0, self._expected + delta)
+
+    async def score(
+        self, arrays: list[np.ndarray], expected: Expected | None = None
+    ) -> list[float]:
         """p(fake) per image; raises :class:`Overloaded` when the queue is full."""
+        if expected is not None:  # they arrive: no longer on their way
+            arrived = min(len(arrays), expected.left)
+            expected.left -= arrived
+            self._adjust_expected(-arrived)
         futures = [self._put(_Item(array, Future())) for array in arrays]
         return list(await asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
 
@@ -131,6 +170,8 @@ class MicroBatcher:
     def _fill(self, batch: list[_Item]) -> list[_Item]:
         deadline = time.monotonic() + self.max_wait
         while len(batch) < self.max_batch:
+            if self._expected <= 0 and self._queue.empty():
+                break  # nothing waiting and nothing on its way: score now
             remaining = deadline - time.monotonic()
             try:
                 entry = (
