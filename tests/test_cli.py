@@ -158,8 +158,12 @@ def test_tampered_bundle_is_a_clear_error(trained: Path, tmp_path: Path, toy_fol
 
 
 def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
-    proc = fakescope("data", "audit", tmp_path / "nowhere", check=False)
+    # a long path and brackets: printed whole, on one line, not read as rich markup
+    missing = tmp_path / ("deeply-nested-folder-" * 4) / "photos[bold]" / "nowhere"
+    proc = fakescope("data", "audit", missing, check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert str(missing) in proc.stderr.replace("\n", "")
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_demo_without_data_says_where_to_get_cifake(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fakescope import __version__
 from fakescope.errors import FakescopeError
@@ -803,7 +804,10 @@ def run() -> None:
     try:
         app()
     except FakescopeError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # Text, not markup: a path like "photos[1].jpg" must print as it is; soft_wrap: no
+        # line breaks inside a path, whatever the width of the terminal or of the log.
+        message = Text.assemble(("error: ", "bold red"), str(exc))
+        console.print(message, highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
