@@ -586,7 +586,9 @@ def serve(
         list[str] | None, typer.Option("--cors-origin", help="Allow this browser origin.")
     ] = None,
     max_batch: Annotated[int, typer.Option(help="Micro-batch size; 1 disables batching.")] = 32,
-    max_wait_ms: Annotated[float, typer.Option(help="How long a batch waits to fill.")] = 2.0,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="How long a batch waits for images other requests decode.")
+    ] = 2.0,
     max_bytes: Annotated[int, typer.Option(help="Largest accepted image file, bytes.")] = 10
     * 1024
     * 1024,

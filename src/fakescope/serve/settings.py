@@ -27,7 +27,8 @@ class ServeSettings:
     max_batch: int = 32
     """Most images the model scores in one forward pass."""
     max_wait_ms: float = 2.0
-    """How long the first image of a batch waits for others to join it."""
+    """How long the first image of a batch waits for images that other requests have announced
+    (they are still being decoded) to join it; with none on their way it is scored at once."""
     queue_size: int = 256
     """Images waiting for the model beyond this are refused with 503 (server overloaded)."""
     decode_workers: int = 4
