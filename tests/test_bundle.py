@@ -134,6 +134,17 @@ def test_update_meta_resigns(bundle_dir: Path) -> None:
     assert meta.temperature == 2.0 and meta.unsure_band == pytest.approx((0.55, 0.65))
 
 
+def test_model_card_lists_metrics_in_reading_order_after_update_meta(bundle_dir: Path) -> None:
+    metrics = {"ece": 0.01, "accuracy": 0.9, "zeta_extra": 1.0, "roc_auc": 0.95, "n": 10}
+    update_meta(bundle_dir, metrics=metrics)  # bundle.json stores its keys sorted
+    rows = [
+        line.split("|")[1].strip()
+        for line in (bundle_dir / "MODEL_CARD.md").read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| metric")
+    ]
+    assert rows == ["n", "accuracy", "roc_auc", "ece", "zeta_extra"]
+
+
 # -- Detector ------------------------------------------------------------------------------
 def test_detector_predicts_files_folders_archives_and_bad_files(
     bundle_dir: Path, toy_folder: Path, toy_zip: Path, bad_files: dict[str, Path]

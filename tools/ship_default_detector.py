@@ -29,8 +29,8 @@ LIMITS = (
     "at 32x32. Expect much lower accuracy on other generators (GANs, Midjourney, DALL-E, "
     "newer diffusion models), on face swaps, on large photos and after heavy "
     "re-compression or resizing; evaluate on your own data before relying on it. The "
-    "validation metrics below come from a held-out 10% of cifake_train with exact and "
-    "near duplicates kept on one side of the split; they are not a measure of "
+    "validation metrics in this card come from a held-out 10% of cifake_train with exact "
+    "and near duplicates kept on one side of the split; they are not a measure of "
     "generalization. Never use a single score as proof that an image is fake."
 )
 SUMMARY = (

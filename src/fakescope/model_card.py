@@ -15,6 +15,20 @@ _LIMITS = (
 )
 
 
+# The order people read metrics in; bundle.json stores keys sorted, so a card rendered from
+# it (update_meta) would otherwise list them alphabetically.
+METRIC_ORDER = (
+    "n", "threshold", "accuracy", "balanced_accuracy", "precision", "recall", "f1",
+    "roc_auc", "average_precision", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct",
+    "log_loss", "brier", "ece",
+)  # fmt: skip
+
+
+def _ordered(metrics: dict[str, object]) -> list[tuple[str, object]]:
+    rank = {key: i for i, key in enumerate(METRIC_ORDER)}
+    return sorted(metrics.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
@@ -59,7 +73,7 @@ def render_model_card(meta: BundleMeta) -> str:
         "| metric | value |",
         "|---|---|",
     ]
-    for key, value in meta.metrics.items():
+    for key, value in _ordered(meta.metrics):
         if isinstance(value, int | float):
             lines.append(f"| {key} | {_fmt(value)} |")
     lines += [
