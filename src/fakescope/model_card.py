@@ -22,11 +22,12 @@ METRIC_ORDER = (
     "roc_auc", "average_precision", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct",
     "log_loss", "brier", "ece",
 )  # fmt: skip
+_METRIC_RANK = {key: i for i, key in enumerate(METRIC_ORDER)}
 
 
 def _ordered(metrics: dict[str, object]) -> list[tuple[str, object]]:
-    rank = {key: i for i, key in enumerate(METRIC_ORDER)}
-    return sorted(metrics.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+    last = len(_METRIC_RANK)
+    return sorted(metrics.items(), key=lambda item: (_METRIC_RANK.get(item[0], last), item[0]))
 
 
 def _fmt(value: object) -> str:

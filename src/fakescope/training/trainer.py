@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
-from fakescope.bundle import SHIPPED_DETECTORS, BundleMeta, save_bundle, shipped_bundle_path
+from fakescope.bundle import BundleMeta, resolve_bundle_path, save_bundle
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
 from fakescope.data.sources import Item, Source, open_source
@@ -238,8 +238,8 @@ class Trainer:
         # A shipped detector's name ('default', 'scratch') starts from that detector's weights
         # (the robust fine-tuning recipes do); anything else is a file or bundle folder.
         start = m.pretrained_path
-        if start in SHIPPED_DETECTORS and not Path(start).exists():
-            start = str(shipped_bundle_path(start))
+        if start is not None:
+            start = str(resolve_bundle_path(start))
         self.model = create_model(
             m.name,
             pretrained=m.pretrained,
