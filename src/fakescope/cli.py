@@ -17,9 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from fakescope import __version__
+from fakescope.atomic import atomic_write_text
 from fakescope.errors import FakescopeError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fakescope.inference import Prediction
     from fakescope.video import VideoPrediction
 
 app = typer.Typer(
@@ -257,64 +261,82 @@ def predict(
     A video (mp4, webm, mov, avi, mkv) gets the mean p(fake) of its sampled frames and the
     fraction of frames over the threshold; --timeline DIR plots them over time.
     """
-    from fakescope.inference import Detector
-    from fakescope.video import (
-        VIDEO_CSV_FIELDS,
-        VideoOptions,
-        VideoPrediction,
-        predict_videos,
-        split_video_inputs,
-    )
+    from fakescope.detectors import load_detector
+    from fakescope.video import VideoOptions, predict_videos, split_video_inputs
 
-    detector = Detector.load(bundle, runtime=runtime.value)
+    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)  # checked before loading
+    detector = load_detector(bundle, runtime=runtime.value)
     videos, images = split_video_inputs(paths)
-    results: list = []
+    results: list[Prediction | VideoPrediction] = []
     if images:
-        results = detector.predict(
+        results += detector.predict(
             images, batch_size=batch_size, progress=len(images) > 1 or Path(images[0]).is_dir()
         )
-    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
     results += predict_videos(
         detector, videos, options, timeline_dir=timeline, batch_size=batch_size
     )
+    _write_predictions(results, fmt, out_file, with_video_fields=bool(videos))
+    _print_prediction_notes(results)
+
+
+def _write_predictions(
+    results: Sequence[Prediction | VideoPrediction],
+    fmt: OutputFormat,
+    out_file: Path | None,
+    *,
+    with_video_fields: bool,
+) -> None:
+    """Results as a table (JSON in a file), JSON or CSV, on stdout or in `out_file`."""
     rows = [r.to_dict() for r in results]
-    if fmt is OutputFormat.json:
-        text = json.dumps(rows, indent=2)
-    elif fmt is OutputFormat.csv:
+    if fmt is OutputFormat.table and not out_file:
+        out.print(_prediction_table(results))
+        return
+    if fmt is OutputFormat.csv:
+        from fakescope.video import VIDEO_CSV_FIELDS
+
         buffer = io.StringIO()
         fields = ["path", "p_fake", "label", "unsure", "error"]
         writer = csv.DictWriter(
             buffer,
-            fieldnames=fields + (list(VIDEO_CSV_FIELDS) if videos else []),
+            fieldnames=fields + (list(VIDEO_CSV_FIELDS) if with_video_fields else []),
             extrasaction="ignore",
         )
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
     else:
-        text = ""
-        table = Table("p_fake", "label", "unsure", "error")
-        table.add_column("path", overflow="fold")
-        for r in results:
-            table.add_row(
-                "-" if r.p_fake is None else f"{r.p_fake:.4f}",
-                r.label or "-",
-                "-" if r.unsure is None else ("yes" if r.unsure else "no"),
-                r.error or "",
-                _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path,
-            )
+        text = json.dumps(rows, indent=2)
     if out_file:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text if fmt is not OutputFormat.table else json.dumps(rows, indent=2))
+        atomic_write_text(out_file, text)
         console.print(f"wrote {len(rows)} results to {out_file}")
-    elif fmt is OutputFormat.table:
-        out.print(table)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
+    from fakescope.video import VideoPrediction
+
+    table = Table("p_fake", "label", "unsure", "error")
+    table.add_column("path", overflow="fold")
     for r in results:
-        if getattr(r, "note", None):
+        table.add_row(
+            "-" if r.p_fake is None else f"{r.p_fake:.4f}",
+            r.label or "-",
+            "-" if r.unsure is None else ("yes" if r.unsure else "no"),
+            r.error or "",
+            _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path,
+        )
+    return table
+
+
+def _print_prediction_notes(results: Sequence[Prediction | VideoPrediction]) -> None:
+    """Video notes and timelines, and how many inputs could not be read."""
+    from fakescope.video import VideoPrediction
+
+    for r in results:
+        if isinstance(r, VideoPrediction) and r.note:
             console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False, soft_wrap=True)
-        if getattr(r, "timeline", None):
+        if isinstance(r, VideoPrediction) and r.timeline:
             console.print(f"timeline: {r.timeline}", highlight=False, soft_wrap=True)
     errors = sum(1 for r in results if r.error)
     if errors:
@@ -381,11 +403,11 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Metrics with 95% CIs, plots, Grad-CAM gallery, t-SNE map and report.html."""
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.evaluation.report_sections import report_hooks
-    from fakescope.inference import Detector
 
-    detector = Detector.load(bundle)
+    detector = load_detector(bundle)
     hooks = report_hooks(
         gallery=0 if no_explain else gallery,
         tsne_points=0 if no_tsne else tsne_points,
@@ -498,13 +520,15 @@ def explain(
 ) -> None:
     """Grad-CAM overlays: where in each image the detector found evidence of 'fake'."""
     from fakescope.data.sources import collect_inputs
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.explain import explain_files
-    from fakescope.inference import Detector
 
+    detector = load_detector(bundle)
+    detector.require("explain", "Grad-CAM")  # before any image is read
     images, problems = collect_inputs(paths)
     for path, reason in problems:
         console.print(f"[yellow]{path}: {reason}[/]")
-    written = explain_files(Detector.load(bundle), images, out_dir, layers or None)
+    written = explain_files(detector, images, out_dir, layers or None)
     console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
 
 
@@ -565,11 +589,9 @@ def info(bundle: BundleOpt = None) -> None:
     from rich.markdown import Markdown
 
     from fakescope.bundle import CARD_FILE, read_meta, resolve_bundle_path
-    from fakescope.ensemble import is_ensemble, read_ensemble_meta
 
     path = resolve_bundle_path(bundle)
-    verify = read_ensemble_meta if is_ensemble(path) else read_meta
-    verify(path)
+    read_meta(path)  # verifies a single or an ensemble bundle
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))
 
 
@@ -675,8 +697,8 @@ def robustness(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import model_names
-    from fakescope.inference import Detector
     from fakescope.robustness.evaluate import (
         DEFAULT_EPS,
         RobustnessConfig,
@@ -700,7 +722,7 @@ def robustness(
         batch_size=batch_size,
         examples=examples,
     )
-    detectors = [Detector.load(p) for p in paths] or [Detector.load()]
+    detectors = [load_detector(p) for p in paths] or [load_detector()]
     names = model_names(paths) if paths else ["default"]
     result = run_robustness(detectors, source, out_dir, config, names=names, progress=not quiet)
     from fakescope.evaluation.report import fmt
@@ -723,7 +745,10 @@ class EnsembleRule(str, Enum):
 
 @app.command("ensemble")
 def ensemble(
-    bundles: Annotated[list[Path], typer.Argument(metavar="BUNDLE", help="Member bundles.")],
+    bundles: Annotated[
+        list[str],
+        typer.Argument(metavar="BUNDLE", help="Member bundles: folders or shipped names."),
+    ],
     val: Annotated[str, typer.Option("--val", help="Labelled validation source.")],
     out_dir: Annotated[Path, typer.Option("--out", help="The ensemble bundle folder to write.")],
     rule: Annotated[
