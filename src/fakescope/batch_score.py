@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fakescope.atomic import atomic_path
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import collect_inputs
 from fakescope.detectors import Detector, load_detector
@@ -154,11 +155,9 @@ def score_to_parquet(
     context.enable_progress_bars = progress
     context.enable_operator_progress_bars = progress
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     n = n_errors = 0
     try:
-        with pq.ParquetWriter(tmp, SCHEMA) as writer:
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
             if problems:
                 writer.write_table(_problem_rows(problems))
                 n, n_errors = len(problems), len(problems)
@@ -175,9 +174,6 @@ def score_to_parquet(
                 writer.write_table(table.cast(SCHEMA))
                 n += table.num_rows
                 n_errors += table.num_rows - table.column("error").null_count
-        os.replace(tmp, out)
     except OSError as exc:
         raise ScoringError(f"cannot write {out}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return ScoreSummary(out=out, n=n, n_errors=n_errors, seconds=time.perf_counter() - started)

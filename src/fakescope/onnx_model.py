@@ -34,7 +34,7 @@ class OnnxModel:
     """An onnxruntime session over a fakescope ONNX graph (uint8 in, logit and p_fake out)."""
 
     def __init__(
-        self, model: str | os.PathLike | bytes, *, threads: int | None = None, name: str = ""
+        self, model: str | os.PathLike[str] | bytes, *, threads: int | None = None, name: str = ""
     ) -> None:
         import onnxruntime as ort
 
@@ -84,7 +84,7 @@ class OnnxModel:
                 "preprocessing); export it with `fakescope export`"
             )
         try:
-            meta = json.loads(self.metadata[KEY_BUNDLE_JSON])
+            meta: dict[str, Any] = json.loads(self.metadata[KEY_BUNDLE_JSON])
         except json.JSONDecodeError as exc:
             raise BundleError(f"{self.name}: its bundle metadata is not valid JSON") from exc
         if not is_signed(meta) or meta["sha256"] != self.metadata.get(KEY_BUNDLE_SHA256):

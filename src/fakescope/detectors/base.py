@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -274,7 +274,7 @@ def load_detector(
         )
     if runtime == "torch" and bundle.suffix == ".onnx" and bundle.is_file():
         raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
-    kind = _KINDS.get((cast(Runtime, runtime), bundle_kind(bundle)))
+    kind = _KINDS.get((runtime, bundle_kind(bundle)))
     if kind is None:  # the one pair without a kind today: an ensemble on onnxruntime
         raise ConfigError(
             f"{bundle} is an ensemble; ensembles run on the torch runtime only "

@@ -122,7 +122,7 @@ class Combiner:
 class _EnsembleModule(nn.Module):
     """[0, 1] images -> ensemble logit, differentiable through every member (for attacks)."""
 
-    def __init__(self, members: Sequence[Detector], combiner: Combiner) -> None:
+    def __init__(self, members: Sequence[TorchDetector], combiner: Combiner) -> None:
         super().__init__()
         self.models = nn.ModuleList([m.model for m in members])
         self.pres = [m.preprocessing for m in members]
@@ -245,7 +245,7 @@ class EnsembleDetector(Detector):
 
 def shared_preprocessing(pres: Sequence[Preprocessing]) -> Preprocessing:
     """The members' preprocessing when they share one geometry, else all of them packed."""
-    distinct: dict[tuple, Preprocessing] = {}
+    distinct: dict[tuple[int, str, str], Preprocessing] = {}
     for pre in pres:
         distinct.setdefault(_geometry(pre), pre)
     if len(distinct) == 1:

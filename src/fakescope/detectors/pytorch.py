@@ -32,7 +32,7 @@ class TorchDetector(Detector):
         # channels_last: oneDNN's (and cuDNN's) fast layout for convolutions, and the one the
         # trainer uses. On this CPU it makes EfficientNet-Lite0 1.1x faster at batch 1 and 1.7x
         # faster at batch 32 (fp32), with the same scores to ~1e-7.
-        self.model = model.to(self._device, memory_format=torch.channels_last).eval()
+        self.model: nn.Module = model.to(self._device).to(memory_format=torch.channels_last).eval()
 
     @classmethod
     def from_bundle(cls, path: Path, *, device: str) -> TorchDetector:
@@ -51,7 +51,8 @@ class TorchDetector(Detector):
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         x = self.preprocessing.normalize(batch.to(self._device))
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x).float().view(-1).cpu()
+        logits: torch.Tensor = self.model(x)
+        return logits.float().view(-1).cpu()
 
     def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
         return self.model
