@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import TypeVar, Union
+from typing import TypeVar
 
 from PIL import Image
 
@@ -15,9 +15,9 @@ from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.errors import ImageError
 
-ImageInput = Union[str, os.PathLike[str], Image.Image, bytes]
+ImageInput = str | os.PathLike[str] | Image.Image | bytes
 """A decoded image, encoded bytes, or a path (file, folder, archive, ``archive::member``)."""
-Readable = Union[ImageInput, Callable[[], bytes]]
+Readable = ImageInput | Callable[[], bytes]
 """An input, or a function that returns the encoded bytes (a data source's reader)."""
 T = TypeVar("T")
 
