@@ -20,6 +20,7 @@ import io
 import json
 import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -227,30 +228,37 @@ def read_stealth(pixels: np.ndarray) -> list[Evidence]:
 def _stealth_text(pixels: np.ndarray) -> str | None:
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
         return None
-    height, width = pixels.shape[:2]
     if pixels.shape[2] == 4:
-        alpha = pixels[:, :, 3]
-        if not alpha.any() or not (alpha & 1).any():
-            return None
-        bits = np.ascontiguousarray(alpha.T) & 1  # x outer, y inner
-        text = _decode_bits(bits.ravel(), _STEALTH_SIGNATURES)
+        text = _decode_bits(lambda n: _column_bits(pixels[:, :, 3:4], n), _STEALTH_SIGNATURES)
         if text:
             return text
-    rgb = np.ascontiguousarray(pixels[:, :, :3].transpose(1, 0, 2)) & 1
-    return _decode_bits(rgb.ravel(), _STEALTH_RGB_SIGNATURES) if height * width else None
+    return _decode_bits(lambda n: _column_bits(pixels[:, :, :3], n), _STEALTH_RGB_SIGNATURES)
 
 
-def _decode_bits(bits: np.ndarray, signatures: dict[str, bool]) -> str | None:
-    if bits.size < _SIG_BITS + 32:
+def _column_bits(channels: np.ndarray, count: int) -> np.ndarray:
+    """The first ``count`` low bits in the extension's order (x outer, y inner, then
+    channel), reading only the columns needed: the signature check stays cheap."""
+    height, width, depth = channels.shape
+    columns = min(width, -(-count // max(1, height * depth)))
+    bits = np.ascontiguousarray(channels[:, :columns].transpose(1, 0, 2)) & 1
+    return bits.ravel()[:count]
+
+
+def _decode_bits(bits_of: Callable[[int], np.ndarray], signatures: dict[str, bool]) -> str | None:
+    head = bits_of(_SIG_BITS + 32)
+    if head.size < _SIG_BITS + 32:
         return None
-    signature = np.packbits(bits[:_SIG_BITS]).tobytes().decode("latin-1")
+    signature = np.packbits(head[:_SIG_BITS]).tobytes().decode("latin-1")
     if signature not in signatures:
         return None
-    length = int("".join(str(int(b)) for b in bits[_SIG_BITS : _SIG_BITS + 32]), 2)
+    length = int("".join(str(int(b)) for b in head[_SIG_BITS:]), 2)
     start = _SIG_BITS + 32
-    if length <= 0 or length % 8 or start + length > bits.size or length > 8 * _MAX_TEXT:
+    if length <= 0 or length % 8 or length > 8 * _MAX_TEXT:
         return None
-    payload = np.packbits(bits[start : start + length]).tobytes()
+    bits = bits_of(start + length)
+    if bits.size < start + length:
+        return None
+    payload = np.packbits(bits[start:]).tobytes()
     if signatures[signature]:
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as handle:
             payload = handle.read(_MAX_TEXT)

@@ -90,7 +90,7 @@ def read_provenance_report(
     for label, reader in (
         ("XMP", lambda: read_xmp(data)),
         ("PNG text", lambda: from_png_text(png_text_chunks(data))),
-        ("EXIF", lambda: from_exif(data) if mime in _EXIF_MIMES else []),
+        ("EXIF", lambda: from_exif(data) if _may_carry_exif(data, mime) else []),
     ):
         found_items, reader_notes = _guard(label, reader)
         evidence += found_items or []
