@@ -111,9 +111,12 @@ def read_provenance_report(
     return ProvenanceReport(tuple(_unique(evidence)), tuple(notes))
 
 
-_EXIF_MIMES = frozenset(
-    {"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff", "image/png"}
-)
+_EXIF_MIMES = frozenset({"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff"})
+
+
+def _may_carry_exif(data: bytes, mime: str | None) -> bool:
+    # Pillow decodes a whole PNG to look for an eXIf chunk: only ask when there is one.
+    return mime in _EXIF_MIMES or (mime == "image/png" and b"eXIf" in data)
 
 
 def _guard(label: str, reader: Callable[[], _T]) -> tuple[_T | None, list[str]]:
