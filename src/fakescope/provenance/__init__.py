@@ -19,7 +19,9 @@ from fakescope.provenance.evidence import (
     ProvenanceReport,
 )
 from fakescope.provenance.read import (
+    FileProvenance,
     load_trust_anchors,
+    read_paths,
     read_provenance,
     read_provenance_report,
 )
@@ -29,11 +31,13 @@ __all__ = [
     "SIGNALS",
     "Combined",
     "Evidence",
+    "FileProvenance",
     "ProvenanceReport",
     "combine",
     "evidence_weight",
     "load_trust_anchors",
     "read_provenance",
+    "read_paths",
     "read_provenance_report",
     "shipped_trust_anchors",
 ]

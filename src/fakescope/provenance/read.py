@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -160,3 +161,50 @@ def _unique(evidence: list[Evidence]) -> list[Evidence]:
             seen.add(key)
             out.append(item)
     return out
+
+
+@dataclass(frozen=True)
+class FileProvenance:
+    """The provenance of one input file, or why it could not be read."""
+
+    path: str
+    evidence: tuple[Evidence, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "evidence": [e.to_dict() for e in self.evidence],
+            "notes": list(self.notes),
+            "error": self.error,
+        }
+
+
+def read_paths(
+    paths: list[str], *, trust_anchors: str | None = None, watermark: bool = True
+) -> list[FileProvenance]:
+    """Provenance of files, folders (recursive), archives and CSV manifests, in input
+    order; a missing or unreadable file gets an ``error``, never an exception."""
+    from fakescope.data.sources import collect_inputs, read_item_bytes
+    from fakescope.errors import ImageError
+
+    items, problems = collect_inputs(paths)
+    results = [FileProvenance(path, error=reason) for path, reason in problems]
+    for item in items:
+        try:
+            data = read_item_bytes(item)
+        except ImageError as exc:
+            results.append(FileProvenance(item, error=exc.reason))
+            continue
+        if not data:
+            results.append(FileProvenance(item, error="empty file"))
+            continue
+        report = read_provenance_report(
+            data, item, trust_anchors=trust_anchors, watermark=watermark
+        )
+        error = None
+        if sniff_mime(data) is None and not report.evidence:
+            error = "not an image (unknown format)"
+        results.append(FileProvenance(item, report.evidence, report.notes, error))
+    return results
