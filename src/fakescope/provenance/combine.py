@@ -4,6 +4,8 @@ The rule works in log-odds, because evidence from independent sources adds there
 
     logit(p_fake) = clip(logit(p_fake_pixels), ±PIXEL_LOGIT_LIMIT) + Σ_kinds weight(kind)
 
+(never moving p_fake against the evidence's direction, and not at all without evidence)
+
 - Each *kind* of evidence (signal, claim) counts once, with the largest weight among its
   pieces: three text chunks written by one A1111 run are one statement, not three.
 - Absent evidence adds nothing: most real images carry no provenance at all, so missing
@@ -142,7 +144,15 @@ def combine(
             weights[kind] = weight
     log_odds = sum(weights.values())
     pixel_logit = max(-PIXEL_LOGIT_LIMIT, min(PIXEL_LOGIT_LIMIT, _logit(p_fake_pixels)))
-    p_fake = _sigmoid(pixel_logit + log_odds)
+    shifted = _sigmoid(pixel_logit + log_odds)
+    # Evidence only ever moves p_fake in its own direction, and no evidence leaves the
+    # pixel score exactly as it was (the clip must not move a p of 0.9999 down).
+    if log_odds > 0:
+        p_fake = max(p_fake_pixels, shifted)
+    elif log_odds < 0:
+        p_fake = min(p_fake_pixels, shifted)
+    else:
+        p_fake = p_fake_pixels
     decisive = [e for e in items if e.decisive and e.is_ai]
     overridden = bool(decisive) and p_fake < DECISIVE_P_FAKE
     if decisive:
