@@ -32,7 +32,8 @@ def evidence_of(folder: Path, name: str, **kwargs: object) -> list[Evidence]:
 # file, signal, claim, a word of `by`, trust
 AI_FILES = [
     ("c2pa_openai_dalle3_2024.webp", "c2pa", "ai_generated", "DALL", "valid"),
-    ("c2pa_bing_image_creator_2024.jpg", "c2pa", "ai_generated", "Image Creator", "certificate_problem"),
+    ("c2pa_bing_image_creator_2024.jpg", "c2pa", "ai_generated", "Image Creator",
+     "certificate_problem"),
     ("c2pa_photoshop_firefly_edit.jpg", "c2pa", "ai_edited", "Photoshop", "valid"),
     ("a1111_parameters.png", "metadata", "ai_generated", "AUTOMATIC1111", None),
     ("a1111_usercomment.jpg", "metadata", "ai_generated", "AUTOMATIC1111", None),
