@@ -96,26 +96,32 @@ def make_ca() -> ThrowawayCA:
     return ThrowawayCA(pem(root), pem(leaf) + pem(root), key_pem)
 
 
-def manifest(source_type: str | None, action: str = "c2pa.created", **extra: Any) -> dict:
-    """A minimal manifest definition with one action."""
-    act: dict[str, Any] = {"action": action, "softwareAgent": "fakescope test generator"}
+def manifest(source_type: str | None, *more: dict[str, Any], **extra: Any) -> dict:
+    """A minimal manifest definition: one ``c2pa.created`` action (with ``extra``
+    fields), then the ``more`` actions as given."""
+    act: dict[str, Any] = {"action": "c2pa.created", "softwareAgent": "fakescope test generator"}
     if source_type:
         act["digitalSourceType"] = IPTC + source_type
     act.update(extra)
     return {
         "claim_generator_info": [{"name": "fakescope-tests", "version": "1.0"}],
         "title": "test image",
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [act]}}],
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [act, *more]}}],
     }
 
 
-def sign(data: bytes, mime: str, definition: dict, ca: ThrowawayCA) -> bytes:
-    """``data`` with a C2PA manifest signed by ``ca`` embedded (no time-stamp, offline)."""
+def sign(
+    data: bytes, mime: str, definition: dict, ca: ThrowawayCA, *, verify: bool = True
+) -> bytes:
+    """``data`` with a C2PA manifest signed by ``ca`` embedded (no time-stamp, offline).
+    ``verify=False`` lets a non-conforming manifest (a legacy writer's) be written."""
     import c2pa
 
     info = c2pa.C2paSignerInfo(b"es256", ca.chain_pem.encode(), ca.key_pem.encode(), None)
     signer = c2pa.Signer.from_info(info)
-    context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
+    context = c2pa.Context.from_dict(
+        {"builder": {"thumbnail": {"enabled": False}}, "verify": {"verify_after_sign": verify}}
+    )
     builder = c2pa.Builder(definition, context=context)
     dest = io.BytesIO()
     try:

@@ -86,7 +86,8 @@ class Combined:
     Attributes:
         p_fake: the final probability that the image is AI-generated or manipulated.
         p_fake_pixels: the detector's score alone, unchanged.
-        overridden: decisive evidence set p_fake regardless of the pixels.
+        overridden: decisive evidence was present: p_fake is at least `DECISIVE_P_FAKE`
+            whatever the pixels said.
         log_odds: what the evidence added to logit(p_fake) (before any override).
         disagreement: text when pixels and provenance point different ways, else None.
         weights: the log-odds counted per evidence kind ("signal/claim").
@@ -154,7 +155,7 @@ def combine(
     else:
         p_fake = p_fake_pixels
     decisive = [e for e in items if e.decisive and e.is_ai]
-    overridden = bool(decisive) and p_fake < DECISIVE_P_FAKE
+    overridden = bool(decisive)
     if decisive:
         p_fake = max(p_fake, DECISIVE_P_FAKE)
     return Combined(

@@ -58,16 +58,18 @@ _LEGACY_AI_TEXT = re.compile(
 )
 _REMOTE_URL = re.compile(r"https?://[^\s'\"<>]+")
 
-# Validation codes that mean the signed content or claim changed after signing.
-_INTEGRITY_PREFIXES = (
-    "assertion.",
-    "claim.",
-    "claimSignature.mismatch",
-    "claimSignature.missing",
-    "ingredient.",
-    "manifest.",
-    "hashedURI.",
-    "algorithm.unsupported",
+# Validation codes that mean the signed content or claim changed after signing, or that
+# parts it vouches for are gone. A "malformed" code (a writer that does not conform, such
+# as a created action without digitalSourceType) is not tampering.
+_INTEGRITY_MARKERS = (
+    ".mismatch",
+    ".missing",
+    ".inaccessible",
+    ".undeclared",
+    ".outsideManifest",
+    ".notRedacted",
+    ".selfRedacted",
+    ".multipleHardBindings",
 )
 # Codes about who signed and when; these never make the content itself untrue.
 _CERTIFICATE_PREFIXES = (
@@ -288,7 +290,7 @@ def _failure_codes(store: dict[str, Any]) -> list[str]:
 def _is_integrity(code: str) -> bool:
     if code.startswith(_CERTIFICATE_PREFIXES):
         return False
-    return code.startswith(_INTEGRITY_PREFIXES) or code.endswith(".mismatch")
+    return any(marker in code for marker in _INTEGRITY_MARKERS)
 
 
 def _trust_text(trust: str, codes: list[str]) -> str:
@@ -297,7 +299,7 @@ def _trust_text(trust: str, codes: list[str]) -> str:
     if trust == VALID:
         return "signature intact, signer not on the C2PA trust list"
     if trust == CERTIFICATE_PROBLEM:
-        return f"signature intact, certificate problem ({', '.join(codes)})"
+        return f"signature intact, certificate or conformance problem ({', '.join(codes)})"
     return f"integrity failure ({', '.join(codes)})"
 
 
