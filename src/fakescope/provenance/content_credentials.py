@@ -112,7 +112,7 @@ _contexts_lock = threading.Lock()
 def _context(extra_anchors: str | None) -> Any:
     """One c2pa Context per set of anchors: parsing ~50 certificates costs more than
     reading a manifest, and a Context may be shared by many Readers."""
-    import c2pa
+    import c2pa  # type: ignore[import-untyped]
 
     with _contexts_lock:
         ctx = _contexts.get(extra_anchors)
@@ -401,8 +401,8 @@ def _actions(manifest: dict[str, Any]) -> Iterable[dict[str, Any]]:
 def _source_type(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None
-    value = value.strip()
-    return value.rsplit("/", 1)[-1] if "/" in value else value
+    text = str(value).strip()
+    return text.rsplit("/", 1)[-1] if "/" in text else text
 
 
 def _agent(value: Any) -> str | None:

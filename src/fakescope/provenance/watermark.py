@@ -75,7 +75,7 @@ ORDERS = ("bgr", "rgb")
 @lru_cache(maxsize=512)
 def binomial_tail(n: int, k: int) -> float:
     """P(X >= k) for X ~ Binomial(n, 1/2): the chance of k or more matching bits by luck."""
-    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n
+    return float(sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n)
 
 
 def block_values(rgb: np.ndarray, order: str) -> np.ndarray:
@@ -111,12 +111,14 @@ def block_values(rgb: np.ndarray, order: str) -> np.ndarray:
     )
     magnitudes = np.abs(blocks[:, 1:])
     position = np.argmax(magnitudes, axis=1)  # first maximum, as np.argmax in the library
-    return magnitudes[np.arange(len(position)), position]
+    values: np.ndarray = magnitudes[np.arange(len(position)), position]
+    return values
 
 
 def block_scores(rgb: np.ndarray, order: str) -> np.ndarray:
     """Hard per-block bits (0/1), exactly as imwatermark's decoder computes them."""
-    return (np.mod(block_values(rgb, order), _SCALE) > 0.5 * _SCALE).astype(np.uint8)
+    scores: np.ndarray = (np.mod(block_values(rgb, order), _SCALE) > 0.5 * _SCALE).astype(np.uint8)
+    return scores
 
 
 def soft_scores(values: np.ndarray) -> np.ndarray:
@@ -124,7 +126,8 @@ def soft_scores(values: np.ndarray) -> np.ndarray:
     (9), near 0 at the decision boundaries (0, 18), where uint8 rounding of a
     float-embedded watermark flips hard bits. Weighting votes this way recovers a few
     more bits than imwatermark's hard majority on SDXL's float path."""
-    return -np.sin(2 * np.pi * np.mod(values, _SCALE) / _SCALE)
+    votes: np.ndarray = -np.sin(2 * np.pi * np.mod(values, _SCALE) / _SCALE)
+    return votes
 
 
 def fold(scores: np.ndarray, length: int) -> np.ndarray:
