@@ -263,3 +263,82 @@ def test_fuzzed_bytes_never_raise(prefix: bytes, body: bytes, marker: bytes) -> 
     half = len(body) // 2
     report = read_provenance_report(prefix + body[:half] + marker + body[half:], "fuzz")
     assert isinstance(report.evidence, tuple)
+
+
+# -- XMP and EXIF written at test time ---------------------------------------------------------
+def _xmp(body: str) -> str:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" {body}</rdf:Description></rdf:RDF></x:xmpmeta>'
+    )
+
+
+GOOGLE_XMP = _xmp(
+    'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+    'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+    'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/'
+    'trainedAlgorithmicMedia" photoshop:Credit="Made with Google AI">'
+)
+MIDJOURNEY_XMP = _xmp(
+    'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+    "<Iptc4xmpExt:DigitalSourceType>http://cv.iptc.org/newscodes/digitalsourcetype/"
+    "trainedAlgorithmicMedia</Iptc4xmpExt:DigitalSourceType>"
+)
+EDITED_XMP = _xmp(
+    'xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/">'
+    "<photoshop:Credit>Edited with Google AI</photoshop:Credit>"
+)
+CREATOR_XMP = _xmp('xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Midjourney v6">')
+PHOTOSHOP_XMP = _xmp(
+    'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:CreatorTool="Adobe Photoshop 26.9 (Macintosh)">'
+)
+ALGORITHMIC_XMP = _xmp(
+    'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+    'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/'
+    'algorithmicMedia">'
+)
+
+
+def _jpeg_with_xmp(jpeg: bytes, packet: str) -> bytes:
+    body = b"http://ns.adobe.com/xap/1.0/\x00" + packet.encode()
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+@pytest.mark.parametrize(
+    ("packet", "expected"),
+    [
+        (GOOGLE_XMP, {("ai_generated", None), ("ai_generated", "Made with Google AI")}),
+        (MIDJOURNEY_XMP, {("ai_generated", None)}),
+        (EDITED_XMP, {("ai_edited", "Edited with Google AI")}),
+        (CREATOR_XMP, {("ai_generated", "Midjourney")}),
+        (PHOTOSHOP_XMP, set()),
+        (ALGORITHMIC_XMP, set()),
+    ],
+    ids=["google", "midjourney", "google-edit", "creator-tool", "photoshop", "algorithmic"],
+)
+def test_xmp_labels(photo_jpeg: bytes, packet: str, expected: set[tuple[str, str | None]]) -> None:
+    evidence = read_provenance(_jpeg_with_xmp(photo_jpeg, packet), "x.jpg")
+    assert {(e.claim, e.by) for e in evidence} == expected
+    assert all(e.signal == "xmp" and e.trust is None for e in evidence)
+
+
+def test_xmp_in_png_itxt_plain_and_compressed() -> None:
+    from PIL import PngImagePlugin
+
+    for compressed in (False, True):
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", MIDJOURNEY_XMP, zip=compressed)
+        buffer = io.BytesIO()
+        Image.fromarray(natural_rgb(40, 40)).save(buffer, "PNG", pnginfo=info)
+        evidence = read_provenance(buffer.getvalue(), "x.png")
+        assert [(e.signal, e.claim) for e in evidence] == [("xmp", "ai_generated")], compressed
+
+
+def test_exif_software_of_a_known_generator() -> None:
+    exif = Image.Exif()
+    exif[0x0131] = "NovelAI"
+    jpeg = encode(natural_rgb(40, 40), "JPEG", exif=exif.tobytes())
+    assert [(e.signal, e.by) for e in read_provenance(jpeg, "x.jpg")] == [("metadata", "NovelAI")]
+    exif[0x0131] = "Adobe Photoshop 26.9"
+    assert read_provenance(encode(natural_rgb(40, 40), "JPEG", exif=exif.tobytes()), "y") == []

@@ -14,7 +14,6 @@ than an XML parser: a malformed or hostile packet (entity bombs) then costs noth
 from __future__ import annotations
 
 import re
-import zlib
 
 from fakescope.provenance.content_credentials import (
     CAPTURE_TYPES,
@@ -79,20 +78,13 @@ def find_xmp_packets(data: bytes) -> list[str]:
 
 
 def _compressed_png_xmp(data: bytes) -> list[str]:
-    # iTXt "XML:com.adobe.xmp" with compression flag 1: zlib after the keyword header.
-    index = data.find(b"iTXtXML:com.adobe.xmp\x00\x01")
-    if index == -1:
+    # A zlib-compressed iTXt "XML:com.adobe.xmp" chunk is not visible to a byte scan.
+    from fakescope.provenance.metadata import png_text_chunks  # (metadata imports us)
+
+    if b"XML:com.adobe.xmp" not in data:
         return []
-    length = int.from_bytes(data[index - 4 : index], "big")
-    body = data[index + 4 : index + 4 + length]
-    parts = body.split(b"\x00", 4)  # keyword, flag+method, language, translated, text
-    if len(parts) < 5:
-        return []
-    try:
-        text = zlib.decompressobj().decompress(parts[4][2:] if parts[1] else parts[4], _MAX_PACKET)
-    except zlib.error:
-        return []
-    return [text.decode("utf-8", errors="replace")]
+    packet = png_text_chunks(data).get("XML:com.adobe.xmp")
+    return [packet[:_MAX_PACKET]] if packet else []
 
 
 def _values(packet: str, prop: str) -> list[str]:
