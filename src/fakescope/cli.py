@@ -255,6 +255,14 @@ def predict(
     timeline: Annotated[
         Path | None, typer.Option("--timeline", help="Videos: write per-frame plots (PNG) here.")
     ] = None,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance/--no-provenance",
+            help="Read Content Credentials, metadata and watermarks and combine them with "
+            "the pixel score (p_fake_pixels keeps the pixels' own).",
+        ),
+    ] = True,
 ) -> None:
     """p(fake), verdict and unsure flag per image or video; unreadable files get an error.
 
@@ -270,7 +278,10 @@ def predict(
     results: list[Prediction | VideoPrediction] = []
     if images:
         results += detector.predict(
-            images, batch_size=batch_size, progress=len(images) > 1 or Path(images[0]).is_dir()
+            images,
+            batch_size=batch_size,
+            progress=len(images) > 1 or Path(images[0]).is_dir(),
+            provenance=provenance,
         )
     results += predict_videos(
         detector, videos, options, timeline_dir=timeline, batch_size=batch_size
@@ -292,17 +303,20 @@ def _write_predictions(
         out.print(_prediction_table(results))
         return
     if fmt is OutputFormat.csv:
+        from fakescope.inference import CSV_FIELDS, Prediction
         from fakescope.video import VIDEO_CSV_FIELDS
 
         buffer = io.StringIO()
-        fields = ["path", "p_fake", "label", "unsure", "error"]
         writer = csv.DictWriter(
             buffer,
-            fieldnames=fields + (list(VIDEO_CSV_FIELDS) if with_video_fields else []),
+            fieldnames=list(CSV_FIELDS) + (list(VIDEO_CSV_FIELDS) if with_video_fields else []),
             extrasaction="ignore",
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            r.to_row() if isinstance(r, Prediction) else {**r.to_dict(), "unsure": _int(r.unsure)}
+            for r in results
+        )
         text = buffer.getvalue()
     else:
         text = json.dumps(rows, indent=2)
@@ -313,19 +327,31 @@ def _write_predictions(
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
+def _int(flag: bool | None) -> int | None:
+    return None if flag is None else int(flag)
+
+
 def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
+    from fakescope.inference import OUT_OF_DOMAIN, Prediction, evidence_text
     from fakescope.video import VideoPrediction
 
-    table = Table("p_fake", "label", "unsure", "error")
+    table = Table("p_fake", "label", "unsure", "evidence / error")
     table.add_column("path", overflow="fold")
     for r in results:
-        table.add_row(
-            "-" if r.p_fake is None else f"{r.p_fake:.4f}",
-            r.label or "-",
-            "-" if r.unsure is None else ("yes" if r.unsure else "no"),
-            r.error or "",
-            _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path,
-        )
+        p_text, unsure_text, notes = "-", "-", r.error or ""
+        if r.p_fake is not None:
+            p_text = f"{r.p_fake:.4f}"
+        if r.unsure is not None:
+            unsure_text = "yes" if r.unsure else "no"
+        if isinstance(r, Prediction) and r.error is None:
+            if r.p_fake_pixels is not None and abs(r.p_fake_pixels - (r.p_fake or 0.0)) > 5e-5:
+                p_text += f" (pixels {r.p_fake_pixels:.4f})"
+            if r.unsure_reason == OUT_OF_DOMAIN:
+                unsure_text = "yes: out of domain"
+            claims = [evidence_text(e) for e in r.evidence]
+            notes = "; ".join(claims + ([r.disagreement] if r.disagreement else []))
+        path = _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path
+        table.add_row(p_text, r.label or "-", unsure_text, notes, path)
     return table
 
 

@@ -38,6 +38,21 @@ def read_input(value: Readable, name: str) -> Image.Image:
     return load_image(data, name)
 
 
+def read_input_bytes(value: ImageInput, name: str) -> bytes | None | str:
+    """The encoded bytes of an input (None for an already decoded image), or the reason
+    they cannot be read."""
+    if isinstance(value, Image.Image):
+        return None
+    if isinstance(value, bytes):
+        return value
+    try:
+        return read_item_bytes(os.fspath(value))
+    except ImageError as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"cannot read: {exc}"
+
+
 def prepare_or_reason(value: Readable, name: str, prepare: Callable[[Image.Image], T]) -> T | str:
     """`prepare(image)` for one input, or the reason it cannot be read, decoded or prepared.
 

@@ -64,6 +64,17 @@ class Capabilities:
         }[capability]
 
 
+@dataclass(frozen=True)
+class PixelScores:
+    """Per image: calibrated p(fake), and where the detector provides them, its domain score
+    (distance to the training data / threshold; above 1 is out of domain) and the p(fake)
+    of its most suspicious crop."""
+
+    p_fake: np.ndarray
+    domain_score: np.ndarray | None = None
+    max_crop_p_fake: np.ndarray | None = None
+
+
 class Detector(ABC):
     """A loaded bundle that scores images: preprocessing, temperature, threshold, unsure band.
 
@@ -184,6 +195,11 @@ class Detector(ABC):
             self.logits_in_batches(images, batch_size=batch_size, progress=progress, desc=desc)
         )
 
+    def score_prepared(self, arrays: Sequence[np.ndarray], *, batch_size: int = 256) -> PixelScores:
+        """What the pixels say about prepared inputs: calibrated p(fake), and where a kind
+        knows them, the domain score and the most suspicious crop's p(fake)."""
+        return PixelScores(self.probabilities_in_batches(arrays, batch_size=batch_size))
+
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """p(fake) for decoded PIL images."""
         if not images:
@@ -196,11 +212,16 @@ class Detector(ABC):
         *,
         batch_size: int = 64,
         progress: bool = False,
+        provenance: bool = True,
     ) -> list[Prediction]:
-        """Verdicts for images, bytes, files, folders and archives; bad files get an `error`."""
+        """Verdicts for images, bytes, files, folders and archives; bad files get an `error`.
+        With `provenance` (the default) each file's Content Credentials, metadata and
+        watermarks join the pixel score (see `fakescope.inference`)."""
         from fakescope.inference import predict_inputs
 
-        return predict_inputs(self, inputs, batch_size=batch_size, progress=progress)
+        return predict_inputs(
+            self, inputs, batch_size=batch_size, progress=progress, provenance=provenance
+        )
 
     def info(self) -> dict[str, Any]:
         """The bundle's metadata and capabilities, for model cards and the HTTP API."""

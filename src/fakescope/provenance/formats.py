@@ -3,6 +3,11 @@ not by its name (uploads and archive members are often misnamed)."""
 
 from __future__ import annotations
 
+import zlib
+
+MAX_TEXT = 1024 * 1024  # bytes of one decompressed text chunk we are willing to read
+_MAX_CHUNKS = 4096
+
 _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -50,3 +55,54 @@ def _webp_is_lossless(data: bytes) -> bool:
     if chunk == b"VP8L":
         return True
     return chunk == b"VP8X" and b"VP8L" in data[:4096] and b"VP8 " not in data[:4096]
+
+
+def png_text_chunks(data: bytes) -> dict[str, str]:
+    """Keyword -> text of every tEXt, zTXt and iTXt chunk of a PNG; never raises.
+
+    Read from the raw chunks rather than through Pillow because Pillow only sees chunks
+    before the image data until the whole image is decoded, and some tools write theirs
+    after it.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return {}
+    chunks: dict[str, str] = {}
+    pos = 8
+    for _ in range(_MAX_CHUNKS):
+        if pos + 8 > len(data):
+            break
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+        try:
+            parsed = _text_chunk(kind, body)
+        except (ValueError, zlib.error, UnicodeDecodeError):
+            continue
+        if parsed is not None:
+            chunks.setdefault(parsed[0], parsed[1])
+    return chunks
+
+
+def _inflate(raw: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    return inflater.decompress(raw, MAX_TEXT)
+
+
+def _text_chunk(kind: bytes, body: bytes) -> tuple[str, str] | None:
+    if kind == b"tEXt":
+        key, _, text = body.partition(b"\x00")
+        return key.decode("latin-1"), text.decode("latin-1")
+    if kind == b"zTXt":
+        key, _, rest = body.partition(b"\x00")
+        return key.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+    if kind == b"iTXt":
+        key, _, rest = body.partition(b"\x00")
+        compressed, rest = rest[:1] == b"\x01", rest[2:]
+        _lang, _, rest = rest.partition(b"\x00")
+        _translated, _, text = rest.partition(b"\x00")
+        raw = _inflate(text) if compressed else text
+        return key.decode("latin-1"), raw.decode("utf-8", errors="replace")
+    return None

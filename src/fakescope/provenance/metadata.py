@@ -26,10 +26,9 @@ from typing import Any
 import numpy as np
 
 from fakescope.provenance.evidence import AI_GENERATED, METADATA, Evidence
+from fakescope.provenance.formats import MAX_TEXT
 from fakescope.provenance.xmp import known_generator
 
-_MAX_TEXT = 1024 * 1024  # bytes of one decompressed text chunk we are willing to read
-_MAX_CHUNKS = 4096
 _EXCERPT = 160
 _A1111_SETTINGS = re.compile(r"\bSteps:\s*\d+.*\b(?:Sampler|CFG scale|Seed):", re.S)
 _STEALTH_SIGNATURES = {
@@ -38,57 +37,6 @@ _STEALTH_SIGNATURES = {
 }
 _STEALTH_RGB_SIGNATURES = {"stealth_rgbinfo": False, "stealth_rgbcomp": True}
 _SIG_BITS = len("stealth_pnginfo") * 8
-
-
-def png_text_chunks(data: bytes) -> dict[str, str]:
-    """Keyword -> text of every tEXt, zTXt and iTXt chunk of a PNG; never raises.
-
-    Read from the raw chunks rather than through Pillow because Pillow only sees chunks
-    before the image data until the whole image is decoded, and some tools write theirs
-    after it.
-    """
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return {}
-    chunks: dict[str, str] = {}
-    pos = 8
-    for _ in range(_MAX_CHUNKS):
-        if pos + 8 > len(data):
-            break
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        kind = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-        if kind == b"IEND":
-            break
-        try:
-            parsed = _text_chunk(kind, body)
-        except (ValueError, zlib.error, UnicodeDecodeError):
-            continue
-        if parsed is not None:
-            chunks.setdefault(parsed[0], parsed[1])
-    return chunks
-
-
-def _inflate(raw: bytes) -> bytes:
-    inflater = zlib.decompressobj()
-    return inflater.decompress(raw, _MAX_TEXT)
-
-
-def _text_chunk(kind: bytes, body: bytes) -> tuple[str, str] | None:
-    if kind == b"tEXt":
-        key, _, text = body.partition(b"\x00")
-        return key.decode("latin-1"), text.decode("latin-1")
-    if kind == b"zTXt":
-        key, _, rest = body.partition(b"\x00")
-        return key.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
-    if kind == b"iTXt":
-        key, _, rest = body.partition(b"\x00")
-        compressed, rest = rest[:1] == b"\x01", rest[2:]
-        _lang, _, rest = rest.partition(b"\x00")
-        _translated, _, text = rest.partition(b"\x00")
-        raw = _inflate(text) if compressed else text
-        return key.decode("latin-1"), raw.decode("utf-8", errors="replace")
-    return None
 
 
 def _excerpt(text: str) -> str:
@@ -253,7 +201,7 @@ def _decode_bits(bits_of: Callable[[int], np.ndarray], signatures: dict[str, boo
         return None
     length = int("".join(str(int(b)) for b in head[_SIG_BITS:]), 2)
     start = _SIG_BITS + 32
-    if length <= 0 or length % 8 or length > 8 * _MAX_TEXT:
+    if length <= 0 or length % 8 or length > 8 * MAX_TEXT:
         return None
     bits = bits_of(start + length)
     if bits.size < start + length:
@@ -261,5 +209,5 @@ def _decode_bits(bits_of: Callable[[int], np.ndarray], signatures: dict[str, boo
     payload = np.packbits(bits[start:]).tobytes()
     if signatures[signature]:
         with gzip.GzipFile(fileobj=io.BytesIO(payload)) as handle:
-            payload = handle.read(_MAX_TEXT)
+            payload = handle.read(MAX_TEXT)
     return payload.decode("utf-8", errors="replace")

@@ -18,8 +18,8 @@ import numpy as np
 
 from fakescope.provenance.content_credentials import read_c2pa
 from fakescope.provenance.evidence import Evidence, ProvenanceReport
-from fakescope.provenance.formats import LOSSLESS_MIMES, sniff_mime
-from fakescope.provenance.metadata import from_exif, from_png_text, png_text_chunks, read_stealth
+from fakescope.provenance.formats import LOSSLESS_MIMES, png_text_chunks, sniff_mime
+from fakescope.provenance.metadata import from_exif, from_png_text, read_stealth
 from fakescope.provenance.watermark import MIN_SIDE_PIXELS, read_watermark
 from fakescope.provenance.xmp import read_xmp
 

@@ -21,6 +21,7 @@ from fakescope.provenance.content_credentials import (
     TRAINED,
 )
 from fakescope.provenance.evidence import AI_EDITED, AI_GENERATED, CAPTURED, XMP, Evidence
+from fakescope.provenance.formats import png_text_chunks
 
 _MAX_PACKET = 4 * 1024 * 1024
 # Generators known to write their name into xmp:CreatorTool or EXIF/PNG Software. Word
@@ -79,8 +80,6 @@ def find_xmp_packets(data: bytes) -> list[str]:
 
 def _compressed_png_xmp(data: bytes) -> list[str]:
     # A zlib-compressed iTXt "XML:com.adobe.xmp" chunk is not visible to a byte scan.
-    from fakescope.provenance.metadata import png_text_chunks  # (metadata imports us)
-
     if b"XML:com.adobe.xmp" not in data:
         return []
     packet = png_text_chunks(data).get("XML:com.adobe.xmp")
