@@ -565,6 +565,35 @@ def calibrate(
     console.print(f"bundle updated: {bundle} (decisions unchanged; probabilities recalibrated)")
 
 
+@app.command("domain")
+def domain(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (updated in place).")],
+    source: Annotated[
+        str, typer.Argument(help="Its training data: folder, archive, CSV or RUN/manifest.csv.")
+    ],
+    max_images: Annotated[int, typer.Option(help="At most this many training images.")] = 6000,
+    quantile: Annotated[
+        float, typer.Option(help="Share of validation images that count as in-domain.")
+    ] = 0.95,
+    dims: Annotated[int, typer.Option(help="PCA dimensions of the feature space.")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Describe the bundle's training data in its feature space, so that predictions say
+    'unsure: out of domain' for images unlike anything it was trained on."""
+    from fakescope.evaluation.domain import fit_bundle_domain
+
+    if not 0.5 <= quantile < 1.0:
+        raise typer.BadParameter("--quantile must be in [0.5, 1)")
+    fit = fit_bundle_domain(
+        bundle, source, max_images=max_images, quantile=quantile, dims=dims, progress=not quiet
+    )
+    console.print(
+        f"domain model: {fit.dims} dimensions, fitted on {fit.n_train} images; threshold "
+        f"{fit.threshold:.3f} keeps {fit.in_domain_val:.1%} of {fit.n_val} validation images "
+        f"in-domain\nbundle updated: {fit.bundle}"
+    )
+
+
 @app.command("compare")
 def compare(
     paths: Annotated[

@@ -177,7 +177,7 @@ class Detector(ABC):
         with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
             for start in range(0, n, batch_size):
                 chunk = images[start : start + batch_size]
-                batch = chunk if isinstance(chunk, torch.Tensor) else _stack(chunk)
+                batch = stack_arrays(chunk)
                 parts.append(self.logits(batch).float().reshape(-1))
                 bar.update(len(batch))
         return torch.cat(parts) if parts else torch.empty(0)
@@ -256,7 +256,10 @@ class Detector(ABC):
         """Load this kind from a verified bundle at `path` (already resolved)."""
 
 
-def _stack(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
+    """A batch tensor from prepared arrays (a tensor is returned as it is)."""
+    if isinstance(arrays, torch.Tensor):
+        return arrays
     return torch.from_numpy(np.stack(list(arrays)))
 
 
