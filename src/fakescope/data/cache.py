@@ -120,7 +120,7 @@ def load_or_decode(
     *,
     fingerprint: str,
     mode: CacheMode = "memory",
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     desc: str = "decode",
 ) -> DecodedSet:
@@ -137,7 +137,7 @@ def load_or_decode(
             torch.from_numpy(array),
             torch.tensor(meta["labels"], dtype=torch.float32),
             meta["paths"],
-            [tuple(s) for s in meta["skipped"]],  # type: ignore[misc]
+            [(path, reason) for path, reason in meta["skipped"]],
         )
     decoded = decode_items(items, read_bytes, pre, progress=progress, desc=desc)
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "fakescope"
 
 
-class StreamingDataset(Dataset):
+class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):
     """Decodes each image on every access: the uncached path, for data too big to cache.
 
     Unreadable images yield label -1 and a zero image; the trainer drops them from the batch.
