@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +78,7 @@ def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     for i, path in enumerate(paths):
         columns["path"].append(path)
+        row: tuple[float | None, str | None, bool | None, object]
         if i in probs:
             label, unsure = detector.verdict(probs[i])
             row = (probs[i], label, unsure, None)
@@ -186,7 +187,9 @@ def score_to_parquet(
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=1,
             )
-            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            # batch_format="pyarrow" yields Arrow tables (ray types every batch format)
+            batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+            for table in cast("Iterator[pa.Table]", batches):
                 writer.write_table(table.cast(SCHEMA))
                 n += table.num_rows
                 n_errors += table.num_rows - table.column("error").null_count

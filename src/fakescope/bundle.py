@@ -89,7 +89,7 @@ class BundleMeta:
             architecture=data["architecture"],
             preprocessing=Preprocessing.from_dict(data["preprocessing"]),
             model_kwargs=dict(data.get("model_kwargs", {})),
-            labels=tuple(data.get("labels", LABEL_NAMES)),  # type: ignore[arg-type]
+            labels=tuple(data.get("labels", LABEL_NAMES)),
             threshold=float(data.get("threshold", 0.5)),
             temperature=float(data.get("temperature", 1.0)),
             unsure_margin=float(data.get("unsure_margin", 0.1)),

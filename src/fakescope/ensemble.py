@@ -333,7 +333,7 @@ def _ensemble_meta(raw: dict[str, Any], pres: Sequence[Preprocessing]) -> Bundle
         architecture=KIND,
         preprocessing=_shared_preprocessing(pres),
         model_kwargs={"rule": raw["rule"], "members": [e["name"] for e in raw["members"]]},
-        labels=tuple(raw.get("labels", LABEL_NAMES)),  # type: ignore[arg-type]
+        labels=tuple(raw.get("labels", LABEL_NAMES)),
         threshold=float(raw["threshold"]),
         temperature=float(raw.get("temperature", 1.0)),
         unsure_margin=float(raw.get("unsure_margin", 0.1)),

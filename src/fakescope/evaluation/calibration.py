@@ -113,6 +113,7 @@ def calibrate_bundle(
         split = "val"
     scored = score_items(detector, source, select_items(source, split), progress=progress)
     z, y = scored.logits, scored.labels
+    assert z is not None, "score_items keeps the logits"
     if not (np.any(y == 0) and np.any(y == 1)):
         raise SourceError(
             f"{source.location}: calibration needs both real and fake validation images"

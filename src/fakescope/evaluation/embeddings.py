@@ -56,6 +56,7 @@ def _forward(
     if batch.ndim != 4 or batch.dtype != torch.uint8:
         raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
     model = detector.model
+    assert model is not None, "embeddings need a torch model"
     was_training = model.training
     model.eval()
     chunks: list[np.ndarray] = []

@@ -149,12 +149,14 @@ def gradcam(
     """
     if not images:
         return []
-    names = resolve_layers(detector.model, layers)
+    model = detector.model
+    assert model is not None, "Grad-CAM needs a torch model"
+    names = resolve_layers(model, layers)
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         batch = detector.preprocessing.batch_from_images(list(images[start : start + batch_size]))
         x = detector.preprocessing.normalize(batch.to(detector.device))
-        cams = gradcam_tensor(detector.model, x, names, target=target)
+        cams = gradcam_tensor(model, x, names, target=target)
         out += [cam.astype(np.float32) for cam in cams.cpu().numpy()]
     return out
 
@@ -244,6 +246,7 @@ def explain_files(
     warning. Returns the written paths in input order."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    assert detector.model is not None, "Grad-CAM needs a torch model"
     names = resolve_layers(detector.model, layers)
     taken: set[str] = set()
     written: list[Path] = []
