@@ -7,9 +7,10 @@ import io
 import json
 import shlex
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -128,7 +129,7 @@ def data_split(
     )
     table = Table("split", "real", "fake", "total")
     counts = Counter((it.split, it.label) for it in items)
-    for split in sorted({it.split for it in items}):
+    for split in sorted({it.split for it in items}, key=str):
         real, fake = counts[(split, 0)], counts[(split, 1)]
         table.add_row(str(split), str(real), str(fake), str(real + fake))
     out.print(table)
@@ -212,7 +213,7 @@ def train(
     )
 
 
-def _print_metrics(metrics: dict, title: str) -> None:
+def _print_metrics(metrics: Mapping[str, Any], title: str) -> None:
     table = Table("metric", "value", title=title)
     for key in (
         "n",
@@ -518,7 +519,7 @@ def evaluate(
     console.print(f"[dim]seconds per stage: {stages}[/]", highlight=False)
 
 
-def _print_evaluation(metrics: dict, title: str) -> None:
+def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
     from fakescope.evaluation.report import GROUP_COLUMNS, fmt, metrics_table_rows
 
     table = Table("metric", "value", "95% CI", title=title)

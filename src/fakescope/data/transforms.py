@@ -7,8 +7,9 @@ so preprocessing can never drift between them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -17,7 +18,29 @@ from PIL import Image
 from fakescope.robustness.corruptions import RobustAugment
 
 ResizePolicy = Literal["squash", "shorter_crop"]
+Interpolation = Literal["bilinear", "bicubic"]
 _INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class _OptionalPreprocessingKeys(TypedDict, total=False):
+    # Older bundles may lack these; `Preprocessing.from_dict` fills in the defaults.
+    resize: ResizePolicy
+    interpolation: Interpolation
+    mean: Sequence[float]
+    std: Sequence[float]
+    # an ensemble whose members see different input geometries reports all of them
+    packed: list[PreprocessingDict]
+
+
+class PreprocessingDict(_OptionalPreprocessingKeys):
+    """`Preprocessing` as stored in bundle.json."""
+
+    input_size: int
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    red, green, blue = values
+    return float(red), float(green), float(blue)
 
 
 @dataclass(frozen=True)
@@ -26,21 +49,27 @@ class Preprocessing:
 
     input_size: int
     resize: ResizePolicy = "squash"
-    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    interpolation: Interpolation = "bicubic"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> PreprocessingDict:
+        return {
+            "input_size": self.input_size,
+            "resize": self.resize,
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, data: PreprocessingDict) -> Preprocessing:
         return cls(
             input_size=int(data["input_size"]),
             resize=data.get("resize", "squash"),
             interpolation=data.get("interpolation", "bicubic"),
-            mean=tuple(float(v) for v in data.get("mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in data.get("std", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+            mean=_rgb(data.get("mean", (0.5, 0.5, 0.5))),
+            std=_rgb(data.get("std", (0.5, 0.5, 0.5))),
         )
 
     def resize_image(self, img: Image.Image) -> Image.Image:

@@ -25,7 +25,7 @@ from torch import nn
 
 from fakescope import LABEL_NAMES
 from fakescope.bundle import BundleMeta, read_meta
-from fakescope.data.transforms import Preprocessing
+from fakescope.data.transforms import Preprocessing, PreprocessingDict
 from fakescope.detectors.base import Capabilities, Detector, register_kind
 from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ConfigError
@@ -56,7 +56,7 @@ class PackedPreprocessing(Preprocessing):
         side = math.ceil(math.sqrt(total / 3))
         return cls(input_size=side, members=tuple(members))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PreprocessingDict:
         return {
             "input_size": self.input_size,
             "packed": [p.to_dict() for p in self.members],
