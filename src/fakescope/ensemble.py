@@ -245,7 +245,9 @@ def build_ensemble(
         render_card,
     )
     table = _table(folder, rule, validation, threshold, combiner, ens_metrics)
-    weights: list[float | None] = list(combiner.weights or [None] * len(names))
+    weights: list[float | None] = [None] * len(names)  # stacking has coefficients instead
+    if combiner.weights is not None:
+        weights = list(combiner.weights)
     table["rows"] += [
         {"model": name, "bundle": str(b), "weight": w, **_summary(m)}
         for name, b, m, w in zip(names, bundles, member_metrics, weights, strict=True)
