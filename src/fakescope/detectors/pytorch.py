@@ -61,7 +61,7 @@ class TorchDetector(Detector):
         return self._device
 
     @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+    def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
         x = self.preprocessing.normalize(batch.to(self._device))
         x = x.contiguous(memory_format=torch.channels_last)
         logits: torch.Tensor = self.model(x)
@@ -69,7 +69,12 @@ class TorchDetector(Detector):
 
     @torch.no_grad()
     def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw logits (B,) and penultimate features (B, D) on the CPU, in one forward pass."""
+        """Raw logits (B,) and penultimate features (B, D) on the CPU, in one forward pass;
+        for (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features (B, D)."""
+        if batch.ndim == 5:
+            b, k = batch.shape[:2]
+            z, f = self.logits_and_features(batch.flatten(0, 1))
+            return z.view(b, k), f.view(b, k, -1).mean(dim=1)
         x = self.preprocessing.normalize(batch.to(self._device))
         x = x.contiguous(memory_format=torch.channels_last)
         model: Any = self.model  # every registered model has timm's forward_features/_head
@@ -89,8 +94,12 @@ class TorchDetector(Detector):
             features.append(f.numpy())
         if not logits:
             return PixelScores(np.empty(0), np.empty(0))
+        z = torch.cat(logits)
+        domain = self.domain.scores(np.concatenate(features))
+        if z.ndim == 1:
+            return PixelScores(self.calibrate(z), domain)
         return PixelScores(
-            self.calibrate(torch.cat(logits)), self.domain.scores(np.concatenate(features))
+            self.calibrate(z.mean(dim=1)), domain, self.calibrate(z.max(dim=1).values)
         )
 
     def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
