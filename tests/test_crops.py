@@ -100,3 +100,22 @@ def test_pick_crops_takes_one_crop_per_image() -> None:
     picked = pick_crops(batch, torch.Generator().manual_seed(0))
     assert picked.shape == (2, 3, 4, 4)
     assert int(picked[0, 0, 0, 0]) in (0, 1, 2) and int(picked[1, 0, 0, 0]) in (3, 4, 5)
+
+
+def test_grad_cam_covers_the_whole_image_at_its_aspect_ratio(tmp_path: Path) -> None:
+    from fakescope.evaluation.explain import explain_files, gradcam
+
+    torch.manual_seed(0)
+    model = create_model("resnet_se", widths=[8, 16, 32])
+    pre = Preprocessing(input_size=32, resize="native", crops=6)
+    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
+    detector = load_detector(save_bundle(tmp_path / "b", model, meta), device="cpu")
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(0, 256, (60, 100, 3), dtype=np.uint8))
+    (cam,) = gradcam(detector, [image])
+    assert cam.shape == (60, 100) and cam.min() >= 0.0 and cam.max() <= 1.0
+    image.save(tmp_path / "wide.png")
+    (written,) = explain_files(detector, [str(tmp_path / "wide.png")], tmp_path / "cams")
+    with Image.open(written) as picture:
+        # two 5:3 tiles side by side (a squashed square pair would be under 2:1)
+        assert picture.width / picture.height > 2.5

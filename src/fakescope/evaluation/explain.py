@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 16
 MIN_DISPLAY_SIZE = 128  # 32 px inputs are unreadable at their own size
+MAX_DISPLAY_SIZE = 1280  # px, longer side: overlays of large photos stay viewable
 DPI = 110
 GALLERY_ROWS = (
     "true positives",
@@ -142,7 +143,9 @@ def gradcam(
     target: str = "fake",
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[np.ndarray]:
-    """Per image an (S, S) float32 heat map in [0, 1] at the model's input size S.
+    """Per image an (S, S) float32 heat map in [0, 1] at the model's input size S; for
+    native-resolution crops, a map of the whole image at its own size and aspect ratio
+    (``preprocessing.resize_image(img)``), each crop's map pasted where the crop lies.
 
     ``layers`` are module names (see ``feature_module_names``); default: the deepest stage.
     Several layers give their average (multi-layer Grad-CAM).
@@ -151,6 +154,9 @@ def gradcam(
         return []
     model = detector.torch_model("Grad-CAM")
     names = resolve_layers(model, layers)
+    pre = detector.preprocessing
+    if pre.multi_crop:
+        return [_whole_image_cam(detector, model, img, names, target) for img in images]
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         batch = detector.preprocessing.batch_from_images(list(images[start : start + batch_size]))
@@ -158,6 +164,25 @@ def gradcam(
         cams = gradcam_tensor(model, x, names, target=target)
         out += [cam.astype(np.float32) for cam in cams.cpu().numpy()]
     return out
+
+
+def _whole_image_cam(
+    detector: Detector, model: nn.Module, img: Image.Image, names: Sequence[str], target: str
+) -> np.ndarray:
+    """Grad-CAM of every native-resolution crop, averaged where crops overlap, on a map the
+    size of the image as the crops see it; parts no crop covers stay 0."""
+    pre = detector.preprocessing
+    view = pre.native_view(img.convert("RGB"))
+    crops = torch.from_numpy(pre.to_uint8(img))
+    x = pre.normalize(crops.to(detector.device))
+    cams = gradcam_tensor(model, x, names, target=target).cpu().numpy()
+    total = np.zeros((view.height, view.width), dtype=np.float32)
+    count = np.zeros_like(total)
+    for cam, (left, top, right, bottom) in zip(cams, pre.crop_boxes(*view.size), strict=True):
+        total[top:bottom, left:right] += cam
+        count[top:bottom, left:right] += 1.0
+    whole = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return (whole / max(float(whole.max()), 1e-8)).astype(np.float32)
 
 
 # -- pictures ------------------------------------------------------------------------------
@@ -174,8 +199,14 @@ def overlay(
     colormap: str = "jet",
 ) -> Image.Image:
     """The heat map in the jet colormap blended over the image, upscaled (nearest) so that
-    its shorter side is at least ``min_size`` pixels. The map is resized to the image."""
+    its shorter side is at least ``min_size`` pixels, or shrunk so that its longer side is at
+    most MAX_DISPLAY_SIZE (a native-resolution photo). The map is resized to the image."""
     rgb = image.convert("RGB")
+    if max(rgb.size) > MAX_DISPLAY_SIZE:
+        scale = MAX_DISPLAY_SIZE / max(rgb.size)
+        rgb = rgb.resize(
+            (round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC
+        )
     cam = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float32)), 0.0, 1.0)
     if cam.shape != (rgb.height, rgb.width):
         resized = Image.fromarray(cam, mode="F").resize(rgb.size, Image.Resampling.BILINEAR)
