@@ -26,7 +26,7 @@ from fakescope.config import load_recipe
 from fakescope.data.sources import open_source
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.inference import Detector
-from fakescope.training.splits import prepare_split
+from fakescope.training.run_manifest import prepare_split
 
 
 def cifake_val_manifest(folder: Path, max_images: int | None, seed: int) -> Path:

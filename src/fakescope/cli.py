@@ -110,7 +110,7 @@ def data_split(
     from collections import Counter
 
     from fakescope.data.sources import open_source
-    from fakescope.data.split import split_source
+    from fakescope.data.split_assignment import split_source
 
     items = split_source(
         open_source(source),
@@ -677,15 +677,15 @@ def robustness(
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
     from fakescope.evaluation.evaluate import model_names
     from fakescope.inference import Detector
-    from fakescope.robustness.evaluate import (
+    from fakescope.robustness.report import table_rows
+    from fakescope.robustness.sweep import (
         DEFAULT_EPS,
         RobustnessConfig,
         parse_list,
         parse_number,
         parse_severities,
     )
-    from fakescope.robustness.evaluate import robustness as run_robustness
-    from fakescope.robustness.report import table_rows
+    from fakescope.robustness.sweep import robustness as run_robustness
 
     paths = [*(bundles or []), *(compare or [])]
     config = RobustnessConfig(

@@ -32,7 +32,7 @@ from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training import distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from fakescope.training.splits import prepare_split
+from fakescope.training.run_manifest import prepare_split
 
 
 class TrainingInterrupted(Exception):

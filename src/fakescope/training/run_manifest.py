@@ -10,7 +10,7 @@ import numpy as np
 
 from fakescope.config import DataConfig
 from fakescope.data.sources import CsvSource, Item, Source
-from fakescope.data.split import kfold_items, split_items, write_manifest
+from fakescope.data.split_assignment import kfold_items, split_items, write_manifest
 from fakescope.errors import FakescopeError, SourceError
 
 
