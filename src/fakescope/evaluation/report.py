@@ -2,9 +2,8 @@
 
 `ReportBuilder` holds an ordered list of sections, each rendered as
 ``<section id="...">`` between ``<!-- section:ID -->`` markers. Other steps add to it
-(`add_section`, `add_table`, `add_image`) before it is written, or fill a section of an
-already written page with :func:`fill_section` (e.g. the Grad-CAM gallery of the
-``explanations`` placeholder). All text is escaped; only HTML built here is trusted.
+(`add_section`, `add_table`, `add_image`) before it is written, once. All text is escaped;
+only HTML built here is trusted.
 """
 
 from __future__ import annotations
@@ -240,27 +239,6 @@ class ReportBuilder:
         tmp.write_text(self.render(), encoding="utf-8")
         os.replace(tmp, path)
         return path
-
-
-def fill_section(
-    report_path: str | os.PathLike, section_id: str, title: str, html_body: str
-) -> Path:
-    """Replace (or append) one section of an already written report, in place."""
-    path = Path(report_path)
-    page = path.read_text(encoding="utf-8")
-    rendered = Section(section_id, title, html_body).render()
-    pattern = re.compile(
-        rf"<!-- section:{re.escape(section_id)} -->.*?<!-- /section:{re.escape(section_id)} -->",
-        re.DOTALL,
-    )
-    if pattern.search(page):
-        page = pattern.sub(lambda _: rendered, page, count=1)
-    else:
-        page = page.replace("<!-- /sections -->", rendered + "\n<!-- /sections -->", 1)
-        link = f'<a href="#{escape(section_id)}">{escape(title)}</a>'
-        page = page.replace("</nav>", f" {link}</nav>", 1)
-    path.write_text(page, encoding="utf-8")
-    return path
 
 
 # -- evaluation report ---------------------------------------------------------------------

@@ -156,7 +156,7 @@ class EmbeddingSection:
         out = Path(context["out_dir"])
         progress = bool(context.get("progress", False))
         threshold = float(metrics["threshold"])
-        picked = subsample(len(scored), self.points, self.seed)
+        picked = sample_indices(len(scored), self.points, self.seed)
         paths = [scored.paths[i] for i in picked]
         labels = scored.labels[picked]
         predicted = (scored.p_fake[picked] >= threshold).astype(int)
@@ -241,7 +241,7 @@ class EmbeddingSection:
         metrics["embeddings"] = summary
 
 
-def subsample(n: int, k: int, seed: int) -> np.ndarray:
+def sample_indices(n: int, k: int, seed: int) -> np.ndarray:
     """Sorted indices of a seeded random ``k`` of ``n`` (all of them when n <= k)."""
     if n <= k:
         return np.arange(n)

@@ -42,7 +42,7 @@ from fakescope.robustness.plots import (
     save_attack_examples,
 )
 from fakescope.robustness.report import robustness_report
-from fakescope.training.run_manifest import subsample
+from fakescope.training.run_manifest import stratified_subsample
 
 ATTACKS = ("fgsm", "pgd")
 #: The attack budgets measured by default (L-infinity, on the [0, 1] scale).
@@ -152,7 +152,7 @@ def select_subsample(
     source: Source, split: str | None, max_images: int | None, seed: int
 ) -> list[Item]:
     """Labelled items of `split`, stratified-subsampled to `max_images` under `seed`."""
-    return subsample(select_items(source, split), max_images, seed)
+    return stratified_subsample(select_items(source, split), max_images, seed)
 
 
 def _decode_chunk(source: Source, items: Sequence[Item]) -> list[np.ndarray | str]:

@@ -27,7 +27,7 @@ from fakescope.data.transforms import Augmentation, Preprocessing
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.models import create_model, model_defaults
-from fakescope.models.registry import classifier_parameters
+from fakescope.models.registry import backbone_parameters, classifier_parameters
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training import distributed
@@ -127,6 +127,29 @@ def _interrupt_flag() -> Iterator[dict[str, bool]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The classifier ("head") and the backbone ("body") as the model registry defines them,
+    each split into weights that decay and biases and norms (1-D) that do not ("_nd").
+
+    The head trains alone during the frozen epochs and the body at its own learning rate
+    after, so the split must be exactly the registry's; parameter order within each group
+    stays the model's, which keeps optimizer state in checkpoints loadable.
+    """
+    names = {param: name for name, param in model.named_parameters()}
+
+    def decays(param: nn.Parameter) -> bool:
+        return not (param.ndim <= 1 or names[param].endswith(".bias"))
+
+    groups: dict[str, list[nn.Parameter]] = {}
+    for part, params in (
+        ("head", classifier_parameters(model)),
+        ("body", backbone_parameters(model)),
+    ):
+        groups[part] = [p for p in params if decays(p)]
+        groups[part + "_nd"] = [p for p in params if not decays(p)]
+    return groups
 
 
 class Trainer:
@@ -254,14 +277,7 @@ class Trainer:
         self.train_model = self.dist.wrap(
             self.model, self.device, find_unused=self.cfg.freeze_epochs > 0
         )
-        head_ids = {id(p) for p in classifier_parameters(self.model)}
-        groups: dict[str, list[nn.Parameter]] = {
-            k: [] for k in ("head", "head_nd", "body", "body_nd")
-        }
-        for name, param in self.model.named_parameters():
-            part = "head" if id(param) in head_ids else "body"
-            no_decay = param.ndim <= 1 or name.endswith(".bias")
-            groups[part + ("_nd" if no_decay else "")].append(param)
+        groups = parameter_groups(self.model)
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": groups["head"], "name": "head"},
