@@ -36,7 +36,7 @@ STATIC_DIR = resources.files("fakescope") / "serve" / "static"
 
 def _upload_body(max_files: int) -> dict[str, Any]:
     """The request body as the server parses it (:func:`read_uploads`): multipart with
-    1 to `max_files` files, so an OpenAPI client generates only requests it can expect to
+    1 to `max_files` non-empty files, so an OpenAPI client generates only requests it can expect to
     succeed and knows an empty or oversized upload is an error (400 / 413)."""
     return {
         "requestBody": {
@@ -49,7 +49,7 @@ def _upload_body(max_files: int) -> dict[str, Any]:
                         "properties": {
                             "files": {
                                 "type": "array",
-                                "items": {"type": "string", "format": "binary"},
+                                "items": {"type": "string", "format": "binary", "minLength": 1},
                                 "minItems": 1,
                                 "maxItems": max_files,
                                 "description": "JPEG, PNG, WebP, BMP, TIFF or GIF images",
