@@ -577,7 +577,7 @@ def info(bundle: BundleOpt = None) -> None:
 def serve(
     bundle: BundleOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="FAKESCOPE_API_KEY", help="Require this key on /v1/* (X-API-Key)."),
