@@ -439,6 +439,39 @@ def _print_evaluation(metrics: dict, title: str) -> None:
         )
 
 
+def _check_calibratable(bundle: Path, val_source: str) -> None:
+    """Refuse, before a single image is decoded, a bundle that calibrate cannot rewrite in
+    place: a shipped detector (read-only, part of the package), an ensemble (no temperature
+    of its own) or a folder that is not a valid bundle. Each message says what to do."""
+    from fakescope.bundle import (
+        SHIPPED_DETECTORS,
+        read_meta,
+        resolve_bundle_path,
+        shipped_bundle_path,
+    )
+    from fakescope.ensemble import is_ensemble
+    from fakescope.errors import BundleError
+
+    folder = resolve_bundle_path(bundle)
+    for name in SHIPPED_DETECTORS:
+        shipped = shipped_bundle_path(name)
+        if folder.resolve() == shipped.resolve():
+            copy = f"my-{name}-detector"
+            raise BundleError(
+                f"{bundle}: the shipped '{name}' detector is read-only (calibrate rewrites a "
+                f"bundle in place); calibrate a copy instead: cp -r {shlex.quote(str(shipped))} "
+                f"{copy} && fakescope calibrate {copy} {shlex.quote(val_source)}"
+            )
+    if is_ensemble(folder):
+        raise BundleError(
+            f"{bundle}: an ensemble bundle has no temperature of its own (its members' "
+            "calibrated probabilities are combined); calibrate each member bundle, then "
+            f"rebuild the ensemble: fakescope ensemble MEMBER... --val {shlex.quote(val_source)} "
+            f"--out {bundle}"
+        )
+    read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
+
+
 @app.command("calibrate")
 def calibrate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder to calibrate (updated in place).")],
@@ -449,6 +482,7 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Fit the temperature on validation data and store it in the bundle (re-signed)."""
+    _check_calibratable(bundle, val_source)
     from fakescope.evaluation.calibration import calibrate_bundle
     from fakescope.evaluation.report import fmt
 
