@@ -530,22 +530,16 @@ def _run_attacks(
     items = [by_path[p] for p in paths]
     rows = {(a, e): _row("attack", a, e, "eps") for a in config.attacks for e in config.eps}
     examples: dict[str, Any] = {}
-    y = torch.from_numpy(labels).float()
     total = len(items) * len(rows) * len(detectors)
     bar = tqdm(total=total, desc="attack", unit="img", disable=not progress)
+    # example images (both classes, alternating) go first, so they are among the kept
+    keep = min(config.examples, len(items))
+    order = _example_order(labels, keep)
+    y_ordered = torch.from_numpy(labels).float()[order]
     for det_index, (name, detector, target) in enumerate(
         zip(names, detectors, targets, strict=True)
     ):
-        pre = target[2]
-        arrays = []
-        for chunk in _chunks(items, CHUNK):
-            decoded = _decode_chunk(source, chunk)
-            arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
-        # example images (both classes, alternating) go first, so they are among the kept
-        keep = min(config.examples, len(items))
-        order = _example_order(labels, keep)
-        x01 = torch.cat(arrays)[order].float() / 255.0
-        y_ordered = y[order]
+        x01 = _attack_inputs(source, items, target[2], order)
         for (attack_name, eps), row in rows.items():
             p, adv = _attacked_probabilities(
                 target,
@@ -563,7 +557,6 @@ def _run_attacks(
             row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
             bar.update(len(items))
             if keep and eps == max(config.eps):
-                clean_p = detector.probabilities((x01[:keep] * 255).round().to(torch.uint8))
                 examples.setdefault(name, {})[attack_name] = save_attack_examples(
                     x01[:keep],
                     adv,
@@ -571,11 +564,24 @@ def _run_attacks(
                     out / "examples",
                     prefix=f"{_safe(name)}_{attack_name}",
                     labels=labels[order[:keep]],
-                    p_clean=clean_p,
+                    p_clean=detector.probabilities((x01[:keep] * 255).round().to(torch.uint8)),
                     p_adv=p[order[:keep]],
                 )
     bar.close()
     return list(rows.values()), examples
+
+
+def _attack_inputs(
+    source: Source, items: Sequence[Item], pre: Preprocessing, order: np.ndarray
+) -> torch.Tensor:
+    """The readable images in the attacked model's input space ([0, 1], its input size), in
+    `order`. Decoded again per model: models may differ in input size, and keeping every
+    full-resolution image from the corruption pass would not bound memory."""
+    arrays = []
+    for chunk in _chunks(items, CHUNK):
+        decoded = _decode_chunk(source, chunk)
+        arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
+    return torch.cat(arrays)[order].float() / 255.0
 
 
 def _example_order(labels: np.ndarray, keep: int) -> np.ndarray:
