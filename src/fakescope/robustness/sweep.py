@@ -1,4 +1,4 @@
-"""Robustness of detectors: accuracy and ROC-AUC under corruptions and white-box attacks.
+"""The robustness sweep: accuracy and ROC-AUC of detectors under corruptions and white-box attacks.
 
 Corruptions act on the decoded image at its original resolution, and the bundle's own
 preprocessing follows, so each condition is what a user's degraded image goes through (for
