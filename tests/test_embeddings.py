@@ -12,6 +12,7 @@ from PIL import Image
 
 from fakescope.bundle import BundleMeta
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector, TorchDetector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import (
     embed_files,
@@ -21,7 +22,6 @@ from fakescope.evaluation.embeddings import (
     plot_tsne_compare,
     tsne_2d,
 )
-from fakescope.inference import Detector
 from fakescope.models import create_model
 
 
@@ -29,7 +29,7 @@ from fakescope.models import create_model
 def detector() -> Detector:
     torch.manual_seed(0)
     model = create_model("resnet_se", widths=[8, 16, 32])
-    return Detector(model, BundleMeta("resnet_se", Preprocessing(input_size=32)), device="cpu")
+    return TorchDetector(model, BundleMeta("resnet_se", Preprocessing(input_size=32)), device="cpu")
 
 
 def clusters(n: int = 60, dims: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

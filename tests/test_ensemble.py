@@ -13,10 +13,10 @@ from PIL import Image
 from test_robustness_eval import tiny_bundle
 
 from fakescope.bundle import read_meta
+from fakescope.detectors import Detector
 from fakescope.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.inference import Detector
 from fakescope.robustness.sweep import RobustnessConfig, attack_target, robustness
 
 

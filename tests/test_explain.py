@@ -13,6 +13,7 @@ from PIL import Image
 
 from fakescope.bundle import BundleMeta
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector, TorchDetector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.explain import (
     explain_files,
@@ -22,7 +23,6 @@ from fakescope.evaluation.explain import (
     resolve_layers,
     select_gallery,
 )
-from fakescope.inference import Detector
 from fakescope.models import create_model
 from fakescope.models.registry import feature_module_names
 
@@ -40,7 +40,7 @@ def with_corner_patch(img: np.ndarray) -> np.ndarray:
 
 def detector_for(model: torch.nn.Module, name: str, size: int = SIZE) -> Detector:
     meta = BundleMeta(architecture=name, preprocessing=Preprocessing(input_size=size))
-    return Detector(model, meta, device="cpu")
+    return TorchDetector(model, meta, device="cpu")
 
 
 def tiny_resnet_se() -> Detector:

@@ -9,8 +9,8 @@ import pytest
 
 from fakescope.config import load_recipe
 from fakescope.data.sources import open_source
+from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.inference import Detector
 from fakescope.training.trainer import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,23 +16,17 @@ import pytest
 import torch
 from torch import nn
 
-from fakescope import onnx_runtime
 from fakescope.bundle import BundleMeta, read_meta, save_bundle, update_meta
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
+from fakescope.detectors import onnx as onnx_kind
+from fakescope.detectors.onnx import onnx_cache_path
 from fakescope.errors import BundleError, ConfigError, ExportError
-from fakescope.inference import Detector
 from fakescope.models import create_model, list_models, model_defaults
-from fakescope.onnx_export import (
-    CANNOT_EXPORT,
-    KEY_BUNDLE_JSON,
-    KEY_BUNDLE_SHA256,
-    KEY_EXPORTER,
-    ONNX_FILE,
-    export_onnx,
-)
-from fakescope.onnx_runtime import onnx_cache_path
+from fakescope.onnx_export import CANNOT_EXPORT, export_onnx
+from fakescope.onnx_model import KEY_BUNDLE_JSON, KEY_BUNDLE_SHA256, KEY_EXPORTER, ONNX_FILE
 
 TOLERANCE = 1e-4
 # Exported in the fast suite; every other architecture is exported under the `slow` marker
@@ -166,7 +160,7 @@ def test_torchscript_exporter_passes_parity_too(small_bundle: Path, tmp_path: Pa
     assert result.exporter == "torchscript" and result.parity.passed
     assert result.parity.source == "synthetic" and result.parity.n == 128
     loaded = Detector.load(tmp_path / "ts.onnx", runtime="onnx")
-    assert loaded.onnx is not None and loaded.onnx.exporter == "torchscript"
+    assert loaded.session.exporter == "torchscript"
 
 
 def test_onnx_file_carries_the_bundle_metadata(exported: tuple[Path, Path]) -> None:
@@ -178,7 +172,7 @@ def test_onnx_file_carries_the_bundle_metadata(exported: tuple[Path, Path]) -> N
     assert props[KEY_EXPORTER] == "dynamo"  # the default exporter worked
 
     detector = Detector.load(out, runtime="onnx")  # no bundle folder needed
-    assert detector.runtime == "onnx" and detector.model is None
+    assert detector.runtime == "onnx" and not detector.capabilities.can_explain
     assert detector.threshold == pytest.approx(0.45)
     assert detector.meta.temperature == pytest.approx(1.3)
     assert detector.info()["runtime"] == "onnx"
@@ -211,7 +205,7 @@ def test_bundle_without_model_onnx_is_exported_once_to_the_cache(
         exports.append(out)
         return export_onnx(bundle, out, exporter="torchscript")
 
-    monkeypatch.setattr(onnx_runtime, "export_onnx", quick_export)
+    monkeypatch.setattr(onnx_kind, "export_onnx", quick_export)
     cached = onnx_cache_path(read_meta(small_bundle)["sha256"])
     assert not cached.exists()
     Detector.load(small_bundle, runtime="onnx")
@@ -219,7 +213,7 @@ def test_bundle_without_model_onnx_is_exported_once_to_the_cache(
     stamp = cached.stat().st_mtime_ns
     again = Detector.load(small_bundle, runtime="onnx")
     assert cached.stat().st_mtime_ns == stamp and exports == [cached]  # reused
-    assert again.onnx is not None and again.onnx.name == str(cached)
+    assert again.session.name == str(cached)
 
     cached.write_bytes(b"damaged")  # a broken cache entry is rebuilt, not fatal
     Detector.load(small_bundle, runtime="onnx")
@@ -230,7 +224,7 @@ def test_stale_model_onnx_is_refused_with_the_fix(
     exported: tuple[Path, Path], small_bundle: Path
 ) -> None:
     shutil.copy(exported[1], small_bundle / ONNX_FILE)
-    assert Detector.load(small_bundle, runtime="onnx").onnx.name == str(small_bundle / ONNX_FILE)
+    assert Detector.load(small_bundle, runtime="onnx").session.name == str(small_bundle / ONNX_FILE)
     update_meta(small_bundle, temperature=2.0)  # what `fakescope calibrate` does
     with pytest.raises(BundleError, match="re-export") as info:
         Detector.load(small_bundle, runtime="onnx")

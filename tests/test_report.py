@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from fakescope.bundle import BundleMeta, load_bundle, read_meta, save_bundle
 from fakescope.cli import app
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector, TorchDetector
 from fakescope.errors import ConfigError
 from fakescope.evaluation import plots as P
 from fakescope.evaluation.calibration import calibrate_bundle
@@ -26,7 +27,6 @@ from fakescope.evaluation.report import (
     EVALUATION_SECTIONS,
     ReportBuilder,
 )
-from fakescope.inference import Detector
 from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,7 +44,7 @@ def brightness_detector(threshold: float = 0.5) -> Detector:
     meta = BundleMeta(
         architecture="brightness", preprocessing=Preprocessing(input_size=8), threshold=threshold
     )
-    return Detector(Brightness(), meta)
+    return TorchDetector(Brightness(), meta)
 
 
 def p_of(level: int) -> float:

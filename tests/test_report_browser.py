@@ -17,10 +17,10 @@ import torch
 
 from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.report import EVALUATION_SECTIONS
 from fakescope.evaluation.report_sections import report_hooks
-from fakescope.inference import Detector
 from fakescope.models import create_model
 
 CHROMIUM = Path(os.environ.get("FAKESCOPE_CHROMIUM", "/usr/bin/chromium"))

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.cli import app
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import embed_files
 from fakescope.evaluation.evaluate import ScoredSet, evaluate
@@ -25,7 +26,6 @@ from fakescope.evaluation.report_sections import (
     report_hooks,
     sample_indices,
 )
-from fakescope.inference import Detector
 from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

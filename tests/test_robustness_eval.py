@@ -15,9 +15,9 @@ from fakescope.bundle import BundleMeta, save_bundle, update_meta
 from fakescope.data.decode import load_image
 from fakescope.data.sources import open_source
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics
-from fakescope.inference import Detector
 from fakescope.models import create_model
 from fakescope.robustness.attacks import eps_label
 from fakescope.robustness.corruptions import DEFAULT_SEVERITIES

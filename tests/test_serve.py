@@ -18,8 +18,8 @@ from imagegen import encode, toy_array
 from liveserver import thread_server
 from PIL import Image
 
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
-from fakescope.inference import Detector
 from fakescope.serve import ServeSettings, create_app
 from fakescope.serve.access_log import LOGGER_NAME
 from fakescope.serve.batcher import MicroBatcher, Overloaded

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from liveserver import cli_server
 
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

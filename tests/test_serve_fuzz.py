@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from liveserver import cli_server, thread_server
 from PIL import Image
 
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 from fakescope.serve import ServeSettings, create_app
 
 # One keep-alive client: a new httpx client per request costs more than the request.

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from liveserver import thread_server
 
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 from fakescope.serve import ServeSettings, create_app
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")

@@ -20,8 +20,8 @@ from videogen import FORMATS, face_frames, gradient_frames, write_video
 
 from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, VideoError
-from fakescope.inference import Detector
 from fakescope.models import create_model
 from fakescope.video import (
     FaceCropper,

@@ -22,7 +22,7 @@ from fakescope.bundle import (
     update_meta,
 )
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.inference import Detector
+from fakescope.detectors import Detector
 
 LIMITS = (
     "Trained on one generator (Stable Diffusion 1.4) and one real-image source (CIFAR-10) "

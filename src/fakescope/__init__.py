@@ -9,8 +9,8 @@ LABEL_NAMES: tuple[str, str] = ("real", "fake")
 
 
 def __getattr__(name: str):  # lazy: importing fakescope must not import torch
-    if name == "Detector":
-        from fakescope.inference import Detector
+    if name in ("Detector", "load_detector"):
+        from fakescope import detectors
 
-        return Detector
+        return getattr(detectors, name)
     raise AttributeError(name)

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from fakescope.data.decode import load_image
-from fakescope.data.sources import collect_inputs, read_item_bytes
-from fakescope.errors import ImageError, ScoringError
-from fakescope.inference import Detector
+from fakescope.atomic import atomic_path
+from fakescope.data.inputs import prepare_or_reason
+from fakescope.data.sources import collect_inputs
+from fakescope.detectors import Detector, load_detector
+from fakescope.errors import ScoringError
 
 SCHEMA = pa.schema(
     [
@@ -53,28 +53,14 @@ class ScoreSummary:
         return self.n / self.seconds if self.seconds > 0 else 0.0
 
 
-def decode_for(detector: Detector, path: str) -> np.ndarray | str:
-    """(3, S, S) uint8 input for one item path, or why it cannot be read (as predict says)."""
-    try:
-        return detector.preprocessing.to_uint8(load_image(read_item_bytes(path), path))
-    except ImageError as exc:
-        return exc.reason
-    except OSError as exc:
-        return f"cannot read: {exc}"
-    except Exception as exc:  # a scoring job must not die on one exotic file
-        return f"cannot decode: {type(exc).__name__}: {exc}"
-
-
 def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
     """Verdict rows (SCHEMA) for item paths, in their order; bad files get an `error`."""
-    decoded = [decode_for(detector, path) for path in paths]
+    decoded = [prepare_or_reason(path, path, detector.prepare) for path in paths]
     good = [i for i, arr in enumerate(decoded) if not isinstance(arr, str)]
-    probs: dict[int, float] = {}
-    if good:
-        import torch
-
-        batch = torch.from_numpy(np.stack([decoded[i] for i in good]))
-        probs = dict(zip(good, detector.probabilities(batch).tolist(), strict=True))
+    scores = detector.probabilities_in_batches(
+        [decoded[i] for i in good], batch_size=max(1, len(paths))
+    )
+    probs = dict(zip(good, scores.tolist(), strict=True))
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     for i, path in enumerate(paths):
         columns["path"].append(path)
@@ -158,7 +144,7 @@ def score_to_parquet(
     if not paths:
         reasons = "; ".join(f"{path}: {reason}" for path, reason in problems) or "no inputs given"
         raise ScoringError(f"no images to score ({reasons})")
-    detector = detector or Detector.load(bundle, device="cpu")
+    detector = detector or load_detector(bundle, device="cpu")
     import ray
     import ray.data
 
@@ -169,11 +155,9 @@ def score_to_parquet(
     context.enable_progress_bars = progress
     context.enable_operator_progress_bars = progress
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     n = n_errors = 0
     try:
-        with pq.ParquetWriter(tmp, SCHEMA) as writer:
+        with atomic_path(out) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
             if problems:
                 writer.write_table(_problem_rows(problems))
                 n, n_errors = len(problems), len(problems)
@@ -190,9 +174,6 @@ def score_to_parquet(
                 writer.write_table(table.cast(SCHEMA))
                 n += table.num_rows
                 n_errors += table.num_rows - table.column("error").null_count
-        os.replace(tmp, out)
     except OSError as exc:
         raise ScoringError(f"cannot write {out}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return ScoreSummary(out=out, n=n, n_errors=n_errors, seconds=time.perf_counter() - started)

@@ -1,14 +1,21 @@
-"""Detector bundles: safetensors weights + JSON metadata + model card, verified on load.
+"""The one bundle format: single-model and ensemble bundles, signed, verified, written atomically.
 
-A bundle is a folder:
+A single-model bundle is a folder:
 
     model.safetensors   the weights (never a pickle)
     bundle.json         architecture, preprocessing, threshold, temperature, unsure band,
                         labels, data fingerprint, metrics, versions, checksums
     MODEL_CARD.md       the same, for people
 
-`bundle.json["sha256"]` covers the whole metadata (including the weights' sha256), so any
-edit to either file is detected.
+An ensemble bundle (``"kind": "ensemble"`` in bundle.json) holds copies of its member bundles
+under ``members/`` instead of weights; its bundle.json lists each member's folder and sha256
+(see `fakescope.ensemble` for how ensembles are fitted and `fakescope.detectors.ensemble` for
+how they score).
+
+`bundle.json["sha256"]` covers the whole metadata (including the weights' sha256, or each
+member's sha256), so any edit to any file is detected. This module is the only place that
+signs, verifies, reads and writes bundles; `fakescope.detectors.load_detector` turns a
+verified bundle into a detector.
 """
 
 from __future__ import annotations
@@ -18,17 +25,18 @@ import json
 import os
 import platform
 import shutil
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from fakescope import LABEL_NAMES, __version__
+from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
 
@@ -37,11 +45,20 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
+ENSEMBLE_KIND = "ensemble"
+MEMBERS_DIR = "members"
+
+BundleKind = Literal["single", "ensemble"]
+
+
+def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
+    """The probabilities around the threshold that are reported as 'unsure'."""
+    return (max(0.0, threshold - margin), min(1.0, threshold + margin))
 
 
 @dataclass
 class BundleMeta:
-    """Everything needed to use a set of weights correctly."""
+    """Everything needed to use a set of weights correctly (or, for an ensemble, its members)."""
 
     architecture: str
     preprocessing: Preprocessing
@@ -59,9 +76,7 @@ class BundleMeta:
 
     @property
     def unsure_band(self) -> tuple[float, float]:
-        low = max(0.0, self.threshold - self.unsure_margin)
-        high = min(1.0, self.threshold + self.unsure_margin)
-        return (low, high)
+        return unsure_band(self.threshold, self.unsure_margin)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,20 +99,27 @@ class BundleMeta:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BundleMeta:
+    def from_dict(
+        cls, data: dict[str, Any], *, preprocessing: Preprocessing | None = None
+    ) -> BundleMeta:
+        """The metadata of a bundle.json; `preprocessing` replaces the stored one (ensembles
+        derive theirs from their members)."""
+        labels = tuple(data.get("labels", LABEL_NAMES))
+        if len(labels) != 2:
+            raise BundleError(f"a bundle has two labels (real, fake), not {list(labels)}")
         return cls(
-            architecture=data["architecture"],
-            preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+            architecture=str(data["architecture"]),
+            preprocessing=preprocessing or Preprocessing.from_dict(data["preprocessing"]),
             model_kwargs=dict(data.get("model_kwargs", {})),
-            labels=tuple(data.get("labels", LABEL_NAMES)),  # type: ignore[arg-type]
+            labels=(str(labels[0]), str(labels[1])),
             threshold=float(data.get("threshold", 0.5)),
             temperature=float(data.get("temperature", 1.0)),
             unsure_margin=float(data.get("unsure_margin", 0.1)),
-            data_fingerprint=data.get("data_fingerprint", ""),
+            data_fingerprint=str(data.get("data_fingerprint", "")),
             training=dict(data.get("training", {})),
             metrics=dict(data.get("metrics", {})),
             card=dict(data.get("card", {})),
-            created=data.get("created", ""),
+            created=str(data.get("created", "")),
             versions=dict(data.get("versions", {})),
         )
 
@@ -113,7 +135,12 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def _sha256_file(path: Path) -> str:
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- signing -------------------------------------------------------------------------------
+def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -121,70 +148,83 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _meta_digest(meta: dict[str, Any]) -> str:
+def meta_digest(meta: dict[str, Any]) -> str:
+    """The checksum of a bundle.json: every field but the checksum itself."""
     body = {k: v for k, v in meta.items() if k != "sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def save_bundle(
-    out: str | os.PathLike, model: torch.nn.Module, meta: BundleMeta, *, card_text: str = ""
-) -> Path:
-    """Write a bundle atomically (a temporary folder renamed into place)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not meta.created:
-        meta.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    if not meta.versions:
-        meta.versions = package_versions()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
-    try:
-        save_file(state, str(tmp / WEIGHTS_FILE))
-        write_meta(tmp, meta.to_dict(), weights_sha256=_sha256_file(tmp / WEIGHTS_FILE))
-        from fakescope.model_card import render_model_card
-
-        (tmp / CARD_FILE).write_text(card_text or render_model_card(meta))
-        _umask_permissions(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+def sign(meta: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `meta` with its checksum set."""
+    return {**meta, "sha256": meta_digest(meta)}
 
 
-def _umask_permissions(folder: Path) -> None:
-    """Give the bundle the permissions of a normally created folder: mkdtemp makes it private
-    (0700) and the weights file comes out 0600, which would hide a shared bundle from others."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for file in folder.iterdir():
-        file.chmod(0o666 & ~umask)
+def is_signed(meta: dict[str, Any]) -> bool:
+    """Whether `meta` carries the checksum of its own content."""
+    return isinstance(meta.get("sha256"), str) and meta["sha256"] == meta_digest(meta)
 
 
 def write_meta(folder: Path, meta: dict[str, Any], *, weights_sha256: str) -> None:
-    meta = dict(meta, weights_sha256=weights_sha256)
-    meta["sha256"] = _meta_digest(meta)
-    tmp = folder / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, folder / META_FILE)
+    """Sign and write a single-model bundle.json (the weights' checksum included)."""
+    signed = sign(dict(meta, weights_sha256=weights_sha256))
+    atomic_write_text(folder / META_FILE, json.dumps(signed, indent=2, sort_keys=True))
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and verify bundle.json and the weights' checksum; BundleError says what is wrong."""
+# -- reading -------------------------------------------------------------------------------
+def bundle_kind(path: str | os.PathLike[str]) -> BundleKind:
+    """'ensemble' when `path`'s bundle.json says so, else 'single' (not verified here: every
+    reader verifies with :func:`read_meta`)."""
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        return "single"
+    try:
+        data = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "single"
+    return "ensemble" if isinstance(data, dict) and data.get("kind") == ENSEMBLE_KIND else "single"
+
+
+def is_ensemble(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` holds an ensemble bundle (by its bundle.json; not yet verified)."""
+    return bundle_kind(path) == "ensemble"
+
+
+def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and verify a bundle.json with every checksum it covers (the weights of a single
+    bundle; each member of an ensemble); BundleError says what is wrong."""
     folder = Path(path)
     if not folder.exists():
         raise BundleError(
-            f"{folder}: no such bundle (a bundle is a folder made by fakescope train)"
+            f"{folder}: no such bundle (a bundle is a folder made by fakescope train; "
+            f"shipped detectors by name: {', '.join(sorted(SHIPPED_DETECTORS))})"
         )
     if folder.is_file():
         raise BundleError(f"{folder}: a bundle is a folder holding {META_FILE} and {WEIGHTS_FILE}")
-    meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
-    for needed in (meta_path, weights_path):
-        if not needed.is_file():
-            raise BundleError(f"{folder}: not a fakescope bundle ({needed.name} is missing)")
+    meta = _read_signed_json(folder)
+    if meta.get("kind") == ENSEMBLE_KIND:
+        _verify_members(folder, meta)
+        return meta
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise BundleError(f"{folder}: not a fakescope bundle ({WEIGHTS_FILE} is missing)")
+    if meta.get("weights_sha256") != sha256_file(weights_path):
+        raise BundleError(
+            f"{weights_path}: checksum mismatch: the weights were modified or damaged"
+        )
+    return meta
+
+
+def read_ensemble_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and verify an ensemble's bundle.json and every member's checksums."""
+    if not is_ensemble(path):
+        raise BundleError(f"{Path(path) / META_FILE}: not a fakescope ensemble bundle")
+    return read_meta(path)
+
+
+def _read_signed_json(folder: Path) -> dict[str, Any]:
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise BundleError(f"{folder}: not a fakescope bundle ({META_FILE} is missing)")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -197,20 +237,39 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             f"{folder}: bundle format version {version} is not supported by fakescope "
             f"{__version__} (it reads version {FORMAT_VERSION}); upgrade fakescope or retrain"
         )
-    if meta.get("sha256") != _meta_digest(meta):
+    if not is_signed(meta):
         raise BundleError(f"{meta_path}: checksum mismatch: the metadata was modified or damaged")
-    if meta.get("weights_sha256") != _sha256_file(weights_path):
-        raise BundleError(
-            f"{weights_path}: checksum mismatch: the weights were modified or damaged"
-        )
     return meta
 
 
-def load_bundle(path: str | os.PathLike) -> tuple[torch.nn.Module, BundleMeta]:
-    """Verify a bundle and rebuild its model in eval mode."""
+def _verify_members(folder: Path, meta: dict[str, Any]) -> None:
+    root = folder.resolve()
+    members = meta.get("members")
+    if not isinstance(members, list) or not members:
+        raise BundleError(f"{folder / META_FILE}: an ensemble bundle without members")
+    for entry in members:
+        member = (folder / entry["path"]).resolve()
+        if root not in member.parents:
+            raise BundleError(
+                f"{folder / META_FILE}: member path {entry['path']!r} leaves the bundle"
+            )
+        if read_meta(member)["sha256"] != entry["sha256"]:  # the member's own checksums
+            raise BundleError(
+                f"{member}: this member is not the one the ensemble was built with (sha256 "
+                "differs); rebuild the ensemble with fakescope ensemble"
+            )
+
+
+def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMeta]:
+    """Verify a single-model bundle and rebuild its model in eval mode."""
     from fakescope.models import create_model, list_models
 
     raw = read_meta(path)
+    if raw.get("kind") == ENSEMBLE_KIND:
+        raise BundleError(
+            f"{path}: an ensemble of {len(raw['members'])} has no weights of its own; "
+            "load it with fakescope.detectors.load_detector"
+        )
     meta = BundleMeta.from_dict(raw)
     if meta.architecture not in list_models():
         raise BundleError(
@@ -229,20 +288,106 @@ def load_bundle(path: str | os.PathLike) -> tuple[torch.nn.Module, BundleMeta]:
     return model, meta
 
 
-def update_meta(path: str | os.PathLike, **changes: Any) -> dict[str, Any]:
-    """Change metadata fields of a verified bundle (e.g. temperature), re-sign it and
-    re-render its model card."""
+# -- writing -------------------------------------------------------------------------------
+def save_bundle(
+    out: str | os.PathLike[str], model: torch.nn.Module, meta: BundleMeta, *, card_text: str = ""
+) -> Path:
+    """Write a single-model bundle atomically (a temporary folder renamed into place)."""
+    from fakescope.model_card import render_model_card
+
+    if not meta.created:
+        meta.created = now_iso()
+    if not meta.versions:
+        meta.versions = package_versions()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_folder(out) as tmp:
+        save_file(state, str(tmp / WEIGHTS_FILE))
+        write_meta(tmp, meta.to_dict(), weights_sha256=sha256_file(tmp / WEIGHTS_FILE))
+        (tmp / CARD_FILE).write_text(card_text or render_model_card(meta))
+    return Path(out)
+
+
+@dataclass(frozen=True)
+class MemberSource:
+    """A bundle to copy into an ensemble, under `name`, with what the ensemble card shows."""
+
+    name: str
+    bundle: Path
+    validation: dict[str, Any]
+
+
+def save_ensemble_bundle(
+    out: str | os.PathLike[str],
+    members: Sequence[MemberSource],
+    fields: dict[str, Any],
+    render_card: Any,
+) -> Path:
+    """Copy `members` into `out/members/`, verify each copy, then sign and write the
+    ensemble's bundle.json (`fields` + the member list) and its card (`render_card(meta)`),
+    atomically."""
+    with atomic_folder(out) as tmp:
+        entries = []
+        for index, member in enumerate(members):
+            rel = f"{MEMBERS_DIR}/{index:02d}-{_safe(member.name)}"
+            shutil.copytree(member.bundle, tmp / rel)
+            copied = read_meta(tmp / rel)  # verifies the copy
+            entries.append(
+                {
+                    "name": member.name,
+                    "path": rel,
+                    "source_bundle": str(member.bundle),
+                    "sha256": copied["sha256"],
+                    "weights_sha256": copied["weights_sha256"],
+                    "architecture": copied["architecture"],
+                    "input_size": copied["preprocessing"]["input_size"],
+                    "threshold": copied["threshold"],
+                    "temperature": copied.get("temperature", 1.0),
+                    "validation": member.validation,
+                }
+            )
+        threshold, margin = float(fields["threshold"]), float(fields["unsure_margin"])
+        meta = sign(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "kind": ENSEMBLE_KIND,
+                "architecture": ENSEMBLE_KIND,
+                "members": entries,
+                "labels": list(LABEL_NAMES),
+                "temperature": 1.0,
+                **fields,
+                "unsure_band": list(unsure_band(threshold, margin)),
+                "created": now_iso(),
+                "versions": package_versions(),
+            }
+        )
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        (tmp / CARD_FILE).write_text(render_card(meta))
+    return Path(out)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
+    """Change metadata fields of a verified single-model bundle (e.g. temperature), re-sign
+    it and re-render its model card."""
     from fakescope.model_card import render_model_card
 
     folder = Path(path)
     meta = read_meta(folder)
+    if meta.get("kind") == ENSEMBLE_KIND:
+        raise BundleError(f"{folder}: an ensemble's fields are fitted; rebuild it instead")
     meta.update(changes)
-    meta["unsure_band"] = list(BundleMeta.from_dict(meta).unsure_band)
+    updated = BundleMeta.from_dict(meta)
+    meta["unsure_band"] = list(updated.unsure_band)
     write_meta(folder, meta, weights_sha256=meta["weights_sha256"])
-    (folder / CARD_FILE).write_text(render_model_card(BundleMeta.from_dict(meta)))
+    atomic_write_text(folder / CARD_FILE, render_model_card(updated))
     return meta
 
 
+# -- shipped detectors and names -----------------------------------------------------------
 SHIPPED_DETECTORS: dict[str, str] = {
     "default": "default_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
@@ -261,6 +406,12 @@ def shipped_bundle_path(name: str = "default") -> Path:
 def default_bundle_path() -> Path:
     """The detector shipped inside the package and used when no bundle is given."""
     return shipped_bundle_path("default")
+
+
+def is_shipped(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is (or names) a detector shipped inside the package."""
+    resolved = resolve_bundle_path(path).resolve()
+    return any(resolved == shipped_bundle_path(name).resolve() for name in SHIPPED_DETECTORS)
 
 
 def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:

@@ -17,9 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from fakescope import __version__
+from fakescope.atomic import atomic_write_text
 from fakescope.errors import FakescopeError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fakescope.inference import Prediction
     from fakescope.video import VideoPrediction
 
 app = typer.Typer(
@@ -251,71 +255,172 @@ def predict(
     timeline: Annotated[
         Path | None, typer.Option("--timeline", help="Videos: write per-frame plots (PNG) here.")
     ] = None,
+    provenance: Annotated[
+        bool,
+        typer.Option(
+            "--provenance/--no-provenance",
+            help="Read Content Credentials, metadata and watermarks and combine them with "
+            "the pixel score (p_fake_pixels keeps the pixels' own).",
+        ),
+    ] = True,
 ) -> None:
     """p(fake), verdict and unsure flag per image or video; unreadable files get an error.
 
     A video (mp4, webm, mov, avi, mkv) gets the mean p(fake) of its sampled frames and the
     fraction of frames over the threshold; --timeline DIR plots them over time.
     """
-    from fakescope.inference import Detector
-    from fakescope.video import (
-        VIDEO_CSV_FIELDS,
-        VideoOptions,
-        VideoPrediction,
-        predict_videos,
-        split_video_inputs,
-    )
+    from fakescope.detectors import load_detector
+    from fakescope.video import VideoOptions, predict_videos, split_video_inputs
 
-    detector = Detector.load(bundle, runtime=runtime.value)
+    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)  # checked before loading
+    detector = load_detector(bundle, runtime=runtime.value)
     videos, images = split_video_inputs(paths)
-    results: list = []
+    results: list[Prediction | VideoPrediction] = []
     if images:
-        results = detector.predict(
-            images, batch_size=batch_size, progress=len(images) > 1 or Path(images[0]).is_dir()
+        results += detector.predict(
+            images,
+            batch_size=batch_size,
+            progress=len(images) > 1 or Path(images[0]).is_dir(),
+            provenance=provenance,
         )
-    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
     results += predict_videos(
         detector, videos, options, timeline_dir=timeline, batch_size=batch_size
     )
+    _write_predictions(results, fmt, out_file, with_video_fields=bool(videos))
+    _print_prediction_notes(results)
+
+
+def _write_predictions(
+    results: Sequence[Prediction | VideoPrediction],
+    fmt: OutputFormat,
+    out_file: Path | None,
+    *,
+    with_video_fields: bool,
+) -> None:
+    """Results as a table (JSON in a file), JSON or CSV, on stdout or in `out_file`."""
     rows = [r.to_dict() for r in results]
-    if fmt is OutputFormat.json:
-        text = json.dumps(rows, indent=2)
-    elif fmt is OutputFormat.csv:
+    if fmt is OutputFormat.table and not out_file:
+        out.print(_prediction_table(results))
+        return
+    if fmt is OutputFormat.csv:
+        from fakescope.inference import CSV_FIELDS, Prediction
+        from fakescope.video import VIDEO_CSV_FIELDS
+
         buffer = io.StringIO()
-        fields = ["path", "p_fake", "label", "unsure", "error"]
         writer = csv.DictWriter(
             buffer,
-            fieldnames=fields + (list(VIDEO_CSV_FIELDS) if videos else []),
+            fieldnames=list(CSV_FIELDS) + (list(VIDEO_CSV_FIELDS) if with_video_fields else []),
             extrasaction="ignore",
         )
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            r.to_row() if isinstance(r, Prediction) else {**r.to_dict(), "unsure": _int(r.unsure)}
+            for r in results
+        )
         text = buffer.getvalue()
     else:
-        text = ""
-        table = Table("p_fake", "label", "unsure", "error")
-        table.add_column("path", overflow="fold")
-        for r in results:
-            table.add_row(
-                "-" if r.p_fake is None else f"{r.p_fake:.4f}",
-                r.label or "-",
-                "-" if r.unsure is None else ("yes" if r.unsure else "no"),
-                r.error or "",
-                _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path,
-            )
+        text = json.dumps(rows, indent=2)
     if out_file:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text if fmt is not OutputFormat.table else json.dumps(rows, indent=2))
+        atomic_write_text(out_file, text)
         console.print(f"wrote {len(rows)} results to {out_file}")
-    elif fmt is OutputFormat.table:
-        out.print(table)
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _int(flag: bool | None) -> int | None:
+    return None if flag is None else int(flag)
+
+
+def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
+    from fakescope.inference import OUT_OF_DOMAIN, Prediction, evidence_text
+    from fakescope.video import VideoPrediction
+
+    table = Table("p_fake", "label", "unsure", "evidence / error")
+    table.add_column("path", overflow="fold")
     for r in results:
-        if getattr(r, "note", None):
+        p_text, unsure_text, notes = "-", "-", r.error or ""
+        if r.p_fake is not None:
+            p_text = f"{r.p_fake:.4f}"
+        if r.unsure is not None:
+            unsure_text = "yes" if r.unsure else "no"
+        if isinstance(r, Prediction) and r.error is None:
+            if r.p_fake_pixels is not None and abs(r.p_fake_pixels - (r.p_fake or 0.0)) > 5e-5:
+                p_text += f" (pixels {r.p_fake_pixels:.4f})"
+            if r.unsure_reason == OUT_OF_DOMAIN:
+                unsure_text = "yes: out of domain"
+            claims = [evidence_text(e) for e in r.evidence]
+            notes = "; ".join(claims + ([r.disagreement] if r.disagreement else []))
+        path = _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path
+        table.add_row(p_text, r.label or "-", unsure_text, notes, path)
+    return table
+
+
+def _print_prediction_notes(results: Sequence[Prediction | VideoPrediction]) -> None:
+    """Video notes and timelines, and how many inputs could not be read."""
+    from fakescope.video import VideoPrediction
+
+    for r in results:
+        if isinstance(r, VideoPrediction) and r.note:
             console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False, soft_wrap=True)
-        if getattr(r, "timeline", None):
+        if isinstance(r, VideoPrediction) and r.timeline:
             console.print(f"timeline: {r.timeline}", highlight=False, soft_wrap=True)
+    errors = sum(1 for r in results if r.error)
+    if errors:
+        console.print(
+            f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]"
+        )
+
+
+class ProvenanceFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("provenance")
+def provenance(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders or archives.")],
+    fmt: Annotated[ProvenanceFormat, typer.Option("--format", "-f")] = ProvenanceFormat.table,
+    trust: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--trust",
+            help="PEM file of extra C2PA trust anchors (repeatable); the official C2PA "
+            "trust lists are always used.",
+        ),
+    ] = None,
+    watermark: Annotated[
+        bool, typer.Option(help="Look for the Stable Diffusion watermark (lossless files).")
+    ] = True,
+) -> None:
+    """Content Credentials (C2PA), XMP/IPTC labels, generator metadata and watermarks per
+    file: what each says and how far it can be trusted. Offline: remote manifests are
+    reported, never fetched. Files without provenance are listed with none (most real
+    images carry none: that is no evidence of anything)."""
+    from fakescope.provenance import load_trust_anchors, read_paths
+
+    try:
+        anchors = load_trust_anchors(list(trust or []))
+    except (OSError, ValueError) as exc:
+        raise FakescopeError(f"--trust: {exc}") from None
+    results = read_paths(paths, trust_anchors=anchors, watermark=watermark)
+    if fmt is ProvenanceFormat.json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    else:
+        table = Table()
+        table.add_column("path", overflow="fold", ratio=2)
+        for name in ("signal", "claim", "trust"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("by", ratio=1)
+        table.add_column("detail", ratio=3)
+        for r in results:
+            if r.error:
+                table.add_row(r.path, "-", "-", "-", "-", f"error: {r.error}")
+            elif not r.evidence:
+                note = "; ".join(r.notes) or "no provenance found"
+                table.add_row(r.path, "-", "-", "-", "-", note)
+            for e in r.evidence:
+                table.add_row(r.path, e.signal, e.claim, e.trust or "-", e.by or "-", e.detail)
+        out.print(table)
     errors = sum(1 for r in results if r.error)
     if errors:
         console.print(
@@ -381,11 +486,11 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Metrics with 95% CIs, plots, Grad-CAM gallery, t-SNE map and report.html."""
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.evaluation.report_sections import report_hooks
-    from fakescope.inference import Detector
 
-    detector = Detector.load(bundle)
+    detector = load_detector(bundle)
     hooks = report_hooks(
         gallery=0 if no_explain else gallery,
         tsne_points=0 if no_tsne else tsne_points,
@@ -445,11 +550,11 @@ def _check_calibratable(bundle: Path, val_source: str) -> None:
     of its own) or a folder that is not a valid bundle. Each message says what to do."""
     from fakescope.bundle import (
         SHIPPED_DETECTORS,
+        is_ensemble,
         read_meta,
         resolve_bundle_path,
         shipped_bundle_path,
     )
-    from fakescope.ensemble import is_ensemble
     from fakescope.errors import BundleError
 
     folder = resolve_bundle_path(bundle)
@@ -532,13 +637,15 @@ def explain(
 ) -> None:
     """Grad-CAM overlays: where in each image the detector found evidence of 'fake'."""
     from fakescope.data.sources import collect_inputs
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.explain import explain_files
-    from fakescope.inference import Detector
 
+    detector = load_detector(bundle)
+    detector.require("explain", "Grad-CAM")  # before any image is read
     images, problems = collect_inputs(paths)
     for path, reason in problems:
         console.print(f"[yellow]{path}: {reason}[/]")
-    written = explain_files(Detector.load(bundle), images, out_dir, layers or None)
+    written = explain_files(detector, images, out_dir, layers or None)
     console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
 
 
@@ -599,11 +706,9 @@ def info(bundle: BundleOpt = None) -> None:
     from rich.markdown import Markdown
 
     from fakescope.bundle import CARD_FILE, read_meta, resolve_bundle_path
-    from fakescope.ensemble import is_ensemble, read_ensemble_meta
 
     path = resolve_bundle_path(bundle)
-    verify = read_ensemble_meta if is_ensemble(path) else read_meta
-    verify(path)
+    read_meta(path)  # verifies a single or an ensemble bundle
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))
 
 
@@ -709,8 +814,8 @@ def robustness(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
+    from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import model_names
-    from fakescope.inference import Detector
     from fakescope.robustness.report import table_rows
     from fakescope.robustness.sweep import (
         DEFAULT_EPS,
@@ -734,7 +839,7 @@ def robustness(
         batch_size=batch_size,
         examples=examples,
     )
-    detectors = [Detector.load(p) for p in paths] or [Detector.load()]
+    detectors = [load_detector(p) for p in paths] or [load_detector()]
     names = model_names(paths) if paths else ["default"]
     result = run_robustness(detectors, source, out_dir, config, names=names, progress=not quiet)
     from fakescope.evaluation.report import fmt
@@ -757,7 +862,10 @@ class EnsembleRule(str, Enum):
 
 @app.command("ensemble")
 def ensemble(
-    bundles: Annotated[list[Path], typer.Argument(metavar="BUNDLE", help="Member bundles.")],
+    bundles: Annotated[
+        list[str],
+        typer.Argument(metavar="BUNDLE", help="Member bundles: folders or shipped names."),
+    ],
     val: Annotated[str, typer.Option("--val", help="Labelled validation source.")],
     out_dir: Annotated[Path, typer.Option("--out", help="The ensemble bundle folder to write.")],
     rule: Annotated[

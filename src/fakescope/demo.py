@@ -51,8 +51,8 @@ def run_demo(data: str | None, run_dir: Path, *, console: Console) -> dict:
     from fakescope.config import load_recipe
     from fakescope.data.audit import audit_source, print_audit
     from fakescope.data.sources import open_source
+    from fakescope.detectors import Detector
     from fakescope.evaluation.evaluate import evaluate
-    from fakescope.inference import Detector
     from fakescope.training.trainer import train
 
     source_path = find_demo_data(data)

@@ -20,7 +20,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,24 +32,27 @@ import torch
 from torch import nn
 
 from fakescope import __version__
+from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta, load_bundle, read_meta, resolve_bundle_path
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
+from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ExportError, ImageError
+from fakescope.onnx_model import (
+    INPUT_NAME,
+    KEY_BUNDLE_JSON,
+    KEY_BUNDLE_SHA256,
+    KEY_EXPORTER,
+    KEY_FORMAT,
+    KEY_PARITY,
+    KEY_VERSION,
+    ONNX_FORMAT,
+    OUTPUT_NAMES,
+    OnnxModel,
+)
 
-ONNX_FILE = "model.onnx"
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("logit", "p_fake")
-ONNX_FORMAT = "fakescope-onnx"
-
-KEY_FORMAT = "fakescope.format"
-KEY_VERSION = "fakescope.version"
-KEY_BUNDLE_JSON = "fakescope.bundle_json"
-KEY_BUNDLE_SHA256 = "fakescope.bundle_sha256"
-KEY_EXPORTER = "fakescope.exporter"
-KEY_PARITY = "fakescope.parity"
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "torchscript")
@@ -136,6 +138,11 @@ def export_onnx(
     started = time.perf_counter()
     bundle_path = resolve_bundle_path(bundle)
     raw = read_meta(bundle_path)
+    if raw.get("kind") == "ensemble":
+        raise ExportError(
+            f"ONNX export needs a single-model bundle; {bundle_path} is an ensemble of "
+            f"{len(raw['members'])}: export its members one by one"
+        )
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
     if check_images:
@@ -152,7 +159,7 @@ def export_onnx(
             f"{'torchscript' if used == 'dynamo' else 'dynamo'}"
         )
     _set_metadata(proto, raw, used, parity)
-    path = _write_atomically(proto.SerializeToString(), Path(out))
+    path = atomic_write_bytes(out, proto.SerializeToString())
     return ExportResult(
         path, used, OPSET, parity, time.perf_counter() - started, bundle_sha256=raw["sha256"]
     )
@@ -228,11 +235,8 @@ def check_parity(
 ) -> ParityReport:
     """Score a uint8 batch with PyTorch and onnxruntime: the first image alone, then the rest
     in batches of 64 (the batch axis is dynamic); both of the graph's outputs are checked."""
-    from fakescope.inference import Detector
-    from fakescope.onnx_runtime import OnnxModel
-
     session = OnnxModel(onnx_bytes, name="exported model")
-    reference = Detector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it
+    reference = TorchDetector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it
     diff_p = diff_logit = 0.0
     chunks = [batch[:1]] + [batch[i : i + 64] for i in range(1, len(batch), 64)]
     for chunk in chunks:
@@ -299,17 +303,3 @@ def _set_metadata(
     for key, value in values.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def _write_atomically(data: bytes, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".onnx-", dir=out.parent)
-    try:
-        with os.fdopen(handle, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return out

@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fakescope.data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fakescope.errors import ConfigError, VideoError
 
 if TYPE_CHECKING:
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
 
 FACE_CASCADE = "haarcascade_frontalface_default.xml"
 # Haar detection runs on a copy no larger than this (long side, px): big frames only cost time.
@@ -262,7 +261,7 @@ def predict_video(
                 f"no face found in any of the {len(frames)} sampled frames; "
                 "whole frames were scored instead"
             )
-    scores = _probabilities(detector, inputs, batch_size)
+    scores = detector.probabilities_in_batches(inputs, batch_size=batch_size)
     for position, p in zip(chosen, scores, strict=True):
         frames[position].p_fake = float(p)
 
@@ -285,14 +284,6 @@ def predict_video(
         band = detector.meta.unsure_band
         result.timeline = str(plot_timeline(result, timeline, detector.threshold, band))
     return result
-
-
-def _probabilities(detector: Detector, arrays: list[np.ndarray], batch_size: int) -> np.ndarray:
-    parts = [
-        detector.probabilities(torch.from_numpy(np.stack(arrays[i : i + batch_size])))
-        for i in range(0, len(arrays), batch_size)
-    ]
-    return np.concatenate(parts)
 
 
 def predict_videos(

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from fakescope.data.decode import load_image
+from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import Item
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import ImageError
@@ -43,12 +43,11 @@ class DecodedSet:
 
 
 def decode_one(item: Item, read_bytes: ReadBytes, pre: Preprocessing) -> np.ndarray:
-    """Read and decode one item; raises ImageError naming the file."""
-    try:
-        data = read_bytes(item)
-    except OSError as exc:
-        raise ImageError(item.path, f"cannot read: {exc}") from exc
-    return pre.to_uint8(load_image(data, item.path))
+    """Read and decode one item; raises ImageError naming the file (as predict reports it)."""
+    result = prepare_or_reason(lambda: read_bytes(item), item.path, pre.to_uint8)
+    if isinstance(result, str):
+        raise ImageError(item.path, result)
+    return result
 
 
 def _decode_chunk(
@@ -56,10 +55,8 @@ def _decode_chunk(
 ) -> list[np.ndarray | ImageError]:
     out: list[np.ndarray | ImageError] = []
     for item in items:
-        try:
-            out.append(decode_one(item, read_bytes, pre))
-        except ImageError as exc:
-            out.append(exc)
+        result = prepare_or_reason(lambda it=item: read_bytes(it), item.path, pre.to_uint8)
+        out.append(ImageError(item.path, result) if isinstance(result, str) else result)
     return out
 
 

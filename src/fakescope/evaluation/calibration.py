@@ -17,10 +17,10 @@ from scipy.optimize import minimize_scalar
 
 from fakescope.bundle import read_meta, update_meta
 from fakescope.data.sources import open_source
+from fakescope.detectors import load_detector
 from fakescope.errors import SourceError
-from fakescope.evaluation.evaluate import score_items, select_items
+from fakescope.evaluation.evaluate import score_items, select_items, validation_split
 from fakescope.evaluation.metrics import expected_calibration_error
-from fakescope.inference import Detector
 
 LOG_T_BOUNDS = (math.log(0.02), math.log(50.0))
 
@@ -107,10 +107,9 @@ def calibrate_bundle(
 
     `split` defaults to "val" when the source has a val split, else all labelled images.
     """
-    detector = Detector.load(bundle_path, device=device)
+    detector = load_detector(bundle_path, device=device)
     source = open_source(val_source)
-    if split is None and any(it.split == "val" for it in source.items):
-        split = "val"
+    split = validation_split(source, split)
     scored = score_items(detector, source, select_items(source, split), progress=progress)
     z, y = scored.logits, scored.labels
     if not (np.any(y == 0) and np.any(y == 1)):

@@ -33,7 +33,7 @@ from fakescope.evaluation.plots import save_figure
 from fakescope.models.registry import embed
 
 if TYPE_CHECKING:
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
 
 DEFAULT_BATCH_SIZE = 64
 PCA_DIMS = 50  # t-SNE on the top principal components: faster, and less noise in neighbours
@@ -55,7 +55,7 @@ def _forward(
     batch = torch.as_tensor(images)
     if batch.ndim != 4 or batch.dtype != torch.uint8:
         raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
-    model = detector.model
+    model = detector.torch_model("embeddings", needs="embed")
     was_training = model.training
     model.eval()
     chunks: list[np.ndarray] = []
@@ -99,7 +99,7 @@ def embed_uint8(
 
 
 def _feature_dim(detector: Detector) -> int:
-    return int(getattr(detector.model, "num_features", 0))
+    return int(getattr(detector.torch_model("embeddings", needs="embed"), "num_features", 0))
 
 
 def embed_images(

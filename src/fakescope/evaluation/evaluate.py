@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from fakescope.data.cache import DecodedSet, decode_items
 from fakescope.data.sources import Item, Source, open_source
+from fakescope.detectors import Detector, load_detector
 from fakescope.errors import ConfigError, SourceError
 from fakescope.evaluation.metrics import (
     BOOTSTRAP_RESAMPLES,
@@ -31,7 +30,6 @@ from fakescope.evaluation.metrics import (
     choose_threshold,
     oracle_metrics,
 )
-from fakescope.inference import Detector
 
 SourceSpec = str | os.PathLike
 ReportHook = Callable[[Any, dict[str, Any]], None]
@@ -59,16 +57,8 @@ def score_decoded(
     detector: Detector, decoded: DecodedSet, *, batch_size: int = 256, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """(logits, p_fake) of decoded images; p_fake exactly as Detector.probabilities."""
-    logits = []
-    bar = tqdm(total=len(decoded), desc="score", unit="img", disable=not progress, leave=False)
-    for start in range(0, len(decoded), batch_size):
-        batch = decoded.images[start : start + batch_size]
-        logits.append(detector.logits(batch))
-        bar.update(batch.shape[0])
-    bar.close()
-    z = torch.cat(logits) if logits else torch.empty(0)
-    p_fake = torch.sigmoid(z / detector.meta.temperature).numpy()
-    return z.numpy(), p_fake
+    z = detector.logits_in_batches(decoded.images, batch_size=batch_size, progress=progress)
+    return z.numpy(), detector.calibrate(z)
 
 
 def score_items(
@@ -119,6 +109,14 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         logits=cat([s.logits for s in sets]),
         generators=[g for s in sets for g in (s.generators or [None] * len(s))],
     )
+
+
+def validation_split(source: Source, split: str | None) -> str | None:
+    """`split` when given; else 'val' when the source has a val split (a manifest from
+    `fakescope data split` or `fakescope train`), else None: all labelled images."""
+    if split is None and any(it.split == "val" for it in source.items):
+        return "val"
+    return split
 
 
 def select_items(source: Source, split: str | None = None) -> list[Item]:
@@ -202,8 +200,7 @@ def resolve_threshold(
     if policy == "target_fpr":
         target_fpr = 0.01 if target_fpr is None else float(target_fpr)
     source = open_source(val_source)
-    if val_split is None and any(it.split == "val" for it in source.items):
-        val_split = "val"
+    val_split = validation_split(source, val_split)
     items = select_items(source, val_split)
     overlap = {it.path for it in items} & set(test_paths)
     if overlap:
@@ -526,7 +523,7 @@ def compare_models(
     models, curves = [], {}
     names = model_names(bundles)
     for name, bundle in zip(names, bundles, strict=True):
-        detector = Detector.load(bundle, device=device)
+        detector = load_detector(bundle, device=device)
         key = json.dumps(detector.preprocessing.to_dict(), sort_keys=True)
         if key not in decoded_by_pre:
             decoded_by_pre[key] = decode_items(

@@ -34,7 +34,7 @@ from fakescope.errors import ConfigError, ImageError
 from fakescope.models.registry import feature_module_names
 
 if TYPE_CHECKING:
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
 
 DEFAULT_BATCH_SIZE = 16
 MIN_DISPLAY_SIZE = 128  # 32 px inputs are unreadable at their own size
@@ -149,12 +149,13 @@ def gradcam(
     """
     if not images:
         return []
-    names = resolve_layers(detector.model, layers)
+    model = detector.torch_model("Grad-CAM")
+    names = resolve_layers(model, layers)
     out: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
         batch = detector.preprocessing.batch_from_images(list(images[start : start + batch_size]))
         x = detector.preprocessing.normalize(batch.to(detector.device))
-        cams = gradcam_tensor(detector.model, x, names, target=target)
+        cams = gradcam_tensor(model, x, names, target=target)
         out += [cam.astype(np.float32) for cam in cams.cpu().numpy()]
     return out
 
@@ -242,9 +243,9 @@ def explain_files(
     its Grad-CAM overlay, captioned with p(fake) and the verdict (also in the PNG's text
     chunks ``p_fake``, ``label``, ``source``, ``layers``). Unreadable files are skipped with a
     warning. Returns the written paths in input order."""
+    names = resolve_layers(detector.torch_model("Grad-CAM"), layers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names = resolve_layers(detector.model, layers)
     taken: set[str] = set()
     written: list[Path] = []
     items = [str(p) for p in paths]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import (
     FileEmbeddings,
@@ -35,7 +36,6 @@ from fakescope.evaluation.report import (
     paragraph,
     table_html,
 )
-from fakescope.inference import Detector
 
 DEFAULT_GALLERY = 4
 DEFAULT_TSNE_POINTS = 3000

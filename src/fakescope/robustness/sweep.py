@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 from fakescope.data.decode import load_image
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.data.transforms import Preprocessing
+from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, FakescopeError, ImageError
 from fakescope.evaluation.evaluate import group_row, model_names, select_items
-from fakescope.inference import Detector
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import (
     CORRUPTIONS,

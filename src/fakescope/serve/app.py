@@ -29,7 +29,7 @@ from fakescope.serve.uploads import Upload, decode_upload, read_uploads
 if TYPE_CHECKING:
     from PIL import Image
 
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
 
 STATIC_DIR = resources.files("fakescope") / "serve" / "static"
 

@@ -12,7 +12,7 @@ from PIL import Image
 from fakescope.evaluation.explain import gradcam, overlay
 
 if TYPE_CHECKING:
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
 
 OVERLAY_MIN_SIZE = 256
 

@@ -69,7 +69,7 @@ def run_server(
     """Load the bundle and serve it until interrupted."""
     import uvicorn
 
-    from fakescope.inference import Detector
+    from fakescope.detectors import Detector
     from fakescope.serve.app import create_app
 
     check_port(port)

@@ -1,45 +1,40 @@
-"""Score images with onnxruntime: open fakescope ONNX files and find (or make) one for a bundle.
+"""An onnxruntime session over a fakescope ONNX graph, and the names such graphs carry.
 
-`open_onnx` accepts
-- a ``.onnx`` file made by `fakescope export`: its metadata holds the verified bundle.json;
-- a bundle folder holding ``model.onnx``: used if it was exported from this very bundle
-  (same bundle sha256), refused with the command to re-export if the bundle changed since
-  (e.g. `fakescope calibrate` re-signed it);
-- a bundle folder without one: exported once, parity-checked, into the cache
-  ($FAKESCOPE_CACHE/onnx/<bundle sha256>.onnx) and reused from there.
+`fakescope.onnx_export` writes these graphs; `fakescope.detectors.onnx` scores with them.
+The graph takes a ``(batch, 3, S, S)`` uint8 tensor named ``image`` and returns ``logit`` and
+``p_fake``; its metadata holds the signed bundle.json it was exported from.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fakescope.bundle import _meta_digest, read_meta
-from fakescope.data.cache import default_cache_dir
+from fakescope.bundle import is_signed
 from fakescope.errors import BundleError
-from fakescope.onnx_export import (
-    INPUT_NAME,
-    KEY_BUNDLE_JSON,
-    KEY_BUNDLE_SHA256,
-    KEY_EXPORTER,
-    KEY_FORMAT,
-    ONNX_FILE,
-    ONNX_FORMAT,
-    OUTPUT_NAMES,
-    export_onnx,
-)
+
+ONNX_FILE = "model.onnx"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logit", "p_fake")
+ONNX_FORMAT = "fakescope-onnx"
+
+KEY_FORMAT = "fakescope.format"
+KEY_VERSION = "fakescope.version"
+KEY_BUNDLE_JSON = "fakescope.bundle_json"
+KEY_BUNDLE_SHA256 = "fakescope.bundle_sha256"
+KEY_EXPORTER = "fakescope.exporter"
+KEY_PARITY = "fakescope.parity"
 
 
 class OnnxModel:
     """An onnxruntime session over a fakescope ONNX graph (uint8 in, logit and p_fake out)."""
 
     def __init__(
-        self, model: str | os.PathLike | bytes, *, threads: int | None = None, name: str = ""
+        self, model: str | os.PathLike[str] | bytes, *, threads: int | None = None, name: str = ""
     ) -> None:
         import onnxruntime as ort
 
@@ -89,46 +84,12 @@ class OnnxModel:
                 "preprocessing); export it with `fakescope export`"
             )
         try:
-            meta = json.loads(self.metadata[KEY_BUNDLE_JSON])
+            meta: dict[str, Any] = json.loads(self.metadata[KEY_BUNDLE_JSON])
         except json.JSONDecodeError as exc:
             raise BundleError(f"{self.name}: its bundle metadata is not valid JSON") from exc
-        if meta.get("sha256") != _meta_digest(meta) or meta.get("sha256") != self.metadata.get(
-            KEY_BUNDLE_SHA256
-        ):
+        if not is_signed(meta) or meta["sha256"] != self.metadata.get(KEY_BUNDLE_SHA256):
             raise BundleError(
                 f"{self.name}: checksum mismatch in its bundle metadata (modified or damaged); "
                 "export it again with `fakescope export`"
             )
         return meta
-
-
-def onnx_cache_path(bundle_sha256: str) -> Path:
-    return default_cache_dir() / "onnx" / f"{bundle_sha256}.onnx"
-
-
-def open_onnx(path: str | os.PathLike) -> tuple[OnnxModel, dict[str, Any]]:
-    """(session, verified bundle.json) for a .onnx file or a bundle folder (see module doc)."""
-    path = Path(path)
-    if path.is_file():
-        model = OnnxModel(path)
-        return model, model.bundle_meta()
-    raw = read_meta(path)  # verifies the bundle, and says what is wrong with a bad path
-    beside = path / ONNX_FILE
-    if beside.is_file():
-        model = OnnxModel(beside)
-        made_from = model.bundle_meta()["sha256"]
-        if made_from != raw["sha256"]:
-            raise BundleError(
-                f"{beside} was exported from another version of this bundle (bundle sha256 "
-                f"{made_from[:12]}…, now {raw['sha256'][:12]}…); re-export it: "
-                f"fakescope export --bundle {path} --out {beside}"
-            )
-        return model, raw
-    cached = onnx_cache_path(raw["sha256"])
-    if cached.is_file():
-        try:
-            return OnnxModel(cached), raw
-        except BundleError:
-            pass  # a damaged cache entry: export it again
-    export_onnx(path, cached)
-    return OnnxModel(cached), raw

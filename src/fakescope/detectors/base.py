@@ -1,0 +1,306 @@
+"""What every detector is: a verified bundle that scores decoded images, and says what else it
+can do.
+
+A detector kind (one module each in this package: ``pytorch``, ``onnx``, ``ensemble``) is a
+subclass of :class:`Detector` registered with :func:`register_kind`. Callers never probe a
+detector's attributes to find out what it is: they read :attr:`Detector.capabilities`, or call
+:meth:`Detector.require`, which fails at once with a message that says why and what to do.
+:func:`load_detector` is the one way from a path or a shipped name to a detector.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fakescope.bundle import BundleKind, BundleMeta, bundle_kind, resolve_bundle_path
+from fakescope.data.transforms import Preprocessing
+from fakescope.errors import BundleError, ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from fakescope.inference import ImageInput, Prediction
+
+Runtime = Literal["torch", "onnx"]
+RUNTIMES: tuple[Runtime, ...] = ("torch", "onnx")
+Capability = Literal["explain", "embed", "gradients"]
+
+
+class CapabilityError(ConfigError):
+    """A detector was asked for something its kind cannot do (e.g. Grad-CAM of an ensemble)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a detector can do beyond scoring, and why not where it cannot.
+
+    can_explain:   Grad-CAM maps (needs one PyTorch model with convolutional stages)
+    can_embed:     penultimate features (t-SNE, domain statistics)
+    has_gradients: differentiable end to end, so white-box attacks (FGSM, PGD) can run
+    runtime:       what computes the logits: 'torch' or 'onnx'
+    """
+
+    runtime: Runtime
+    can_explain: bool
+    can_embed: bool
+    has_gradients: bool
+    why_not: dict[Capability, str] = field(default_factory=dict)
+
+    def allows(self, capability: Capability) -> bool:
+        return {
+            "explain": self.can_explain,
+            "embed": self.can_embed,
+            "gradients": self.has_gradients,
+        }[capability]
+
+
+@dataclass(frozen=True)
+class PixelScores:
+    """Per image: calibrated p(fake), and where the detector provides them, its domain score
+    (distance to the training data / threshold; above 1 is out of domain) and the p(fake)
+    of its most suspicious crop."""
+
+    p_fake: np.ndarray
+    domain_score: np.ndarray | None = None
+    max_crop_p_fake: np.ndarray | None = None
+
+
+class Detector(ABC):
+    """A loaded bundle that scores images: preprocessing, temperature, threshold, unsure band.
+
+    Subclasses implement :meth:`logits` and :attr:`capabilities`; everything else (calibrated
+    probabilities, verdicts, batched scoring, predicting on files) is shared.
+    """
+
+    kind: ClassVar[str] = "detector"
+
+    def __init__(self, meta: BundleMeta, *, bundle_path: Path | None = None) -> None:
+        self.meta = meta
+        self.bundle_path = bundle_path
+
+    # -- what it is ------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this detector can do beyond scoring (see :class:`Capabilities`)."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """'torch' or 'onnx': what computes the logits."""
+        return self.capabilities.runtime
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.meta.preprocessing
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go; CPU unless a kind runs on a GPU."""
+        return torch.device("cpu")
+
+    @property
+    def name(self) -> str:
+        return str(self.bundle_path) if self.bundle_path else f"<{self.kind} detector>"
+
+    def require(self, capability: Capability, purpose: str) -> None:
+        """Raise :class:`CapabilityError` at once when this detector cannot do `capability`,
+        naming `purpose` (e.g. 'Grad-CAM') and the reason."""
+        caps = self.capabilities
+        if not caps.allows(capability):
+            reason = caps.why_not.get(capability, f"a {self.kind} detector cannot")
+            raise CapabilityError(f"{purpose}: {reason} ({self.name})")
+
+    def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
+        """The one PyTorch model behind this detector, for Grad-CAM ('explain') or features
+        ('embed'); fails with the reason for kinds that have none."""
+        self.require(needs, purpose)
+        raise CapabilityError(f"{purpose}: {self.name} has no single PyTorch model")
+
+    def attack_target(
+        self,
+    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], Preprocessing, float]:
+        """(module on [0, 1] images, input map, preprocessing, temperature) for white-box
+        attacks; fails with the reason for kinds that are not differentiable."""
+        self.require("gradients", "white-box attacks")
+        raise CapabilityError(f"white-box attacks: {self.name} has no gradients")
+
+    # -- scoring ---------------------------------------------------------------------------
+    @abstractmethod
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw logits (B,) on the CPU for a (B, 3, S, S) uint8 batch in `preprocessing`."""
+
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """Calibrated p(fake) for a (B, 3, S, S) uint8 batch."""
+        return self.calibrate(self.logits(batch))
+
+    def calibrate(self, logits: torch.Tensor) -> np.ndarray:
+        """p(fake) from raw logits: sigmoid(logit / temperature), float32 like the models."""
+        return torch.sigmoid(logits.float() / self.meta.temperature).numpy()
+
+    def verdict(self, p_fake: float) -> tuple[str, bool]:
+        """(label, unsure) for a probability, by the bundle's threshold and unsure band."""
+        low, high = self.meta.unsure_band
+        label = self.meta.labels[1] if p_fake >= self.meta.threshold else self.meta.labels[0]
+        return label, bool(low < p_fake < high)
+
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        """The (3, S, S) uint8 model input for one decoded image (thread-safe, so callers may
+        prepare images in parallel)."""
+        return self.preprocessing.to_uint8(img)
+
+    def logits_in_batches(
+        self,
+        images: torch.Tensor | Sequence[np.ndarray],
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        desc: str = "score",
+    ) -> torch.Tensor:
+        """Raw logits (N,) of prepared uint8 images, `batch_size` at a time: the one batched
+        scoring loop that evaluate, robustness, video, batch scoring and predict share."""
+        n = len(images)
+        parts: list[torch.Tensor] = []
+        with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+            for start in range(0, n, batch_size):
+                chunk = images[start : start + batch_size]
+                batch = chunk if isinstance(chunk, torch.Tensor) else _stack(chunk)
+                parts.append(self.logits(batch).float().reshape(-1))
+                bar.update(len(batch))
+        return torch.cat(parts) if parts else torch.empty(0)
+
+    def probabilities_in_batches(
+        self,
+        images: torch.Tensor | Sequence[np.ndarray],
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+        desc: str = "score",
+    ) -> np.ndarray:
+        """Calibrated p(fake) (N,) of prepared uint8 images, `batch_size` at a time."""
+        return self.calibrate(
+            self.logits_in_batches(images, batch_size=batch_size, progress=progress, desc=desc)
+        )
+
+    def score_prepared(self, arrays: Sequence[np.ndarray], *, batch_size: int = 256) -> PixelScores:
+        """What the pixels say about prepared inputs: calibrated p(fake), and where a kind
+        knows them, the domain score and the most suspicious crop's p(fake)."""
+        return PixelScores(self.probabilities_in_batches(arrays, batch_size=batch_size))
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """p(fake) for decoded PIL images."""
+        if not images:
+            return np.empty(0)
+        return self.probabilities_in_batches([self.prepare(img) for img in images])
+
+    def predict(
+        self,
+        inputs: ImageInput | Iterable[ImageInput],
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+        provenance: bool = True,
+    ) -> list[Prediction]:
+        """Verdicts for images, bytes, files, folders and archives; bad files get an `error`.
+        With `provenance` (the default) each file's Content Credentials, metadata and
+        watermarks join the pixel score (see `fakescope.inference`)."""
+        from fakescope.inference import predict_inputs
+
+        return predict_inputs(
+            self, inputs, batch_size=batch_size, progress=progress, provenance=provenance
+        )
+
+    def info(self) -> dict[str, Any]:
+        """The bundle's metadata and capabilities, for model cards and the HTTP API."""
+        caps = self.capabilities
+        return {
+            "bundle": str(self.bundle_path) if self.bundle_path else None,
+            "runtime": self.runtime,
+            "kind": self.kind,
+            "capabilities": {
+                "can_explain": caps.can_explain,
+                "can_embed": caps.can_embed,
+                "has_gradients": caps.has_gradients,
+            },
+            **self.meta.to_dict(),
+        }
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        runtime: str = "torch",
+    ) -> Detector:
+        """:func:`load_detector`: any kind, from a bundle folder, an ONNX file or a shipped name."""
+        return load_detector(path, device=device, runtime=runtime)
+
+    @classmethod
+    @abstractmethod
+    def from_bundle(cls, path: Path, *, device: str) -> Detector:
+        """Load this kind from a verified bundle at `path` (already resolved)."""
+
+
+def _stack(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(list(arrays)))
+
+
+# -- kinds ---------------------------------------------------------------------------------
+KindKey = tuple[Runtime, BundleKind]
+_KINDS: dict[KindKey, type[Detector]] = {}
+D = TypeVar("D", bound=type[Detector])
+
+
+def register_kind(runtime: Runtime, *bundle_kinds: BundleKind) -> Callable[[D], D]:
+    """Class decorator: this kind loads bundles of `bundle_kinds` on `runtime`."""
+
+    def register(cls: D) -> D:
+        for kind in bundle_kinds:
+            _KINDS[(runtime, kind)] = cls
+        return cls
+
+    return register
+
+
+def load_detector(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    runtime: str = "torch",
+    device: str = "auto",
+) -> Detector:
+    """The detector for a bundle folder, an exported .onnx file (runtime 'onnx') or the name
+    of a shipped detector ('default', 'scratch'); None is the default detector. Verified."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r}: use 'torch' or 'onnx'")
+    bundle = resolve_bundle_path(path)
+    if path is None and not bundle.is_dir():
+        raise BundleError(
+            "the default detector is not installed with this copy of fakescope; "
+            "pass --bundle RUN/bundle from `fakescope train`"
+        )
+    if runtime == "torch" and bundle.suffix == ".onnx" and bundle.is_file():
+        raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
+    kind = _KINDS.get((runtime, bundle_kind(bundle)))
+    if kind is None:  # the one pair without a kind today: an ensemble on onnxruntime
+        raise ConfigError(
+            f"{bundle} is an ensemble; ensembles run on the torch runtime only "
+            "(export its members to ONNX one by one)"
+        )
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return kind.from_bundle(bundle, device=device)

@@ -1,0 +1,160 @@
+"""How far an image is from a detector's training data, in the detector's own feature space.
+
+A detector is only trustworthy on images like the ones it was trained on. Each bundle may
+carry a compact description of its training data: class-conditional Gaussians with one
+shared covariance on the penultimate features, in a PCA space of a few dozen dimensions
+(Lee et al., "A Simple Unified Framework for Detecting Out-of-Distribution Samples and
+Adversarial Attacks", NeurIPS 2018). An image's distance is its Mahalanobis distance to the
+nearer class mean; the threshold is chosen on validation images (by default 95% of them are
+in-domain). The domain *score* is distance / threshold: at most 1 in-domain, above 1 outside.
+
+Stored in the bundle as ``domain.safetensors`` (float32 arrays) with its fields and checksum in
+bundle.json under ``domain``, so it is verified like the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from fakescope.errors import BundleError, ConfigError
+
+DOMAIN_FILE = "domain.safetensors"
+DEFAULT_DIMS = 64
+DEFAULT_QUANTILE = 0.95
+_RIDGE = 1e-3  # shrinkage towards the identity, relative to the mean variance
+
+
+@dataclass(frozen=True)
+class DomainModel:
+    """Class-conditional Gaussians (shared covariance) on PCA-projected features."""
+
+    center: np.ndarray  # (D,) feature mean
+    components: np.ndarray  # (k, D) PCA directions
+    class_means: np.ndarray  # (C, k) class means in PCA space
+    precision: np.ndarray  # (k, k) inverse shared covariance
+    threshold: float  # distance at the chosen validation quantile
+    quantile: float  # share of validation images that count as in-domain
+    n_fit: int  # images the Gaussians were fitted on
+
+    @property
+    def dims(self) -> int:
+        return int(self.components.shape[0])
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.components.shape[1])
+
+    def distances(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance (N,) of each feature row to the nearer class mean."""
+        feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+        if feats.shape[1] != self.feature_dim:
+            raise ConfigError(
+                f"features have {feats.shape[1]} dimensions; this domain model was fitted on "
+                f"{self.feature_dim}"
+            )
+        z = (feats - self.center) @ self.components.T
+        best = np.full(len(z), np.inf)
+        for mean in self.class_means:
+            d = z - mean
+            best = np.minimum(best, np.einsum("ij,jk,ik->i", d, self.precision, d))
+        return np.sqrt(np.maximum(best, 0.0))
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """Domain score (N,): distance / threshold; at most 1 means in-domain."""
+        return self.distances(features) / self.threshold
+
+    # -- storage -------------------------------------------------------------------------
+    def fields(self) -> dict[str, Any]:
+        """What bundle.json records (the arrays live in DOMAIN_FILE)."""
+        return {
+            "method": "mahalanobis",
+            "dims": self.dims,
+            "feature_dim": self.feature_dim,
+            "threshold": self.threshold,
+            "quantile": self.quantile,
+            "n_fit": self.n_fit,
+        }
+
+    def save(self, folder: Path) -> Path:
+        path = folder / DOMAIN_FILE
+        save_file(
+            {
+                "center": self.center.astype(np.float32),
+                "components": self.components.astype(np.float32),
+                "class_means": self.class_means.astype(np.float32),
+                "precision": self.precision.astype(np.float32),
+            },
+            str(path),
+        )
+        return path
+
+    @classmethod
+    def load(cls, folder: Path, fields: dict[str, Any]) -> DomainModel:
+        path = folder / DOMAIN_FILE
+        if not path.is_file():
+            raise BundleError(f"{folder}: bundle.json describes a domain model but {path.name} "
+                              "is missing")  # fmt: skip
+        arrays = load_file(str(path))
+        return cls(
+            center=arrays["center"].astype(np.float64),
+            components=arrays["components"].astype(np.float64),
+            class_means=arrays["class_means"].astype(np.float64),
+            precision=arrays["precision"].astype(np.float64),
+            threshold=float(fields["threshold"]),
+            quantile=float(fields["quantile"]),
+            n_fit=int(fields.get("n_fit", 0)),
+        )
+
+
+def fit_domain(
+    features: np.ndarray,
+    labels: np.ndarray,
+    val_features: np.ndarray,
+    *,
+    dims: int = DEFAULT_DIMS,
+    quantile: float = DEFAULT_QUANTILE,
+) -> DomainModel:
+    """Fit the Gaussians on training features (N, D) with labels 0/1, then choose the
+    threshold so that `quantile` of the validation features count as in-domain."""
+    feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    y = np.asarray(labels).astype(int).ravel()
+    if len(feats) < 4 or len(val_features) < 2:
+        raise ConfigError("a domain model needs at least 4 training and 2 validation images")
+    if not 0.5 <= quantile < 1.0:
+        raise ConfigError(f"the in-domain quantile must be in [0.5, 1), got {quantile}")
+    center = feats.mean(axis=0)
+    centered = feats - center
+    k = max(1, min(dims, feats.shape[1], len(feats) - 1))
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    components = vt[:k]
+    z = centered @ components.T
+    classes = [c for c in (0, 1) if np.any(y == c)]
+    class_means = np.stack([z[y == c].mean(axis=0) for c in classes])
+    residual = np.concatenate([z[y == c] - z[y == c].mean(axis=0) for c in classes])
+    cov = residual.T @ residual / max(1, len(residual) - len(classes))
+    cov += np.eye(k) * _RIDGE * max(float(np.trace(cov)) / k, 1e-12)
+    model = DomainModel(
+        center=center,
+        components=components,
+        class_means=class_means,
+        precision=np.linalg.inv(cov),
+        threshold=1.0,
+        quantile=quantile,
+        n_fit=len(feats),
+    )
+    val = model.distances(val_features)
+    threshold = float(np.quantile(val, quantile))
+    return DomainModel(
+        center=center,
+        components=components,
+        class_means=class_means,
+        precision=model.precision,
+        threshold=max(threshold, 1e-6),
+        quantile=quantile,
+        n_fit=len(feats),
+    )
