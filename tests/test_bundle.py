@@ -161,7 +161,11 @@ def test_detector_predicts_files_folders_archives_and_bad_files(
     for r in good:
         assert r.label == ("fake" if r.p_fake >= 0.4 else "real")
         assert r.unsure == (0.35 < r.p_fake < 0.45)
-    assert set(results[0].to_dict()) == {"path", "p_fake", "label", "unsure", "error"}
+    # the first five keys as before; provenance and domain fields follow them
+    assert list(results[0].to_dict())[:5] == ["path", "p_fake", "label", "unsure", "error"]
+    assert {"p_fake_pixels", "evidence", "unsure_reason", "domain_score"} <= set(
+        results[0].to_dict()
+    )
 
 
 def test_detector_accepts_images_and_bytes_and_uses_temperature(bundle_dir: Path) -> None:

@@ -125,7 +125,7 @@ def test_a_new_kind_is_one_registered_class(small: Path, monkeypatch: pytest.Mon
         def capabilities(self) -> Capabilities:
             return Capabilities("torch", False, False, False, {"explain": "constant says no"})
 
-        def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
             return torch.full((batch.shape[0],), 3.0)
 
     monkeypatch.setattr(detectors_base, "_KINDS", dict(detectors_base._KINDS))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -56,14 +56,13 @@ class ScoreSummary:
 def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
     """Verdict rows (SCHEMA) for item paths, in their order; bad files get an `error`."""
     decoded = [prepare_or_reason(path, path, detector.prepare) for path in paths]
-    good = [i for i, arr in enumerate(decoded) if not isinstance(arr, str)]
-    scores = detector.probabilities_in_batches(
-        [decoded[i] for i in good], batch_size=max(1, len(paths))
-    )
+    good = {i: arr for i, arr in enumerate(decoded) if not isinstance(arr, str)}
+    scores = detector.probabilities_in_batches(list(good.values()), batch_size=max(1, len(paths)))
     probs = dict(zip(good, scores.tolist(), strict=True))
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     for i, path in enumerate(paths):
         columns["path"].append(path)
+        row: tuple[float | None, str | None, bool | None, object]
         if i in probs:
             label, unsure = detector.verdict(probs[i])
             row = (probs[i], label, unsure, None)
@@ -170,7 +169,9 @@ def score_to_parquet(
                 compute=ray.data.ActorPoolStrategy(size=workers),
                 num_cpus=1,
             )
-            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            # batch_format="pyarrow" yields Arrow tables (ray types every batch format)
+            batches = dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+            for table in cast("Iterator[pa.Table]", batches):
                 writer.write_table(table.cast(SCHEMA))
                 n += table.num_rows
                 n_errors += table.num_rows - table.column("error").null_count

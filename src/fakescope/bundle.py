@@ -43,6 +43,7 @@ from fakescope.errors import BundleError
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
+DOMAIN_FILE = "domain.safetensors"  # optional: the training data's description (domain score)
 META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
 ENSEMBLE_KIND = "ensemble"
@@ -73,12 +74,14 @@ class BundleMeta:
     card: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    domain: dict[str, Any] | None = None  # the domain model's fields (see detectors.domain)
 
     @property
     def unsure_band(self) -> tuple[float, float]:
         return unsure_band(self.threshold, self.unsure_margin)
 
     def to_dict(self) -> dict[str, Any]:
+        optional = {"domain": self.domain} if self.domain is not None else {}
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -96,6 +99,7 @@ class BundleMeta:
             "card": self.card,
             "created": self.created,
             "versions": self.versions,
+            **optional,
         }
 
     @classmethod
@@ -121,6 +125,7 @@ class BundleMeta:
             card=dict(data.get("card", {})),
             created=str(data.get("created", "")),
             versions=dict(data.get("versions", {})),
+            domain=dict(data["domain"]) if data.get("domain") else None,
         )
 
 
@@ -211,6 +216,13 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise BundleError(
             f"{weights_path}: checksum mismatch: the weights were modified or damaged"
         )
+    domain = meta.get("domain")
+    if domain:
+        domain_path = folder / DOMAIN_FILE
+        if not domain_path.is_file() or domain.get("sha256") != sha256_file(domain_path):
+            raise BundleError(
+                f"{domain_path}: missing, modified or damaged (its checksum is in {META_FILE})"
+            )
     return meta
 
 

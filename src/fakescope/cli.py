@@ -7,9 +7,10 @@ import io
 import json
 import shlex
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -128,7 +129,7 @@ def data_split(
     )
     table = Table("split", "real", "fake", "total")
     counts = Counter((it.split, it.label) for it in items)
-    for split in sorted({it.split for it in items}):
+    for split in sorted({it.split for it in items}, key=str):
         real, fake = counts[(split, 0)], counts[(split, 1)]
         table.add_row(str(split), str(real), str(fake), str(real + fake))
     out.print(table)
@@ -212,7 +213,7 @@ def train(
     )
 
 
-def _print_metrics(metrics: dict, title: str) -> None:
+def _print_metrics(metrics: Mapping[str, Any], title: str) -> None:
     table = Table("metric", "value", title=title)
     for key in (
         "n",
@@ -518,7 +519,7 @@ def evaluate(
     console.print(f"[dim]seconds per stage: {stages}[/]", highlight=False)
 
 
-def _print_evaluation(metrics: dict, title: str) -> None:
+def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
     from fakescope.evaluation.report import GROUP_COLUMNS, fmt, metrics_table_rows
 
     table = Table("metric", "value", "95% CI", title=title)
@@ -597,6 +598,35 @@ def calibrate(
         table.add_row(key, fmt(result["before"][key]), fmt(result["after"][key]))
     out.print(table)
     console.print(f"bundle updated: {bundle} (decisions unchanged; probabilities recalibrated)")
+
+
+@app.command("domain")
+def domain(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (updated in place).")],
+    source: Annotated[
+        str, typer.Argument(help="Its training data: folder, archive, CSV or RUN/manifest.csv.")
+    ],
+    max_images: Annotated[int, typer.Option(help="At most this many training images.")] = 6000,
+    quantile: Annotated[
+        float, typer.Option(help="Share of validation images that count as in-domain.")
+    ] = 0.95,
+    dims: Annotated[int, typer.Option(help="PCA dimensions of the feature space.")] = 64,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Describe the bundle's training data in its feature space, so that predictions say
+    'unsure: out of domain' for images unlike anything it was trained on."""
+    from fakescope.evaluation.domain import fit_bundle_domain
+
+    if not 0.5 <= quantile < 1.0:
+        raise typer.BadParameter("--quantile must be in [0.5, 1)")
+    fit = fit_bundle_domain(
+        bundle, source, max_images=max_images, quantile=quantile, dims=dims, progress=not quiet
+    )
+    console.print(
+        f"domain model: {fit.dims} dimensions, fitted on {fit.n_train} images; threshold "
+        f"{fit.threshold:.3f} keeps {fit.in_domain_val:.1%} of {fit.n_val} validation images "
+        f"in-domain\nbundle updated: {fit.bundle}"
+    )
 
 
 @app.command("compare")

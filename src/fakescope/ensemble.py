@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fakescope.atomic import atomic_write_text
 from fakescope.bundle import (
     MemberSource,
     is_ensemble,
@@ -70,19 +71,20 @@ def load_ensemble(path: str | os.PathLike[str], *, device: str = "auto") -> Ense
     return detector
 
 
-def rule_weights(rule: str, member_metrics: Sequence[dict[str, Any]]) -> list[float]:
+def rule_weights(rule: str, member_metrics: Sequence[Mapping[str, Any]]) -> list[float]:
     """Weights summing to 1: proportional to validation accuracy or ROC-AUC, or equal."""
     k = len(member_metrics)
     if rule == "equal":
         raw = [1.0] * k
     elif rule in ("accuracy", "auc"):
         key = "accuracy" if rule == "accuracy" else "roc_auc"
-        raw = [m.get(key) for m in member_metrics]
-        if any(v is None for v in raw):
+        values = [m.get(key) for m in member_metrics]
+        if any(v is None for v in values):
             raise ConfigError(
                 f"rule {rule!r} needs the member's {key} on the validation data, which needs "
                 "both real and fake images there"
             )
+        raw = [float(v) for v in values if v is not None]
     else:
         raise ConfigError(f"unknown ensemble rule {rule!r}; choose from {', '.join(RULES)}")
     total = float(sum(raw))
@@ -154,7 +156,7 @@ def _fit_stacking(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[Combiner, np
     return combiner, p, how
 
 
-def _summary(m: dict[str, Any]) -> dict[str, Any]:
+def _summary(m: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: m.get(k) for k in ("n", "threshold", "accuracy", "roc_auc", "f1", "average_precision")
     }
@@ -175,7 +177,9 @@ def _load_members(bundles: Sequence[str | os.PathLike[str]], device: str) -> lis
     return members
 
 
-def _fit_combiner(rule: str, scores: _Scores, member_metrics: list[dict[str, Any]], seed: int):
+def _fit_combiner(
+    rule: str, scores: _Scores, member_metrics: Sequence[Mapping[str, Any]], seed: int
+) -> tuple[Combiner, np.ndarray, str]:
     """(combiner, ensemble p(fake) on validation, how those scores were made)."""
     if rule == "stacking":
         return _fit_stacking(scores.logits, scores.labels, seed)
@@ -241,13 +245,14 @@ def build_ensemble(
         render_card,
     )
     table = _table(folder, rule, validation, threshold, combiner, ens_metrics)
+    weights: list[float | None] = [None] * len(names)  # stacking has coefficients instead
+    if combiner.weights is not None:
+        weights = list(combiner.weights)
     table["rows"] += [
         {"model": name, "bundle": str(b), "weight": w, **_summary(m)}
-        for name, b, m, w in zip(
-            names, bundles, member_metrics, combiner.weights or [None] * len(names), strict=True
-        )
+        for name, b, m, w in zip(names, bundles, member_metrics, weights, strict=True)
     ]
-    (folder / TABLE_FILE).write_text(json.dumps(table, indent=2))
+    atomic_write_text(folder / TABLE_FILE, json.dumps(table, indent=2))
     return table
 
 
@@ -257,7 +262,7 @@ def _table(
     validation: dict[str, Any],
     threshold: float,
     combiner: Combiner,
-    ens_metrics: dict[str, Any],
+    ens_metrics: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The ensemble-versus-members table, with the ensemble's row (members are appended)."""
     where = validation["source"] + (

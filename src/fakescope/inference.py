@@ -102,11 +102,11 @@ def verdict(
     combined = combine(p_pixels, evidence, threshold=detector.threshold)
     label, in_band = detector.verdict(combined.p_fake)
     in_domain = None if domain_score is None else bool(domain_score <= 1.0)
-    reason = None
-    if in_band:
-        reason = UNSURE_BAND
-    elif in_domain is False and not combined.overridden:
+    reason = None  # out of domain says more than "near the threshold", so it comes first
+    if in_domain is False and not combined.overridden:
         reason = OUT_OF_DOMAIN
+    elif in_band:
+        reason = UNSURE_BAND
     return Prediction(
         name,
         combined.p_fake,
@@ -182,7 +182,7 @@ def predict_inputs(
     bar = tqdm(total=len(entries), desc="predict", unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
         for chunk in _chunks(entries, batch_size):
-            prepared = list(pool.map(lambda e: _prepare(detector, *e, provenance), chunk))
+            prepared = list(pool.map(lambda e: _prepare(detector, e[0], e[1], provenance), chunk))
             good = [p for p in prepared if p.array is not None]
             scored = iter(
                 verdicts(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from fakescope.evaluation.results import SCALAR_METRICS
+
 if TYPE_CHECKING:
     from fakescope.bundle import BundleMeta
 
@@ -17,11 +19,7 @@ _LIMITS = (
 
 # The order people read metrics in; bundle.json stores keys sorted, so a card rendered from
 # it (update_meta) would otherwise list them alphabetically.
-METRIC_ORDER = (
-    "n", "threshold", "accuracy", "balanced_accuracy", "precision", "recall", "f1",
-    "roc_auc", "average_precision", "eer", "tpr_at_fpr_1pct", "tpr_at_fpr_5pct",
-    "log_loss", "brier", "ece",
-)  # fmt: skip
+METRIC_ORDER = ("n", "threshold", *SCALAR_METRICS)
 _METRIC_RANK = {key: i for i, key in enumerate(METRIC_ORDER)}
 
 

@@ -66,6 +66,9 @@ CANNOT_EXPORT: dict[str, str] = {}
 class OnnxGraph(nn.Module):
     """uint8 images -> (logit, p_fake): the bundle's normalisation, model and temperature."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, model: nn.Module, meta: BundleMeta) -> None:
         super().__init__()
         self.model = model.eval()
@@ -199,6 +202,8 @@ def _export_dynamo(graph: nn.Module, example: torch.Tensor) -> Any:
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
         )
+    if program is None:  # only None when exporting to a file, which we do not
+        raise ExportError("the dynamo exporter returned no program")
     return program.model_proto
 
 
@@ -212,7 +217,7 @@ def _export_torchscript(graph: nn.Module, example: torch.Tensor) -> Any:
         torch.onnx.export(
             graph,
             (example,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object works; the stubs say path only
             dynamo=False,
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),

@@ -181,7 +181,7 @@ class FaceCropper:
     def __init__(self, margin: float = 0.25, min_neighbors: int = 5) -> None:
         import cv2
 
-        path = os.path.join(cv2.data.haarcascades, FACE_CASCADE)
+        path = os.path.join(cv2.data.haarcascades, FACE_CASCADE)  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self._cv2 = cv2
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -206,7 +206,7 @@ class FaceCropper:
         )
         if len(faces) == 0:
             return None
-        x, y, w, h = max(faces.tolist(), key=lambda f: f[2] * f[3])
+        x, y, w, h = max(np.asarray(faces).tolist(), key=lambda f: f[2] * f[3])
         return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
 
     def crop(self, image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:

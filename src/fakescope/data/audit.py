@@ -14,10 +14,10 @@ import os
 import statistics
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Literal, NamedTuple, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -37,6 +37,83 @@ _MIN_CLASS_IMAGES = 10
 _RARE_SHARE = 0.01  # categorical values rarer than this (pooled) are binned as "other"
 _TOP = 10
 _MAX_PAIRWISE = 2048  # rows per block when comparing the hashes in one bucket
+
+
+# ---------------------------------------------------------------------------------------
+# The report's shape (written as audit.json, read back as plain JSON)
+# ---------------------------------------------------------------------------------------
+
+
+class NumberSummary(TypedDict):
+    mean: float
+    median: float
+
+
+class ClassStats(TypedDict):
+    count: int
+    readable: int
+    sizes: dict[str, int]  # "WxH" -> images, the most common first
+    formats: dict[str, int]
+    modes: dict[str, int]
+    jpeg_quality: dict[str, int]
+    width: NumberSummary
+    height: NumberSummary
+    file_size: NumberSummary
+
+
+class NearGroup(TypedDict):
+    paths: list[str]
+    classes: list[str]
+    max_distance: int | None  # None when the group is too big to compare every pair
+
+
+class DuplicateCounts(TypedDict):
+    within_class_groups: int
+    within_class_images: int
+    across_class_groups: int
+    across_class_images: int
+    near_groups: int
+    near_across_class_groups: int
+    near_images: int
+    redundant_copies: int
+
+
+class DuplicatesSection(TypedDict):
+    within_class: list[list[str]]
+    across_classes: list[list[str]]
+    near: list[NearGroup]
+    counts: DuplicateCounts
+
+
+class SplitLeak(TypedDict):
+    paths: list[str]
+    splits: list[str]
+    kind: Literal["exact", "near"]
+
+
+class PathReason(TypedDict):
+    path: str
+    reason: str
+
+
+class _OptionalReportKeys(TypedDict, total=False):
+    # Reports written before these were recorded lack them.
+    near_threshold: int
+    skipped: list[PathReason]
+
+
+class AuditReport(_OptionalReportKeys):
+    source: str
+    fingerprint: str
+    counts: dict[str, int]  # class name -> images
+    total: int
+    per_class: dict[str, ClassStats]
+    bias_warnings: list[str]
+    duplicates: DuplicatesSection
+    has_splits: bool
+    leaks: list[SplitLeak]
+    unreadable: list[PathReason]
+    groups: dict[str, str]  # path -> duplicate group name
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,9 +150,11 @@ def phash64(img: Image.Image) -> int:
 
 def _popcount(values: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(values)
+        counts: np.ndarray = np.bitwise_count(values)
+        return counts
     as_bytes = values.astype(np.uint64).view(np.uint8).reshape(*values.shape, 8)
-    return np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
+    counts = np.unpackbits(as_bytes, axis=-1).sum(axis=-1)
+    return counts
 
 
 # ---------------------------------------------------------------------------------------
@@ -84,7 +163,7 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 
 class _Scan(NamedTuple):
-    index: int
+    position: int  # in the audited item list (not "index": that would shadow tuple.index)
     sha256: str | None = None
     file_size: int = 0
     format: str | None = None
@@ -184,7 +263,7 @@ def _scan_in_pool(source: Source, items: Sequence[Item], workers: int, bar: tqdm
                 chunk_results = future.result()
                 results.extend(chunk_results)
                 bar.update(len(chunk_results))
-    results.sort(key=lambda scan: scan.index)
+    results.sort(key=lambda scan: scan.position)
     return results
 
 
@@ -296,7 +375,7 @@ def analyse_duplicates(
     by_digest: dict[str, list[int]] = defaultdict(list)
     for scan in scans:
         if scan.sha256 is not None:
-            by_digest[scan.sha256].append(scan.index)
+            by_digest[scan.sha256].append(scan.position)
     exact = sorted((idx for idx in by_digest.values() if len(idx) > 1), key=lambda g: g[0])
     edges = [np.array([[g[0], other] for other in g[1:]], dtype=np.int64) for g in exact]
 
@@ -305,9 +384,9 @@ def analyse_duplicates(
     hashed = [s for s in scans if s.phash is not None]
     values = np.array([s.phash for s in hashed], dtype=np.uint64)
     unique_values, first, inverse = np.unique(values, return_index=True, return_inverse=True)
-    rep = np.array([hashed[i].index for i in first], dtype=np.int64)
+    rep = np.array([hashed[i].position for i in first], dtype=np.int64)
     if len(hashed):
-        holders = np.array([s.index for s in hashed], dtype=np.int64)
+        holders = np.array([s.position for s in hashed], dtype=np.int64)
         same_hash = np.stack([rep[inverse.ravel()], holders], axis=1)
         edges.append(same_hash[same_hash[:, 0] != same_hash[:, 1]])
     pairs = near_pairs(unique_values, near_threshold)
@@ -323,8 +402,8 @@ def _near_groups(scans: list[_Scan], component: np.ndarray) -> list[list[int]]:
     """Components with at least two different contents, one item index per content."""
     contents: dict[int, dict[str, int]] = defaultdict(dict)
     for scan in scans:
-        key = scan.sha256 or f"unread-{scan.index}"
-        contents[int(component[scan.index])].setdefault(key, scan.index)
+        key = scan.sha256 or f"unread-{scan.position}"
+        contents[int(component[scan.position])].setdefault(key, scan.position)
     groups = [sorted(c.values()) for c in contents.values() if len(c) > 1]
     return sorted(groups, key=lambda g: g[0])
 
@@ -355,11 +434,11 @@ def _class_name(label: int | None) -> str:
     return "unlabeled" if label is None else LABEL_NAMES[label]
 
 
-def _top(counter: Counter, n: int = _TOP) -> dict[str, int]:
+def _top(counter: Counter[str] | Counter[int], n: int = _TOP) -> dict[str, int]:
     return {str(key): count for key, count in counter.most_common(n)}
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def _summary(values: list[float]) -> NumberSummary:
     if not values:
         return {"mean": 0.0, "median": 0.0}
     return {
@@ -368,15 +447,15 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def _per_class(items: list[Item], scans: list[_Scan]) -> dict[str, dict[str, Any]]:
+def _per_class(items: list[Item], scans: list[_Scan]) -> dict[str, ClassStats]:
     by_class: dict[str, list[_Scan]] = defaultdict(list)
-    totals: Counter = Counter()
+    totals: Counter[str] = Counter()
     for item, scan in zip(items, scans, strict=True):
         name = _class_name(item.label)
         totals[name] += 1
         if scan.error is None:
             by_class[name].append(scan)
-    stats = {}
+    stats: dict[str, ClassStats] = {}
     for name in sorted(totals, key=_class_order):
         ok = by_class[name]
         jpeg = [s.jpeg_quality for s in ok if s.jpeg_quality is not None]
@@ -384,14 +463,22 @@ def _per_class(items: list[Item], scans: list[_Scan]) -> dict[str, dict[str, Any
             "count": totals[name],
             "readable": len(ok),
             "sizes": _top(Counter(f"{s.width}x{s.height}" for s in ok)),
-            "formats": _top(Counter(s.format for s in ok), 100),
-            "modes": _top(Counter(s.mode for s in ok), 100),
+            "formats": _top(Counter(_format(s) for s in ok), 100),
+            "modes": _top(Counter(_mode(s) for s in ok), 100),
             "jpeg_quality": _top(Counter(jpeg)),
             "width": _summary([s.width for s in ok]),
             "height": _summary([s.height for s in ok]),
             "file_size": _summary([s.file_size for s in ok]),
         }
     return stats
+
+
+def _format(scan: _Scan) -> str:
+    return scan.format or "unknown"  # always set on a readable scan
+
+
+def _mode(scan: _Scan) -> str:
+    return scan.mode or "unknown"  # always set on a readable scan
 
 
 def _class_order(name: str) -> int:
@@ -412,7 +499,7 @@ def _significant(table: np.ndarray) -> bool:
     dof = (table.shape[0] - 1) * (table.shape[1] - 1)
     z = 3.0902  # standard normal quantile for p = 1e-3
     critical = dof * (1 - 2 / (9 * dof) + z * np.sqrt(2 / (9 * dof))) ** 3
-    return statistic > critical
+    return bool(statistic > critical)
 
 
 def _share_text(dist: dict[str, float], n: int = 3) -> str:
@@ -493,9 +580,9 @@ def _bias_warnings(items: list[Item], scans: list[_Scan]) -> list[str]:
     if min(len(real), len(fake)) < _MIN_CLASS_IMAGES:
         return []
     out: list[str] = []
-    categorical = {
-        "format": lambda s: s.format,
-        "colour mode": lambda s: s.mode,
+    categorical: dict[str, Callable[[_Scan], str]] = {
+        "format": _format,
+        "colour mode": _mode,
         "image size": lambda s: f"{s.width}x{s.height}",
     }
     for attribute, key in categorical.items():
@@ -538,11 +625,11 @@ def _max_distance(scans: list[_Scan], indices: list[int]) -> int | None:
     return int(_popcount(values[:, None] ^ values[None, :]).max())
 
 
-def _duplicates_section(analysis: DuplicateAnalysis) -> dict[str, Any]:
+def _duplicates_section(analysis: DuplicateAnalysis) -> DuplicatesSection:
     items, scans = analysis.items, analysis.scans
     within = [g for g in analysis.exact if len(_classes(items, g)) == 1]
     across = [g for g in analysis.exact if len(_classes(items, g)) > 1]
-    near = [
+    near: list[NearGroup] = [
         {
             "paths": [items[i].path for i in group],
             "classes": _classes(items, group),
@@ -569,13 +656,13 @@ def _duplicates_section(analysis: DuplicateAnalysis) -> dict[str, Any]:
     }
 
 
-def _leaks(analysis: DuplicateAnalysis) -> list[dict[str, Any]]:
+def _leaks(analysis: DuplicateAnalysis) -> list[SplitLeak]:
     members: dict[int, list[int]] = defaultdict(list)
     for index, comp in enumerate(analysis.component):
         members[int(comp)].append(index)
-    leaks = []
+    leaks: list[SplitLeak] = []
     for indices in members.values():
-        splits = {analysis.items[i].split for i in indices} - {None}
+        splits = {split for i in indices if (split := analysis.items[i].split) is not None}
         if len(indices) < 2 or len(splits) < 2:
             continue
         digests = {analysis.scans[i].sha256 for i in indices}
@@ -596,7 +683,7 @@ def audit_source(
     progress: bool = True,
     workers: int | None = None,
     items: Sequence[Item] | None = None,
-) -> dict[str, Any]:
+) -> AuditReport:
     """Audit a source (or a subset of its items); returns a JSON-serialisable report.
 
     ``workers`` defaults to one per CPU for large sources and in-process for small ones.
@@ -617,7 +704,9 @@ def audit_source(
         "near_threshold": near_threshold,
         "has_splits": has_splits,
         "leaks": _leaks(analysis) if has_splits else [],
-        "unreadable": [{"path": chosen[s.index].path, "reason": s.error} for s in scans if s.error],
+        "unreadable": [
+            {"path": chosen[s.position].path, "reason": s.error} for s in scans if s.error
+        ],
         "skipped": [{"path": path, "reason": reason} for path, reason in source.skipped],
         "groups": analysis.groups(),
     }
@@ -635,7 +724,7 @@ def _truncated_list(console: Console, rows: list[str], limit: int = 20) -> None:
         console.print(f"  ... and {len(rows) - limit} more")
 
 
-def _class_table(report: dict[str, Any]) -> Table:
+def _class_table(report: AuditReport) -> Table:
     table = Table(title="classes", title_justify="left")
     for column in ("class", "images", "readable", "top size", "formats", "JPEG quality"):
         table.add_column(column, justify="right" if column in ("images", "readable") else "left")
@@ -656,7 +745,7 @@ def _class_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def print_audit(report: dict[str, Any], console: Console | None = None) -> None:
+def print_audit(report: AuditReport, console: Console | None = None) -> None:
     """Readable summary of an :func:`audit_source` report."""
     console = console or Console(stderr=True)
     console.print(
@@ -702,7 +791,7 @@ def print_audit(report: dict[str, Any], console: Console | None = None) -> None:
         _truncated_list(console, [f"{s['path']}: {s['reason']}" for s in skipped], limit=5)
 
 
-def format_audit(report: dict[str, Any], width: int = 120) -> str:
+def format_audit(report: AuditReport, width: int = 120) -> str:
     """The :func:`print_audit` summary as plain text."""
     buffer = io.StringIO()
     print_audit(report, Console(file=buffer, width=width, no_color=True, highlight=False))

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -55,7 +56,7 @@ def _decode_chunk(
 ) -> list[np.ndarray | ImageError]:
     out: list[np.ndarray | ImageError] = []
     for item in items:
-        result = prepare_or_reason(lambda it=item: read_bytes(it), item.path, pre.to_uint8)
+        result = prepare_or_reason(partial(read_bytes, item), item.path, pre.to_uint8)
         out.append(ImageError(item.path, result) if isinstance(result, str) else result)
     return out
 
@@ -117,7 +118,7 @@ def load_or_decode(
     *,
     fingerprint: str,
     mode: CacheMode = "memory",
-    cache_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     desc: str = "decode",
 ) -> DecodedSet:
@@ -134,7 +135,7 @@ def load_or_decode(
             torch.from_numpy(array),
             torch.tensor(meta["labels"], dtype=torch.float32),
             meta["paths"],
-            [tuple(s) for s in meta["skipped"]],  # type: ignore[misc]
+            [(path, reason) for path, reason in meta["skipped"]],
         )
     decoded = decode_items(items, read_bytes, pre, progress=progress, desc=desc)
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "fakescope"
 
 
-class StreamingDataset(Dataset):
+class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):
     """Decodes each image on every access: the uncached path, for data too big to cache.
 
     Unreadable images yield label -1 and a zero image; the trainer drops them from the batch.

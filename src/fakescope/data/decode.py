@@ -149,10 +149,9 @@ class _BombWarningsAsErrors(warnings.catch_warnings):
     harmless here: the only filter it adds makes a bomb an error, which we want anyway.
     """
 
-    def __enter__(self):
-        result = super().__enter__()
+    def __enter__(self) -> None:  # record=False: nothing to hand back
+        super().__enter__()
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return result
 
 
 def _decode_pixels(img: Image.Image, path: str) -> None:

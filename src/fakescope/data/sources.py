@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from fakescope import LABEL_NAMES
 from fakescope.data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -303,22 +304,22 @@ class _ArchiveReader:
         self._compressed = path.lower().endswith(_COMPRESSED_TAR_SUFFIXES)
         self._members: dict[str, tuple[int, int, int]] | None = None  # name -> (size, key, off)
         self._tar_path: str | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[str, int], _ArchiveReader] | None = None
         self._reset_process_state()
         _LIVE_READERS.add(self)
 
     def _reset_process_state(self) -> None:
         self._lock = threading.Lock()
-        self._handle = None
+        self._handle: zipfile.ZipFile | BinaryIO | None = None
         self._pid = os.getpid()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         for key in ("_lock", "_handle", "_pid", "_finalizer"):
             state.pop(key, None)
         return state
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self._finalizer = None
         self._reset_process_state()
@@ -385,7 +386,7 @@ class _ArchiveReader:
 
     # -- reading -------------------------------------------------------------------------
 
-    def _open_handle(self):
+    def _open_handle(self) -> zipfile.ZipFile | BinaryIO:
         if self._zip:
             return zipfile.ZipFile(self.path)
         return open(self._plain_tar_path(), "rb")  # noqa: SIM115 - kept open on purpose
@@ -398,7 +399,7 @@ class _ArchiveReader:
         with self._lock:
             if self._handle is None:
                 self._handle = self._open_handle()
-            if self._zip:
+            if isinstance(self._handle, zipfile.ZipFile):
                 return self._handle.read(member)
             self._handle.seek(entry[2])
             return self._handle.read(entry[0])

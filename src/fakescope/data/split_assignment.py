@@ -21,7 +21,9 @@ from fakescope.errors import ConfigError
 MANIFEST_COLUMNS = ("path", "label", "split", "group", "generator")
 
 
-def _components(items: Sequence[Item], groups: dict[str, str] | None) -> tuple[np.ndarray, dict]:
+def _components(
+    items: Sequence[Item], groups: dict[str, str] | None
+) -> tuple[np.ndarray, dict[int, str]]:
     """Component id per item: union of ``groups[path]`` and ``Item.group`` memberships.
 
     Returns (component per item, component -> canonical group name for multi-item ones).
@@ -45,7 +47,9 @@ def _components(items: Sequence[Item], groups: dict[str, str] | None) -> tuple[n
     return roots, _canonical_names(items, groups or {}, roots)
 
 
-def _canonical_names(items: Sequence[Item], groups: dict[str, str], roots: np.ndarray) -> dict:
+def _canonical_names(
+    items: Sequence[Item], groups: dict[str, str], roots: np.ndarray
+) -> dict[int, str]:
     # One name per merged group so the manifest alone keeps the group intact when re-read;
     # the smallest member key is deterministic.
     names: dict[int, str] = {}
@@ -103,7 +107,8 @@ def _split_by_fraction(
     unique_roots, component = np.unique(roots, return_inverse=True)
     component = component.ravel()
     counts = np.zeros((len(unique_roots), len(LABEL_NAMES) + 1), dtype=np.float64)
-    np.add.at(counts, (component, [_class_index(it.label) for it in items]), 1)
+    classes = np.array([_class_index(it.label) for it in items], dtype=np.int64)
+    np.add.at(counts, (component, classes), 1)
     chosen = _assign(counts, np.asarray(fractions, dtype=np.float64), seed)
     return [
         replace(

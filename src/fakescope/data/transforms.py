@@ -7,44 +7,124 @@ so preprocessing can never drift between them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
 from PIL import Image
 
+from fakescope.errors import ConfigError
 from fakescope.robustness.corruptions import RobustAugment
 
-ResizePolicy = Literal["squash", "shorter_crop"]
+ResizePolicy = Literal["squash", "shorter_crop", "native"]
+Interpolation = Literal["bilinear", "bicubic"]
 _INTERPOLATION = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+class _OptionalPreprocessingKeys(TypedDict, total=False):
+    # Older bundles may lack these; `Preprocessing.from_dict` fills in the defaults.
+    resize: ResizePolicy
+    interpolation: Interpolation
+    mean: Sequence[float]
+    std: Sequence[float]
+    crops: int  # resize "native": crops of input_size per image, on a grid over the image
+    # an ensemble whose members see different input geometries reports all of them
+    packed: list[PreprocessingDict]
+
+
+class PreprocessingDict(_OptionalPreprocessingKeys):
+    """`Preprocessing` as stored in bundle.json."""
+
+    input_size: int
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    red, green, blue = values
+    return float(red), float(green), float(blue)
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How a decoded RGB image becomes the model's input tensor."""
+    """How a decoded RGB image becomes the model's input tensor.
+
+    Resize policies: ``squash`` (the whole image resized to S x S), ``shorter_crop`` (shorter
+    side to S, centre crop) and ``native``: ``crops`` crops of S x S at the image's own
+    resolution, spread over it on a grid (an image smaller than S is first enlarged so its
+    shorter side is S). Resizing destroys the traces generators leave, so ``native`` never
+    shrinks an image; the detector scores every crop and averages their logits.
+    """
 
     input_size: int
     resize: ResizePolicy = "squash"
-    interpolation: Literal["bilinear", "bicubic"] = "bicubic"
+    interpolation: Interpolation = "bicubic"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    crops: int = 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        if self.crops < 1 or (self.crops > 1 and self.resize != "native"):
+            raise ConfigError(
+                f"crops={self.crops}: several crops need resize 'native', and at least one"
+            )
+
+    def to_dict(self) -> PreprocessingDict:
+        stored: PreprocessingDict = {
+            "input_size": self.input_size,
+            "resize": self.resize,
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+        }
+        if self.resize == "native":  # older bundles' metadata stays exactly as it was
+            stored["crops"] = self.crops
+        return stored
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+    def from_dict(cls, data: PreprocessingDict) -> Preprocessing:
         return cls(
             input_size=int(data["input_size"]),
             resize=data.get("resize", "squash"),
             interpolation=data.get("interpolation", "bicubic"),
-            mean=tuple(float(v) for v in data.get("mean", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in data.get("std", (0.5, 0.5, 0.5))),  # type: ignore[arg-type]
+            mean=_rgb(data.get("mean", (0.5, 0.5, 0.5))),
+            std=_rgb(data.get("std", (0.5, 0.5, 0.5))),
+            crops=int(data.get("crops", 1)),
         )
 
+    @property
+    def multi_crop(self) -> bool:
+        """Whether `to_uint8` gives (crops, 3, S, S) per image instead of (3, S, S)."""
+        return self.resize == "native"
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """The shape of one image's `to_uint8` array."""
+        size = self.input_size
+        return (self.crops, 3, size, size) if self.multi_crop else (3, size, size)
+
+    def native_view(self, img: Image.Image) -> Image.Image:
+        """The image at its own resolution, enlarged only if its shorter side is below S."""
+        w, h = img.size
+        if min(w, h) >= self.input_size:
+            return img
+        scale = self.input_size / min(w, h)
+        size = (max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale)))
+        return img.resize(size, _INTERPOLATION[self.interpolation], reducing_gap=3.0)
+
+    def crop_boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """(left, top, right, bottom) of each crop in a `native_view` of this size: a grid
+        of rows x cols = crops shaped like the image, evenly spread from edge to edge."""
+        rows, cols = grid_shape(self.crops, width, height)
+        size = self.input_size
+        lefts, tops = _spread(width - size, cols), _spread(height - size, rows)
+        return [(x, y, x + size, y + size) for y in tops for x in lefts]
+
     def resize_image(self, img: Image.Image) -> Image.Image:
-        """Resize (and crop, by policy) an RGB image to input_size x input_size."""
+        """Resize (and crop, by policy) an RGB image to input_size x input_size; for 'native',
+        the whole image as the crops see it (`native_view`)."""
+        if self.multi_crop:
+            return self.native_view(img)
         size = self.input_size
         if img.size == (size, size):
             return img
@@ -59,8 +139,13 @@ class Preprocessing:
         return img.crop((left, top, left + size, top + size))
 
     def to_uint8(self, img: Image.Image) -> np.ndarray:
-        """RGB PIL image -> (3, S, S) uint8 array."""
-        arr = np.asarray(self.resize_image(img.convert("RGB")), dtype=np.uint8)
+        """RGB PIL image -> (3, S, S) uint8 array, or (crops, 3, S, S) for 'native'."""
+        img = img.convert("RGB")
+        if self.multi_crop:
+            view = np.asarray(self.native_view(img), dtype=np.uint8)
+            crops = [view[t:b, x0:x1] for x0, t, x1, b in self.crop_boxes(*img_size(view))]
+            return np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2))
+        arr = np.asarray(self.resize_image(img), dtype=np.uint8)
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
@@ -72,6 +157,34 @@ class Preprocessing:
     def batch_from_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> (B, 3, S, S) uint8 tensor."""
         return torch.from_numpy(np.stack([self.to_uint8(img) for img in images]))
+
+
+def img_size(array: np.ndarray) -> tuple[int, int]:
+    """(width, height) of an H x W x 3 array."""
+    return int(array.shape[1]), int(array.shape[0])
+
+
+def _spread(room: int, n: int) -> list[int]:
+    """n offsets from 0 to `room`, evenly spaced; a single one in the middle."""
+    if n == 1:
+        return [room // 2]
+    return [int(v) for v in np.linspace(0, room, n).round()]
+
+
+def grid_shape(crops: int, width: int, height: int) -> tuple[int, int]:
+    """(rows, cols) with rows * cols == crops whose shape is closest to the image's."""
+    pairs = [(r, crops // r) for r in range(1, crops + 1) if crops % r == 0]
+    aspect = width / max(height, 1)
+    return min(pairs, key=lambda rc: abs(np.log((rc[1] / rc[0]) / aspect)))
+
+
+def pick_crops(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(B, K, 3, S, S) -> (B, 3, S, S): one random crop per image (training on native-
+    resolution crops sees a different part of each image every epoch)."""
+    if batch.ndim != 5:
+        return batch
+    index = torch.randint(0, batch.shape[1], (batch.shape[0],), generator=generator)
+    return batch[torch.arange(batch.shape[0]), index]
 
 
 @dataclass(frozen=True)

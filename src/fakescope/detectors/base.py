@@ -140,8 +140,20 @@ class Detector(ABC):
 
     # -- scoring ---------------------------------------------------------------------------
     @abstractmethod
+    def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw logits (B,) on the CPU for a (B, 3, S, S) uint8 batch of model inputs."""
+
+    def crop_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Raw logits (B, K) for a (B, K, 3, S, S) batch of native-resolution crops."""
+        b, k = batch.shape[:2]
+        return self.image_logits(batch.flatten(0, 1)).view(b, k)
+
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw logits (B,) on the CPU for a (B, 3, S, S) uint8 batch in `preprocessing`."""
+        """Raw logits (B,) on the CPU for a uint8 batch in `preprocessing`: (B, 3, S, S), or
+        (B, K, 3, S, S) crops whose logits are averaged (one image, one logit)."""
+        if batch.ndim == 5:
+            return self.crop_logits(batch).mean(dim=1)
+        return self.image_logits(batch)
 
     def probabilities(self, batch: torch.Tensor) -> np.ndarray:
         """Calibrated p(fake) for a (B, 3, S, S) uint8 batch."""
@@ -177,7 +189,7 @@ class Detector(ABC):
         with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
             for start in range(0, n, batch_size):
                 chunk = images[start : start + batch_size]
-                batch = chunk if isinstance(chunk, torch.Tensor) else _stack(chunk)
+                batch = stack_arrays(chunk)
                 parts.append(self.logits(batch).float().reshape(-1))
                 bar.update(len(batch))
         return torch.cat(parts) if parts else torch.empty(0)
@@ -198,7 +210,18 @@ class Detector(ABC):
     def score_prepared(self, arrays: Sequence[np.ndarray], *, batch_size: int = 256) -> PixelScores:
         """What the pixels say about prepared inputs: calibrated p(fake), and where a kind
         knows them, the domain score and the most suspicious crop's p(fake)."""
-        return PixelScores(self.probabilities_in_batches(arrays, batch_size=batch_size))
+        if not self.preprocessing.multi_crop:
+            return PixelScores(self.probabilities_in_batches(arrays, batch_size=batch_size))
+        per_crop = [
+            self.crop_logits(stack_arrays(arrays[start : start + batch_size]))
+            for start in range(0, len(arrays), batch_size)
+        ]
+        if not per_crop:
+            return PixelScores(np.empty(0), max_crop_p_fake=np.empty(0))
+        z = torch.cat(per_crop)
+        return PixelScores(
+            self.calibrate(z.mean(dim=1)), max_crop_p_fake=self.calibrate(z.max(dim=1).values)
+        )
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """p(fake) for decoded PIL images."""
@@ -256,7 +279,10 @@ class Detector(ABC):
         """Load this kind from a verified bundle at `path` (already resolved)."""
 
 
-def _stack(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
+    """A batch tensor from prepared arrays (a tensor is returned as it is)."""
+    if isinstance(arrays, torch.Tensor):
+        return arrays
     return torch.from_numpy(np.stack(list(arrays)))
 
 

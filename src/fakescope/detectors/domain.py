@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from fakescope.bundle import DOMAIN_FILE, sha256_file
 from fakescope.errors import BundleError, ConfigError
 
-DOMAIN_FILE = "domain.safetensors"
 DEFAULT_DIMS = 64
 DEFAULT_QUANTILE = 0.95
 _RIDGE = 1e-3  # shrinkage towards the identity, relative to the mean variance
@@ -62,7 +62,8 @@ class DomainModel:
         for mean in self.class_means:
             d = z - mean
             best = np.minimum(best, np.einsum("ij,jk,ik->i", d, self.precision, d))
-        return np.sqrt(np.maximum(best, 0.0))
+        distances: np.ndarray = np.sqrt(np.maximum(best, 0.0))
+        return distances
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Domain score (N,): distance / threshold; at most 1 means in-domain."""
@@ -80,7 +81,9 @@ class DomainModel:
             "n_fit": self.n_fit,
         }
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write DOMAIN_FILE into `folder`; returns the fields for bundle.json (with the
+        file's checksum)."""
         path = folder / DOMAIN_FILE
         save_file(
             {
@@ -91,7 +94,7 @@ class DomainModel:
             },
             str(path),
         )
-        return path
+        return {**self.fields(), "sha256": sha256_file(path)}
 
     @classmethod
     def load(cls, folder: Path, fields: dict[str, Any]) -> DomainModel:
@@ -158,3 +161,19 @@ def fit_domain(
         quantile=quantile,
         n_fit=len(feats),
     )
+
+
+def attach_domain(bundle: Path, model: DomainModel) -> dict[str, Any]:
+    """Store `model` in a verified single-model bundle (re-signed, card re-rendered);
+    returns the bundle's new metadata."""
+    from fakescope.atomic import atomic_write_text
+    from fakescope.bundle import CARD_FILE, BundleMeta, read_meta, write_meta
+    from fakescope.model_card import render_model_card
+
+    raw = read_meta(bundle)
+    if raw.get("kind") == "ensemble":
+        raise ConfigError(f"{bundle}: an ensemble takes no domain model; give one to each member")
+    raw["domain"] = model.save(bundle)
+    write_meta(bundle, raw, weights_sha256=raw["weights_sha256"])
+    atomic_write_text(bundle / CARD_FILE, render_model_card(BundleMeta.from_dict(raw)))
+    return raw

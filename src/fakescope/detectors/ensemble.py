@@ -25,7 +25,7 @@ from torch import nn
 
 from fakescope import LABEL_NAMES
 from fakescope.bundle import BundleMeta, read_meta
-from fakescope.data.transforms import Preprocessing
+from fakescope.data.transforms import Preprocessing, PreprocessingDict
 from fakescope.detectors.base import Capabilities, Detector, register_kind
 from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ConfigError
@@ -35,9 +35,9 @@ _EPS = 1e-7
 
 
 # -- preprocessing -------------------------------------------------------------------------
-def _geometry(pre: Preprocessing) -> tuple[int, str, str]:
+def _geometry(pre: Preprocessing) -> tuple[int, str, str, int]:
     """What decides the pixels a model sees (mean/std are applied by each member itself)."""
-    return (pre.input_size, pre.resize, pre.interpolation)
+    return (pre.input_size, pre.resize, pre.interpolation, pre.crops)
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ class PackedPreprocessing(Preprocessing):
 
     @classmethod
     def of(cls, members: Sequence[Preprocessing]) -> PackedPreprocessing:
-        total = sum(3 * p.input_size**2 for p in members)
+        total = sum(math.prod(p.array_shape) for p in members)
         side = math.ceil(math.sqrt(total / 3))
         return cls(input_size=side, members=tuple(members))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PreprocessingDict:
         return {
             "input_size": self.input_size,
             "packed": [p.to_dict() for p in self.members],
@@ -80,12 +80,13 @@ class PackedPreprocessing(Preprocessing):
         )
 
     def unpack(self, batch: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, S, S) packed uint8 -> one (B, 3, s, s) batch per member preprocessing."""
+        """(B, 3, S, S) packed uint8 -> one batch per member preprocessing, each in its own
+        array shape ((B, 3, s, s), or (B, K, 3, s, s) for native-resolution crops)."""
         flat = batch.reshape(batch.shape[0], -1)
         out, offset = [], 0
         for p in self.members:
-            size = 3 * p.input_size**2
-            out.append(flat[:, offset : offset + size].reshape(-1, 3, p.input_size, p.input_size))
+            size = math.prod(p.array_shape)
+            out.append(flat[:, offset : offset + size].reshape(-1, *p.array_shape))
             offset += size
         return out
 
@@ -224,8 +225,12 @@ class EnsembleDetector(Detector):
 
     @torch.no_grad()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """The ensemble's logit for a batch in its `preprocessing` (temperature is 1)."""
+        """The ensemble's logit for a batch in its `preprocessing` (temperature is 1); each
+        member averages its own crops."""
         return self.combiner(self.member_logits(batch)).float().view(-1).cpu()
+
+    def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.logits(batch)
 
     def attack_target(
         self,
@@ -245,7 +250,7 @@ class EnsembleDetector(Detector):
 
 def shared_preprocessing(pres: Sequence[Preprocessing]) -> Preprocessing:
     """The members' preprocessing when they share one geometry, else all of them packed."""
-    distinct: dict[tuple[int, str, str], Preprocessing] = {}
+    distinct: dict[tuple[int, str, str, int], Preprocessing] = {}
     for pre in pres:
         distinct.setdefault(_geometry(pre), pre)
     if len(distinct) == 1:

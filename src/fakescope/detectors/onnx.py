@@ -52,7 +52,7 @@ class OnnxDetector(Detector):
             why_not={"explain": _NO_TORCH, "embed": _NO_TORCH, "gradients": _NO_TORCH},
         )
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+    def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.session.logits(batch)
 
 

@@ -112,6 +112,7 @@ def calibrate_bundle(
     split = validation_split(source, split)
     scored = score_items(detector, source, select_items(source, split), progress=progress)
     z, y = scored.logits, scored.labels
+    assert z is not None, "score_items keeps the logits"
     if not (np.any(y == 0) and np.any(y == 1)):
         raise SourceError(
             f"{source.location}: calibration needs both real and fake validation images"

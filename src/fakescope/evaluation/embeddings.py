@@ -55,7 +55,7 @@ def _forward(
     batch = torch.as_tensor(images)
     if batch.ndim != 4 or batch.dtype != torch.uint8:
         raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
-    model = detector.torch_model("embeddings", needs="embed")
+    model: Any = detector.torch_model("embeddings", needs="embed")  # timm's forward_* API
     was_training = model.training
     model.eval()
     chunks: list[np.ndarray] = []

@@ -11,11 +11,11 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -26,9 +26,17 @@ from fakescope.errors import ConfigError, SourceError
 from fakescope.evaluation.metrics import (
     BOOTSTRAP_RESAMPLES,
     THRESHOLD_POLICIES,
+    ThresholdPolicy,
     binary_metrics,
     choose_threshold,
     oracle_metrics,
+)
+from fakescope.evaluation.results import (
+    BinaryMetrics,
+    EvaluationMetrics,
+    GroupRow,
+    GroupTable,
+    ThresholdSource,
 )
 
 SourceSpec = str | os.PathLike
@@ -99,7 +107,8 @@ def _scored(
 
 def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
     def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-        return None if any(a is None for a in arrays) else np.concatenate(arrays)
+        present = [a for a in arrays if a is not None]
+        return np.concatenate(present) if len(present) == len(arrays) else None
 
     return ScoredSet(
         [p for s in sets for p in s.paths],
@@ -142,10 +151,10 @@ class ThresholdChoice:
     val_source: str | None = None
     val_split: str | None = None
     val_n: int | None = None
-    val_metrics: dict[str, Any] | None = None
+    val_metrics: BinaryMetrics | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> ThresholdSource:
+        return cast(ThresholdSource, asdict(self))  # the same fields, as JSON-ready values
 
 
 def _bundle_policy(detector: Detector) -> str:
@@ -209,7 +218,8 @@ def resolve_threshold(
             f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
         )
     scored = score_items(detector, source, items, progress=progress, desc="decode val")
-    value = choose_threshold(scored.labels, scored.p_fake, policy, target_fpr=target_fpr or 0.01)
+    chosen = cast(ThresholdPolicy, policy)  # checked against THRESHOLD_POLICIES above
+    value = choose_threshold(scored.labels, scored.p_fake, chosen, target_fpr=target_fpr or 0.01)
     where = f"{source.location}" + (f" (split {val_split})" if val_split else "")
     detail = f"policy {policy}" + (f", target FPR {target_fpr}" if policy == "target_fpr" else "")
     return ThresholdChoice(
@@ -229,7 +239,7 @@ def resolve_threshold(
 GROUP_KEYS = ("accuracy", "real_accuracy", "fake_accuracy", "f1", "roc_auc", "average_precision")
 
 
-def group_row(name: str, labels: np.ndarray, p_fake: np.ndarray, threshold: float) -> dict:
+def group_row(name: str, labels: np.ndarray, p_fake: np.ndarray, threshold: float) -> GroupRow:
     m = binary_metrics(labels, p_fake, threshold, bootstrap=0)
     normalized = m["confusion_matrix"]["normalized"]
     return {
@@ -249,12 +259,12 @@ def group_row(name: str, labels: np.ndarray, p_fake: np.ndarray, threshold: floa
 
 def per_group_table(
     groups: Sequence[tuple[str, np.ndarray, np.ndarray]], threshold: float, *, by: str
-) -> dict[str, Any]:
+) -> GroupTable:
     """One row per (name, labels, p_fake) group plus the unweighted mean row."""
     rows = [group_row(name, y, p, threshold) for name, y, p in groups]
-    mean: dict[str, Any] = {"group": "mean", "n": sum(r["n"] for r in rows)}
+    mean: dict[str, float | int | str | None] = {"group": "mean", "n": sum(r["n"] for r in rows)}
     for key in (*GROUP_KEYS, "eer"):
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [v for r in rows if (v := r[key]) is not None]  # type: ignore[literal-required]
         mean[key] = float(np.mean(values)) if values else None
     return {"by": by, "rows": rows, "mean": mean}
 
@@ -315,7 +325,7 @@ def evaluate(
     seed: int = 0,
     report: bool = True,
     report_hooks: Sequence[ReportHook] = (),
-) -> dict[str, Any]:
+) -> EvaluationMetrics:
     """Evaluate on one or more sources; write OUT/metrics.json, predictions.csv, the PNG
     plots and report.html; return the metrics.
 
@@ -396,18 +406,21 @@ def _pooled_metrics(
     split: str | None,
     bootstrap: int,
     seed: int,
-) -> tuple[ScoredSet, dict[str, Any]]:
+) -> tuple[ScoredSet, EvaluationMetrics]:
     """The pooled ScoredSet and its metrics (with per-group rows, oracle, threshold source)."""
     scored = concat_scored(parts)
     threshold = choice.value
-    metrics = binary_metrics(
-        scored.labels,
-        scored.p_fake,
-        threshold,
-        labels=detector.meta.labels,
-        bootstrap=bootstrap,
-        seed=seed,
-    )
+    metrics: EvaluationMetrics = {
+        **binary_metrics(
+            scored.labels,
+            scored.p_fake,
+            threshold,
+            labels=detector.meta.labels,
+            bootstrap=bootstrap,
+            seed=seed,
+        )
+    }
+    per_group: GroupTable | None
     if len(parts) > 1:
         per_group = per_group_table(
             [(n, s.labels, s.p_fake) for n, s in zip(names, parts, strict=True)],
@@ -421,16 +434,20 @@ def _pooled_metrics(
             per_group["note"] = "Reals without a generator are counted in every row."
     low, high = _band(threshold, detector.meta.unsure_margin)
     metrics.update(
-        source=str(sources[0].location) if len(sources) == 1 else [s.location for s in sources],
-        sources=[str(s.location) for s in sources],
-        split=split,
-        bundle=str(detector.bundle_path) if detector.bundle_path else None,
-        temperature=detector.meta.temperature,
-        unsure_band=[low, high],
-        threshold_source=choice.to_dict(),
-        oracle=oracle_metrics(scored.labels, scored.p_fake),
-        per_group=per_group,
-        unreadable=[{"path": p, "reason": r} for p, r in scored.skipped],
+        {
+            "source": str(sources[0].location)
+            if len(sources) == 1
+            else [s.location for s in sources],
+            "sources": [str(s.location) for s in sources],
+            "split": split,
+            "bundle": str(detector.bundle_path) if detector.bundle_path else None,
+            "temperature": detector.meta.temperature,
+            "unsure_band": [low, high],
+            "threshold_source": choice.to_dict(),
+            "oracle": oracle_metrics(scored.labels, scored.p_fake),
+            "per_group": per_group,
+            "unreadable": [{"path": p, "reason": r} for p, r in scored.skipped],
+        }
     )
     return scored, metrics
 
@@ -439,7 +456,7 @@ def _band(threshold: float, margin: float) -> tuple[float, float]:
     return max(0.0, threshold - margin), min(1.0, threshold + margin)
 
 
-def _build_report(metrics: dict[str, Any], plots: dict[str, Path], detector: Detector) -> Any:
+def _build_report(metrics: Mapping[str, Any], plots: dict[str, Path], detector: Detector) -> Any:
     from fakescope.evaluation.report import evaluation_report
 
     model = {"bundle": metrics.get("bundle"), "architecture": detector.meta.architecture}
@@ -447,7 +464,7 @@ def _build_report(metrics: dict[str, Any], plots: dict[str, Path], detector: Det
 
 
 def evaluation_plots(
-    scored: ScoredSet, metrics: dict[str, Any], out: Path, *, labels: Sequence[str]
+    scored: ScoredSet, metrics: Mapping[str, Any], out: Path, *, labels: Sequence[str]
 ) -> dict[str, Path]:
     """The six standard PNG plots, named roc, pr, scores, reliability, thresholds, confusion."""
     from fakescope.evaluation import plots as P

@@ -8,10 +8,17 @@ numpy. Undefined values (AUC with one class, ...) are None, never an exception.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from sklearn import metrics as skm
+
+from fakescope.evaluation.results import (
+    BinaryMetrics,
+    ConfidenceIntervals,
+    OracleMetrics,
+    ReliabilityBin,
+)
 
 ThresholdPolicy = Literal["max_f1", "youden", "target_fpr", "fixed"]
 THRESHOLD_POLICIES: tuple[str, ...] = ("max_f1", "youden", "target_fpr", "fixed")
@@ -41,7 +48,7 @@ def binary_metrics(
     bootstrap: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
     n_bins: int = ECE_BINS,
-) -> dict[str, Any]:
+) -> BinaryMetrics:
     """Every metric of a detector at `threshold`, with 95% bootstrap CIs.
 
     Keys: n, threshold, accuracy, balanced_accuracy, precision, recall, f1, roc_auc,
@@ -94,29 +101,29 @@ def binary_metrics(
         }
 
 
-def _empty_metrics(threshold: float, labels: tuple[str, str], n_bins: int) -> dict[str, Any]:
+def _empty_metrics(threshold: float, labels: tuple[str, str], n_bins: int) -> BinaryMetrics:
     """The metrics of an empty set: every value undefined, the shape unchanged."""
-    undefined = [
-        "accuracy",
-        "balanced_accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "average_precision",
-        "eer",
-        "tpr_at_fpr_1pct",
-        "tpr_at_fpr_5pct",
-        "log_loss",
-        "brier",
-        "ece",
-        "classification_report",
-    ]
     return {
         "n": 0,
         "threshold": float(threshold),
-        **dict.fromkeys(undefined),
-        "reliability": {"n_bins": n_bins, "bins": expected_calibration_error([], [], n_bins)[1]},
+        "accuracy": None,
+        "balanced_accuracy": None,
+        "precision": None,
+        "recall": None,
+        "f1": None,
+        "roc_auc": None,
+        "average_precision": None,
+        "eer": None,
+        "tpr_at_fpr_1pct": None,
+        "tpr_at_fpr_5pct": None,
+        "log_loss": None,
+        "brier": None,
+        "ece": None,
+        "classification_report": None,
+        "reliability": {
+            "n_bins": n_bins,
+            "bins": expected_calibration_error(np.array([]), np.array([]), n_bins)[1],
+        },
         "ci95": {"accuracy": None, "f1": None, "roc_auc": None},
         "confusion_matrix": {
             "labels": list(labels),
@@ -231,7 +238,7 @@ def bootstrap_ci(
             stats["f1"].append(np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0))
         stats["roc_auc"].append(_weighted_auc(weights, y_sorted, starts))
     tail = (1 - level) / 2 * 100
-    result: dict[str, list[float] | None] = {}
+    result: ConfidenceIntervals = {}
     for key in keys:
         values = np.concatenate(stats[key])
         values = values[np.isfinite(values)]
@@ -246,7 +253,7 @@ def bootstrap_ci(
 # -- calibration error ---------------------------------------------------------------------
 def expected_calibration_error(
     y_true: np.ndarray, p_fake: np.ndarray, n_bins: int = ECE_BINS
-) -> tuple[float | None, list[dict[str, Any]]]:
+) -> tuple[float | None, list[ReliabilityBin]]:
     """ECE of p(fake) over `n_bins` equal-width bins, and the bin table behind it.
 
     Per bin: mean p(fake) against the observed fraction of fakes (the reliability diagram
@@ -258,7 +265,7 @@ def expected_calibration_error(
     counts = np.bincount(index, minlength=n_bins)
     sum_p = np.bincount(index, weights=p, minlength=n_bins)
     sum_y = np.bincount(index, weights=y, minlength=n_bins)
-    bins = []
+    bins: list[ReliabilityBin] = []
     for b in range(n_bins):
         filled = counts[b] > 0
         bins.append(
@@ -334,7 +341,7 @@ def threshold_sweep(
     }
 
 
-def oracle_metrics(y_true: np.ndarray, p_fake: np.ndarray) -> dict[str, Any]:
+def oracle_metrics(y_true: np.ndarray, p_fake: np.ndarray) -> OracleMetrics:
     """The accuracy an oracle would get by picking the threshold on the test data itself.
 
     An optimistic upper bound for comparison with published numbers that do this;

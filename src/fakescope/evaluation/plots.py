@@ -82,7 +82,7 @@ def plot_pr_overlay(curves: Mapping[str, Curve], path: str | os.PathLike) -> Pat
         precision, recall, _ = skm.precision_recall_curve(y, p)
         ap = skm.average_precision_score(y, p)
         line = ax.step(recall, precision, where="post", lw=1.6, label=f"{name} (AP {ap:.3f})")
-        ax.axhline(np.mean(y), ls=":", lw=0.8, color=line[0].get_color())
+        ax.axhline(float(np.mean(y)), ls=":", lw=0.8, color=line[0].get_color())
         drawn += 1
     if not drawn:
         _no_data(ax)
@@ -108,7 +108,7 @@ def plot_score_distributions(
     y, p = np.asarray(y_true), np.asarray(p_fake, dtype=float)
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()
     for cls, colour in ((0, "tab:blue"), (1, "tab:red")):
         ax.hist(p[y == cls], bins=bins, alpha=0.55, color=colour, label=f"true {labels[cls]}")
     if unsure_band is not None:

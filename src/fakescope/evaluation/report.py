@@ -280,10 +280,10 @@ def _interval(pair: Sequence[float] | None, digits: int = 4) -> str:
     return "-" if not pair else f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
 
 
-def metrics_table_rows(metrics: Mapping[str, Any]) -> list[list[object]]:
+def metrics_table_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float | None, str]]:
     """(label, value, "[lo, hi]" or "-") for each headline metric."""
     ci = metrics.get("ci95") or {}
-    return [[label, metrics.get(key), _interval(ci.get(key))] for key, label in METRIC_ROWS]
+    return [(label, metrics.get(key), _interval(ci.get(key))) for key, label in METRIC_ROWS]
 
 
 def group_table(per_group: Mapping[str, Any]) -> str:

@@ -84,6 +84,7 @@ class ExplanationSection:
         scored: ScoredSet = context["scored"]
         metrics: dict[str, Any] = context["metrics"]
         threshold = float(metrics["threshold"])
+        assert detector.model is not None, "Grad-CAM needs a torch model"
         layers = resolve_layers(detector.model, self.layers)
         rows = gallery_rows(
             detector,

@@ -9,11 +9,11 @@ torchvision), so their keys are renamed into timm's here.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -46,7 +46,8 @@ TIMM_BACKBONES: dict[str, str] = {
 
 def _block_prefixes(model: nn.Module) -> list[str]:
     """timm EfficientNet-style blocks in execution order: ``blocks.{stage}.{index}``."""
-    return [f"blocks.{s}.{i}" for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    blocks = cast("Iterable[nn.Sequential]", model.blocks)  # timm EfficientNet's stages
+    return [f"blocks.{s}.{i}" for s, stage in enumerate(blocks) for i in range(len(stage))]
 
 
 def _rename(rest: str, table: dict[str, str]) -> str | None:
@@ -236,11 +237,15 @@ def _register_all() -> None:
         register_model(
             name,
             default_input_size=int(cfg.input_size[-1]),
-            mean=tuple(cfg.mean),
-            std=tuple(cfg.std),
+            mean=(float(cfg.mean[0]), float(cfg.mean[1]), float(cfg.mean[2])),
+            std=(float(cfg.std[0]), float(cfg.std[1]), float(cfg.std[2])),
             family=family,
-            offline_weights=(lambda o=offline: o.locate() is not None) if offline else None,
+            offline_weights=partial(_is_installed, offline) if offline else None,
         )(partial(build_timm_backbone, name))
+
+
+def _is_installed(weights: OfflineWeights) -> bool:
+    return weights.locate() is not None
 
 
 _register_all()

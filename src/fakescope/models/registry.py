@@ -246,7 +246,7 @@ def _as_state_dict(obj: Any, *, source: str) -> dict[str, torch.Tensor]:
 
 
 def _classifier_prefix(model: nn.Module) -> str | None:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None  # type: ignore[operator]  # timm API via Module.__getattr__
     if head is None:
         return None
     for module_name, module in model.named_modules():
@@ -310,7 +310,8 @@ def load_weights(
     model.load_state_dict(usable, strict=False)
     if not report.ok:
         warnings.warn(f"partial weights: {report.summary()}", stacklevel=2)
-    model.pretrained_report = report
+    # a plain attribute, which nn.Module's stubs type as Tensor | Module
+    model.pretrained_report = report  # type: ignore[assignment]
     return report
 
 
@@ -318,12 +319,12 @@ def load_weights(
 
 
 def _classifier_ids(model: nn.Module) -> set[int]:
-    return {id(p) for p in model.get_classifier().parameters()}
+    return {id(p) for p in model.get_classifier().parameters()}  # type: ignore[operator]  # timm API via Module.__getattr__
 
 
 def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters of the final classifier: the only ones trained in a linear-probe phase."""
-    return list(model.get_classifier().parameters())
+    return list(model.get_classifier().parameters())  # type: ignore[operator]  # timm API via Module.__getattr__
 
 
 def backbone_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -344,4 +345,5 @@ def feature_module_names(model: nn.Module) -> list[str]:
 
 def embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Penultimate (pooled, pre-classifier) features, shape ``[B, D]``."""
-    return model.forward_head(model.forward_features(x), pre_logits=True)
+    head = model.forward_head  # timm API, typed Tensor | Module through Module.__getattr__
+    return head(model.forward_features(x), pre_logits=True)  # type: ignore[operator]

@@ -65,6 +65,11 @@ class SEBasicBlock(nn.Module):
 class ResNetSE(nn.Module):
     """Stem (conv3x3-BN-ReLU), three stages of SE basic blocks, average pool, dropout, linear."""
 
+    # added with add_module under these names (their state-dict keys)
+    stage1: nn.Sequential
+    stage2: nn.Sequential
+    stage3: nn.Sequential
+
     def __init__(
         self,
         widths: Sequence[int] = DEFAULT_WIDTHS,

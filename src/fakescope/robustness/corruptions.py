@@ -231,5 +231,6 @@ def _jpeg_each(batch: torch.Tensor, qualities: list[int]) -> torch.Tensor:
         ok, encoded = cv2.imencode(".jpg", img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])
         if not ok:  # pragma: no cover - libjpeg refuses only impossible sizes
             raise ValueError(f"JPEG encoding failed for an image of shape {img.shape}")
-        out[i] = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+        # imdecode is None only for bytes it cannot read; these are its own encoding
+        out[i] = cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]  # type: ignore[index]
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

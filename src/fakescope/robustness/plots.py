@@ -146,9 +146,9 @@ def save_attack_examples(
     folder: str | os.PathLike,
     *,
     prefix: str,
-    labels: Sequence[int],
-    p_clean: Sequence[float],
-    p_adv: Sequence[float],
+    labels: Sequence[int] | np.ndarray,
+    p_clean: Sequence[float] | np.ndarray,
+    p_adv: Sequence[float] | np.ndarray,
     label_names: Sequence[str] = ("real", "fake"),
 ) -> dict[str, Any]:
     """Write clean / adversarial / amplified-perturbation PNGs per image and one grid figure.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,7 @@ def attack_target(detector: Detector) -> AttackTarget:
     if callable(own):
         return own()
     pre = detector.preprocessing
+    assert detector.model is not None, "white-box attacks need a torch model"
     return detector.model, lambda x: pre.normalize(x * 255.0), pre, detector.meta.temperature
 
 
@@ -232,7 +233,8 @@ def _attacked_probabilities(
     model, normalize, _, temperature = target
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    probs, kept = [], []
+    probs: list[np.ndarray] = []
+    kept: list[torch.Tensor] = []
     for start in range(0, len(images01), batch_size):
         x = images01[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
@@ -259,7 +261,7 @@ def _row(kind: str, name: str, severity: float | None, unit: str | None) -> dict
 
 
 def _result(labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: dict | None) -> dict:
-    row = group_row("", labels, p_fake, threshold)
+    row: Mapping[str, Any] = group_row("", labels, p_fake, threshold)
     result = {"n": row["n"], **{k: row[k] for k in ROW_KEYS}}
     if clean is not None:
         result["accuracy_drop"] = clean["accuracy"] - result["accuracy"]
@@ -401,7 +403,8 @@ def _decode_good(
     scored.skipped += [
         (it.path, arr) for it, arr in zip(chunk, decoded, strict=True) if isinstance(arr, str)
     ]
-    scored.labels_parts.append(np.array([int(it.label) for it, _ in good], dtype=int))
+    chunk_labels = [it.label for it, _ in good]  # None (unlabelled) fails here
+    scored.labels_parts.append(np.array(chunk_labels, dtype=int))
     scored.paths += [it.path for it, _ in good]
     return [arr for _, arr in good]
 

@@ -94,7 +94,7 @@ class DistContext:
         )
 
     # -- agreeing on values -------------------------------------------------------------
-    def _reduce(self, values: list[float], op: dist.ReduceOp) -> list[float]:
+    def _reduce(self, values: list[float], op: dist.ReduceOp.RedOpType) -> list[float]:
         tensor = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(tensor, op=op)
         return tensor.tolist()
@@ -336,7 +336,10 @@ def synchronize_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     left: set[str] = set()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) in _GLOBAL_VERSIONS:
+            if (
+                isinstance(child, nn.modules.batchnorm._BatchNorm)
+                and type(child) in _GLOBAL_VERSIONS
+            ):
                 setattr(parent, name, _to_global(child))
             elif isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
                 child, _GlobalBatchNormMixin

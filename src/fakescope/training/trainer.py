@@ -26,6 +26,7 @@ from fakescope.data.sources import Item, Source, open_source
 from fakescope.data.transforms import Augmentation, Preprocessing
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
+from fakescope.evaluation.results import BinaryMetrics
 from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import backbone_parameters, classifier_parameters
 from fakescope.robustness.attacks import attack
@@ -43,8 +44,8 @@ class TrainingInterrupted(Exception):
 class TrainResult:
     run_dir: Path
     bundle_dir: Path
-    val_metrics: dict[str, Any]
-    test_metrics: dict[str, Any] | None
+    val_metrics: BinaryMetrics
+    test_metrics: BinaryMetrics | None
     epochs_run: int
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -230,7 +231,8 @@ class Trainer:
             self.train_set = None
             self.stream = StreamingDataset(self.train_items, self.source.read_bytes, self.pre)
             self.n_train = len(self.train_items)
-            self.train_labels = torch.tensor([float(it.label) for it in self.train_items])
+            labels = [it.label for it in self.train_items]  # None (unlabelled) fails here
+            self.train_labels = torch.tensor(labels, dtype=torch.float32)
         else:
             self.train_set = self._decode(self.train_items, "decode train")
             self.skipped += self.train_set.skipped
@@ -284,15 +286,14 @@ class Trainer:
             self.model, self.device, find_unused=self.cfg.freeze_epochs > 0
         )
         groups = parameter_groups(self.model)
+        param_groups: list[dict[str, Any]] = [
+            {"params": groups["head"], "name": "head"},
+            {"params": groups["head_nd"], "name": "head", "weight_decay": 0.0},
+            {"params": groups["body"], "name": "body"},
+            {"params": groups["body_nd"], "name": "body", "weight_decay": 0.0},
+        ]
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": groups["head"], "name": "head"},
-                {"params": groups["head_nd"], "name": "head", "weight_decay": 0.0},
-                {"params": groups["body"], "name": "body"},
-                {"params": groups["body_nd"], "name": "body", "weight_decay": 0.0},
-            ],
-            lr=self.cfg.lr,
-            weight_decay=self.cfg.weight_decay,
+            param_groups, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
         )
         self.body_params = groups["body"] + groups["body_nd"]
         n_real = int((self.train_labels == 0).sum())
@@ -311,7 +312,8 @@ class Trainer:
     def _set_lr(self, global_step: int, epoch: int, elapsed: float = 0.0) -> float:
         total = self.cfg.epochs * self._steps_per_epoch()
         warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
-        budget = self.cfg.max_minutes * 60 if self.cfg.schedule_by_time else None
+        minutes = self.cfg.max_minutes if self.cfg.schedule_by_time else None
+        budget = minutes * 60 if minutes is not None else None
         step = schedule_position(global_step, total, elapsed, budget)
         factor = cosine_factor(step, total, warmup, self.cfg.min_lr_ratio)
         lr = self.cfg.lr * factor
@@ -659,7 +661,8 @@ class Trainer:
             self.skipped += test_set.skipped
             test_probs = torch.sigmoid(self.predict_logits(test_set.images)).numpy()
             test_metrics = binary_metrics(test_set.labels.numpy(), test_probs, threshold)
-        self.model.to("cpu", memory_format=torch.contiguous_format)
+        # torch's stubs lack Module.to(device, memory_format=...), which it accepts
+        self.model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
         meta = BundleMeta(
             architecture=self.recipe.model.name,
             preprocessing=self.pre,

@@ -1,0 +1,105 @@
+"""Fit a bundle's domain model from labelled data: `fakescope domain BUNDLE DATA`.
+
+The Gaussians are fitted on training images and the in-domain threshold is chosen on other
+images (validation), so that the chosen share of unseen in-domain images counts as in-domain.
+With a manifest from `fakescope train` or `fakescope data split`, its train and val splits
+are used; otherwise a seeded random fifth of the source is held out for the threshold.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fakescope.bundle import is_shipped, resolve_bundle_path
+from fakescope.data.cache import ReadBytes, decode_items
+from fakescope.data.sources import Item, open_source
+from fakescope.detectors import TorchDetector, load_detector
+from fakescope.detectors.domain import DEFAULT_DIMS, DEFAULT_QUANTILE, attach_domain, fit_domain
+from fakescope.errors import ConfigError, SourceError
+
+
+@dataclass(frozen=True)
+class DomainFit:
+    """What `fit_bundle_domain` stored and how it was chosen."""
+
+    bundle: Path
+    n_train: int
+    n_val: int
+    threshold: float
+    quantile: float
+    dims: int
+    in_domain_val: float  # share of validation images in-domain (≈ quantile)
+
+
+def _features(
+    detector: TorchDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features and labels of the readable items."""
+    decoded = decode_items(items, read_bytes, detector.preprocessing, progress=progress)
+    feats = []
+    for start in range(0, len(decoded), 256):
+        _, f = detector.logits_and_features(decoded.images[start : start + 256])
+        feats.append(f.numpy())
+    return np.concatenate(feats), decoded.labels.numpy().astype(int)
+
+
+def _train_val(items: list[Item], max_images: int, seed: int) -> tuple[list[Item], list[Item]]:
+    rng = np.random.default_rng(seed)
+    train = [it for it in items if it.split == "train"]
+    val = [it for it in items if it.split == "val"]
+    if not train or not val:
+        order = rng.permutation(len(items))
+        cut = max(2, len(items) // 5)
+        val, train = [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
+    if len(train) > max_images:
+        train = [train[i] for i in sorted(rng.choice(len(train), max_images, replace=False))]
+    if len(val) > max_images // 2:
+        val = [val[i] for i in sorted(rng.choice(len(val), max_images // 2, replace=False))]
+    return train, val
+
+
+def fit_bundle_domain(
+    bundle: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    *,
+    max_images: int = 6000,
+    quantile: float = DEFAULT_QUANTILE,
+    dims: int = DEFAULT_DIMS,
+    seed: int = 0,
+    progress: bool = True,
+    allow_shipped: bool = False,
+) -> DomainFit:
+    """Fit the domain model of a single-model bundle on `source` and store it in the bundle
+    (re-signed). Refused before any work for shipped detectors (unless `allow_shipped`, for
+    the maintainers' shipping script) and for ensembles and ONNX files."""
+    path = resolve_bundle_path(bundle)
+    if is_shipped(path) and not allow_shipped:
+        raise ConfigError(
+            f"{bundle}: shipped detectors are read-only; copy the folder and fit that copy "
+            f"(cp -r {path} mydetector && fakescope domain mydetector DATA)"
+        )
+    detector = load_detector(path, device="cpu")
+    if not isinstance(detector, TorchDetector):
+        raise ConfigError(f"{bundle}: a domain model needs a single-model bundle")
+    data = open_source(source)
+    items = [it for it in data.items if it.label is not None]
+    if len(items) < 10:
+        raise SourceError(f"{data.location}: a domain model needs at least 10 labelled images")
+    train, val = _train_val(items, max_images, seed)
+    train_f, train_y = _features(detector, train, data.read_bytes, progress)
+    val_f, _ = _features(detector, val, data.read_bytes, progress)
+    model = fit_domain(train_f, train_y, val_f, dims=dims, quantile=quantile)
+    attach_domain(path, model)
+    return DomainFit(
+        bundle=path,
+        n_train=len(train_f),
+        n_val=len(val_f),
+        threshold=model.threshold,
+        quantile=quantile,
+        dims=model.dims,
+        in_domain_val=float(np.mean(model.scores(val_f) <= 1.0)),
+    )

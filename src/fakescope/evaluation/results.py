@@ -1,0 +1,156 @@
+"""The shapes of evaluation results: what metrics.json holds and the report reads.
+
+They are TypedDicts, not classes, because the results are written as JSON and read back as
+plain dicts (by the report, the CLI, the model card and the tests): the types describe the
+files without changing them. Undefined values (AUC with one class, any metric of an empty
+set) are None.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+# The scalar metrics of `BinaryMetrics`, in the order people read them: the one list that
+# model cards, reports and tables take their rows from.
+SCALAR_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "average_precision",
+    "eer",
+    "tpr_at_fpr_1pct",
+    "tpr_at_fpr_5pct",
+    "log_loss",
+    "brier",
+    "ece",
+)
+
+
+class ReliabilityBin(TypedDict):
+    lo: float
+    hi: float
+    n: int
+    mean_p_fake: float | None
+    fraction_fake: float | None
+
+
+class Reliability(TypedDict):
+    n_bins: int
+    bins: list[ReliabilityBin]
+
+
+class ConfusionMatrix(TypedDict):
+    labels: list[str]
+    rows_true_cols_pred: list[list[int]]
+    normalized: list[list[float | None]]
+
+
+# Bootstrap 95% intervals, [lo, hi] per metric (None: not computed or undefined).
+ConfidenceIntervals = dict[str, list[float] | None]
+
+
+class BinaryMetrics(TypedDict):
+    """`metrics.binary_metrics`: every metric of a detector at one threshold."""
+
+    n: int
+    threshold: float
+    accuracy: float | None
+    balanced_accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    roc_auc: float | None
+    average_precision: float | None
+    eer: float | None
+    tpr_at_fpr_1pct: float | None
+    tpr_at_fpr_5pct: float | None
+    log_loss: float | None
+    brier: float | None
+    ece: float | None
+    reliability: Reliability
+    ci95: ConfidenceIntervals
+    classification_report: dict[str, object] | None  # scikit-learn's output_dict
+    confusion_matrix: ConfusionMatrix
+
+
+class OracleMetrics(TypedDict):
+    """`metrics.oracle_metrics`: the threshold chosen on the test data (not an estimate)."""
+
+    best_threshold_on_test: float | None
+    accuracy: float | None
+    f1: float | None
+    note: str
+
+
+class GroupRow(TypedDict):
+    """One data set or generator in the per-group table."""
+
+    group: str
+    n: int
+    n_real: int
+    n_fake: int
+    accuracy: float | None
+    real_accuracy: float | None
+    fake_accuracy: float | None
+    f1: float | None
+    roc_auc: float | None
+    average_precision: float | None
+    eer: float | None
+
+
+class _GroupTableNote(TypedDict, total=False):
+    note: str
+
+
+class GroupTable(_GroupTableNote):
+    """`evaluate.per_group_table`: one row per group plus their unweighted mean."""
+
+    by: str
+    rows: list[GroupRow]
+    mean: dict[str, float | int | str | None]
+
+
+class ThresholdSource(TypedDict):
+    """`evaluate.ThresholdChoice.to_dict`: where the decision threshold came from."""
+
+    value: float
+    kind: str  # "bundle" | "validation"
+    description: str
+    policy: str | None
+    target_fpr: float | None
+    val_source: str | None
+    val_split: str | None
+    val_n: int | None
+    val_metrics: BinaryMetrics | None
+
+
+class PathReason(TypedDict):
+    path: str
+    reason: str
+
+
+class EvaluationMetrics(BinaryMetrics, total=False):
+    """What `evaluate` writes to metrics.json: the pooled metrics and their context.
+
+    `evaluate` and the report hooks add keys as they go (plots, timings, the gallery and
+    t-SNE sections), so only the metrics themselves are always present.
+    """
+
+    source: str | list[str]
+    sources: list[str]
+    split: str | None
+    bundle: str | None
+    temperature: float
+    unsure_band: list[float]
+    threshold_source: ThresholdSource
+    oracle: OracleMetrics
+    per_group: GroupTable | None
+    unreadable: list[PathReason]
+    plots: dict[str, str]
+    report: str
+    timings: dict[str, float]
+    explanations: dict[str, object]  # added by the Grad-CAM gallery section
+    embeddings: dict[str, object]  # added by the t-SNE section

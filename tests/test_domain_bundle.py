@@ -1,0 +1,91 @@
+"""The domain model inside bundles: fitted from data, verified, and 'unsure' out of domain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from imagegen import make_dataset
+from PIL import Image
+from test_cli import fakescope
+from test_robustness_eval import tiny_bundle
+
+from fakescope.bundle import DOMAIN_FILE, read_meta
+from fakescope.detectors import load_detector
+from fakescope.errors import BundleError, ConfigError
+from fakescope.evaluation.domain import fit_bundle_domain
+from fakescope.inference import OUT_OF_DOMAIN
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("domain")
+    data = make_dataset(root / "data", layout="folder", n_per_class=60)
+    bundle = tiny_bundle(root / "bundle")
+    fit = fit_bundle_domain(bundle, data, progress=False, quantile=0.9)
+    assert fit.n_train + fit.n_val == 120 and 0.85 <= fit.in_domain_val <= 0.95
+    return bundle, data
+
+
+def _unlike_toys(seed: int, size: int = 96) -> Image.Image:
+    """A saturated solid colour: nothing like the smooth toy images (uniform noise is no good
+    probe here: an untrained network pools it to the mean feature)."""
+    rng = np.random.default_rng(seed)
+    colour = tuple(int(v) for v in rng.choice([0, 255], 3))
+    return Image.new("RGB", (size, size), colour)  # type: ignore[arg-type]
+
+
+def test_the_domain_score_separates_in_domain_from_out_of_domain(
+    fitted: tuple[Path, Path],
+) -> None:
+    bundle, data = fitted
+    detector = load_detector(bundle, device="cpu")
+    inside = detector.predict([data])
+    outside = detector.predict([_unlike_toys(i) for i in range(20)])
+    in_scores = np.array([r.domain_score for r in inside])
+    out_scores = np.array([r.domain_score for r in outside])
+    assert np.mean(in_scores <= 1.0) >= 0.85 and np.all(out_scores > 1.0)
+    for r in outside:
+        assert r.unsure is True and r.in_domain is False and r.unsure_reason == OUT_OF_DOMAIN
+
+
+def test_a_bundle_without_a_domain_predicts_as_before(tmp_path: Path) -> None:
+    bundle = tiny_bundle(tmp_path / "plain")
+    assert "domain" not in json.loads((bundle / "bundle.json").read_text())
+    (r,) = load_detector(bundle, device="cpu").predict([_unlike_toys(0)])
+    assert r.domain_score is None and r.in_domain is None
+    assert r.unsure_reason in (None, "p(fake) is inside the unsure band around the threshold")
+
+
+def test_a_damaged_domain_file_is_refused(fitted: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    bundle = Path(shutil.copytree(fitted[0], tmp_path / "copy"))
+    assert read_meta(bundle)["domain"]["method"] == "mahalanobis"
+    raw = bytearray((bundle / DOMAIN_FILE).read_bytes())
+    raw[-1] ^= 0xFF
+    (bundle / DOMAIN_FILE).write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="domain.safetensors: missing, modified or damaged"):
+        load_detector(bundle)
+
+
+def test_shipped_detectors_are_not_rewritten(fitted: tuple[Path, Path]) -> None:
+    with pytest.raises(ConfigError, match="shipped detectors are read-only"):
+        fit_bundle_domain("scratch", fitted[1], progress=False)
+
+
+@pytest.mark.slow
+def test_cli_domain_then_predict_shows_out_of_domain(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", layout="folder", n_per_class=40)
+    bundle = tiny_bundle(tmp_path / "bundle")
+    done = fakescope("domain", bundle, data, "-q")
+    assert "bundle updated" in done.stderr
+    _unlike_toys(3, 200).save(tmp_path / "noise.png")
+    rows = json.loads(
+        fakescope("predict", tmp_path / "noise.png", "-b", bundle, "-f", "json").stdout
+    )
+    assert rows[0]["unsure"] is True and rows[0]["unsure_reason"] == OUT_OF_DOMAIN
+    shown = fakescope("predict", tmp_path / "noise.png", "-b", bundle).stdout
+    assert "out of domain" in shown
