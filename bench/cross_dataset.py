@@ -24,9 +24,9 @@ from _common import DATA, cifake, machine, peak_rss_mb
 
 from fakescope.config import load_recipe
 from fakescope.data.sources import open_source
-from fakescope.evaluation.evaluate import evaluate
 from fakescope.detectors import Detector
-from fakescope.training.splits import prepare_split
+from fakescope.evaluation.evaluate import evaluate
+from fakescope.training.run_manifest import prepare_split
 
 
 def cifake_val_manifest(folder: Path, max_images: int | None, seed: int) -> Path:

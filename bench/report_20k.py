@@ -23,9 +23,9 @@ from pathlib import Path
 from _common import cifake, machine, peak_rss_mb
 
 from fakescope.data.sources import open_source
+from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.report_sections import report_hooks
-from fakescope.detectors import Detector
 
 
 def sample_manifest(n: int, path: Path, seed: int = 0) -> Path:

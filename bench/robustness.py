@@ -27,7 +27,7 @@ def held_out_manifest(path: Path) -> Path:
         return path
     from fakescope.config import load_recipe
     from fakescope.data.sources import open_source
-    from fakescope.training.splits import prepare_split
+    from fakescope.training.run_manifest import prepare_split
 
     recipe = load_recipe("default")
     prepare_split(open_source(cifake()), recipe.data, seed=recipe.train.seed, manifest_path=path)

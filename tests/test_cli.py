@@ -166,6 +166,50 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_calibrate_refuses_what_it_cannot_rewrite_before_any_work(
+    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from fakescope import cli
+    from fakescope.bundle import shipped_bundle_path
+    from fakescope.errors import BundleError
+    from fakescope.evaluation import calibration
+
+    calls = []
+    monkeypatch.setattr(calibration, "calibrate_bundle", lambda *a, **k: calls.append(a))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ens").mkdir()
+    ensemble_meta = {"format": "fakescope-bundle", "kind": "ensemble"}  # enough to be one
+    (tmp_path / "ens" / "bundle.json").write_text(json.dumps(ensemble_meta))
+    (tmp_path / "plain-folder").mkdir()
+    shipped = shipped_bundle_path("scratch")
+    expected = {
+        "default": "the shipped 'default' detector is read-only",
+        str(shipped): "the shipped 'scratch' detector is read-only",
+        "ens": "an ensemble bundle has no temperature of its own",
+        "plain-folder": "not a fakescope bundle (bundle.json is missing)",
+        "nowhere": "no such bundle",
+    }
+    for bundle, reason in expected.items():
+        result = CliRunner().invoke(cli.app, ["calibrate", bundle, str(toy_folder)])
+        assert isinstance(result.exception, BundleError), (bundle, result.output)
+        assert reason in str(result.exception), str(result.exception)
+    assert not calls  # refused before any image was decoded or scored
+    # what to do instead, as a command that works
+    result = CliRunner().invoke(cli.app, ["calibrate", "default", str(toy_folder)])
+    assert f"cp -r {shipped_bundle_path('default')} my-default-detector" in str(result.exception)
+    assert f"fakescope calibrate my-default-detector {toy_folder}" in str(result.exception)
+    result = CliRunner().invoke(cli.app, ["calibrate", "ens", str(toy_folder)])
+    assert f"fakescope ensemble MEMBER... --val {toy_folder} --out ens" in str(result.exception)
+
+
+def test_calibrate_a_shipped_name_is_one_clear_line() -> None:
+    proc = fakescope("calibrate", "default", "anything", check=False)
+    assert proc.returncode == 2 and "read-only" in proc.stderr and "cp -r" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_demo_without_data_says_where_to_get_cifake(tmp_path: Path) -> None:
     proc = fakescope("demo", "--data", tmp_path / "absent.zip", check=False)
     assert proc.returncode == 2 and "CIFAKE" in proc.stderr and "real/" in proc.stderr

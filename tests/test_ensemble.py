@@ -17,7 +17,7 @@ from fakescope.detectors import Detector
 from fakescope.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.robustness.evaluate import RobustnessConfig, attack_target, robustness
+from fakescope.robustness.sweep import RobustnessConfig, attack_target, robustness
 
 
 @pytest.fixture(scope="module")

@@ -59,7 +59,7 @@ def test_predict_on_real_face_images(shared_data: Path) -> None:
 
 
 def test_robustness_of_the_shipped_detector_on_cifake(shared_data: Path, tmp_path: Path) -> None:
-    from fakescope.robustness.evaluate import RobustnessConfig, robustness
+    from fakescope.robustness.sweep import RobustnessConfig, robustness
 
     config = RobustnessConfig(
         attacks=("fgsm", "pgd"), eps=(2 / 255,), steps=3, max_images=200, examples=2

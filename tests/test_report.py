@@ -26,7 +26,6 @@ from fakescope.evaluation.metrics import binary_metrics
 from fakescope.evaluation.report import (
     EVALUATION_SECTIONS,
     ReportBuilder,
-    fill_section,
 )
 from fakescope.models import create_model
 
@@ -227,11 +226,6 @@ def test_report_builder_escapes_appends_and_fills_sections(tmp_path: Path) -> No
     assert set(page.sections) == {"notes", "table", "explanations", "own-section"}
     assert "not run" not in page.sections["explanations"]  # the image replaced the placeholder
     assert len(page.images) == 2
-    fill_section(path, "explanations", "Explanations", "<p>filled later</p>")
-    fill_section(path, "embeddings", "t-SNE", "<p>new section</p>")
-    page = parse_page(path)
-    assert "filled later" in page.sections["explanations"] and len(page.images) == 1
-    assert "new section" in page.sections["embeddings"]
 
 
 def test_plots_handle_one_class_and_write_pngs(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from fakescope.evaluation.report_sections import (
     EmbeddingSection,
     ExplanationSection,
     report_hooks,
-    subsample,
+    sample_indices,
 )
 from fakescope.models import create_model
 
@@ -122,7 +122,7 @@ def test_a_single_map_without_compare(
             "out_dir": out,
         },
     )
-    picked = subsample(40, 12, seed=3)
+    picked = sample_indices(40, 12, seed=3)
     expected_wrong = int(np.sum((p_fake[picked] >= 0.5) != labels[picked]))
     assert metrics["embeddings"]["model"]["misclassified"] == expected_wrong
     assert metrics["embeddings"]["plot"] == "tsne.png" and (out / "tsne.png").is_file()
@@ -179,10 +179,10 @@ def test_hooks_are_checked_before_any_work(bundles: tuple[Path, Path], tmp_path:
         report_hooks(gallery=-1)
     with pytest.raises(Exception, match="missing"):
         report_hooks(compare=tmp_path / "missing")
-    picked = subsample(100, 10, seed=1)
+    picked = sample_indices(100, 10, seed=1)
     assert list(picked) == sorted(picked) and len(set(picked)) == 10
-    np.testing.assert_array_equal(picked, subsample(100, 10, seed=1))
-    np.testing.assert_array_equal(subsample(5, 10, seed=1), np.arange(5))
+    np.testing.assert_array_equal(picked, sample_indices(100, 10, seed=1))
+    np.testing.assert_array_equal(sample_indices(5, 10, seed=1), np.arange(5))
 
 
 def test_cli_evaluate_with_gallery_tsne_and_compare(

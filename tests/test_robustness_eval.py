@@ -19,17 +19,17 @@ from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics
 from fakescope.models import create_model
+from fakescope.robustness.attacks import eps_label
 from fakescope.robustness.corruptions import DEFAULT_SEVERITIES
-from fakescope.robustness.evaluate import (
+from fakescope.robustness.report import table_rows
+from fakescope.robustness.sweep import (
     RobustnessConfig,
     corrupt_images,
-    eps_label,
     parse_number,
     parse_severities,
     robustness,
     select_subsample,
 )
-from fakescope.robustness.report import table_rows
 
 
 def tiny_bundle(folder: Path, *, seed: int = 0, size: int = 32, threshold: float = 0.5) -> Path:

@@ -442,6 +442,35 @@ def test_serve_command_maps_flags_and_env_onto_settings(monkeypatch: pytest.Monk
     assert isinstance(refused.exception, ConfigError)
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536"])
+def test_serve_refuses_an_impossible_port_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from fakescope import cli
+    from fakescope.serve import server
+
+    calls = []
+    monkeypatch.setattr(server, "run_server", lambda *a, **k: calls.append((a, k)))
+    result = CliRunner().invoke(cli.app, ["serve", "--port", port])
+    assert result.exit_code == 2 and not calls, result.output  # a usage error, nothing ran
+    text = " ".join(result.output.split())
+    assert "Invalid value for '--port'" in text and ("65535" in text or "equal to 1" in text)
+
+
+def test_run_server_refuses_an_impossible_port_before_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fakescope.serve import server
+
+    loaded = []
+    monkeypatch.setattr(Detector, "load", lambda *a, **k: loaded.append(a))
+    with pytest.raises(ConfigError, match="port must be .* 1 to 65535, got 99999"):
+        server.run_server(None, ServeSettings(), port=99999)
+    assert not loaded
+
+
 # -- onnx runtime --------------------------------------------------------------------------
 def test_onnx_runtime_serves_the_same_verdicts_and_refuses_gradcam(detector: Detector) -> None:
     onnx_detector = Detector.load(runtime="onnx")

@@ -14,6 +14,7 @@ import pytest
 from imagegen import make_dataset, save_image
 
 from fakescope.data.sources import (
+    VIDEO_PROBLEM,
     ArchiveSource,
     CsvSource,
     FolderSource,
@@ -103,7 +104,7 @@ def test_folder_skips_hidden_and_non_images(toy_folder, tmp_path):
     assert reasons == {
         "README.txt": "not inside a class folder",
         "notes.txt": "not an image file extension (.txt)",
-        "clip.mp4": "video files are not supported yet",
+        "clip.mp4": VIDEO_PROBLEM,
     }
 
 
@@ -367,6 +368,7 @@ def test_collect_inputs(toy_folder, toy_zip, tmp_path):
     assert sum(p.startswith(f"{toy_zip}::") for p in paths) == 40
     assert problems == [
         (str(tmp_path / "nope.png"), "does not exist"),
-        (str(tmp_path / "clip.mp4"), "video files are not supported yet"),
+        (str(tmp_path / "clip.mp4"), VIDEO_PROBLEM),
     ]
+    assert "fakescope predict" in VIDEO_PROBLEM  # says where videos are supported
     assert all(len(read_item_bytes(p)) > 0 for p in paths)

@@ -8,7 +8,7 @@ import pytest
 from imagegen import save_image
 
 from fakescope.data.sources import CsvSource, FolderSource, Item
-from fakescope.data.split import (
+from fakescope.data.split_assignment import (
     kfold_items,
     read_manifest,
     split_items,

@@ -105,7 +105,7 @@ def test_time_budget_moves_the_schedule_on_a_slow_machine() -> None:
 
 def test_class_imbalance_weights_the_loss(toy_folder: Path, tmp_path: Path) -> None:
     from fakescope.data.sources import open_source
-    from fakescope.training.splits import prepare_split
+    from fakescope.training.run_manifest import prepare_split
     from fakescope.training.trainer import Trainer
 
     source = open_source(toy_folder)

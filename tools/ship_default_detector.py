@@ -21,8 +21,8 @@ from fakescope.bundle import (
     shipped_bundle_path,
     update_meta,
 )
-from fakescope.evaluation.evaluate import evaluate
 from fakescope.detectors import Detector
+from fakescope.evaluation.evaluate import evaluate
 
 LIMITS = (
     "Trained on one generator (Stable Diffusion 1.4) and one real-image source (CIFAR-10) "

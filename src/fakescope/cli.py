@@ -115,7 +115,7 @@ def data_split(
     from collections import Counter
 
     from fakescope.data.sources import open_source
-    from fakescope.data.split import split_source
+    from fakescope.data.split_assignment import split_source
 
     items = split_source(
         open_source(source),
@@ -545,6 +545,39 @@ def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
         )
 
 
+def _check_calibratable(bundle: Path, val_source: str) -> None:
+    """Refuse, before a single image is decoded, a bundle that calibrate cannot rewrite in
+    place: a shipped detector (read-only, part of the package), an ensemble (no temperature
+    of its own) or a folder that is not a valid bundle. Each message says what to do."""
+    from fakescope.bundle import (
+        SHIPPED_DETECTORS,
+        is_ensemble,
+        read_meta,
+        resolve_bundle_path,
+        shipped_bundle_path,
+    )
+    from fakescope.errors import BundleError
+
+    folder = resolve_bundle_path(bundle)
+    for name in SHIPPED_DETECTORS:
+        shipped = shipped_bundle_path(name)
+        if folder.resolve() == shipped.resolve():
+            copy = f"my-{name}-detector"
+            raise BundleError(
+                f"{bundle}: the shipped '{name}' detector is read-only (calibrate rewrites a "
+                f"bundle in place); calibrate a copy instead: cp -r {shlex.quote(str(shipped))} "
+                f"{copy} && fakescope calibrate {copy} {shlex.quote(val_source)}"
+            )
+    if is_ensemble(folder):
+        raise BundleError(
+            f"{bundle}: an ensemble bundle has no temperature of its own (its members' "
+            "calibrated probabilities are combined); calibrate each member bundle, then "
+            f"rebuild the ensemble: fakescope ensemble MEMBER... --val {shlex.quote(val_source)} "
+            f"--out {bundle}"
+        )
+    read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
+
+
 @app.command("calibrate")
 def calibrate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder to calibrate (updated in place).")],
@@ -555,6 +588,7 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Fit the temperature on validation data and store it in the bundle (re-signed)."""
+    _check_calibratable(bundle, val_source)
     from fakescope.evaluation.calibration import calibrate_bundle
     from fakescope.evaluation.report import fmt
 
@@ -712,7 +746,7 @@ def info(bundle: BundleOpt = None) -> None:
 def serve(
     bundle: BundleOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     api_key: Annotated[
         str | None,
         typer.Option(envvar="FAKESCOPE_API_KEY", help="Require this key on /v1/* (X-API-Key)."),
@@ -812,15 +846,15 @@ def robustness(
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
     from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import model_names
-    from fakescope.robustness.evaluate import (
+    from fakescope.robustness.report import table_rows
+    from fakescope.robustness.sweep import (
         DEFAULT_EPS,
         RobustnessConfig,
         parse_list,
         parse_number,
         parse_severities,
     )
-    from fakescope.robustness.evaluate import robustness as run_robustness
-    from fakescope.robustness.report import table_rows
+    from fakescope.robustness.sweep import robustness as run_robustness
 
     paths = [*(bundles or []), *(compare or [])]
     config = RobustnessConfig(

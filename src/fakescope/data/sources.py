@@ -142,12 +142,17 @@ def _suffix(name: str) -> str:
     return posixpath.splitext(name)[1].lower()
 
 
+#: Why a video is skipped where images are expected (data sets, explain, score, export
+#: checks): videos are scored frame by frame by ``fakescope predict`` (fakescope.video).
+VIDEO_PROBLEM = "a video, not an image: fakescope predict scores videos frame by frame"
+
+
 def _extension_problem(name: str) -> str | None:
     suffix = _suffix(name)
     if suffix in IMAGE_EXTENSIONS:
         return None
     if suffix in VIDEO_EXTENSIONS:
-        return "video files are not supported yet"
+        return VIDEO_PROBLEM
     return f"not an image file extension ({suffix or 'none'})"
 
 
@@ -829,7 +834,7 @@ def _expand_input(path: str) -> tuple[list[str], str | None]:
         except SourceError as exc:
             return [], str(exc)
     elif _suffix(absolute) in VIDEO_EXTENSIONS:
-        return [], "video files are not supported yet"
+        return [], VIDEO_PROBLEM
     else:
         # An explicitly named file is kept whatever its extension: decoding will say
         # precisely why it is not an image if it is not one.

@@ -98,22 +98,6 @@ def embed_uint8(
     return features
 
 
-def embed_and_score_uint8(
-    detector: Detector,
-    images: torch.Tensor | np.ndarray,
-    *,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features ``[N, D]`` and calibrated p(fake) ``[N]`` from one forward pass
-    (p(fake) as :meth:`Detector.probabilities` computes it)."""
-    features, p_fake = _forward(
-        detector, images, batch_size=batch_size, progress=progress, with_scores=True
-    )
-    assert p_fake is not None
-    return features, p_fake
-
-
 def _feature_dim(detector: Detector) -> int:
     return int(getattr(detector.torch_model("embeddings", needs="embed"), "num_features", 0))
 

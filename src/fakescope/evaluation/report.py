@@ -2,9 +2,8 @@
 
 `ReportBuilder` holds an ordered list of sections, each rendered as
 ``<section id="...">`` between ``<!-- section:ID -->`` markers. Other steps add to it
-(`add_section`, `add_table`, `add_image`) before it is written, or fill a section of an
-already written page with :func:`fill_section` (e.g. the Grad-CAM gallery of the
-``explanations`` placeholder). All text is escaped; only HTML built here is trusted.
+(`add_section`, `add_table`, `add_image`) before it is written, once. All text is escaped;
+only HTML built here is trusted.
 """
 
 from __future__ import annotations
@@ -242,27 +241,6 @@ class ReportBuilder:
         return path
 
 
-def fill_section(
-    report_path: str | os.PathLike, section_id: str, title: str, html_body: str
-) -> Path:
-    """Replace (or append) one section of an already written report, in place."""
-    path = Path(report_path)
-    page = path.read_text(encoding="utf-8")
-    rendered = Section(section_id, title, html_body).render()
-    pattern = re.compile(
-        rf"<!-- section:{re.escape(section_id)} -->.*?<!-- /section:{re.escape(section_id)} -->",
-        re.DOTALL,
-    )
-    if pattern.search(page):
-        page = pattern.sub(lambda _: rendered, page, count=1)
-    else:
-        page = page.replace("<!-- /sections -->", rendered + "\n<!-- /sections -->", 1)
-        link = f'<a href="#{escape(section_id)}">{escape(title)}</a>'
-        page = page.replace("</nav>", f" {link}</nav>", 1)
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
 # -- evaluation report ---------------------------------------------------------------------
 METRIC_ROWS = (
     ("accuracy", "accuracy"),
@@ -326,7 +304,50 @@ def evaluation_report(
     """The standard evaluation page from `evaluate`'s metrics and plot files."""
     sources = metrics.get("sources") or [metrics.get("source")]
     builder = ReportBuilder("fakescope evaluation", subtitle=", ".join(map(str, sources)))
-    threshold_info = metrics.get("threshold_source", {})
+    _add_summary(builder, metrics, model, sources)
+    builder.add_table(
+        "Metrics",
+        ["metric", "value", "95% CI (bootstrap)"],
+        metrics_table_rows(metrics),
+        id="metrics",
+        note=f"At threshold {metrics['threshold']:.4f} on p(fake); fake is the positive class. "
+        "Intervals: percentile bootstrap over images (1000 resamples).",
+    )
+    _add_per_group(builder, metrics.get("per_group"))
+    builder.add_section(
+        "Plots",
+        "".join(
+            figure_html(path, PLOT_CAPTIONS.get(name, name), alt=name)
+            for name, path in plots.items()
+            if name != "confusion"
+        ),
+        id="plots",
+    )
+    builder.add_table(
+        "Per-class report",
+        ["class", "precision", "recall", "F1", "support"],
+        _per_class_rows(metrics),
+        id="per-class",
+    )
+    builder.add_section("Confusion matrices", _confusion_body(metrics, plots), id="confusion")
+    _add_oracle(builder, metrics)
+    for section_id, (title, text) in PLACEHOLDERS.items():
+        builder.add_placeholder(section_id, title, text)
+    return builder
+
+
+def _threshold_origin(metrics: Mapping[str, Any]) -> str:
+    return metrics.get("threshold_source", {}).get("description", "the bundle")
+
+
+def _add_summary(
+    builder: ReportBuilder,
+    metrics: Mapping[str, Any],
+    model: Mapping[str, Any],
+    sources: Sequence[object],
+) -> None:
+    """Which model on which images, and the decision rule it used: what a reader needs
+    before any number on the page means anything."""
     counts = metrics["confusion_matrix"]["rows_true_cols_pred"]
     builder.add_section(
         "Summary",
@@ -339,22 +360,18 @@ def evaluation_report(
                 ("images", f"{metrics['n']} ({sum(counts[0])} real, {sum(counts[1])} fake)"),
                 ("unreadable (skipped)", len(metrics.get("unreadable", []))),
                 ("threshold", metrics["threshold"]),
-                ("threshold from", threshold_info.get("description", "the bundle")),
+                ("threshold from", _threshold_origin(metrics)),
                 ("temperature", metrics.get("temperature")),
                 ("unsure band", _interval(metrics.get("unsure_band"))),
             ]
         ),
         id="summary",
     )
-    builder.add_table(
-        "Metrics",
-        ["metric", "value", "95% CI (bootstrap)"],
-        metrics_table_rows(metrics),
-        id="metrics",
-        note=f"At threshold {metrics['threshold']:.4f} on p(fake); fake is the positive class. "
-        "Intervals: percentile bootstrap over images (1000 resamples).",
-    )
-    per_group = metrics.get("per_group")
+
+
+def _add_per_group(builder: ReportBuilder, per_group: Mapping[str, Any] | None) -> None:
+    """One row per data set or generator (generalization is the question that matters),
+    or a placeholder saying how to get them."""
     if per_group:
         builder.add_section(
             f"Per {per_group.get('by', 'group')}",
@@ -363,40 +380,34 @@ def evaluation_report(
             + paragraph("mean: unweighted mean of the rows above (as in NPR/UniversalFakeDetect)."),
             id="per-group",
         )
-    else:
-        builder.add_section(
-            "Per data set / generator",
-            paragraph(
-                "One data set without a generator column: nothing to break down. Pass several "
-                "sources, or a CSV manifest with a generator column.",
-                "placeholder",
-            ),
-            id="per-group",
-            css_class="placeholder",
-        )
+        return
     builder.add_section(
-        "Plots",
-        "".join(
-            figure_html(path, PLOT_CAPTIONS.get(name, name), alt=name)
-            for name, path in plots.items()
-            if name != "confusion"
+        "Per data set / generator",
+        paragraph(
+            "One data set without a generator column: nothing to break down. Pass several "
+            "sources, or a CSV manifest with a generator column.",
+            "placeholder",
         ),
-        id="plots",
+        id="per-group",
+        css_class="placeholder",
     )
+
+
+def _per_class_rows(metrics: Mapping[str, Any]) -> list[list[object]]:
+    """scikit-learn's classification report as table rows (its averages included)."""
     report = metrics.get("classification_report") or {}
-    class_rows = [
+    class_rows: list[list[object]] = [
         [name, v.get("precision"), v.get("recall"), v.get("f1-score"), int(v.get("support", 0))]
         for name, v in report.items()
         if isinstance(v, dict)
     ]
     if "accuracy" in report:
         class_rows.append(["accuracy", None, None, report["accuracy"], metrics["n"]])
-    builder.add_table(
-        "Per-class report",
-        ["class", "precision", "recall", "F1", "support"],
-        class_rows,
-        id="per-class",
-    )
+    return class_rows
+
+
+def _confusion_body(metrics: Mapping[str, Any], plots: Mapping[str, str | os.PathLike]) -> str:
+    """Counts and shares per true class side by side, then the plot when there is one."""
     cm = metrics["confusion_matrix"]
     labels = cm["labels"]
     cm_rows = [
@@ -405,14 +416,17 @@ def evaluation_report(
         + list(cm.get("normalized", [[None, None], [None, None]])[i])
         for i in range(2)
     ]
-    confusion_body = table_html(
+    body = table_html(
         ["", *(f"pred {n}" for n in labels), *(f"pred {n} (share)" for n in labels)], cm_rows
     )
     if "confusion" in plots:
-        confusion_body += figure_html(
-            plots["confusion"], PLOT_CAPTIONS["confusion"], alt="confusion"
-        )
-    builder.add_section("Confusion matrices", confusion_body, id="confusion")
+        body += figure_html(plots["confusion"], PLOT_CAPTIONS["confusion"], alt="confusion")
+    return body
+
+
+def _add_oracle(builder: ReportBuilder, metrics: Mapping[str, Any]) -> None:
+    """The threshold tuned on the test data itself, in a warning box: papers report it, so
+    readers ask for it, but it must never pass for an estimate on new data."""
     oracle = metrics.get("oracle") or {}
     builder.add_section(
         "Oracle threshold (not a valid estimate)",
@@ -420,7 +434,7 @@ def evaluation_report(
             "ORACLE: the threshold below was chosen on this test data itself. It shows how much "
             "a better threshold could gain, and matches papers that tune on test data, but it "
             "is optimistic and NOT a valid estimate of performance on new data. The metrics "
-            "above use the threshold from " + threshold_info.get("description", "the bundle") + "."
+            "above use the threshold from " + _threshold_origin(metrics) + "."
         )
         + table_html(
             ["oracle quantity", "value"],
@@ -433,9 +447,6 @@ def evaluation_report(
         id="oracle",
         css_class="warning",
     )
-    for section_id, (title, text) in PLACEHOLDERS.items():
-        builder.add_placeholder(section_id, title, text)
-    return builder
 
 
 def comparison_report(

@@ -20,6 +20,7 @@ import numpy as np
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import (
+    FileEmbeddings,
     embed_files,
     has_opentsne,
     plot_tsne,
@@ -156,93 +157,139 @@ class EmbeddingSection:
         metrics: dict[str, Any] = context["metrics"]
         out = Path(context["out_dir"])
         progress = bool(context.get("progress", False))
-        threshold = float(metrics["threshold"])
-        picked = subsample(len(scored), self.points, self.seed)
-        paths = [scored.paths[i] for i in picked]
-        labels = scored.labels[picked]
-        predicted = (scored.p_fake[picked] >= threshold).astype(int)
-        names = detector.meta.labels
-        main = embed_files(detector, paths, progress=progress)
+        sample = _TsneSample.pick(scored, self.points, self.seed, float(metrics["threshold"]))
+        main = embed_files(detector, sample.paths, progress=progress)
         backend = "openTSNE" if has_opentsne() else "scikit-learn"
         summary: dict[str, Any] = {"n": 0, "of": len(scored), "seed": self.seed}
         summary["backend"] = backend
         if self.compare is None:
-            points = tsne_2d(main.features, self.seed, progress=progress)
-            keep = main.indices
-            stats = plot_tsne(
-                points,
-                labels[keep],
-                predicted[keep],
-                out / "tsne.png",
-                title=f"t-SNE of penultimate features ({len(keep)} images)",
-                label_names=names,
-            )
-            summary.update(n=stats["n"], plot="tsne.png", model=_stats(stats))
-            caption = (
-                "t-SNE of the detector's penultimate-layer features, coloured by true label; "
-                f"x: misclassified at threshold {threshold:.4f}."
-            )
+            found, caption = self._one_map(detector, main, sample, out, progress)
         else:
-            other = self.compare
-            theirs = embed_files(other, paths, progress=progress, scores=True)
-            keep = sorted(set(main.indices) & set(theirs.indices))
-            mine_rows = _rows(main.indices, keep)
-            their_rows = _rows(theirs.indices, keep)
-            assert theirs.p_fake is not None
-            their_predicted = (theirs.p_fake[their_rows] >= other.threshold).astype(int)
-            mine = tsne_2d(main.features[mine_rows], self.seed, progress=progress)
-            their_points = tsne_2d(theirs.features[their_rows], self.seed, progress=progress)
-            their_name, my_name = _names(other, detector)
-            stats = plot_tsne_compare(
-                their_points,
-                mine,
-                labels[keep],
-                their_predicted,
-                predicted[keep],
-                out / "tsne_compare.png",
-                titles=(f"{their_name} (--compare)", f"{my_name} (evaluated)"),
-                title=f"t-SNE of penultimate features, the same {len(keep)} images",
-                label_names=names,
-            )
-            summary.update(
-                n=len(keep),
-                plot="tsne_compare.png",
-                model=_stats(stats["b"]),
-                compare={
-                    "bundle": str(other.bundle_path) if other.bundle_path else None,
-                    "name": their_name,
-                    "threshold": other.threshold,
-                    **_stats(stats["a"]),
-                },
-            )
-            caption = (
-                f"Left: {their_name} (--compare), at its own threshold {other.threshold:.4f}; "
-                f"right: {my_name}, the evaluated model, at {threshold:.4f}. Same images; "
-                "colour: true label; x: misclassified."
-            )
+            found, caption = self._two_maps(detector, self.compare, main, sample, out, progress)
+        summary.update(found)
         summary["subsampled"] = len(scored) > self.points
+        builder.add_section(
+            "Embeddings (t-SNE)", self._body(summary, caption, out), id="embeddings"
+        )
+        metrics["embeddings"] = summary
+
+    def _one_map(
+        self,
+        detector: Detector,
+        main: FileEmbeddings,
+        sample: _TsneSample,
+        out: Path,
+        progress: bool,
+    ) -> tuple[dict[str, Any], str]:
+        """tsne.png for the evaluated model alone: (summary entries, caption)."""
+        points = tsne_2d(main.features, self.seed, progress=progress)
+        keep = main.indices
+        stats = plot_tsne(
+            points,
+            sample.labels[keep],
+            sample.predicted[keep],
+            out / "tsne.png",
+            title=f"t-SNE of penultimate features ({len(keep)} images)",
+            label_names=detector.meta.labels,
+        )
+        caption = (
+            "t-SNE of the detector's penultimate-layer features, coloured by true label; "
+            f"x: misclassified at threshold {sample.threshold:.4f}."
+        )
+        return {"n": stats["n"], "plot": "tsne.png", "model": _stats(stats)}, caption
+
+    def _two_maps(
+        self,
+        detector: Detector,
+        other: Detector,
+        main: FileEmbeddings,
+        sample: _TsneSample,
+        out: Path,
+        progress: bool,
+    ) -> tuple[dict[str, Any], str]:
+        """tsne_compare.png: the --compare model and the evaluated one on the images both
+        could read, each model's mistakes at its own threshold: (summary entries, caption)."""
+        theirs = embed_files(other, sample.paths, progress=progress, scores=True)
+        keep = sorted(set(main.indices) & set(theirs.indices))
+        mine_rows = _rows(main.indices, keep)
+        their_rows = _rows(theirs.indices, keep)
+        assert theirs.p_fake is not None
+        their_predicted = (theirs.p_fake[their_rows] >= other.threshold).astype(int)
+        mine = tsne_2d(main.features[mine_rows], self.seed, progress=progress)
+        their_points = tsne_2d(theirs.features[their_rows], self.seed, progress=progress)
+        their_name, my_name = _names(other, detector)
+        stats = plot_tsne_compare(
+            their_points,
+            mine,
+            sample.labels[keep],
+            their_predicted,
+            sample.predicted[keep],
+            out / "tsne_compare.png",
+            titles=(f"{their_name} (--compare)", f"{my_name} (evaluated)"),
+            title=f"t-SNE of penultimate features, the same {len(keep)} images",
+            label_names=detector.meta.labels,
+        )
+        found = {
+            "n": len(keep),
+            "plot": "tsne_compare.png",
+            "model": _stats(stats["b"]),
+            "compare": {
+                "bundle": str(other.bundle_path) if other.bundle_path else None,
+                "name": their_name,
+                "threshold": other.threshold,
+                **_stats(stats["a"]),
+            },
+        }
+        caption = (
+            f"Left: {their_name} (--compare), at its own threshold {other.threshold:.4f}; "
+            f"right: {my_name}, the evaluated model, at {sample.threshold:.4f}. Same images; "
+            "colour: true label; x: misclassified."
+        )
+        return found, caption
+
+    def _body(self, summary: dict[str, Any], caption: str, out: Path) -> str:
+        """How to read the map (and how not to), what was mapped, and the figure."""
         body = paragraph(
             "Where the images sit in the detector's own feature space: separate clusters "
             "mean the features tell real from fake; mistakes show where they overlap. "
             "Distances between clusters in a t-SNE map mean little."
         )
+        subsampled = f" (random subsample, seed {self.seed})" if summary["subsampled"] else ""
         body += definition_list(
             [
+                ("images mapped", f"{summary['n']} of {summary['of']}" + subsampled),
                 (
-                    "images mapped",
-                    f"{summary['n']} of {len(scored)}"
-                    + (f" (random subsample, seed {self.seed})" if summary["subsampled"] else ""),
+                    "method",
+                    f"PCA to 50 dims, then t-SNE ({summary['backend']}, perplexity 30)",
                 ),
-                ("method", f"PCA to 50 dims, then t-SNE ({backend}, perplexity 30)"),
                 ("misclassified (x)", summary["model"]["misclassified"]),
             ]
         )
-        body += figure_html(out / summary["plot"], caption, alt="t-SNE")
-        builder.add_section("Embeddings (t-SNE)", body, id="embeddings")
-        metrics["embeddings"] = summary
+        return body + figure_html(out / summary["plot"], caption, alt="t-SNE")
 
 
-def subsample(n: int, k: int, seed: int) -> np.ndarray:
+@dataclass
+class _TsneSample:
+    """The images a t-SNE map shows (a seeded random subsample, so maps are reproducible and
+    t-SNE stays affordable), with their true and predicted labels at the report's threshold."""
+
+    paths: list[str]
+    labels: np.ndarray
+    predicted: np.ndarray
+    threshold: float
+
+    @classmethod
+    def pick(cls, scored: ScoredSet, points: int, seed: int, threshold: float) -> _TsneSample:
+        picked = sample_indices(len(scored), points, seed)
+        return cls(
+            paths=[scored.paths[i] for i in picked],
+            labels=scored.labels[picked],
+            predicted=(scored.p_fake[picked] >= threshold).astype(int),
+            threshold=threshold,
+        )
+
+
+def sample_indices(n: int, k: int, seed: int) -> np.ndarray:
     """Sorted indices of a seeded random ``k`` of ``n`` (all of them when n <= k)."""
     if n <= k:
         return np.arange(n)

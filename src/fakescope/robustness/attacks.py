@@ -11,6 +11,7 @@ fakescope model has, and torchattacks pins an old `requests`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -120,3 +121,12 @@ def attack(
             generator=generator,
         )
     raise ValueError(f"unknown attack {name!r}; choose fgsm or pgd")
+
+
+def eps_label(eps: float) -> str:
+    """eps as people quote it: '2/255' when it is a whole or half multiple of 1/255."""
+    k = eps * 255
+    if math.isclose(k, round(k * 2) / 2, abs_tol=1e-6) and k < 64:
+        k = round(k * 2) / 2
+        return f"{k:g}/255"
+    return f"{eps:g}"

@@ -18,6 +18,7 @@ from fakescope.evaluation.report import (
     paragraph,
     table_html,
 )
+from fakescope.robustness.attacks import eps_label
 
 BLOCK = (
     ("accuracy", "acc"),
@@ -32,8 +33,6 @@ def condition_label(row: Mapping[str, Any]) -> tuple[str, str]:
     if row["kind"] == "clean":
         return "clean", ""
     if row["kind"] == "attack":
-        from fakescope.robustness.evaluate import eps_label
-
         return row["name"], f"eps {eps_label(row['severity'])}"
     return row["name"], f"{row['unit']} {row['severity']:g}"
 

@@ -4,7 +4,7 @@ CORS, access logs and the web page. The CLI's ``fakescope serve`` only runs it i
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -33,26 +33,35 @@ if TYPE_CHECKING:
 
 STATIC_DIR = resources.files("fakescope") / "serve" / "static"
 
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "JPEG, PNG, WebP, BMP, TIFF or GIF images",
-                        }
-                    },
+
+def _upload_body(max_files: int) -> dict[str, Any]:
+    """The request body as the server parses it (:func:`read_uploads`): multipart with
+    1 to `max_files` non-empty files, so an OpenAPI client generates only requests it can expect to
+    succeed and knows an empty or oversized upload is an error (400 / 413)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {"type": "string", "format": "binary", "minLength": 1},
+                                "minItems": 1,
+                                "maxItems": max_files,
+                                "description": "JPEG, PNG, WebP, BMP, TIFF or GIF images",
+                            }
+                        },
+                    }
                 }
-            }
-        },
+            },
+        }
     }
-}
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "empty upload or malformed multipart body"},
     401: {"description": "missing or wrong API key"},
@@ -90,7 +99,7 @@ def model_summary(detector: Detector) -> dict[str, Any]:
     }
 
 
-def _api_key_check(settings: ServeSettings):
+def _api_key_check(settings: ServeSettings) -> Callable[[Request], Awaitable[None]]:
     expected = settings.api_key
 
     async def require_api_key(request: Request) -> None:
@@ -115,16 +124,37 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
     """The HTTP API and web page for one detector. The model thread starts with the app's
     lifespan (uvicorn, or ``with TestClient(app)``)."""
     settings = settings or ServeSettings()
+    batcher = _micro_batcher(detector, settings)
+    app = _bare_app(batcher, settings)
+    decode = _upload_decoder(detector, settings)
+    authorized = [Depends(_api_key_check(settings))]
+    _add_page_and_ops_routes(app, batcher)
+    _add_model_route(app, detector, authorized)
+    _add_predict_route(app, detector, settings, batcher, decode, authorized)
+    _add_explain_route(app, detector, settings, batcher, decode, authorized)
+    return app
+
+
+Decoder = Callable[[Upload], Awaitable[tuple["Image.Image", np.ndarray]]]
+"""Upload -> (decoded image, model input as uint8), run off the event loop."""
+
+
+def _micro_batcher(detector: Detector, settings: ServeSettings) -> MicroBatcher:
+    """One model thread that scores images from concurrent requests together; warmed up on
+    a blank image of the bundle's input size so the first request is not the slow one."""
     size = detector.preprocessing.input_size
-    batcher = MicroBatcher(
+    return MicroBatcher(
         lambda batch: score_batch(detector, batch),
         max_batch=settings.max_batch,
         max_wait=settings.max_wait_ms / 1000,
         queue_size=settings.queue_size,
         warmup=np.zeros((3, size, size), dtype=np.uint8),
     )
-    decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
-    summary = model_summary(detector)
+
+
+def _bare_app(batcher: MicroBatcher, settings: ServeSettings) -> FastAPI:
+    """The app with its lifespan (the model thread), error handlers, CORS and access log,
+    and no routes yet: everything every route relies on."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -153,7 +183,13 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
             expose_headers=["X-Request-ID", "X-P-Fake", "X-Label", "X-Unsure"],
         )
     app.add_middleware(AccessLogMiddleware)
-    authorized = [Depends(_api_key_check(settings))]
+    return app
+
+
+def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
+    """Decoding and resizing run in worker threads, at most ``decode_workers`` at a time:
+    they are CPU-bound and each may hold up to ``max_pixels`` in memory."""
+    decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
 
     def to_input(upload: Upload) -> tuple[Image.Image, np.ndarray]:
         image = decode_upload(upload, settings)
@@ -170,8 +206,16 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
     async def decode(upload: Upload) -> tuple[Image.Image, np.ndarray]:
         return await anyio.to_thread.run_sync(to_input, upload, limiter=decode_limiter)
 
-    def overloaded(exc: Overloaded) -> ApiError:
-        return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
+    return decode
+
+
+def _overloaded(exc: Overloaded) -> ApiError:
+    """A full model queue is the client's cue to retry, not a server error."""
+    return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
+
+
+def _add_page_and_ops_routes(app: FastAPI, batcher: MicroBatcher) -> None:
+    """The web page and the probes an orchestrator polls; none of them needs the API key."""
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -189,11 +233,28 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
+
+def _add_model_route(app: FastAPI, detector: Detector, authorized: list[Any]) -> None:
+    """GET /v1/model: the model card, so a client can tell which detector answered."""
+    summary = model_summary(detector)
+
     @app.get("/v1/model", tags=["model"], dependencies=authorized, summary="The model card")
     async def model_card() -> dict[str, Any]:
         info = detector.info()
         info.pop("bundle", None)  # a server path is nobody's business
         return {**info, "summary": summary, "model_card_markdown": render_model_card(detector.meta)}
+
+
+def _add_predict_route(
+    app: FastAPI,
+    detector: Detector,
+    settings: ServeSettings,
+    batcher: MicroBatcher,
+    decode: Decoder,
+    authorized: list[Any],
+) -> None:
+    """POST /v1/predict: every uploaded image decoded, then scored in the shared batches."""
+    summary = model_summary(detector)
 
     @app.post(
         "/v1/predict",
@@ -201,7 +262,7 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
         dependencies=authorized,
         response_model=PredictResponse,
         responses=_ERRORS,
-        openapi_extra=_UPLOAD_BODY,
+        openapi_extra=_upload_body(settings.max_files),
         summary="p(fake) and a verdict for one or more images",
     )
     async def predict(request: Request) -> dict[str, Any]:
@@ -211,7 +272,7 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
             try:
                 scores = await batcher.score([array for _, array in decoded], expected)
             except Overloaded as exc:
-                raise overloaded(exc) from None
+                raise _overloaded(exc) from None
         results = []
         for upload, p in zip(uploads, scores, strict=True):
             label, unsure = detector.verdict(p)
@@ -220,13 +281,25 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
             )
         return {"results": results, "model": summary}
 
+
+def _add_explain_route(
+    app: FastAPI,
+    detector: Detector,
+    settings: ServeSettings,
+    batcher: MicroBatcher,
+    decode: Decoder,
+    authorized: list[Any],
+) -> None:
+    """POST /v1/explain: a Grad-CAM PNG for one image, computed on the model thread alone
+    (it needs gradients, so it cannot join a scoring batch)."""
+
     @app.post(
         "/v1/explain",
         tags=["predict"],
         dependencies=authorized,
         responses={200: {"content": {"image/png": {}}}, **_ERRORS},
         response_class=Response,
-        openapi_extra=_UPLOAD_BODY,
+        openapi_extra=_upload_body(1),
         summary="Grad-CAM overlay (PNG) for one image: where the evidence for 'fake' lies",
     )
     async def explain(request: Request) -> Response:
@@ -243,7 +316,7 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
         try:
             png, p = await batcher.run_exclusive(lambda: explain_png(detector, image))
         except Overloaded as exc:
-            raise overloaded(exc) from None
+            raise _overloaded(exc) from None
         label, unsure = detector.verdict(p)
         headers = {
             "X-P-Fake": f"{p:.6f}",
@@ -252,5 +325,3 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
             "Cache-Control": "no-store",
         }
         return Response(png, media_type="image/png", headers=headers)
-
-    return app

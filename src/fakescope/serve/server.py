@@ -9,7 +9,7 @@ import os
 import sys
 
 from fakescope.serve.access_log import LOGGER_NAME
-from fakescope.serve.settings import ServeSettings
+from fakescope.serve.settings import ServeSettings, check_port
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
@@ -72,6 +72,7 @@ def run_server(
     from fakescope.detectors import Detector
     from fakescope.serve.app import create_app
 
+    check_port(port)
     configure_torch_threads(threads)
     return_large_blocks_to_the_os()
     detector = Detector.load(bundle, device="cpu", runtime=runtime)

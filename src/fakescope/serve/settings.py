@@ -51,3 +51,11 @@ class ServeSettings:
                 raise ConfigError(f"serve option {name} must be at least 1")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty: pass a non-empty --api-key or unset it")
+
+
+def check_port(port: int) -> int:
+    """`port` if a TCP port can be it; else a ConfigError at once, before the bundle loads
+    (uvicorn itself would print "running on :99999" and fail only when binding)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be a whole number from 1 to 65535, got {port!r}")
+    return port

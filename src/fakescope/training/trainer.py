@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
 from fakescope.models import create_model, model_defaults
-from fakescope.models.registry import classifier_parameters
+from fakescope.models.registry import backbone_parameters, classifier_parameters
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training import distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from fakescope.training.splits import prepare_split
+from fakescope.training.run_manifest import prepare_split
 
 
 class TrainingInterrupted(Exception):
@@ -128,6 +128,35 @@ def _interrupt_flag() -> Iterator[dict[str, bool]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class ScalarWriter(Protocol):
+    """TensorBoard's SummaryWriter, or distributed.NullWriter off the main process."""
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None: ...
+
+
+def parameter_groups(model: nn.Module) -> dict[str, list[nn.Parameter]]:
+    """The classifier ("head") and the backbone ("body") as the model registry defines them,
+    each split into weights that decay and biases and norms (1-D) that do not ("_nd").
+
+    The head trains alone during the frozen epochs and the body at its own learning rate
+    after, so the split must be exactly the registry's; parameter order within each group
+    stays the model's, which keeps optimizer state in checkpoints loadable.
+    """
+    names = {param: name for name, param in model.named_parameters()}
+
+    def decays(param: nn.Parameter) -> bool:
+        return not (param.ndim <= 1 or names[param].endswith(".bias"))
+
+    groups: dict[str, list[nn.Parameter]] = {}
+    for part, params in (
+        ("head", classifier_parameters(model)),
+        ("body", backbone_parameters(model)),
+    ):
+        groups[part] = [p for p in params if decays(p)]
+        groups[part + "_nd"] = [p for p in params if not decays(p)]
+    return groups
 
 
 class Trainer:
@@ -256,14 +285,7 @@ class Trainer:
         self.train_model = self.dist.wrap(
             self.model, self.device, find_unused=self.cfg.freeze_epochs > 0
         )
-        head_ids = {id(p) for p in classifier_parameters(self.model)}
-        groups: dict[str, list[nn.Parameter]] = {
-            k: [] for k in ("head", "head_nd", "body", "body_nd")
-        }
-        for name, param in self.model.named_parameters():
-            part = "head" if id(param) in head_ids else "body"
-            no_decay = param.ndim <= 1 or name.endswith(".bias")
-            groups[part + ("_nd" if no_decay else "")].append(param)
+        groups = parameter_groups(self.model)
         param_groups: list[dict[str, Any]] = [
             {"params": groups["head"], "name": "head"},
             {"params": groups["head_nd"], "name": "head", "weight_decay": 0.0},
@@ -469,99 +491,154 @@ class Trainer:
             return False
         return state["train_seconds"] + time.perf_counter() - started > self.cfg.max_minutes * 60
 
-    def _loop(self, state: dict[str, Any], aug_gen: torch.Generator, writer, flag) -> None:
-        steps = self._steps_per_epoch()
+    def _loop(
+        self,
+        state: dict[str, Any],
+        aug_gen: torch.Generator,
+        writer: ScalarWriter,
+        flag: dict[str, bool],
+    ) -> None:
+        """Epochs until the recipe's count, early stopping or the time budget; each one
+        trained, validated, compared with the best so far and checkpointed, so a resume
+        starts from the epoch after the last one finished."""
         steps_done_here = 0
         while state["epoch"] < self.cfg.epochs and not state["stopped_early"]:
             epoch = state["epoch"]
             if state["step_in_epoch"] == 0:
                 torch.manual_seed(self.cfg.seed * 7919 + epoch + 104_729 * self.dist.rank)
                 aug_gen = _epoch_generator(self.cfg.seed, epoch, 1)
-            self.model.train()
-            started = time.perf_counter()
-            bar = tqdm(
-                total=steps * min(self.cfg.batch_size, self.n_train),
-                initial=state["step_in_epoch"] * min(self.cfg.batch_size, self.n_train),
-                desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                unit="img",
-                unit_scale=True,
-                disable=not self.progress,
-                leave=False,
+            steps_done_here, epoch_seconds = self._train_epoch(
+                state, epoch, aug_gen, writer, flag, steps_done_here
             )
-            for images, labels in self._batches(epoch, state["step_in_epoch"]):
-                elapsed = state["train_seconds"] + time.perf_counter() - started
-                lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
-                batch = self.augment(images, aug_gen)
-                batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
-                loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
-                state["epoch_loss_sum"] += loss
-                state["step_in_epoch"] += 1
-                state["global_step"] += 1
-                steps_done_here += 1
-                bar.update(len(images))
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                if state["global_step"] % 20 == 0:
-                    writer.add_scalar("train/loss", loss, state["global_step"])
-                    writer.add_scalar("train/lr", lr, state["global_step"])
-                interrupted = flag["stop"] or (
-                    self.stop_after_steps is not None and steps_done_here >= self.stop_after_steps
-                )
-                out_of_time = self._out_of_time(state, started)
-                interrupted, out_of_time = self.dist.any(interrupted, out_of_time)
-                if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
-                    elapsed = time.perf_counter() - started
-                    self._save(
-                        {
-                            **state,
-                            "train_seconds": state["train_seconds"] + elapsed,
-                            "epoch_seconds": state["epoch_seconds"] + elapsed,
-                        },
-                        aug_gen,
-                    )
-                if interrupted:
-                    bar.close()
-                    raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch + 1}, step {state['step_in_epoch']}; "
-                        f"checkpoint saved in {self.ckpt_dir / 'last'}"
-                    )
-                if out_of_time:
-                    state["stopped_early"] = True
-                    break
-            bar.close()
-            elapsed = time.perf_counter() - started
-            state["train_seconds"] += elapsed
-            epoch_seconds = state["epoch_seconds"] + elapsed
-            steps_run = max(1, state["step_in_epoch"])
             val = self.dist.from_main(self._validate)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": state["epoch_loss_sum"] / steps_run,
-                "images_per_second": steps_run
-                * min(self.cfg.batch_size, self.n_train)
-                / max(epoch_seconds, 1e-9),
-                **{f"val_{k}": v for k, v in val.items()},
-            }
-            state["history"].append(record)
-            for key, value in record.items():
-                if key != "epoch" and value is not None:
-                    writer.add_scalar(f"epoch/{key}", value, epoch + 1)
-            if self.progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  "
-                    f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  "
-                    f"auc {val['roc_auc']:.5f}  ({record['images_per_second']:.0f} img/s)"
-                )
-            score = [val["roc_auc"] or 0.0, -val["loss"]]
-            if state["best_score"] is None or score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch + 1, epochs_since_best=0)
-                self._save_best()
-            else:
-                state["epochs_since_best"] += 1
-                patience = self.cfg.early_stopping_patience
-                if patience is not None and state["epochs_since_best"] >= patience:
-                    state["stopped_early"] = True
+            self._record_epoch(state, epoch, epoch_seconds, val, writer)
+            self._track_best(state, epoch, val)
             state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
             self._save(state, aug_gen)
+
+    def _train_epoch(
+        self,
+        state: dict[str, Any],
+        epoch: int,
+        aug_gen: torch.Generator,
+        writer: ScalarWriter,
+        flag: dict[str, bool],
+        steps_done_here: int,
+    ) -> tuple[int, float]:
+        """The rest of `epoch` from ``state["step_in_epoch"]`` (mid-epoch after a resume);
+        returns the steps run in this process so far and the epoch's training seconds.
+        Raises TrainingInterrupted, checkpoint saved, on Ctrl-C or ``stop_after_steps``."""
+        self.model.train()
+        started = time.perf_counter()
+        per_step = min(self.cfg.batch_size, self.n_train)
+        bar = tqdm(
+            total=self._steps_per_epoch() * per_step,
+            initial=state["step_in_epoch"] * per_step,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            unit="img",
+            unit_scale=True,
+            disable=not self.progress,
+            leave=False,
+        )
+        for images, labels in self._batches(epoch, state["step_in_epoch"]):
+            elapsed = state["train_seconds"] + time.perf_counter() - started
+            lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
+            batch = self.augment(images, aug_gen)
+            batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
+            loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
+            state["epoch_loss_sum"] += loss
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            steps_done_here += 1
+            bar.update(len(images))
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if state["global_step"] % 20 == 0:
+                writer.add_scalar("train/loss", loss, state["global_step"])
+                writer.add_scalar("train/lr", lr, state["global_step"])
+            interrupted = flag["stop"] or (
+                self.stop_after_steps is not None and steps_done_here >= self.stop_after_steps
+            )
+            out_of_time = self._out_of_time(state, started)
+            interrupted, out_of_time = self.dist.any(interrupted, out_of_time)
+            self._checkpoint_mid_epoch(state, epoch, aug_gen, started, interrupted, bar)
+            if out_of_time:
+                state["stopped_early"] = True
+                break
+        bar.close()
+        elapsed = time.perf_counter() - started
+        state["train_seconds"] += elapsed
+        return steps_done_here, state["epoch_seconds"] + elapsed
+
+    def _checkpoint_mid_epoch(
+        self,
+        state: dict[str, Any],
+        epoch: int,
+        aug_gen: torch.Generator,
+        started: float,
+        interrupted: bool,
+        bar: tqdm,
+    ) -> None:
+        """Every ``checkpoint_every_steps`` steps, and always before an interruption, save
+        an exact-resume checkpoint (time spent so far included); then stop if interrupted."""
+        if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
+            elapsed = time.perf_counter() - started
+            self._save(
+                {
+                    **state,
+                    "train_seconds": state["train_seconds"] + elapsed,
+                    "epoch_seconds": state["epoch_seconds"] + elapsed,
+                },
+                aug_gen,
+            )
+        if interrupted:
+            bar.close()
+            raise TrainingInterrupted(
+                f"interrupted at epoch {epoch + 1}, step {state['step_in_epoch']}; "
+                f"checkpoint saved in {self.ckpt_dir / 'last'}"
+            )
+
+    def _record_epoch(
+        self,
+        state: dict[str, Any],
+        epoch: int,
+        epoch_seconds: float,
+        val: dict[str, Any],
+        writer: ScalarWriter,
+    ) -> None:
+        """One history row (it ends up in metrics.json), TensorBoard scalars and a console
+        line: loss, speed and validation metrics of the finished epoch."""
+        steps_run = max(1, state["step_in_epoch"])
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": state["epoch_loss_sum"] / steps_run,
+            "images_per_second": steps_run
+            * min(self.cfg.batch_size, self.n_train)
+            / max(epoch_seconds, 1e-9),
+            **{f"val_{k}": v for k, v in val.items()},
+        }
+        state["history"].append(record)
+        for key, value in record.items():
+            if key != "epoch" and value is not None:
+                writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+        if self.progress:
+            tqdm.write(
+                f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  "
+                f"val loss {val['loss']:.4f}  acc {val['accuracy']:.4f}  "
+                f"auc {val['roc_auc']:.5f}  ({record['images_per_second']:.0f} img/s)"
+            )
+
+    def _track_best(self, state: dict[str, Any], epoch: int, val: dict[str, Any]) -> None:
+        """Keep the weights of the best epoch so far (validation ROC-AUC, then loss), and
+        stop early after ``early_stopping_patience`` epochs without a better one."""
+        score = [val["roc_auc"] or 0.0, -val["loss"]]
+        if state["best_score"] is None or score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1, epochs_since_best=0)
+            self._save_best()
+        else:
+            state["epochs_since_best"] += 1
+            patience = self.cfg.early_stopping_patience
+            if patience is not None and state["epochs_since_best"] >= patience:
+                state["stopped_early"] = True
 
     # -- the bundle -------------------------------------------------------------------
     def _finish(self, state: dict[str, Any]) -> TrainResult:

@@ -10,11 +10,11 @@ import numpy as np
 
 from fakescope.config import DataConfig
 from fakescope.data.sources import CsvSource, Item, Source
-from fakescope.data.split import kfold_items, split_items, write_manifest
+from fakescope.data.split_assignment import kfold_items, split_items, write_manifest
 from fakescope.errors import FakescopeError, SourceError
 
 
-def subsample(items: list[Item], max_items: int | None, seed: int) -> list[Item]:
+def stratified_subsample(items: list[Item], max_items: int | None, seed: int) -> list[Item]:
     """A stratified, seeded subsample (for quick recipes)."""
     if max_items is None or max_items >= len(items):
         return items
@@ -77,7 +77,7 @@ def prepare_split(
     """
     if manifest_path.is_file():
         return list(CsvSource(manifest_path).items)
-    items = subsample(labelled_items(source), data.max_items, seed)
+    items = stratified_subsample(labelled_items(source), data.max_items, seed)
     if source.has_splits and not folds:
         if not any(it.split == "val" for it in items):
             raise SourceError(f"{source.location}: the split column has no 'val' rows")

@@ -1,4 +1,4 @@
-"""Robustness of detectors: accuracy and ROC-AUC under corruptions and white-box attacks.
+"""The robustness sweep: accuracy and ROC-AUC of detectors under corruptions and white-box attacks.
 
 Corruptions act on the decoded image at its original resolution, and the bundle's own
 preprocessing follows, so each condition is what a user's degraded image goes through (for
@@ -11,7 +11,6 @@ the same (corrupted) images, giving one table with a column block per bundle.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,14 @@ from fakescope.robustness.corruptions import (
     SEVERITY_UNITS,
     apply_corruption,
 )
-from fakescope.training.splits import subsample
+from fakescope.robustness.plots import (
+    plot_attacks,
+    plot_corruption_examples,
+    plot_robustness,
+    save_attack_examples,
+)
+from fakescope.robustness.report import robustness_report
+from fakescope.training.run_manifest import stratified_subsample
 
 ATTACKS = ("fgsm", "pgd")
 #: The attack budgets measured by default (L-infinity, on the [0, 1] scale).
@@ -146,7 +152,7 @@ def select_subsample(
     source: Source, split: str | None, max_images: int | None, seed: int
 ) -> list[Item]:
     """Labelled items of `split`, stratified-subsampled to `max_images` under `seed`."""
-    return subsample(select_items(source, split), max_images, seed)
+    return stratified_subsample(select_items(source, split), max_images, seed)
 
 
 def _decode_chunk(source: Source, items: Sequence[Item]) -> list[np.ndarray | str]:
@@ -266,6 +272,21 @@ def _result(labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: dic
     return result
 
 
+@dataclass
+class _CleanAndCorruptedScores:
+    """What one pass over the images yields: p(fake) per (condition, detector), and which
+    images were read. Condition -1 is the clean images."""
+
+    scores: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict)
+    labels_parts: list[np.ndarray] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    example_rows: list[list[np.ndarray]] = field(default_factory=list)
+
+    def p_fake(self, cond_index: int, det_index: int) -> np.ndarray:
+        return np.concatenate(self.scores[(cond_index, det_index)])
+
+
 def robustness(
     detectors: Detector | Sequence[Detector],
     source_spec: str | os.PathLike,
@@ -283,12 +304,8 @@ def robustness(
     and the drop from clean.
     """
     config = config or RobustnessConfig()
-    detectors = [detectors] if isinstance(detectors, Detector) else list(detectors)
-    if not detectors:
-        raise ConfigError("robustness needs at least one detector")
-    if names is None:
-        names = model_names([d.bundle_path or f"model{i}" for i, d in enumerate(detectors)])
-    names = list(names)
+    detectors, names = _named_detectors(detectors, names)
+    # before any decoding: a detector that cannot be attacked says so at once
     targets = [attack_target(d) for d in detectors] if config.attacks else []
     source = open_source(source_spec)
     items = select_subsample(source, config.split, config.max_images, config.seed)
@@ -296,11 +313,58 @@ def robustness(
     out.mkdir(parents=True, exist_ok=True)
 
     conditions = config.conditions()
-    scores: dict[tuple[int, int], list[np.ndarray]] = {}  # (condition, detector) -> chunks
-    labels_parts: list[np.ndarray] = []
-    paths: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    example_rows: list[list[np.ndarray]] = []
+    scored = _score_clean_and_corrupted(detectors, source, items, conditions, config, progress)
+    labels = np.concatenate(scored.labels_parts)
+    rows = _corruption_rows(detectors, names, scored, labels, conditions)
+    clean_results = [rows[0]["results"][name] for name in names]
+
+    attack_rows: list[dict[str, Any]] = []
+    attack_examples: dict[str, Any] = {}
+    if config.attacks:
+        attack_rows, attack_examples = _run_attacks(
+            detectors,
+            names,
+            targets,
+            source,
+            scored.paths,
+            labels,
+            clean_results,
+            config,
+            out,
+            progress,
+        )
+    result = _result_document(detectors, names, source, labels, config, rows, scored.skipped)
+    result["attacks"]["rows"] = attack_rows
+    result["attacks"]["examples"] = attack_examples
+    _write_outputs(result, scored.example_rows, conditions, out)
+    return result
+
+
+def _named_detectors(
+    detectors: Detector | Sequence[Detector], names: Sequence[str] | None
+) -> tuple[list[Detector], list[str]]:
+    """One detector or several, each with its column name in the tables (from its bundle
+    path unless given), so a single bundle and a comparison go through the same code."""
+    detectors = [detectors] if isinstance(detectors, Detector) else list(detectors)
+    if not detectors:
+        raise ConfigError("robustness needs at least one detector")
+    if names is None:
+        names = model_names([d.bundle_path or f"model{i}" for i, d in enumerate(detectors)])
+    return detectors, list(names)
+
+
+def _score_clean_and_corrupted(
+    detectors: Sequence[Detector],
+    source: Source,
+    items: Sequence[Item],
+    conditions: Sequence[tuple[str, float]],
+    config: RobustnessConfig,
+    progress: bool,
+) -> _CleanAndCorruptedScores:
+    """Decode the images once per chunk, at full resolution, and score every detector on
+    the clean chunk and on each corruption of it: memory stays bounded by CHUNK images and
+    each image is decoded once however many conditions and detectors there are."""
+    scored = _CleanAndCorruptedScores()
     bar = tqdm(
         total=len(items) * (1 + len(conditions)),
         desc="corrupt+score",
@@ -308,66 +372,93 @@ def robustness(
         disable=not progress,
     )
     for chunk_index, chunk in enumerate(_chunks(items, CHUNK)):
-        decoded = _decode_chunk(source, chunk)
-        good = [
-            (it, arr) for it, arr in zip(chunk, decoded, strict=True) if not isinstance(arr, str)
-        ]
-        skipped += [
-            (it.path, arr) for it, arr in zip(chunk, decoded, strict=True) if isinstance(arr, str)
-        ]
-        images = [arr for _, arr in good]
-        chunk_labels = [it.label for it, _ in good]  # None (unlabelled) fails here
-        labels_parts.append(np.array(chunk_labels, dtype=int))
-        paths += [it.path for it, _ in good]
+        images = _decode_good(source, chunk, scored)
+        if not images:
+            bar.update(len(chunk) * (1 + len(conditions)))
+            continue
         for cond_index in range(-1, len(conditions)):
-            if not images:
-                break
-            if cond_index < 0:
-                variant = images
-            else:
-                name, severity = conditions[cond_index]
-                variant = corrupt_images(
-                    images, name, severity, seed=config.seed + 7919 * chunk_index + cond_index
-                )
+            variant = _variant(images, conditions, cond_index, config.seed, chunk_index)
             if chunk_index == 0:
-                example_rows.append(variant[:1])
+                scored.example_rows.append(variant[:1])
             for det_index, detector in enumerate(detectors):
                 batch = _preprocess(detector.preprocessing, variant)
                 p = _probabilities(detector, batch, config.batch_size)
-                scores.setdefault((cond_index, det_index), []).append(p)
+                scored.scores.setdefault((cond_index, det_index), []).append(p)
             bar.update(len(chunk))
-        if not images:
-            bar.update(len(chunk) * (1 + len(conditions)))
     bar.close()
-    if not paths:
+    if not scored.paths:
         raise FakescopeError(
             f"{source.location}: none of the {len(items)} selected images could be read"
         )
-    labels = np.concatenate(labels_parts)
+    return scored
 
-    rows: list[dict[str, Any]] = []
-    clean_results: list[dict] = []
+
+def _decode_good(
+    source: Source, chunk: Sequence[Item], scored: _CleanAndCorruptedScores
+) -> list[np.ndarray]:
+    """The chunk's readable images; their labels and paths, and the reasons the others
+    could not be read, are recorded in `scored` (a bad file never stops the sweep)."""
+    decoded = _decode_chunk(source, chunk)
+    good = [(it, arr) for it, arr in zip(chunk, decoded, strict=True) if not isinstance(arr, str)]
+    scored.skipped += [
+        (it.path, arr) for it, arr in zip(chunk, decoded, strict=True) if isinstance(arr, str)
+    ]
+    chunk_labels = [it.label for it, _ in good]  # None (unlabelled) fails here
+    scored.labels_parts.append(np.array(chunk_labels, dtype=int))
+    scored.paths += [it.path for it, _ in good]
+    return [arr for _, arr in good]
+
+
+def _variant(
+    images: list[np.ndarray],
+    conditions: Sequence[tuple[str, float]],
+    cond_index: int,
+    seed: int,
+    chunk_index: int,
+) -> list[np.ndarray]:
+    """The chunk under condition `cond_index` (-1: clean). The seed depends on the chunk and
+    the condition, so noise differs between chunks yet a rerun reproduces it exactly."""
+    if cond_index < 0:
+        return images
+    name, severity = conditions[cond_index]
+    return corrupt_images(images, name, severity, seed=seed + 7919 * chunk_index + cond_index)
+
+
+def _corruption_rows(
+    detectors: Sequence[Detector],
+    names: Sequence[str],
+    scored: _CleanAndCorruptedScores,
+    labels: np.ndarray,
+    conditions: Sequence[tuple[str, float]],
+) -> list[dict[str, Any]]:
+    """The clean row first, then one row per corruption and severity, whose drops are
+    measured against that detector's clean row (always at the bundle's own threshold)."""
     clean = _row("clean", "clean", None, None)
     for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
-        p = np.concatenate(scores[(-1, det_index)])
+        p = scored.p_fake(-1, det_index)
         clean["results"][name] = _result(labels, p, detector.threshold, None)
-        clean_results.append(clean["results"][name])
-    rows.append(clean)
+    rows = [clean]
     for cond_index, (corruption, severity) in enumerate(conditions):
         row = _row("corruption", corruption, severity, SEVERITY_UNITS.get(corruption))
         for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
-            p = np.concatenate(scores[(cond_index, det_index)])
-            row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
+            p = scored.p_fake(cond_index, det_index)
+            row["results"][name] = _result(labels, p, detector.threshold, clean["results"][name])
         rows.append(row)
+    return rows
 
-    attack_rows: list[dict[str, Any]] = []
-    attack_examples: dict[str, Any] = {}
-    if config.attacks:
-        attack_rows, attack_examples = _run_attacks(
-            detectors, names, targets, source, paths, labels, clean_results, config, out, progress
-        )
 
-    result: dict[str, Any] = {
+def _result_document(
+    detectors: Sequence[Detector],
+    names: Sequence[str],
+    source: Source,
+    labels: np.ndarray,
+    config: RobustnessConfig,
+    rows: list[dict[str, Any]],
+    skipped: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """robustness.json's content: the tables plus everything needed to read them later
+    (data, models and their thresholds, the conditions' units, the attack space)."""
+    return {
         "source": str(source.location),
         "split": config.split,
         "n": int(len(labels)),
@@ -396,28 +487,33 @@ def robustness(
             "step_size": config.step_size,
             "space": "the model's input image in [0, 1] (after the bundle's resize), float; "
             "eps is L-infinity on that scale",
-            "rows": attack_rows,
-            "examples": attack_examples,
+            "rows": [],
+            "examples": {},
         },
         "unreadable": [{"path": p, "reason": r} for p, r in skipped],
     }
-    from fakescope.robustness import plots as RP
 
-    plots = {"robustness": RP.plot_robustness(result, out / "robustness.png")}
+
+def _write_outputs(
+    result: dict[str, Any],
+    example_rows: Sequence[Sequence[np.ndarray]],
+    conditions: Sequence[tuple[str, float]],
+    out: Path,
+) -> None:
+    """Plots, report.html and robustness.json; the JSON is written last, so its presence
+    means the run finished. `result` gains the plots' and report's file names."""
+    plots = {"robustness": plot_robustness(result, out / "robustness.png")}
     if example_rows and conditions:
         labels_text = ["clean"] + [f"{c} {s:g}" for c, s in conditions]
-        plots["corruption_examples"] = RP.plot_corruption_examples(
+        plots["corruption_examples"] = plot_corruption_examples(
             [r[0] for r in example_rows], labels_text, out / "corruption_examples.png"
         )
-    if attack_rows:
-        plots["attacks"] = RP.plot_attacks(result, out / "attacks.png")
+    if result["attacks"]["rows"]:
+        plots["attacks"] = plot_attacks(result, out / "attacks.png")
     result["plots"] = {k: v.name for k, v in plots.items()}
     result["report"] = "report.html"
-    from fakescope.robustness.report import robustness_report
-
-    robustness_report(result, {k: v for k, v in plots.items()}, out).write(out / "report.html")
+    robustness_report(result, dict(plots), out).write(out / "report.html")
     (out / "robustness.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
 def _run_attacks(
@@ -433,28 +529,20 @@ def _run_attacks(
     progress: bool,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """One row per (attack, eps), each model attacked white-box through its own gradient."""
-    from fakescope.robustness.plots import save_attack_examples
-
     by_path = {it.path: it for it in source.items}
     items = [by_path[p] for p in paths]
     rows = {(a, e): _row("attack", a, e, "eps") for a in config.attacks for e in config.eps}
     examples: dict[str, Any] = {}
-    y = torch.from_numpy(labels).float()
     total = len(items) * len(rows) * len(detectors)
     bar = tqdm(total=total, desc="attack", unit="img", disable=not progress)
+    # example images (both classes, alternating) go first, so they are among the kept
+    keep = min(config.examples, len(items))
+    order = _example_order(labels, keep)
+    y_ordered = torch.from_numpy(labels).float()[order]
     for det_index, (name, detector, target) in enumerate(
         zip(names, detectors, targets, strict=True)
     ):
-        pre = target[2]
-        arrays = []
-        for chunk in _chunks(items, CHUNK):
-            decoded = _decode_chunk(source, chunk)
-            arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
-        # example images (both classes, alternating) go first, so they are among the kept
-        keep = min(config.examples, len(items))
-        order = _example_order(labels, keep)
-        x01 = torch.cat(arrays)[order].float() / 255.0
-        y_ordered = y[order]
+        x01 = _attack_inputs(source, items, target[2], order)
         for (attack_name, eps), row in rows.items():
             p, adv = _attacked_probabilities(
                 target,
@@ -472,7 +560,6 @@ def _run_attacks(
             row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
             bar.update(len(items))
             if keep and eps == max(config.eps):
-                clean_p = detector.probabilities((x01[:keep] * 255).round().to(torch.uint8))
                 examples.setdefault(name, {})[attack_name] = save_attack_examples(
                     x01[:keep],
                     adv,
@@ -480,11 +567,24 @@ def _run_attacks(
                     out / "examples",
                     prefix=f"{_safe(name)}_{attack_name}",
                     labels=labels[order[:keep]],
-                    p_clean=clean_p,
+                    p_clean=detector.probabilities((x01[:keep] * 255).round().to(torch.uint8)),
                     p_adv=p[order[:keep]],
                 )
     bar.close()
     return list(rows.values()), examples
+
+
+def _attack_inputs(
+    source: Source, items: Sequence[Item], pre: Preprocessing, order: np.ndarray
+) -> torch.Tensor:
+    """The readable images in the attacked model's input space ([0, 1], its input size), in
+    `order`. Decoded again per model: models may differ in input size, and keeping every
+    full-resolution image from the corruption pass would not bound memory."""
+    arrays = []
+    for chunk in _chunks(items, CHUNK):
+        decoded = _decode_chunk(source, chunk)
+        arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
+    return torch.cat(arrays)[order].float() / 255.0
 
 
 def _example_order(labels: np.ndarray, keep: int) -> np.ndarray:
@@ -502,12 +602,3 @@ def _example_order(labels: np.ndarray, keep: int) -> np.ndarray:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
-def eps_label(eps: float) -> str:
-    """eps as people quote it: '2/255' when it is a whole or half multiple of 1/255."""
-    k = eps * 255
-    if math.isclose(k, round(k * 2) / 2, abs_tol=1e-6) and k < 64:
-        k = round(k * 2) / 2
-        return f"{k:g}/255"
-    return f"{eps:g}"
