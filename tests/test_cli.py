@@ -108,9 +108,11 @@ def test_predict_formats(trained: Path, toy_folder: Path, tmp_path: Path) -> Non
     assert len(rows) == 41
     bad = [r for r in rows if r["error"]]
     assert len(bad) == 1 and bad[0]["path"].endswith("notes.jpg")
-    assert set(rows[0]) == {"path", "p_fake", "label", "unsure", "error"}
+    # the five fields consumers read come first; provenance and domain fields follow
+    assert list(rows[0])[:5] == ["path", "p_fake", "label", "unsure", "error"]
+    assert {"p_fake_pixels", "evidence", "unsure_reason", "domain_score"} <= set(rows[0])
     csv_text = fakescope("predict", "-b", bundle, toy_folder / "fake", "-f", "csv").stdout
-    assert csv_text.splitlines()[0] == "path,p_fake,label,unsure,error"
+    assert csv_text.splitlines()[0].startswith("path,p_fake,label,unsure,error,")
     table = fakescope("predict", "-b", bundle, toy_folder / "real" / "0000.png").stdout
     assert "0000.png" in table
     fakescope("predict", "-b", bundle, toy_folder, "-f", "json", "--out", tmp_path / "p.json")

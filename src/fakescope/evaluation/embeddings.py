@@ -99,7 +99,8 @@ def embed_uint8(
 
 
 def _feature_dim(detector: Detector) -> int:
-    return int(getattr(detector.torch_model("embeddings", needs="embed"), "num_features", 0))
+    model: Any = detector.torch_model("embeddings", needs="embed")
+    return int(model.num_features)  # every registered model has timm's num_features
 
 
 def embed_images(

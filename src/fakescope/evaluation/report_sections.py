@@ -51,14 +51,11 @@ ROW_CAPTIONS = {
 
 def _no_single_model(detector: Detector) -> str | None:
     """Why Grad-CAM and penultimate features are unavailable for `detector`, or None."""
-    if hasattr(detector, "members"):
-        return (
-            "Not available for an ensemble bundle: Grad-CAM and embeddings need one model. "
-            "Evaluate a member bundle to see them."
-        )
-    if getattr(detector, "runtime", "torch") != "torch":
-        return "Not available on the ONNX runtime: Grad-CAM and embeddings need the torch model."
-    return None
+    caps = detector.capabilities
+    if caps.can_explain and caps.can_embed:
+        return None
+    why = caps.why_not.get("explain") or caps.why_not.get("embed") or "not this detector"
+    return f"Not available: {why}."
 
 
 @dataclass
@@ -84,8 +81,7 @@ class ExplanationSection:
         scored: ScoredSet = context["scored"]
         metrics: dict[str, Any] = context["metrics"]
         threshold = float(metrics["threshold"])
-        assert detector.model is not None, "Grad-CAM needs a torch model"
-        layers = resolve_layers(detector.model, self.layers)
+        layers = resolve_layers(detector.torch_model("Grad-CAM"), self.layers)
         rows = gallery_rows(
             detector,
             scored.paths,

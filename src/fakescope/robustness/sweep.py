@@ -206,14 +206,10 @@ def attack_target(detector: Detector) -> AttackTarget:
     """(module, normalize, preprocessing, temperature) for white-box attacks on `detector`.
 
     `module(normalize(x01))` is the detector's fake-logit for images `x01` in [0, 1] at the
-    preprocessing's input size. Ensembles provide their own (gradients through all members).
+    preprocessing's input size; ensembles give gradients through all members, and kinds
+    without gradients (onnxruntime) refuse with the reason.
     """
-    own = getattr(detector, "attack_target", None)
-    if callable(own):
-        return own()
-    pre = detector.preprocessing
-    assert detector.model is not None, "white-box attacks need a torch model"
-    return detector.model, lambda x: pre.normalize(x * 255.0), pre, detector.meta.temperature
+    return detector.attack_target()
 
 
 def _attacked_probabilities(

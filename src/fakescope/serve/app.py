@@ -303,14 +303,9 @@ def _add_explain_route(
         summary="Grad-CAM overlay (PNG) for one image: where the evidence for 'fake' lies",
     )
     async def explain(request: Request) -> Response:
-        if detector.runtime != "torch" or hasattr(detector, "members"):  # onnx or ensemble
-            raise ApiError(
-                409,
-                "explain_unavailable",
-                "Grad-CAM needs a single-model bundle on the torch runtime; this server runs "
-                f"{'an ensemble' if detector.runtime == 'torch' else 'onnxruntime'} "
-                "(POST /v1/predict still works)",
-            )
+        if not detector.capabilities.can_explain:
+            why = detector.capabilities.why_not.get("explain", "this detector cannot")
+            raise ApiError(409, "explain_unavailable", f"{why} (POST /v1/predict still works)")
         (upload,) = await read_uploads(request, settings, 1)
         image, _ = await decode(upload)
         try:
