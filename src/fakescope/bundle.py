@@ -402,6 +402,7 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
 # -- shipped detectors and names -----------------------------------------------------------
 SHIPPED_DETECTORS: dict[str, str] = {
     "default": "default_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
+    "cifake": "default_detector",  # the same detector, by what it knows
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
 }
 """Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept."""
