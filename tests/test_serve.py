@@ -61,9 +61,11 @@ def test_predict_matches_the_library_for_several_images(server: str, detector: D
     expected = detector.predict([data for _, data in images])
     assert [r["filename"] for r in body["results"]] == ["a.jpg", "b.png"]
     for result, reference in zip(body["results"], expected, strict=True):
-        assert result["p_fake"] == pytest.approx(reference.p_fake, abs=1e-5)
-        assert result["label"] == reference.label
-        assert result["unsure"] == reference.unsure
+        want = reference.to_dict()
+        for key in ("p_fake", "p_fake_pixels"):
+            assert result.pop(key) == pytest.approx(want.pop(key), abs=1e-5)
+        assert want.pop("path") is not None and want.pop("error") is None
+        assert {k: v for k, v in result.items() if k != "filename"} == want
     assert body["model"]["threshold"] == pytest.approx(detector.threshold)
     assert body["model"]["unsure_band"] == pytest.approx(list(detector.meta.unsure_band))
     assert body["model"]["input_size"] == detector.preprocessing.input_size == 64
