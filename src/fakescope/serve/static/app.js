@@ -62,7 +62,7 @@ const TRUST = {
   trusted: "trusted signer",
   valid: "valid signature · signer on no trust list we hold",
   certificate_problem: "certificate problem · the label may still be honest",
-  integrity_failure: "integrity failure · changed after signing",
+  integrity_failure: "integrity failure · the signature no longer matches",
 };
 const SIGNALS = {
   c2pa: "C2PA Content Credentials",
