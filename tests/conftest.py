@@ -61,3 +61,21 @@ def provenance_fixtures() -> Path:
     if not (path / "SOURCES.md").is_file():
         pytest.skip(f"provenance fixtures not available at {path}")
     return path
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def domain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained bundle whose domain model is fitted on toy images (as in
+    test_domain_bundle): a saturated solid colour (`out_of_domain_image`) is far outside it."""
+    from test_robustness_eval import tiny_bundle
+
+    from fakescope.evaluation.domain import fit_bundle_domain
+
+    root = tmp_path_factory.mktemp("serve_domain")
+    data = make_dataset(root / "data", layout="folder", n_per_class=60)
+    bundle = tiny_bundle(root / "bundle")
+    fit_bundle_domain(bundle, data, progress=False, quantile=0.9)
+    return bundle

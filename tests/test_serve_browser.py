@@ -8,9 +8,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from liveserver import cli_server
+from liveserver import cli_server, thread_server
+from PIL import Image
 
-from fakescope.detectors import Detector
+from fakescope.detectors import Detector, load_detector
+from fakescope.inference import OUT_OF_DOMAIN
+from fakescope.serve import ServeSettings, create_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -85,4 +88,79 @@ def test_page_shows_verdict_probability_band_and_overlay(
         bad.wait_for()
         assert "not an image" in bad.locator("[data-testid=error]").inner_text()
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        page.close()
+
+
+def _scored_card(page):
+    card = page.locator("[data-testid=result]").first
+    page.wait_for_function(
+        "() => { const c = document.querySelector('[data-testid=result]');"
+        " return c && c.dataset.status; }"
+    )
+    assert card.get_attribute("data-status") == "scored", card.inner_text()
+    return card
+
+
+def test_page_shows_content_credentials_and_no_provenance(
+    browser, provenance_fixtures: Path, tmp_path: Path
+) -> None:
+    detector = Detector.load(device="cpu")
+    dalle = provenance_fixtures / "c2pa_openai_dalle3_2024.webp"
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), (90, 140, 200)).save(plain)
+    with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#file-input", str(dalle))
+        card = _scored_card(page)
+        panel = card.locator("[data-testid=provenance]")
+        assert panel.locator("h3").inner_text() == "Content Credentials and metadata"
+        row = panel.locator("[data-testid=evidence][data-claim=ai_generated]")
+        assert row.locator("[data-testid=claim]").inner_text() == "AI-generated"
+        assert "DALL" in row.locator("[data-testid=by]").inner_text()
+        assert row.get_attribute("data-trust") in ("trusted", "valid")
+        assert "signature" in row.locator("[data-testid=trust]").inner_text()
+        assert "OpenAI" in row.locator("[data-testid=detail]").inner_text()
+        assert not panel.locator("[data-testid=no-evidence]").is_visible()
+        assert card.locator("[data-testid=verdict]").inner_text().startswith("fake")
+        page.screenshot(path=str(tmp_path / "c2pa.png"), full_page=True)
+
+        page.set_input_files("#file-input", str(plain))  # the newest card comes first
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
+        )
+        none = page.locator("[data-testid=result]").first.locator("[data-testid=no-evidence]")
+        assert none.is_visible()
+        assert "that is not evidence of anything" in none.inner_text()
+        page.close()
+
+
+def test_page_says_unsure_out_of_domain_not_fake_or_real(
+    browser, domain_bundle: Path, tmp_path: Path
+) -> None:
+    detector = load_detector(domain_bundle, device="cpu")
+    solid = tmp_path / "solid.png"
+    Image.new("RGB", (96, 96), (255, 0, 255)).save(solid)
+    (expected,) = detector.predict([solid])
+    assert expected.unsure_reason == OUT_OF_DOMAIN  # the premise of this test
+    with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function(
+            "!document.getElementById('model-info').textContent.includes('loading')"
+        )
+        assert "unlike its training data" in page.locator("#model-info").inner_text()
+        page.set_input_files("#file-input", str(solid))
+        card = _scored_card(page)
+        assert card.get_attribute("data-unsure") == "true"
+        verdict = card.locator("[data-testid=verdict]").inner_text()
+        assert verdict == "Unsure" and "fake" not in verdict and "real" not in verdict
+        reason = card.locator("[data-testid=unsure-reason]")
+        assert reason.is_visible()
+        assert reason.inner_text() == "Unsure: unlike anything this detector was trained on"
+        domain = card.locator("[data-testid=domain]")
+        assert f"{expected.domain_score:.2f}" in domain.inner_text()
+        assert "out of domain" in domain.inner_text()
+        assert card.locator(".overlay-anyway").is_visible()  # no heat map unless asked
+        page.screenshot(path=str(tmp_path / "ood.png"), full_page=True)
         page.close()

@@ -3,9 +3,11 @@ CORS, access logs and the web page. The CLI's ``fakescope serve`` only runs it i
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +20,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from fakescope import __version__
+from fakescope.inference import verdict
 from fakescope.model_card import render_model_card
+from fakescope.provenance import Evidence, read_provenance
 from fakescope.serve.access_log import AccessLogMiddleware
 from fakescope.serve.batcher import MicroBatcher, Overloaded
 from fakescope.serve.errors import ApiError, install_error_handlers
-from fakescope.serve.scoring import explain_png, score_batch
+from fakescope.serve.scoring import ImageScore, explain_png, per_image, score_batch
 from fakescope.serve.settings import ServeSettings
 from fakescope.serve.uploads import Upload, decode_upload, read_uploads
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from fakescope.detectors import Detector
 
 STATIC_DIR = resources.files("fakescope") / "serve" / "static"
+log = logging.getLogger(__name__)
 
 
 def _upload_body(max_files: int) -> dict[str, Any]:
@@ -72,11 +77,55 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class EvidenceItem(BaseModel):
+    """One thing the file says about its origin (``fakescope.provenance.Evidence``)."""
+
+    signal: str = Field(description="where it was read: c2pa, xmp, metadata or watermark")
+    claim: str = Field(
+        description="what it says: ai_generated, ai_edited, captured, tampered, "
+        "remote_manifest or signed (a manifest stating neither AI nor capture)"
+    )
+    by: str | None = Field(description="the generator, signer or tool it names, if any")
+    trust: str | None = Field(
+        description="signed evidence: trusted, valid, certificate_problem or "
+        "integrity_failure; null for unsigned metadata and watermarks"
+    )
+    detail: str = Field(description="one human-readable sentence for analysts")
+    decisive: bool = Field(description="strong enough to override the pixel score")
+    raw: dict[str, Any] = Field(description="reader-specific facts (validation codes, ...)")
+
+
 class Verdict(BaseModel):
     filename: str
-    p_fake: float = Field(description="calibrated probability that the image is fake")
-    label: str = Field(description="the bundle's label at its decision threshold")
-    unsure: bool = Field(description="p_fake lies inside the bundle's unsure band")
+    p_fake: float = Field(
+        description="final calibrated probability that the image is fake: the pixel score "
+        "combined with the file's provenance evidence"
+    )
+    label: str = Field(description="the bundle's label for p_fake at its decision threshold")
+    unsure: bool = Field(
+        description="the verdict is not to be relied on: see unsure_reason (inside the "
+        "unsure band, or unlike the detector's training data)"
+    )
+    unsure_reason: str | None = Field(description="why the verdict is unsure; null if it is not")
+    p_fake_pixels: float = Field(description="the detector's own score from the pixels alone")
+    domain_score: float | None = Field(
+        description="distance to the detector's training data / its threshold: at most 1 is "
+        "in-domain; null when the bundle has no domain model"
+    )
+    in_domain: bool | None = Field(
+        description="domain_score <= 1; null when the bundle has no domain model"
+    )
+    max_crop_p_fake: float | None = Field(
+        description="p(fake) of the most suspicious crop, for detectors that score several "
+        "native-resolution crops; null otherwise"
+    )
+    evidence: list[EvidenceItem] = Field(
+        description="the file's provenance (C2PA Content Credentials, XMP/IPTC, generator "
+        "metadata, watermarks); empty when it carries none, which is evidence of nothing"
+    )
+    disagreement: str | None = Field(
+        description="set when the pixels and the provenance point different ways"
+    )
 
 
 class PredictResponse(BaseModel):
@@ -85,8 +134,10 @@ class PredictResponse(BaseModel):
 
 
 def model_summary(detector: Detector) -> dict[str, Any]:
-    """The facts a client needs next to a verdict: which model, its threshold and band."""
+    """The facts a client needs next to a verdict: which model, its threshold and band,
+    whether it knows its domain, and what it can do (e.g. Grad-CAM)."""
     meta = detector.meta
+    caps = detector.capabilities
     return {
         "title": meta.card.get("title", meta.architecture),
         "architecture": meta.architecture,
@@ -96,6 +147,13 @@ def model_summary(detector: Detector) -> dict[str, Any]:
         "unsure_band": list(meta.unsure_band),
         "data_fingerprint": meta.data_fingerprint,
         "created": meta.created,
+        "domain": dict(meta.domain) if meta.domain else None,
+        "capabilities": {
+            "can_explain": caps.can_explain,
+            "can_embed": caps.can_embed,
+            "has_gradients": caps.has_gradients,
+            "runtime": caps.runtime,
+        },
     }
 
 
@@ -135,24 +193,34 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Fas
     return app
 
 
-Decoder = Callable[[Upload], Awaitable[tuple["Image.Image", np.ndarray]]]
-"""Upload -> (decoded image, model input as uint8), run off the event loop."""
+@dataclass
+class Decoded:
+    """An upload ready to score: the decoded image, its model input (`Detector.prepare`)
+    and, when asked for, what its bytes say about its provenance."""
+
+    image: Image.Image
+    array: np.ndarray
+    evidence: list[Evidence]
 
 
-def _micro_batcher(detector: Detector, settings: ServeSettings) -> MicroBatcher:
+Decoder = Callable[..., Awaitable[Decoded]]
+"""(upload, provenance=bool) -> :class:`Decoded`, run off the event loop."""
+Batcher = MicroBatcher[ImageScore]
+
+
+def _micro_batcher(detector: Detector, settings: ServeSettings) -> Batcher:
     """One model thread that scores images from concurrent requests together; warmed up on
-    a blank image of the bundle's input size so the first request is not the slow one."""
-    size = detector.preprocessing.input_size
+    a blank input of the bundle's shape so the first request is not the slow one."""
     return MicroBatcher(
-        lambda batch: score_batch(detector, batch),
+        lambda arrays: per_image(score_batch(detector, arrays)),
         max_batch=settings.max_batch,
         max_wait=settings.max_wait_ms / 1000,
         queue_size=settings.queue_size,
-        warmup=np.zeros((3, size, size), dtype=np.uint8),
+        warmup=np.zeros(detector.preprocessing.array_shape, dtype=np.uint8),
     )
 
 
-def _bare_app(batcher: MicroBatcher, settings: ServeSettings) -> FastAPI:
+def _bare_app(batcher: Batcher, settings: ServeSettings) -> FastAPI:
     """The app with its lifespan (the model thread), error handlers, CORS and access log,
     and no routes yet: everything every route relies on."""
 
@@ -187,14 +255,15 @@ def _bare_app(batcher: MicroBatcher, settings: ServeSettings) -> FastAPI:
 
 
 def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
-    """Decoding and resizing run in worker threads, at most ``decode_workers`` at a time:
-    they are CPU-bound and each may hold up to ``max_pixels`` in memory."""
+    """Decoding, resizing and reading provenance run in worker threads, at most
+    ``decode_workers`` at a time: they are CPU-bound and each may hold up to ``max_pixels``
+    in memory."""
     decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
 
-    def to_input(upload: Upload) -> tuple[Image.Image, np.ndarray]:
+    def to_input(upload: Upload, provenance: bool) -> Decoded:
         image = decode_upload(upload, settings)
         try:
-            return image, detector.preprocessing.to_uint8(image)
+            array = detector.prepare(image)
         except Exception as exc:  # exotic sizes that decode but cannot be resized
             raise ApiError(
                 422,
@@ -202,11 +271,23 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
                 f"{upload.filename}: cannot resize the image ({exc})",
                 filename=upload.filename,
             ) from None
+        evidence = _provenance(upload) if provenance else []
+        return Decoded(image, array, evidence)
 
-    async def decode(upload: Upload) -> tuple[Image.Image, np.ndarray]:
-        return await anyio.to_thread.run_sync(to_input, upload, limiter=decode_limiter)
+    async def decode(upload: Upload, *, provenance: bool = True) -> Decoded:
+        return await anyio.to_thread.run_sync(to_input, upload, provenance, limiter=decode_limiter)
 
     return decode
+
+
+def _provenance(upload: Upload) -> list[Evidence]:
+    """The upload's provenance evidence. `read_provenance` never raises by contract; should
+    a reader break anyway, a file we could not read is evidence of nothing, not a 500."""
+    try:
+        return read_provenance(upload.data, upload.filename)
+    except Exception:
+        log.exception("provenance reader failed on %s; scoring the pixels alone", upload.filename)
+        return []
 
 
 def _overloaded(exc: Overloaded) -> ApiError:
@@ -214,7 +295,7 @@ def _overloaded(exc: Overloaded) -> ApiError:
     return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
 
 
-def _add_page_and_ops_routes(app: FastAPI, batcher: MicroBatcher) -> None:
+def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher) -> None:
     """The web page and the probes an orchestrator polls; none of them needs the API key."""
 
     @app.get("/", include_in_schema=False)
@@ -240,20 +321,27 @@ def _add_model_route(app: FastAPI, detector: Detector, authorized: list[Any]) ->
 
     @app.get("/v1/model", tags=["model"], dependencies=authorized, summary="The model card")
     async def model_card() -> dict[str, Any]:
-        info = detector.info()
+        info = detector.info()  # includes the capabilities
         info.pop("bundle", None)  # a server path is nobody's business
-        return {**info, "summary": summary, "model_card_markdown": render_model_card(detector.meta)}
+        return {
+            **info,
+            "domain": summary["domain"],  # null when the bundle cannot tell its domain
+            "summary": summary,
+            "model_card_markdown": render_model_card(detector.meta),
+        }
 
 
 def _add_predict_route(
     app: FastAPI,
     detector: Detector,
     settings: ServeSettings,
-    batcher: MicroBatcher,
+    batcher: Batcher,
     decode: Decoder,
     authorized: list[Any],
 ) -> None:
-    """POST /v1/predict: every uploaded image decoded, then scored in the shared batches."""
+    """POST /v1/predict: every uploaded image decoded and its provenance read, its pixels
+    scored in the shared batches, then both joined by `fakescope.inference.verdict` (the
+    rule the CLI and Python API use)."""
     summary = model_summary(detector)
 
     @app.post(
@@ -263,22 +351,28 @@ def _add_predict_route(
         response_model=PredictResponse,
         responses=_ERRORS,
         openapi_extra=_upload_body(settings.max_files),
-        summary="p(fake) and a verdict for one or more images",
+        summary="p(fake), a verdict and the provenance evidence for one or more images",
     )
     async def predict(request: Request) -> dict[str, Any]:
         uploads = await read_uploads(request, settings, settings.max_files)
         with batcher.expect(len(uploads)) as expected:  # the model thread waits for these
             decoded = [await decode(upload) for upload in uploads]
             try:
-                scores = await batcher.score([array for _, array in decoded], expected)
+                scores = await batcher.score([d.array for d in decoded], expected)
             except Overloaded as exc:
                 raise _overloaded(exc) from None
         results = []
-        for upload, p in zip(uploads, scores, strict=True):
-            label, unsure = detector.verdict(p)
-            results.append(
-                {"filename": upload.filename, "p_fake": p, "label": label, "unsure": unsure}
-            )
+        for upload, item, score in zip(uploads, decoded, scores, strict=True):
+            prediction = verdict(
+                detector,
+                upload.filename,
+                score.p_fake,
+                item.evidence,
+                domain_score=score.domain_score,
+                max_crop_p_fake=score.max_crop_p_fake,
+            ).to_dict()
+            del prediction["path"], prediction["error"]  # failures are 4xx, not results
+            results.append({"filename": upload.filename, **prediction})
         return {"results": results, "model": summary}
 
 
@@ -286,7 +380,7 @@ def _add_explain_route(
     app: FastAPI,
     detector: Detector,
     settings: ServeSettings,
-    batcher: MicroBatcher,
+    batcher: Batcher,
     decode: Decoder,
     authorized: list[Any],
 ) -> None:
@@ -307,7 +401,7 @@ def _add_explain_route(
             why = detector.capabilities.why_not.get("explain", "this detector cannot")
             raise ApiError(409, "explain_unavailable", f"{why} (POST /v1/predict still works)")
         (upload,) = await read_uploads(request, settings, 1)
-        image, _ = await decode(upload)
+        image = (await decode(upload, provenance=False)).image
         try:
             png, p = await batcher.run_exclusive(lambda: explain_png(detector, image))
         except Overloaded as exc:

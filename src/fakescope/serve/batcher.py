@@ -1,7 +1,8 @@
 """Micro-batching: one model thread scores, in one forward pass, the images that arrived
 together, so throughput grows with load while a lone request barely waits.
 
-Requests on the event loop ``await`` :meth:`MicroBatcher.score`; the images go into a short
+Requests on the event loop ``await`` :meth:`MicroBatcher.score`; the images (prepared model
+inputs, one array each) go into a short
 queue; the model thread takes the first waiting image, then up to ``max_batch - 1`` more
 that arrive within ``max_wait`` of it, scores them together and resolves each request's
 future. It only waits when more images are on their way: a request announces its images
@@ -18,15 +19,17 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
-ScoreFn = Callable[[np.ndarray], np.ndarray]
+R = TypeVar("R")
+ScoreFn = Callable[[list[np.ndarray]], Sequence[R]]
+"""Prepared inputs of one batch -> one result per input, in order."""
 
 
 class Overloaded(Exception):
@@ -55,12 +58,14 @@ class _Job:
 _STOP = object()
 
 
-class MicroBatcher:
-    """Scores uint8 (3, S, S) images on one thread, in batches of up to ``max_batch``."""
+class MicroBatcher(Generic[R]):
+    """Scores prepared images (uint8 arrays of one shape, e.g. (3, S, S) or (K, 3, S, S)
+    crops) on one thread, in batches of up to ``max_batch``; each image's result is what
+    ``score_batch`` returns for it."""
 
     def __init__(
         self,
-        score_batch: ScoreFn,
+        score_batch: ScoreFn[R],
         *,
         max_batch: int = 32,
         max_wait: float = 0.002,
@@ -121,10 +126,8 @@ class MicroBatcher:
         with self._expected_lock:
             self._expected = max(0, self._expected + delta)
 
-    async def score(
-        self, arrays: list[np.ndarray], expected: Expected | None = None
-    ) -> list[float]:
-        """p(fake) per image; raises :class:`Overloaded` when the queue is full."""
+    async def score(self, arrays: list[np.ndarray], expected: Expected | None = None) -> list[R]:
+        """The result of each image; raises :class:`Overloaded` when the queue is full."""
         if expected is not None:  # they arrive: no longer on their way
             arrived = min(len(arrays), expected.left)
             expected.left -= arrived
@@ -149,7 +152,7 @@ class MicroBatcher:
     def _run(self) -> None:
         if self._warmup is not None:
             with contextlib.suppress(Exception):  # a failing model shows on first request
-                self._score_batch(self._warmup[None])
+                self._score_batch([self._warmup])
         self.ready.set()
         while True:
             entry = self._next()
@@ -192,15 +195,17 @@ class MicroBatcher:
         if not live:
             return
         try:
-            scores = self._score_batch(np.stack([item.array for item in live]))
+            results = list(self._score_batch([item.array for item in live]))
+            if len(results) != len(live):
+                raise RuntimeError(f"{len(results)} results for a batch of {len(live)} images")
         except BaseException as exc:  # the requests see the error; the thread lives on
             for item in live:
                 item.future.set_exception(exc)
             return
         self.batches += 1
         self.images += len(live)
-        for item, p in zip(live, scores, strict=True):
-            item.future.set_result(float(p))
+        for item, result in zip(live, results, strict=True):
+            item.future.set_result(result)
 
     @staticmethod
     def _run_job(job: _Job) -> None:

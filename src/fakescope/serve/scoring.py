@@ -1,8 +1,11 @@
-"""What the server asks of a detector: p(fake) for a uint8 batch, and a Grad-CAM picture."""
+"""What the server asks of a detector: the pixel scores of a batch of prepared inputs, and a
+Grad-CAM picture."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,15 +15,37 @@ from PIL import Image
 from fakescope.evaluation.explain import gradcam, overlay
 
 if TYPE_CHECKING:
-    from fakescope.detectors import Detector
+    from fakescope.detectors import Detector, PixelScores
 
 OVERLAY_MIN_SIZE = 256
 
 
-def score_batch(detector: Detector, batch: np.ndarray) -> np.ndarray:
-    """Calibrated p(fake) for a (B, 3, S, S) uint8 array."""
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's share of a batch's :class:`~fakescope.detectors.PixelScores`."""
+
+    p_fake: float
+    domain_score: float | None = None
+    max_crop_p_fake: float | None = None
+
+
+def score_batch(detector: Detector, arrays: Sequence[np.ndarray]) -> PixelScores:
+    """What the pixels say about prepared inputs ((3, S, S) or (K, 3, S, S) crops each, as
+    `Detector.prepare` makes them), in one forward pass: `Detector.score_prepared`."""
     with torch.inference_mode():
-        return np.asarray(detector.probabilities(torch.from_numpy(batch)), dtype=np.float64)
+        return detector.score_prepared(arrays, batch_size=max(1, len(arrays)))
+
+
+def per_image(scores: PixelScores) -> list[ImageScore]:
+    """A batch's scores split per image, in order."""
+
+    def at(values: np.ndarray | None, i: int) -> float | None:
+        return None if values is None else float(values[i])
+
+    return [
+        ImageScore(float(p), at(scores.domain_score, i), at(scores.max_crop_p_fake, i))
+        for i, p in enumerate(scores.p_fake)
+    ]
 
 
 def explain_png(detector: Detector, image: Image.Image) -> tuple[bytes, float]:

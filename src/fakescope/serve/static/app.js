@@ -1,5 +1,6 @@
-// fakescope web page: upload images, show each verdict, p(fake), the unsure band and the
-// Grad-CAM overlay. Plain browser JavaScript, no build step, no external resources.
+// fakescope web page: upload images, show each verdict, p(fake), the unsure band and why,
+// the domain score, the file's Content Credentials and metadata, and the Grad-CAM overlay.
+// Plain browser JavaScript, no build step, no external resources.
 "use strict";
 
 const state = { model: null, apiKey: sessionStorage.getItem("fakescope-api-key") || "" };
@@ -37,24 +38,139 @@ async function loadModel() {
   const card = await response.json();
   state.model = card.summary;
   const [low, high] = card.summary.unsure_band;
+  const domain = card.summary.domain;
+  const knows = domain
+    ? `says “unsure” for images unlike its training data (${Math.round(100 * domain.quantile)}% of validation images count as alike)`
+    : "cannot tell when an image is unlike its training data";
   info.textContent =
     `${card.summary.title} · input ${card.summary.input_size}×${card.summary.input_size} · ` +
-    `threshold ${card.summary.threshold.toFixed(3)} · unsure between ${low.toFixed(2)} and ${high.toFixed(2)}`;
+    `threshold ${card.summary.threshold.toFixed(3)} · unsure between ${low.toFixed(2)} and ${high.toFixed(2)} · ` +
+    knows;
 }
+
+// What each piece of provenance evidence says, and how far it can be trusted, in words.
+const CLAIMS = {
+  ai_generated: "AI-generated",
+  ai_edited: "AI-edited",
+  captured: "Captured (camera or capture app)",
+  tampered: "Tampered: changed after signing",
+  remote_manifest: "Remote manifest (not fetched)",
+  signed: "Signed (no AI or capture claim)",
+};
+const CLAIM_TONE = { ai_generated: "ai", ai_edited: "ai", captured: "captured", tampered: "warn" };
+const TRUST = {
+  trusted: "trusted signer",
+  valid: "valid signature · signer on no trust list we hold",
+  certificate_problem: "certificate problem · the label may still be honest",
+  integrity_failure: "integrity failure · the signature no longer matches",
+};
+const SIGNALS = {
+  c2pa: "C2PA Content Credentials",
+  xmp: "XMP / IPTC metadata",
+  metadata: "generator metadata",
+  watermark: "invisible watermark",
+};
+const OUT_OF_DOMAIN_PREFIX = "out of domain: ";
 
 function percent(p) {
   return `${(100 * p).toFixed(1)}%`;
 }
 
-function drawScale(card, p, model) {
+function drawScale(card, result, model, pixelsDiffer) {
   const band = card.querySelector(".band");
   const [low, high] = model.unsure_band;
   band.style.left = percent(low);
   band.style.width = percent(high - low);
   card.querySelector(".threshold").style.left = percent(model.threshold);
   const marker = card.querySelector(".marker");
-  marker.style.left = percent(p);
+  marker.style.left = percent(result.p_fake);
   marker.style.display = "block";
+  if (pixelsDiffer) {
+    const pixels = card.querySelector(".pixel-marker");
+    pixels.style.left = percent(result.p_fake_pixels);
+    pixels.style.display = "block";
+    card.querySelector(".scale-legend").textContent += " · hollow: pixels alone";
+  }
+}
+
+function show(element, text) {
+  element.textContent = text;
+  element.hidden = false;
+}
+
+function isOutOfDomain(result) {
+  return Boolean(result.unsure) && result.in_domain === false;
+}
+
+function showVerdict(card, result, model) {
+  const verdict = card.querySelector(".verdict");
+  if (isOutOfDomain(result)) {
+    // Not fake, not real: the detector has never seen anything like this image.
+    verdict.textContent = "Unsure";
+    verdict.className = "verdict unsure";
+  } else {
+    verdict.textContent = result.label;
+    verdict.className = `verdict ${result.label}`;
+    if (result.unsure) {
+      const tag = document.createElement("span");
+      tag.className = "unsure-tag";
+      tag.textContent = "(unsure)";
+      verdict.append(tag);
+    }
+  }
+  if (result.unsure && result.unsure_reason) {
+    let reason = result.unsure_reason;
+    if (reason.startsWith(OUT_OF_DOMAIN_PREFIX)) reason = reason.slice(OUT_OF_DOMAIN_PREFIX.length);
+    show(card.querySelector(".reason"), `Unsure: ${reason}`);
+  }
+  const probability = card.querySelector(".probability");
+  const pixelsDiffer = Math.abs(result.p_fake - result.p_fake_pixels) >= 0.0005;
+  probability.textContent =
+    `p(fake) = ${result.p_fake.toFixed(3)}` + (pixelsDiffer ? " (pixels and provenance combined)" : "");
+  probability.dataset.pFake = String(result.p_fake);
+  if (pixelsDiffer) {
+    const pixels = card.querySelector(".pixel-score");
+    show(pixels, `pixels alone: p(fake) = ${result.p_fake_pixels.toFixed(3)}`);
+    pixels.dataset.pFake = String(result.p_fake_pixels);
+  }
+  if (result.disagreement) {
+    show(card.querySelector(".disagreement"), `Pixels and provenance disagree: ${result.disagreement}`);
+  }
+  if (result.domain_score !== null && result.domain_score !== undefined) {
+    const where = result.in_domain
+      ? "like its training data (1 or less)"
+      : "out of domain (1 or less is like its training data): p(fake) means little here";
+    const domain = card.querySelector(".domain");
+    show(domain, `Domain score ${result.domain_score.toFixed(2)}: ${where}`);
+    domain.dataset.inDomain = String(result.in_domain);
+  }
+  if (result.max_crop_p_fake !== null && result.max_crop_p_fake !== undefined) {
+    show(card.querySelector(".max-crop"), `most suspicious crop: p(fake) = ${result.max_crop_p_fake.toFixed(3)}`);
+  }
+  drawScale(card, result, model, pixelsDiffer);
+}
+
+function showEvidence(card, evidence) {
+  const list = card.querySelector(".evidence-list");
+  list.replaceChildren();
+  card.querySelector(".no-evidence").hidden = evidence.length > 0;
+  const template = document.getElementById("evidence-template");
+  for (const item of evidence) {
+    const row = template.content.firstElementChild.cloneNode(true);
+    row.dataset.claim = item.claim;
+    row.dataset.trust = item.trust || "unsigned";
+    const claim = row.querySelector(".claim");
+    claim.textContent = CLAIMS[item.claim] || item.claim.replaceAll("_", " ");
+    claim.classList.add(`tone-${CLAIM_TONE[item.claim] || "neutral"}`);
+    row.querySelector(".by").textContent = item.by ? `by ${item.by}` : "";
+    const trust = row.querySelector(".trust");
+    trust.textContent = item.trust ? TRUST[item.trust] || item.trust.replaceAll("_", " ") : "unsigned";
+    trust.classList.add(`trust-${item.trust || "unsigned"}`);
+    row.querySelector(".decisive").hidden = !item.decisive;
+    row.querySelector(".evidence-source").textContent = SIGNALS[item.signal] || item.signal;
+    row.querySelector(".evidence-detail").textContent = item.detail;
+    list.append(row);
+  }
 }
 
 function showError(card, message) {
@@ -62,6 +178,7 @@ function showError(card, message) {
   error.textContent = message;
   error.hidden = false;
   card.querySelector(".verdict").textContent = "no verdict";
+  card.querySelector(".provenance").hidden = true;
   card.dataset.status = "error";
 }
 
@@ -91,26 +208,17 @@ async function predict(file, card) {
   }
   const body = await response.json();
   const result = body.results[0];
-  const verdict = card.querySelector(".verdict");
-  verdict.textContent = result.label;
-  verdict.className = `verdict ${result.label}`;
-  if (result.unsure) {
-    const tag = document.createElement("span");
-    tag.className = "unsure-tag";
-    tag.textContent = "(unsure)";
-    verdict.append(tag);
-  }
-  const probability = card.querySelector(".probability");
-  probability.textContent = `p(fake) = ${result.p_fake.toFixed(3)}`;
-  probability.dataset.pFake = String(result.p_fake);
+  showVerdict(card, result, body.model);
+  showEvidence(card, result.evidence);
   card.dataset.label = result.label;
   card.dataset.unsure = String(result.unsure);
-  drawScale(card, result.p_fake, body.model);
+  card.dataset.inDomain = String(result.in_domain);
   card.dataset.status = "scored";
   return result;
 }
 
 async function explain(file, card) {
+  card.querySelector(".overlay-anyway").hidden = true;
   const form = new FormData();
   form.append("files", file, file.name);
   const response = await fetch("/v1/explain", { method: "POST", body: form, headers: headers() });
@@ -122,11 +230,33 @@ async function explain(file, card) {
   overlay.src = URL.createObjectURL(await response.blob());
 }
 
+// A heat map over an image the detector knows nothing like looks like proof and is not:
+// for those, and for detectors without Grad-CAM, the page says why there is none.
+async function maybeExplain(file, card, result) {
+  const caption = card.querySelector(".overlay-caption");
+  const canExplain = !state.model || !state.model.capabilities || state.model.capabilities.can_explain;
+  if (!canExplain) {
+    card.querySelector(".overlay-figure").hidden = true;
+    return;
+  }
+  if (isOutOfDomain(result)) {
+    caption.textContent = "No heat map: the detector knows nothing like this image, so where it looks means little.";
+    const anyway = card.querySelector(".overlay-anyway");
+    anyway.hidden = false;
+    anyway.addEventListener("click", () => {
+      caption.textContent = "Grad-CAM (out of domain: read with care)";
+      explain(file, card);
+    }, { once: true });
+    return;
+  }
+  await explain(file, card);
+}
+
 async function handle(file) {
   const card = newCard(file);
   try {
     const result = await predict(file, card);
-    if (result) await explain(file, card);
+    if (result) await maybeExplain(file, card, result);
   } catch (err) {
     showError(card, `could not reach the server: ${err}`);
   }
