@@ -121,7 +121,8 @@ def test_malformed_manifests_are_evidence_of_nothing_never_a_5xx(
 def test_model_card_names_domain_and_capabilities(default_server: tuple[str, Detector]) -> None:
     url, detector = default_server
     card = http.get(f"{url}/v1/model").json()
-    assert card["domain"] is None and card["summary"]["domain"] is None
+    # the shipped default knows its domain (CIFAKE), fitted by tools/fit_shipped_domains.py
+    assert card["domain"]["method"] == "mahalanobis" and card["summary"]["domain"] is not None
     caps = card["summary"]["capabilities"]
     assert caps["can_explain"] is detector.capabilities.can_explain is True
     assert caps["runtime"] == "torch" and card["capabilities"]["can_explain"] is True

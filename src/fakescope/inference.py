@@ -95,10 +95,16 @@ def verdict(
     *,
     domain_score: float | None = None,
     max_crop_p_fake: float | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> Prediction:
     """The verdict for one image: the pixel score combined with its provenance evidence;
-    unsure inside the unsure band, or outside the detector's domain unless decisive evidence
-    (an intact AI-labelled manifest, an AI watermark) answers for the pixels."""
+    unsure inside the unsure band, or outside the detector's domain (its features, or for a
+    detector that resizes, an `image_size` far from the sizes it was trained on) unless
+    decisive evidence (an intact AI-labelled manifest, an AI watermark) answers for them."""
+    if image_size is not None:
+        size_score = detector.size_score(*image_size)
+        if size_score is not None:
+            domain_score = max(domain_score or 0.0, size_score)
     combined = combine(p_pixels, evidence, threshold=detector.threshold)
     label, in_band = detector.verdict(combined.p_fake)
     in_domain = None if domain_score is None else bool(domain_score <= 1.0)
@@ -127,8 +133,9 @@ def verdicts(
     names: Sequence[str],
     scores: PixelScores,
     evidence: Sequence[Sequence[Evidence]] | None = None,
+    sizes: Sequence[tuple[int, int]] | np.ndarray | None = None,
 ) -> list[Prediction]:
-    """`verdict` for each scored image (in order)."""
+    """`verdict` for each scored image (in order); `sizes`: their (width, height)."""
     return [
         verdict(
             detector,
@@ -137,6 +144,7 @@ def verdicts(
             evidence[i] if evidence is not None else (),
             domain_score=_at(scores.domain_score, i),
             max_crop_p_fake=_at(scores.max_crop_p_fake, i),
+            image_size=None if sizes is None else (int(sizes[i][0]), int(sizes[i][1])),
         )
         for i, name in enumerate(names)
     ]
@@ -152,6 +160,7 @@ class _Prepared:
     array: np.ndarray | None
     error: str | None
     evidence: list[Evidence]
+    size: tuple[int, int] = (0, 0)
 
 
 def _prepare(detector: Detector, name: str, value: ImageInput, provenance: bool) -> _Prepared:
@@ -160,10 +169,12 @@ def _prepare(detector: Detector, name: str, value: ImageInput, provenance: bool)
     if isinstance(data, str):  # the reason the file cannot be read
         return _Prepared(name, None, data, [])
     evidence = read_provenance(data, name) if provenance and data is not None else []
-    prepared = prepare_or_reason(value if data is None else data, name, detector.prepare)
+    prepared = prepare_or_reason(
+        value if data is None else data, name, lambda img: (detector.prepare(img), img.size)
+    )
     if isinstance(prepared, str):
         return _Prepared(name, None, prepared, [])
-    return _Prepared(name, prepared, None, evidence)
+    return _Prepared(name, prepared[0], None, evidence, prepared[1])
 
 
 def predict_inputs(
@@ -190,6 +201,7 @@ def predict_inputs(
                     [p.name for p in good],
                     detector.score_prepared([p.array for p in good if p.array is not None]),
                     [p.evidence for p in good],
+                    [p.size for p in good],
                 )
             )
             results += [

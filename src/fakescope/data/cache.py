@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -38,6 +39,7 @@ class DecodedSet:
     labels: torch.Tensor
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    sizes: np.ndarray | None = None  # (N, 2) width, height of the images as decoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -51,12 +53,18 @@ def decode_one(item: Item, read_bytes: ReadBytes, pre: Preprocessing) -> np.ndar
     return result
 
 
+def _with_size(pre: Preprocessing, img: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
+    return pre.to_uint8(img), img.size
+
+
 def _decode_chunk(
     items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing
-) -> list[np.ndarray | ImageError]:
-    out: list[np.ndarray | ImageError] = []
+) -> list[tuple[np.ndarray, tuple[int, int]] | ImageError]:
+    """Each item's model input and original (width, height), or why it cannot be read."""
+    out: list[tuple[np.ndarray, tuple[int, int]] | ImageError] = []
+    prepare = partial(_with_size, pre)
     for item in items:
-        result = prepare_or_reason(partial(read_bytes, item), item.path, pre.to_uint8)
+        result = prepare_or_reason(partial(read_bytes, item), item.path, prepare)
         out.append(ImageError(item.path, result) if isinstance(result, str) else result)
     return out
 
@@ -72,6 +80,7 @@ def decode_items(
 ) -> DecodedSet:
     """Decode items into one (N, 3, S, S) uint8 tensor; unreadable items are skipped."""
     buffer = np.empty((len(items), *pre.array_shape), dtype=np.uint8)
+    sizes = np.zeros((len(items), 2), dtype=np.int32)
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
     chunk = 256
@@ -85,7 +94,7 @@ def decode_items(
                 if isinstance(res, ImageError):
                     skipped.append((res.path, res.reason))
                 else:
-                    buffer[offset + j] = res
+                    buffer[offset + j], sizes[offset + j] = res
                     keep.append(offset + j)
             offset += len(results)
             bar.update(len(results))
@@ -93,7 +102,8 @@ def decode_items(
     index = np.asarray(keep, dtype=np.int64)
     images = buffer if len(keep) == len(items) else buffer[index]
     labels = torch.tensor([_label(items[i]) for i in keep], dtype=torch.float32)
-    return DecodedSet(torch.from_numpy(images), labels, [items[i].path for i in keep], skipped)
+    paths = [items[i].path for i in keep]
+    return DecodedSet(torch.from_numpy(images), labels, paths, skipped, sizes[index])
 
 
 def _label(item: Item) -> int:
@@ -135,6 +145,7 @@ def load_or_decode(
             torch.tensor(meta["labels"], dtype=torch.float32),
             meta["paths"],
             [(path, reason) for path, reason in meta["skipped"]],
+            np.asarray(meta["sizes"], dtype=np.int32) if meta.get("sizes") else None,
         )
     decoded = decode_items(items, read_bytes, pre, progress=progress, desc=desc)
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,6 +157,7 @@ def load_or_decode(
         "labels": decoded.labels.tolist(),
         "paths": decoded.paths,
         "skipped": [list(s) for s in decoded.skipped],
+        "sizes": None if decoded.sizes is None else decoded.sizes.tolist(),
     }
     meta_path.write_text(json.dumps(meta))
     return decoded

@@ -223,6 +223,11 @@ class Detector(ABC):
             self.calibrate(z.mean(dim=1)), max_crop_p_fake=self.calibrate(z.max(dim=1).values)
         )
 
+    def size_score(self, width: int, height: int) -> float | None:
+        """How far an image's size lies outside what this detector was trained on (above 1:
+        out of domain), where the detector knows; None otherwise."""
+        return None
+
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """p(fake) for decoded PIL images."""
         if not images:

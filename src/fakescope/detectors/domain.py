@@ -26,6 +26,7 @@ from fakescope.errors import BundleError, ConfigError
 
 DEFAULT_DIMS = 64
 DEFAULT_QUANTILE = 0.95
+SIZE_TOLERANCE = 2.0  # how far beyond the training images' size range an image may be
 _RIDGE = 1e-3  # shrinkage towards the identity, relative to the mean variance
 
 
@@ -40,6 +41,10 @@ class DomainModel:
     threshold: float  # distance at the chosen validation quantile
     quantile: float  # share of validation images that count as in-domain
     n_fit: int  # images the Gaussians were fitted on
+    # shorter sides (px) of the training images, 1st and 99th percentile: a detector that
+    # resizes its input sees a much larger or smaller image only after resizing has
+    # destroyed what it learned from, so such an image is outside its domain too
+    short_side: tuple[float, float] | None = None
 
     @property
     def dims(self) -> int:
@@ -67,7 +72,20 @@ class DomainModel:
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Domain score (N,): distance / threshold; at most 1 means in-domain."""
-        return self.distances(features) / self.threshold
+        scores: np.ndarray = self.distances(features) / self.threshold
+        return scores
+
+    def size_scores(self, sizes: np.ndarray) -> np.ndarray:
+        """How far each image's shorter side is outside SIZE_TOLERANCE times the training
+        range: above 1 outside (e.g. 2.0 = twice as far as the tolerance allows)."""
+        if self.short_side is None:
+            return np.zeros(len(sizes))
+        short = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).min(axis=1)
+        low, high = self.short_side
+        too_big = short / (high * SIZE_TOLERANCE)
+        too_small = (low / SIZE_TOLERANCE) / np.maximum(short, 1.0)
+        result: np.ndarray = np.maximum(too_big, too_small)
+        return result
 
     # -- storage -------------------------------------------------------------------------
     def fields(self) -> dict[str, Any]:
@@ -79,6 +97,7 @@ class DomainModel:
             "threshold": self.threshold,
             "quantile": self.quantile,
             "n_fit": self.n_fit,
+            "short_side": None if self.short_side is None else list(self.short_side),
         }
 
     def save(self, folder: Path) -> dict[str, Any]:
@@ -111,7 +130,15 @@ class DomainModel:
             threshold=float(fields["threshold"]),
             quantile=float(fields["quantile"]),
             n_fit=int(fields.get("n_fit", 0)),
+            short_side=_pair(fields.get("short_side")),
         )
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    if not value:
+        return None
+    low, high = value
+    return float(low), float(high)
 
 
 def fit_domain(
@@ -121,9 +148,12 @@ def fit_domain(
     *,
     dims: int = DEFAULT_DIMS,
     quantile: float = DEFAULT_QUANTILE,
+    sizes: np.ndarray | None = None,
 ) -> DomainModel:
     """Fit the Gaussians on training features (N, D) with labels 0/1, then choose the
-    threshold so that `quantile` of the validation features count as in-domain."""
+    threshold so that `quantile` of the validation features count as in-domain. With the
+    training images' (width, height) `sizes`, also record the range of their shorter sides
+    (for detectors that resize their input: `fakescope.evaluation.domain` decides)."""
     feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     y = np.asarray(labels).astype(int).ravel()
     if len(feats) < 4 or len(val_features) < 2:
@@ -152,6 +182,10 @@ def fit_domain(
     )
     val = model.distances(val_features)
     threshold = float(np.quantile(val, quantile))
+    short_side = None
+    if sizes is not None and len(sizes):
+        short = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).min(axis=1)
+        short_side = (float(np.quantile(short, 0.01)), float(np.quantile(short, 0.99)))
     return DomainModel(
         center=center,
         components=components,
@@ -160,6 +194,7 @@ def fit_domain(
         threshold=max(threshold, 1e-6),
         quantile=quantile,
         n_fit=len(feats),
+        short_side=short_side,
     )
 
 

@@ -102,6 +102,13 @@ class TorchDetector(Detector):
             self.calibrate(z.mean(dim=1)), domain, self.calibrate(z.max(dim=1).values)
         )
 
+    def size_score(self, width: int, height: int) -> float | None:
+        """How far an image's size is outside the sizes this detector was trained on (above 1:
+        outside), for detectors that resize their input; None when it does not apply."""
+        if self.domain is None or self.domain.short_side is None:
+            return None
+        return float(self.domain.size_scores(np.array([[width, height]]))[0])
+
     def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
         return self.model
 

@@ -37,14 +37,14 @@ class DomainFit:
 
 def _features(
     detector: TorchDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features and labels of the readable items."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Penultimate features, labels and original (width, height) of the readable items."""
     decoded = decode_items(items, read_bytes, detector.preprocessing, progress=progress)
     feats = []
     for start in range(0, len(decoded), 256):
         _, f = detector.logits_and_features(decoded.images[start : start + 256])
         feats.append(f.numpy())
-    return np.concatenate(feats), decoded.labels.numpy().astype(int)
+    return np.concatenate(feats), decoded.labels.numpy().astype(int), decoded.sizes
 
 
 def _train_val(items: list[Item], max_images: int, seed: int) -> tuple[list[Item], list[Item]]:
@@ -90,9 +90,14 @@ def fit_bundle_domain(
     if len(items) < 10:
         raise SourceError(f"{data.location}: a domain model needs at least 10 labelled images")
     train, val = _train_val(items, max_images, seed)
-    train_f, train_y = _features(detector, train, data.read_bytes, progress)
-    val_f, _ = _features(detector, val, data.read_bytes, progress)
-    model = fit_domain(train_f, train_y, val_f, dims=dims, quantile=quantile)
+    train_f, train_y, sizes = _features(detector, train, data.read_bytes, progress)
+    val_f, _, _ = _features(detector, val, data.read_bytes, progress)
+    # a detector that resizes its input also knows only the image sizes it was trained on;
+    # one that reads native-resolution crops sees the same pixels whatever the image size
+    resizes = not detector.preprocessing.multi_crop
+    model = fit_domain(
+        train_f, train_y, val_f, dims=dims, quantile=quantile, sizes=sizes if resizes else None
+    )
     attach_domain(path, model)
     return DomainFit(
         bundle=path,

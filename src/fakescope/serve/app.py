@@ -370,6 +370,7 @@ def _add_predict_route(
                 item.evidence,
                 domain_score=score.domain_score,
                 max_crop_p_fake=score.max_crop_p_fake,
+                image_size=item.image.size,
             ).to_dict()
             del prediction["path"], prediction["error"]  # failures are 4xx, not results
             results.append({"filename": upload.filename, **prediction})
