@@ -123,6 +123,12 @@ def test_several_faces_come_largest_first(mtcnn: MtcnnFaceFinder) -> None:
     assert len(boxes) == 2 and boxes[0].area > boxes[1].area and boxes[0].x > 340
 
 
+def test_detection_runs_on_one_thread_and_restores_the_callers(mtcnn: MtcnnFaceFinder) -> None:
+    torch.set_num_threads(2)  # the autouse fixture restores the session's count afterwards
+    assert len(mtcnn.find_one(face_image())) == 1
+    assert torch.get_num_threads() == 2
+
+
 # -- crops and the policy ---------------------------------------------------------------------
 
 

@@ -19,8 +19,8 @@ pyramid, so a face LARGER than the image (a close-up crop where forehead and chi
 off) is never seen whole and MTCNN finds nothing. Images with no face at the first pass are
 therefore searched again with a mirrored border around them (the face then fits inside the
 padded image), only for faces at least half the image's size, which keeps the retry cheap.
-On DFDC close-ups zoomed in to 65 % this lifts the detection rate from 22 % to 80 %
-(BENCHMARKS.md, "Face finder").
+On 1,000 DFDC close-ups zoomed in to 65 % this lifts the detection rate from 19 % to 89 %,
+on the crops as they are from 98.9 % to 99.7 % (BENCHMARKS.md, "Face finder").
 """
 
 from __future__ import annotations
