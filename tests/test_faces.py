@@ -113,6 +113,7 @@ def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place(mtcnn: MtcnnFaceFi
 def test_images_without_a_face_get_no_box(mtcnn: MtcnnFaceFinder) -> None:
     tiny = Image.new("RGB", (10, 8))  # under MTCNN's minimum face size: no crash, no box
     assert mtcnn.find([*no_face_images(), tiny]) == [[], [], []]
+    assert MtcnnFaceFinder(gray_retry=True).find([*no_face_images(), tiny]) == [[], [], []]
 
 
 def test_several_faces_come_largest_first(mtcnn: MtcnnFaceFinder) -> None:
