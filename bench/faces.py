@@ -10,7 +10,7 @@ except the last set, where a box is a false alarm or a bystander). Sets:
   lfw           250x250 LFW photos and their face swaps (sampled)
   no-face       modern_photos.zip nature/city/interior photos (should get no box)
 Each finder runs with one torch thread, on the CPU, in batches of 16 where sizes match.
-    python bench/faces.py [--sample 1000] [--finders mtcnn,mtcnn-plain,haar] [--seed 0]
+    python bench/faces.py [--sample 1000] [--finders mtcnn,mtcnn-plain,mtcnn-gray,haar] [--seed 0]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from fakescope.faces import FaceFinder, HaarFaceFinder, MtcnnFaceFinder
 FINDERS: dict[str, Callable[[], FaceFinder]] = {
     "mtcnn": MtcnnFaceFinder,  # as shipped: plain pass, then mirrored-border retries
     "mtcnn-plain": lambda: MtcnnFaceFinder(border_retries=()),  # facenet-pytorch defaults
+    "mtcnn-gray": lambda: MtcnnFaceFinder(gray_retry=True),  # plus a last pass in grey
     "haar": HaarFaceFinder,
 }
 
