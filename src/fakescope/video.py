@@ -79,10 +79,6 @@ class VideoOptions:
                 f"face_finder must be one of {', '.join(FINDER_KINDS)}, got {self.face_finder!r}"
             )
 
-    @property
-    def face_policy(self) -> FaceCropPolicy:
-        return FaceCropPolicy(margin=self.face_margin, square=True, finder=self.face_finder)
-
 
 @dataclass
 class FrameScore:
