@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	# it declares opencv-python, which would clobber opencv-python-headless: no deps
 	# (its one other need, PyWavelets, is in the dev extras)
 	$(BIN)/pip install --quiet --no-deps "invisible-watermark==0.2.0"
+	# MTCNN face finder (weights inside the wheel, so offline); it too pins an old torch
+	$(BIN)/pip install --quiet --no-deps "facenet-pytorch==2.6.0"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -46,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/robustness.py
 	$(BIN)/python bench/onnx_vs_torch.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/faces.py
 	$(BIN)/python bench/ddp.py
 	$(BIN)/python bench/ray_score.py
 

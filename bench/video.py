@@ -3,8 +3,9 @@
 Builds a 10 s, 25 fps, 640x360 H.264 clip from LFW face photos (from faceswap_lfw.zip, each
 shown for one second, drifting across a grey background), then scores EVERY frame
 (fps=25, so decoding, face detection and the model all run 250 times) and reports frames/s,
-plus the wall time at the default sampling (2 frames per second of video).
-    python bench/video.py [--seconds 10]
+plus the wall time at the default sampling (2 frames per second of video). Faces are found
+by MTCNN (``--face-finder auto``) or, for comparison, OpenCV's Haar cascade (``haar``).
+    python bench/video.py [--seconds 10] [--face-finder auto|mtcnn|haar]
 """
 
 from __future__ import annotations
@@ -51,21 +52,24 @@ def face_clip(path: Path, seconds: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--face-finder", default="auto", choices=["auto", "mtcnn", "haar"])
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         clip = face_clip(Path(tmp) / "faces.mp4", args.seconds)
         total = args.seconds * FPS
-        print(f"clip: {args.seconds} s, {FPS} fps, {WIDTH}x{HEIGHT} H.264 ({total} frames)")
+        print(f"clip: {args.seconds} s, {FPS} fps, {WIDTH}x{HEIGHT} H.264 ({total} frames); "
+              f"face finder: {args.face_finder}")  # fmt: skip
         for runtime in ("torch", "onnx"):
             detector = Detector.load(None, device="cpu", runtime=runtime)
             predict_video(detector, clip, VideoOptions(fps=2, max_frames=2))  # warm-up
             for faces in (False, True):
-                every = VideoOptions(fps=FPS, max_frames=total, faces=faces)
+                finder = args.face_finder
+                every = VideoOptions(fps=FPS, max_frames=total, faces=faces, face_finder=finder)
                 started = time.perf_counter()
                 result = predict_video(detector, clip, every)
                 elapsed = time.perf_counter() - started
-                default = VideoOptions(fps=2, faces=faces)
+                default = VideoOptions(fps=2, faces=faces, face_finder=finder)
                 started = time.perf_counter()
                 sampled = predict_video(detector, clip, default)
                 sampled_s = time.perf_counter() - started

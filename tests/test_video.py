@@ -22,6 +22,7 @@ from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, VideoError
+from fakescope.faces import mtcnn_available
 from fakescope.models import create_model
 from fakescope.video import (
     FaceCropper,
@@ -99,8 +100,8 @@ def test_faces_are_cropped_and_scored(detector: Detector, tmp_path: Path) -> Non
     result = predict_video(detector, video, VideoOptions(fps=5, faces=True))
     assert result.frames_scored == result.frames_sampled == 10 and result.note is None
     for frame in result.frames:
-        x, y, w, h = frame.face
-        assert 120 <= w <= 200 and 20 <= x <= 70 and 20 <= y <= 60  # the drawn oval's region
+        offset = (frame.index * 4) % 24 - 12  # where face_frames drew the oval in this frame
+        assert _iou(frame.face, (60 + offset, 40, 120, 160)) > 0.5  # the drawn oval's region
 
     cropper = FaceCropper(margin=0.25)
     image = Image.fromarray(face_frames(1)[0])
@@ -110,6 +111,13 @@ def test_faces_are_cropped_and_scored(detector: Detector, tmp_path: Path) -> Non
     expected = detector.predict_images([crop])[0]
     frame0 = predict_video(detector, video, VideoOptions(fps=5, faces=True, max_frames=1))
     assert frame0.p_fake == pytest.approx(expected, abs=0.05)  # same crop, after h264
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
 
 
 def test_frames_without_faces_are_left_out_and_reported(detector: Detector, tmp_path: Path) -> None:
@@ -258,9 +266,9 @@ def test_faces_are_found_in_a_video_of_real_face_photos(
     video = write_video(tmp_path / "lfw.mp4", [a for a in arrays for _ in range(5)], fps=10)
     result = predict_video(detector, video, VideoOptions(fps=2, faces=True))
     assert result.frames_sampled == 8
-    # Haar finds most LFW faces; on these 8 frames OpenCV 4.14 finds 6 (the other two are
-    # reported as frames without a face, below)
-    assert result.frames_scored >= 6
+    # MTCNN finds the face in all 8 frames; the Haar fallback (no facenet-pytorch) finds most
+    # LFW faces, on these 8 frames 6 with OpenCV 4.14 (the others are frames without a face)
+    assert result.frames_scored >= (8 if mtcnn_available() else 6)
     for frame in result.frames:
         if frame.face is not None:
             x, y, w, h = frame.face

@@ -1,4 +1,4 @@
-"""Videos: sample frames (PyAV), optionally crop faces (OpenCV's Haar cascade), score every
+"""Videos: sample frames (PyAV), optionally crop faces (`fakescope.faces`), score every
 sampled frame with a Detector and aggregate one verdict, with a per-frame timeline plot.
 
 Sampling: frames are decoded in order and one is kept every ``1 / fps`` seconds of video
@@ -10,11 +10,14 @@ that mean with the bundle's threshold and unsure band, exactly as for one image.
 beside it: the fraction of scored frames at or over the threshold and the highest frame score,
 because a video that is fake in only a few seconds shows up there first.
 
-Faces (``faces=True``): the largest frontal face in each sampled frame is cropped (a square
-with a margin around the detection) and scored instead of the whole frame. Frames without a
-face are left out of the verdict (they appear in the timeline as grey ticks) and the result's
-``note`` says how many. If no sampled frame has a face, the whole frames are scored instead
-and the note says so: the verdict is then about the scene, not about a face.
+Faces (``faces=True``): the largest face in each sampled frame is cropped (a square with a
+margin around the detection, `fakescope.faces.FaceCropPolicy`) and scored instead of the
+whole frame. Faces are found by MTCNN (facenet-pytorch), in batches of frames, including
+close-ups where the face fills the frame; OpenCV's Haar cascade is only the fallback when
+facenet-pytorch is not installed (``face_finder`` picks one explicitly). Frames without a
+face are left out of the verdict (they appear in the timeline as grey ticks) and the
+result's ``note`` says how many. If no sampled frame has a face, the whole frames are scored
+instead and the note says so: the verdict is then about the scene, not about a face.
 """
 
 from __future__ import annotations
@@ -31,13 +34,22 @@ from PIL import Image
 
 from fakescope.data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from fakescope.errors import ConfigError, VideoError
+from fakescope.faces import (
+    FINDER_KINDS,
+    Box,
+    FaceCropPolicy,
+    FaceFinder,
+    crop_face,
+    make_face_finder,
+    usable_faces,
+)
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
 
-FACE_CASCADE = "haarcascade_frontalface_default.xml"
-# Haar detection runs on a copy no larger than this (long side, px): big frames only cost time.
-FACE_SEARCH_SIZE = 640
+# Frames are searched for faces this many at a time (MTCNN batches frames of one size);
+# small enough that the buffered full-size frames stay a few hundred MB at most.
+FACE_BATCH = 8
 VIDEO_CSV_FIELDS = (
     "frames_sampled",
     "frames_scored",
@@ -56,10 +68,15 @@ class VideoOptions:
     max_frames: int = 64
     faces: bool = False
     face_margin: float = 0.25
+    face_finder: str = "auto"
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.max_frames < 1:
             raise ConfigError(f"video sampling needs fps > 0 and max_frames >= 1, got {self}")
+        if self.face_finder not in FINDER_KINDS:
+            raise ConfigError(
+                f"face_finder must be one of {', '.join(FINDER_KINDS)}, got {self.face_finder!r}"
+            )
 
 
 @dataclass
@@ -176,47 +193,27 @@ def _duration(container: Any, stream: Any) -> float | None:
 
 
 class FaceCropper:
-    """Finds the largest frontal face (OpenCV Haar cascade) and crops a square around it."""
+    """The largest face of a frame and the square crop around it that the video path scores:
+    a `FaceFinder` (MTCNN unless told otherwise) with a square `FaceCropPolicy`."""
 
-    def __init__(self, margin: float = 0.25, min_neighbors: int = 5) -> None:
-        import cv2
-
-        path = os.path.join(cv2.data.haarcascades, FACE_CASCADE)  # type: ignore[attr-defined]  # not in OpenCV's stubs
-        self._cv2 = cv2
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            raise VideoError(
-                path, "OpenCV's face cascade cannot be loaded; reinstall opencv-python-headless"
-            )
+    def __init__(self, margin: float = 0.25, finder: FaceFinder | str = "auto") -> None:
+        kind = finder if isinstance(finder, str) else finder.kind
+        self.policy = FaceCropPolicy(margin=margin, square=True, finder=kind)
+        self.finder = make_face_finder(finder) if isinstance(finder, str) else finder
         self.margin = margin
-        self.min_neighbors = min_neighbors
 
-    def find(self, image: Image.Image) -> tuple[int, int, int, int] | None:
+    def find_all(self, images: Sequence[Image.Image]) -> list[Box | None]:
+        """(x, y, w, h) of the largest face in each image (None: no face), in one batch."""
+        largest = [usable_faces(boxes, self.policy) for boxes in self.finder.find(images)]
+        return [faces[0].xywh if faces else None for faces in largest]
+
+    def find(self, image: Image.Image) -> Box | None:
         """(x, y, w, h) of the largest face in an RGB image, or None."""
-        cv2 = self._cv2
-        gray = np.asarray(image.convert("L"))
-        scale = min(1.0, FACE_SEARCH_SIZE / max(gray.shape))
-        if scale < 1.0:
-            gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        faces = self.cascade.detectMultiScale(
-            cv2.equalizeHist(gray),
-            scaleFactor=1.1,
-            minNeighbors=self.min_neighbors,
-            minSize=(24, 24),
-        )
-        if len(faces) == 0:
-            return None
-        x, y, w, h = max(np.asarray(faces).tolist(), key=lambda f: f[2] * f[3])
-        return tuple(int(round(v / scale)) for v in (x, y, w, h))  # type: ignore[return-value]
+        return self.find_all([image])[0]
 
-    def crop(self, image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    def crop(self, image: Image.Image, box: Box) -> Image.Image:
         """A square of side max(w, h) * (1 + 2 * margin) centred on the face, inside the image."""
-        x, y, w, h = box
-        side = min(round(max(w, h) * (1 + 2 * self.margin)), image.width, image.height)
-        cx, cy = x + w / 2, y + h / 2
-        left = int(min(max(cx - side / 2, 0), image.width - side))
-        top = int(min(max(cy - side / 2, 0), image.height - side))
-        return image.crop((left, top, left + side, top + side))
+        return crop_face(image, box, self.policy).image
 
 
 def predict_video(
@@ -233,17 +230,28 @@ def predict_video(
     """
     options = options or VideoOptions()
     sampler = FrameSampler(path, options.fps, options.max_frames)
-    cropper = FaceCropper(options.face_margin) if options.faces else None
+    cropper = FaceCropper(options.face_margin, options.face_finder) if options.faces else None
     pre = detector.preprocessing
     frames: list[FrameScore] = []
     whole: list[np.ndarray] = []  # every frame, preprocessed: small, and the no-face fallback
     crops: dict[int, np.ndarray] = {}  # position in `frames` -> preprocessed face crop
+    pending: list[SampledFrame] = []  # frames waiting for one batched face search
+
+    def flush() -> None:
+        images = [sampled.image for sampled in pending]
+        boxes = cropper.find_all(images) if cropper else [None] * len(pending)
+        for sampled, box in zip(pending, boxes, strict=True):
+            if cropper and box:
+                crops[len(frames)] = pre.to_uint8(cropper.crop(sampled.image, box))
+            whole.append(pre.to_uint8(sampled.image))
+            frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
+        pending.clear()
+
     for sampled in sampler:
-        box = cropper.find(sampled.image) if cropper else None
-        if cropper and box:
-            crops[len(frames)] = pre.to_uint8(cropper.crop(sampled.image, box))
-        whole.append(pre.to_uint8(sampled.image))
-        frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
+        pending.append(sampled)
+        if len(pending) >= (FACE_BATCH if cropper else 1):
+            flush()
+    flush()
 
     notes = [sampler.note] if sampler.note else []
     if cropper and crops:
