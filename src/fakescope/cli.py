@@ -594,9 +594,9 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Fit the temperature on validation data and store it in the bundle (re-signed)."""
-    from fakescope.evaluation.calibration import calibrate_bundle
+    from fakescope.evaluation.calibration import calibrate_bundle, check_calibratable
 
-    # calibrate_bundle refuses shipped detectors and ensembles before decoding anything
+    check_calibratable(bundle, val_source)  # the library's refusal, before anything loads
     from fakescope.evaluation.report import fmt
 
     result = calibrate_bundle(bundle, val_source, split=split, progress=not quiet)
