@@ -150,7 +150,7 @@ def test_manifest_round_trip(toy_folder, tmp_path):
     ]
     manifest = tmp_path / "out" / "manifest.csv"
     write_manifest(items, manifest)
-    assert manifest.read_text().splitlines()[0] == "path,label,split,group,generator"
+    assert manifest.read_text().splitlines()[0] == "path,label,split,group,generator,source"
     assert "real" in manifest.read_text() and "fake" in manifest.read_text()
     source = read_manifest(manifest)
     assert isinstance(source, CsvSource)

@@ -154,14 +154,27 @@ def models() -> None:
 # -- train ---------------------------------------------------------------------------------
 @app.command("train")
 def train(
-    source: Annotated[str, typer.Argument(help="Folder, archive or CSV (a split column is used).")],
     run_dir: Annotated[Path, typer.Option("--out", help="Run folder to create (or resume).")],
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="Folder, archive or CSV (a split column is used); none when the recipe "
+            "lists data.sources."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML recipe.")] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe key: train.epochs=3")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
     folds: Annotated[int | None, typer.Option(help="Train one bundle per fold.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where a multi-source recipe's relative paths start (default: "
+            "$FAKESCOPE_DATA_DIR, else the current folder)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train a detector and write RUN/bundle, RUN/metrics.json, checkpoints and TensorBoard logs."""
@@ -183,6 +196,7 @@ def train(
                 resume=resume,
                 progress=not quiet,
                 command=_command_line(),
+                data_dir=data_dir,
             )
             if not is_main_process():  # under torchrun, process 0 reports
                 return
@@ -193,14 +207,22 @@ def train(
             console.print(f"fold bundles and summary.json in {run_dir}")
             return
         result = run_training(
-            source, recipe, run_dir, resume=resume, progress=not quiet, command=_command_line()
+            source,
+            recipe,
+            run_dir,
+            resume=resume,
+            progress=not quiet,
+            command=_command_line(),
+            data_dir=data_dir,
         )
     except TrainingInterrupted as exc:
         if not is_main_process():
             raise typer.Exit(130) from None
-        console.print(
-            f"[yellow]{exc}[/]\nresume with: fakescope train {source} --out {run_dir} --resume"
+        again = " ".join(
+            [*([source] if source else []), "--out", str(run_dir), "--resume"]
+            + (["--data-dir", str(data_dir)] if data_dir else [])
         )
+        console.print(f"[yellow]{exc}[/]\nresume with: fakescope train {again}")
         raise typer.Exit(130) from None
     if not is_main_process():
         return

@@ -57,9 +57,29 @@ class AugmentConfig(_Strict):
     degrade: DegradeConfig = Field(default_factory=DegradeConfig)
 
 
+class SourceConfig(_Strict):
+    """One of several training sources: a folder, archive or CSV, relative to --data-dir."""
+
+    path: str
+    name: str | None = Field(None, description="default: the file or folder name")
+    weight: float = Field(1.0, gt=0.0, description="share of each epoch, relative to others")
+    max_items: int | None = Field(None, ge=10, description="stratified subsample of this one")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.path).name.split(".")[0]
+
+
 class DataConfig(_Strict):
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="several sources sampled by weight; then `fakescope train` takes no SOURCE",
+    )
     input_size: int | None = Field(None, ge=8, le=1024, description="None: the model's default")
-    resize: Literal["squash", "shorter_crop"] = "squash"
+    resize: Literal["squash", "shorter_crop", "native"] = "squash"
+    crops: int = Field(
+        1, ge=1, le=64, description="resize 'native': crops per image at inference and in val"
+    )
     interpolation: Literal["bilinear", "bicubic"] = "bicubic"
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -71,6 +91,15 @@ class DataConfig(_Strict):
     group_duplicates: Literal["none", "exact", "near"] = "exact"
     workers: int = Field(2, ge=0, description="DataLoader workers when cache is 'none'")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @model_validator(mode="after")
+    def _crops_need_native(self) -> DataConfig:
+        if self.crops > 1 and self.resize != "native":
+            raise ValueError(f"crops={self.crops} needs resize 'native'")
+        names = [s.label for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique, got {names}")
+        return self
 
 
 class AdversarialConfig(_Strict):

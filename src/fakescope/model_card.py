@@ -48,7 +48,20 @@ def render_model_card(meta: BundleMeta) -> str:
         "",
         f"- architecture: `{meta.architecture}` {json.dumps(meta.model_kwargs)}",
         f"- input: {pre.input_size}x{pre.input_size} RGB, resize `{pre.resize}` "
-        f"({pre.interpolation}), mean {list(pre.mean)}, std {list(pre.std)}",
+        + (
+            f"({pre.crops} crops at the image's own resolution, logits averaged) "
+            if pre.multi_crop
+            else ""
+        )
+        + f"({pre.interpolation}), mean {list(pre.mean)}, std {list(pre.std)}",
+        "- domain: "
+        + (
+            f"Mahalanobis distance in a {meta.domain.get('dims')}-dimensional feature space; "
+            f"{meta.domain.get('quantile', 0.95):.0%} of validation images count as in-domain, "
+            "others are reported 'unsure: out of domain'"
+            if meta.domain
+            else "not described (no domain score; `fakescope domain BUNDLE DATA` adds one)"
+        ),
         f"- labels: {list(meta.labels)} (output is one logit; sigmoid gives p(fake))",
         f"- decision threshold: {meta.threshold:.4f} (chosen on validation data, "
         f"policy `{training.get('threshold_policy', 'max_f1')}`)",
@@ -75,6 +88,15 @@ def render_model_card(meta: BundleMeta) -> str:
     for key, value in _ordered(meta.metrics):
         if isinstance(value, int | float):
             lines.append(f"| {key} | {_fmt(value)} |")
+    by_source = meta.metrics.get("by_source") or {}
+    if by_source:
+        lines += ["", "### Per source", "", "| source | n | accuracy | ROC-AUC | F1 |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for name, m in sorted(by_source.items()):
+            lines.append(
+                f"| {name} | {m.get('n')} | {_fmt(m.get('accuracy'))} | "
+                f"{_fmt(m.get('roc_auc'))} | {_fmt(m.get('f1'))} |"
+            )
     lines += [
         "",
         "## Intended use",

@@ -71,8 +71,7 @@ def decode_items(
     threads: int | None = None,
 ) -> DecodedSet:
     """Decode items into one (N, 3, S, S) uint8 tensor; unreadable items are skipped."""
-    size = pre.input_size
-    buffer = np.empty((len(items), 3, size, size), dtype=np.uint8)
+    buffer = np.empty((len(items), *pre.array_shape), dtype=np.uint8)
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
     chunk = 256
@@ -179,6 +178,5 @@ class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):
         try:
             array = decode_one(item, self.read_bytes, self.pre)
         except ImageError:
-            size = self.pre.input_size
-            return torch.zeros(3, size, size, dtype=torch.uint8), -1.0
+            return torch.zeros(self.pre.array_shape, dtype=torch.uint8), -1.0
         return torch.from_numpy(array), float(_label(item))

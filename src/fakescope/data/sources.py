@@ -88,6 +88,7 @@ class Item:
     split: str | None = None
     group: str | None = None
     generator: str | None = None
+    source: str | None = None  # which data source it came from, when several are combined
 
 
 # ---------------------------------------------------------------------------------------
@@ -634,11 +635,11 @@ class ArchiveSource(Source):
         self._reader.close()
 
 
-_CSV_COLUMNS = ("path", "label", "split", "group", "generator")
+_CSV_COLUMNS = ("path", "label", "split", "group", "generator", "source")
 
 
 class CsvSource(Source):
-    """A CSV manifest with a header: ``path,label[,split][,group][,generator]``.
+    """A CSV manifest with a header: ``path,label[,split][,group][,generator][,source]``.
 
     Paths may be absolute, relative to the CSV's folder, or ``archive.zip::member``.
     Labels are class names (see :func:`normalize_label`) or 0/1; an empty label means
@@ -721,7 +722,14 @@ class CsvSource(Source):
         if generator is None and label_text:
             parsed = _parse_class_name(label_text)
             generator = parsed[1] if parsed else None
-        item = Item(_resolve_csv_path(raw, base), label, split, field("group") or None, generator)
+        item = Item(
+            _resolve_csv_path(raw, base),
+            label,
+            split,
+            field("group") or None,
+            generator,
+            field("source") or None,
+        )
         return item, raw
 
     def _handle_repeat(self, first: tuple[int, Item], item: Item, line: int) -> None:

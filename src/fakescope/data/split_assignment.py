@@ -18,7 +18,7 @@ from fakescope import LABEL_NAMES
 from fakescope.data.sources import CsvSource, Item, Source
 from fakescope.errors import ConfigError
 
-MANIFEST_COLUMNS = ("path", "label", "split", "group", "generator")
+MANIFEST_COLUMNS = ("path", "label", "split", "group", "generator", "source")
 
 
 def _components(
@@ -154,7 +154,8 @@ def kfold_items(
 
 
 def write_manifest(items: Sequence[Item], path: str | os.PathLike[str]) -> None:
-    """Write ``path,label,split,group,generator`` (labels as real/fake); CsvSource reads it."""
+    """Write ``path,label,split,group,generator,source`` (labels as real/fake); CsvSource
+    reads it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -164,7 +165,14 @@ def write_manifest(items: Sequence[Item], path: str | os.PathLike[str]) -> None:
         for item in items:
             label = "" if item.label is None else LABEL_NAMES[item.label]
             writer.writerow(
-                [item.path, label, item.split or "", item.group or "", item.generator or ""]
+                [
+                    item.path,
+                    label,
+                    item.split or "",
+                    item.group or "",
+                    item.generator or "",
+                    item.source or "",
+                ]
             )
     os.replace(partial, target)  # a crash never leaves a half-written manifest
 

@@ -28,6 +28,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fakescope.data.decode import load_image
+from fakescope.data.multi_source import stratified_subsample
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
@@ -47,7 +48,6 @@ from fakescope.robustness.plots import (
     save_attack_examples,
 )
 from fakescope.robustness.report import robustness_report
-from fakescope.training.run_manifest import stratified_subsample
 
 ATTACKS = ("fgsm", "pgd")
 #: The attack budgets measured by default (L-infinity, on the [0, 1] scale).

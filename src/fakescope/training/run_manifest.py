@@ -6,25 +6,11 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from fakescope.config import DataConfig
+from fakescope.data.multi_source import MultiSource, stratified_subsample
 from fakescope.data.sources import CsvSource, Item, Source
 from fakescope.data.split_assignment import kfold_items, split_items, write_manifest
 from fakescope.errors import FakescopeError, SourceError
-
-
-def stratified_subsample(items: list[Item], max_items: int | None, seed: int) -> list[Item]:
-    """A stratified, seeded subsample (for quick recipes)."""
-    if max_items is None or max_items >= len(items):
-        return items
-    rng = np.random.default_rng(seed)
-    chosen: list[Item] = []
-    for label in (0, 1):
-        pool = [it for it in items if it.label == label]
-        take = round(max_items * len(pool) / len(items))
-        chosen += [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))]
-    return sorted(chosen, key=lambda it: it.path)
 
 
 def exact_duplicate_groups(source: Source, items: list[Item]) -> dict[str, str]:
@@ -78,7 +64,22 @@ def prepare_split(
     if manifest_path.is_file():
         return list(CsvSource(manifest_path).items)
     items = stratified_subsample(labelled_items(source), data.max_items, seed)
-    if source.has_splits and not folds:
+    if isinstance(source, MultiSource) and not folds:  # each source split on its own
+        items = [replace(it, split=None) for it in items]
+        groups = duplicate_groups(source, items, data.group_duplicates, progress)
+        items = [replace(it, group=groups.get(it.path, it.group)) for it in items]
+        items = [
+            item
+            for name in source.sources
+            for item in split_items(
+                [it for it in items if it.source == name],
+                val=data.val_fraction,
+                test=data.test_fraction,
+                seed=seed,
+                groups=groups,
+            )
+        ]
+    elif source.has_splits and not folds:
         if not any(it.split == "val" for it in items):
             raise SourceError(f"{source.location}: the split column has no 'val' rows")
     else:

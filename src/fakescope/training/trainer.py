@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -22,8 +23,9 @@ from tqdm.auto import tqdm
 from fakescope.bundle import BundleMeta, resolve_bundle_path, save_bundle
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
+from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
 from fakescope.data.sources import Item, Source, open_source
-from fakescope.data.transforms import Augmentation, Preprocessing
+from fakescope.data.transforms import Augmentation, Preprocessing, pick_crops
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
@@ -84,6 +86,7 @@ def build_preprocessing(recipe: Recipe) -> Preprocessing:
         interpolation=data.interpolation,
         mean=tuple(data.mean or defaults.mean),  # type: ignore[arg-type]
         std=tuple(data.std or defaults.std),  # type: ignore[arg-type]
+        crops=data.crops,
     )
 
 
@@ -242,6 +245,31 @@ class Trainer:
         self.skipped += self.val_set.skipped
         if self.n_train == 0 or len(self.val_set) == 0:
             raise ConfigError("no readable training or validation images left")
+        self.sample_probabilities = self._sample_probabilities()
+
+    def _sample_probabilities(self) -> torch.Tensor | None:
+        """Per training image, the chance to be drawn, when several weighted sources are
+        combined (None: every image once per epoch, in a shuffled order)."""
+        if not isinstance(self.source, MultiSource):
+            return None
+        by_path = {it.path: it.source for it in self.train_items}
+        paths = (
+            self.train_set.paths
+            if self.train_set is not None
+            else [it.path for it in self.train_items]
+        )
+        weights = sampling_weights([by_path.get(p) for p in paths], self.source.weights())
+        return torch.from_numpy(weights)
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        """The images of epoch `epoch`, in order: a permutation, or with weighted sources as
+        many draws (with replacement) by the sources' weights."""
+        generator = _epoch_generator(self.cfg.seed, epoch, 0)
+        if self.sample_probabilities is None:
+            return torch.randperm(self.n_train, generator=generator)
+        return torch.multinomial(
+            self.sample_probabilities, self.n_train, replacement=True, generator=generator
+        )
 
     def _steps_per_epoch(self) -> int:
         bs = self.cfg.batch_size
@@ -250,7 +278,7 @@ class Trainer:
     def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches of epoch `epoch` from step `start`, in a seeded order."""
         bs = min(self.cfg.batch_size, self.n_train)
-        order = torch.randperm(self.n_train, generator=_epoch_generator(self.cfg.seed, epoch, 0))
+        order = self._epoch_order(epoch)
         steps = self._steps_per_epoch()
         if self.train_set is not None:
             for step in range(start, steps):
@@ -390,10 +418,14 @@ class Trainer:
     def predict_logits(self, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         self.model.eval()
         out = []
-        for start in range(0, images.shape[0], batch_size):
-            x = self._to_input(images[start : start + batch_size])
+        crops = images.shape[1] if images.ndim == 5 else 0  # native crops: mean crop logit
+        step = max(1, batch_size // max(1, crops))
+        for start in range(0, images.shape[0], step):
+            chunk = images[start : start + step]
+            x = self._to_input(chunk.flatten(0, 1) if crops else chunk)
             with autocast_context(self.device, self.precision):
-                out.append(self.model(x).float().view(-1).cpu())
+                z = self.model(x).float().view(-1).cpu()
+            out.append(z.view(-1, crops).mean(dim=1) if crops else z)
         return torch.cat(out) if out else torch.empty(0)
 
     def _validate(self) -> dict[str, Any]:
@@ -543,7 +575,8 @@ class Trainer:
         for images, labels in self._batches(epoch, state["step_in_epoch"]):
             elapsed = state["train_seconds"] + time.perf_counter() - started
             lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
-            batch = self.augment(images, aug_gen)
+            # native-resolution crops: one random crop of each image, a new one every epoch
+            batch = self.augment(pick_crops(images, aug_gen), aug_gen)
             batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
             loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
             state["epoch_loss_sum"] += loss
@@ -641,6 +674,26 @@ class Trainer:
                 state["stopped_early"] = True
 
     # -- the bundle -------------------------------------------------------------------
+    def _metrics_by_source(
+        self, labels: np.ndarray, probs: np.ndarray, threshold: float
+    ) -> dict[str, dict[str, Any]]:
+        """Validation metrics of each source (multi-source runs), at the run's threshold."""
+        by_path = {it.path: it.source for it in self.val_items}
+        sources = np.array([by_path.get(p) or "" for p in self.val_set.paths])
+        if len(set(sources.tolist()) - {""}) < 2:
+            return {}
+        table: dict[str, dict[str, Any]] = {}
+        for name in sorted(set(sources.tolist())):
+            mask = sources == name
+            m = binary_metrics(labels[mask], probs[mask], threshold, bootstrap=0)
+            table[name or "(none)"] = {
+                "n": int(mask.sum()),
+                "accuracy": m["accuracy"],
+                "roc_auc": m["roc_auc"],
+                "f1": m["f1"],
+            }
+        return table
+
     def _finish(self, state: dict[str, Any]) -> TrainResult:
         from safetensors.torch import load_file
 
@@ -655,6 +708,7 @@ class Trainer:
             y_val, probs, decision.threshold_policy, decision.fixed_threshold
         )
         val_metrics = binary_metrics(y_val, probs, threshold)
+        by_source = self._metrics_by_source(y_val, probs, threshold)
         test_metrics = None
         if self.test_items:
             test_set = self._decode(self.test_items, "decode test")
@@ -688,12 +742,14 @@ class Trainer:
                 "threshold_policy": decision.threshold_policy,
                 "seed": self.cfg.seed,
             },
-            metrics={k: v for k, v in val_metrics.items() if not isinstance(v, dict)},
+            metrics={k: v for k, v in val_metrics.items() if not isinstance(v, dict)}
+            | ({"by_source": by_source} if by_source else {}),
         )
         bundle_dir = save_bundle(self.run_dir / "bundle", self.model, meta)
         summary = {
             "bundle": str(bundle_dir),
             "val": val_metrics,
+            "val_by_source": by_source,
             "test": test_metrics,
             "history": state["history"],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
@@ -740,13 +796,34 @@ def _prepare_run(run_dir: Path, recipe: Recipe | None, resume: bool) -> Recipe:
     return recipe
 
 
+def open_training_source(
+    source_spec: str | Path | None, recipe: Recipe, data_dir: str | Path | None = None
+) -> Source:
+    """The SOURCE given on the command line, or the recipe's `data.sources` combined (their
+    relative paths under `data_dir`: --data-dir, else $FAKESCOPE_DATA_DIR, else here)."""
+    listed = recipe.data.sources
+    if listed and source_spec is not None:
+        raise ConfigError(
+            f"recipe {recipe.name!r} lists its sources ({', '.join(s.label for s in listed)}); "
+            "drop SOURCE, or use a recipe without data.sources"
+        )
+    if not listed:
+        if source_spec is None:
+            raise ConfigError("give a SOURCE to train on, or a recipe that lists data.sources")
+        return open_source(source_spec)
+    root = data_dir or os.environ.get("FAKESCOPE_DATA_DIR") or "."
+    specs = [SourceSpec(s.path, s.label, s.weight, s.max_items) for s in listed]
+    return MultiSource(specs, data_dir=root, seed=recipe.train.seed)
+
+
 def _open_run(
-    source_spec: str | Path,
+    source_spec: str | Path | None,
     recipe: Recipe | None,
     run_dir: Path,
     resume: bool,
     folds: int | None,
     progress: bool,
+    data_dir: str | Path | None = None,
 ) -> tuple[Source, Recipe, list[Item]]:
     """Open the source, create (or check) the run folder and fix the split in its manifest.
 
@@ -755,8 +832,8 @@ def _open_run(
     main = distributed.current().is_main
 
     def open_run() -> tuple[Source, Recipe, list[Item]]:
-        source = open_source(source_spec)
         run_recipe = _prepare_run(run_dir, recipe, resume or not main)
+        source = open_training_source(source_spec, run_recipe, data_dir)
         items = prepare_split(
             source,
             run_recipe.data,
@@ -772,7 +849,7 @@ def _open_run(
 
 @distributed.in_session  # launched by torchrun: the processes train one model together
 def train(
-    source_spec: str | Path,
+    source_spec: str | Path | None,
     recipe: Recipe | None,
     run_dir: str | Path,
     *,
@@ -780,10 +857,14 @@ def train(
     progress: bool = True,
     command: str = "",
     stop_after_steps: int | None = None,
+    data_dir: str | Path | None = None,
 ) -> TrainResult:
-    """Train a detector on a source and write RUN/bundle, RUN/metrics.json, checkpoints, logs."""
+    """Train a detector on a source (None: the recipe's data.sources, under `data_dir`) and
+    write RUN/bundle, RUN/metrics.json, checkpoints, logs."""
     run_dir = Path(run_dir)
-    source, recipe, items = _open_run(source_spec, recipe, run_dir, resume, None, progress)
+    source, recipe, items = _open_run(
+        source_spec, recipe, run_dir, resume, None, progress, data_dir
+    )
     trainer = Trainer(
         recipe,
         run_dir,
@@ -798,7 +879,7 @@ def train(
 
 @distributed.in_session
 def train_folds(
-    source_spec: str | Path,
+    source_spec: str | Path | None,
     recipe: Recipe | None,
     run_dir: str | Path,
     folds: int,
@@ -806,12 +887,15 @@ def train_folds(
     resume: bool = False,
     progress: bool = True,
     command: str = "",
+    data_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """K-fold: one bundle per fold in RUN/fold{i}/bundle and a mean ± std summary."""
     if folds < 2:
         raise ConfigError("--folds must be at least 2")
     run_dir = Path(run_dir)
-    source, recipe, items = _open_run(source_spec, recipe, run_dir, resume, folds, progress)
+    source, recipe, items = _open_run(
+        source_spec, recipe, run_dir, resume, folds, progress, data_dir
+    )
     results = []
     for k in range(folds):
         fold_dir = run_dir / f"fold{k}"
