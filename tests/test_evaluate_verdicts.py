@@ -177,6 +177,7 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> tuple[Detector, Path]:
     return detector, data
 
 
+@pytest.mark.slow
 def test_evaluate_a_native_crop_bundle_with_gallery_and_tsne(
     native: tuple[Detector, Path], tmp_path: Path
 ) -> None:
@@ -206,6 +207,7 @@ def test_evaluate_a_native_crop_bundle_with_gallery_and_tsne(
     np.testing.assert_allclose(found.p_fake, [float(r["p_fake"]) for r in rows[:4]], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_robustness_of_a_native_crop_bundle_corrupts_and_attacks_the_crops(
     native: tuple[Detector, Path], tmp_path: Path
 ) -> None:
@@ -219,7 +221,7 @@ def test_robustness_of_a_native_crop_bundle_corrupts_and_attacks_the_crops(
         z = model(normalize(batch.float() / 255.0)).reshape(-1)
     assert float(z[0]) == pytest.approx(float(detector.logits(batch)[0]), abs=1e-4)
     config = RobustnessConfig(
-        severities={"jpeg": (50,), "blur": (1.0,)},
+        severities={"jpeg": (50,), "gaussian_blur": (1.0,)},
         attacks=("fgsm", "pgd"),
         eps=(8 / 255,),
         steps=2,
@@ -227,7 +229,7 @@ def test_robustness_of_a_native_crop_bundle_corrupts_and_attacks_the_crops(
     )
     result = robustness(detector, data, tmp_path / "rob", config, progress=False)
     name = result["models"][0]["name"]
-    assert [r["name"] for r in result["rows"]] == ["clean", "jpeg", "blur"]
+    assert [r["name"] for r in result["rows"]] == ["clean", "jpeg", "gaussian_blur"]
     clean = result["rows"][0]["results"][name]
     assert clean["n"] == 16
     attacked = {r["name"]: r["results"][name] for r in result["attacks"]["rows"]}
