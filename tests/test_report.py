@@ -329,6 +329,7 @@ def test_cli_evaluate_calibrate_and_compare_end_to_end(
     first, second = tiny_bundle(tmp_path / "a", 0), tiny_bundle(tmp_path / "b", 1)
     text = invoke("evaluate", toy_folder, toy_zip, "-b", first, "--out", tmp_path / "ev", "-q")
     assert "95% CI" in text and "mean" in text
+    assert "coverage " in text and "risk " in text and "AURC " in text  # selective risk
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_group"]["rows"]
     assert "before" in invoke("calibrate", second, toy_folder, "-q")
     text = invoke("compare", first, second, toy_folder, "--out", tmp_path / "cmp", "-q")
