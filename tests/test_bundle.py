@@ -229,4 +229,5 @@ def test_evaluate_writes_metrics_json(bundle_dir: Path, toy_csv: Path, tmp_path:
         assert key in saved
     assert saved["n"] == metrics["n"] == 40
     lines = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "path,label,p_fake,predicted,unsure" and len(lines) == 41
+    # the first five columns as before; the verdict's other fields follow
+    assert lines[0].startswith("path,label,p_fake,predicted,unsure,") and len(lines) == 41

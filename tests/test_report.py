@@ -27,6 +27,7 @@ from fakescope.evaluation.report import (
     EVALUATION_SECTIONS,
     ReportBuilder,
 )
+from fakescope.inference import CSV_FIELDS
 from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -155,7 +156,17 @@ def test_report_has_every_section_embedded_plots_and_valid_html(
         assert key in saved
     assert "95% CI" in page.sections["metrics"] and "bundle" in page.sections["summary"]
     lines = (out / "predictions.csv").read_text().splitlines()
-    assert lines[0] == "path,label,p_fake,predicted,unsure" and len(lines) == 15
+    assert lines[0].startswith("path,label,p_fake,predicted,unsure,") and len(lines) == 15
+    assert lines[0].split(",")[5:] == list(CSV_FIELDS[5:])  # the verdict's other fields
+    # old bundles (no domain model): coverage is the share outside the unsure band
+    selective = saved["selective"]["overall"]
+    rows = list(csv.DictReader(lines))
+    assert all(r["unsure"] == str(int(0.4 < float(r["p_fake"]) < 0.6)) for r in rows)
+    assert selective["coverage"] == pytest.approx(np.mean([r["unsure"] == "0" for r in rows]))
+    assert all(r["domain_score"] == r["in_domain"] == r["evidence"] == "" for r in rows)
+    assert saved["selective"]["domain_model"] is False and selective["out_of_domain"] == 0
+    assert (out / "risk_coverage.png").read_bytes().startswith(PNG_MAGIC)
+    assert saved["provenance"]["read"] and saved["provenance"]["images_with_evidence"] == 0
 
 
 def test_threshold_chosen_on_validation_is_applied_and_the_oracle_is_labelled(
@@ -318,6 +329,7 @@ def test_cli_evaluate_calibrate_and_compare_end_to_end(
     first, second = tiny_bundle(tmp_path / "a", 0), tiny_bundle(tmp_path / "b", 1)
     text = invoke("evaluate", toy_folder, toy_zip, "-b", first, "--out", tmp_path / "ev", "-q")
     assert "95% CI" in text and "mean" in text
+    assert "coverage " in text and "risk " in text and "AURC " in text  # selective risk
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["per_group"]["rows"]
     assert "before" in invoke("calibrate", second, toy_folder, "-q")
     text = invoke("compare", first, second, toy_folder, "--out", tmp_path / "cmp", "-q")

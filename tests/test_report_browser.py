@@ -30,15 +30,18 @@ pytestmark = pytest.mark.browser
 EXPECTED_TEXT = {
     "summary": ["threshold", "threshold from", "unsure band"],
     "metrics": ["95% CI (bootstrap)", "ROC-AUC", "ECE"],
-    "per-group": ["data set", "mean"],
+    "per-group": ["data set", "mean", "coverage", "AURC"],
+    "selective-risk": ["coverage", "risk", "confident wrong", "AURC", "operating point"],
     "per-class": ["precision", "recall"],
     "confusion": ["pred real", "pred fake"],
+    "provenance": ["with provenance evidence", "verdicts changed by the evidence"],
     "oracle": ["ORACLE", "NOT a valid estimate"],
     "explanations": ["true positives", "false positives", "true negatives", "false negatives"],
     "embeddings": ["images mapped", "misclassified"],
 }
 EXPECTED_IMAGES = {
     "plots": ["roc", "pr", "scores", "reliability", "thresholds"],
+    "selective-risk": ["risk_coverage"],
     "confusion": ["confusion"],
     "embeddings": ["t-SNE"],
 }
@@ -108,6 +111,8 @@ def test_report_renders_every_section_and_image_in_chromium(report: Path, tmp_pa
             for section_id, alts in EXPECTED_IMAGES.items():
                 shown = {i["alt"] for i in images if i["section"] == section_id}
                 assert set(alts) <= shown, (section_id, shown)
+            plots = {i["alt"] for i in images if i["section"] == "plots"}
+            assert "risk_coverage" not in plots  # in its own section, not twice
             gallery = [i for i in images if i["section"] == "explanations"]
             assert len(gallery) == 5  # TP, FP, TN, FN and the most confident mistakes
             assert page.inner_text("nav").count("Embeddings") == 1

@@ -506,9 +506,17 @@ def evaluate(
         Path | None,
         typer.Option("--compare", help="A second bundle: its t-SNE map beside this one's."),
     ] = None,
+    no_provenance: Annotated[
+        bool,
+        typer.Option(
+            "--no-provenance",
+            help="Judge the pixels alone: ignore Content Credentials, metadata, watermarks.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Metrics with 95% CIs, plots, Grad-CAM gallery, t-SNE map and report.html."""
+    """Metrics with 95% CIs, coverage and risk, plots, Grad-CAM gallery, t-SNE map and
+    report.html. Verdicts are predict's: pixels, domain and provenance."""
     from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.evaluation.report_sections import report_hooks
@@ -530,6 +538,7 @@ def evaluate(
         threshold_policy=threshold_policy.value if threshold_policy else None,
         target_fpr=target_fpr,
         report_hooks=hooks,
+        provenance=not no_provenance,
     )
     _print_evaluation(metrics, title=f"evaluation of {', '.join(sources)}")
     if metrics["unreadable"]:
@@ -559,6 +568,7 @@ def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
         for row in [*per_group["rows"], per_group["mean"]]:
             groups.add_row(row["group"], *(fmt(row.get(k)) for k, _ in GROUP_COLUMNS))
         out.print(groups)
+    _print_selective(metrics)
     oracle = metrics.get("oracle") or {}
     if oracle.get("accuracy") is not None:
         console.print(
@@ -567,37 +577,33 @@ def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
         )
 
 
-def _check_calibratable(bundle: Path, val_source: str) -> None:
-    """Refuse, before a single image is decoded, a bundle that calibrate cannot rewrite in
-    place: a shipped detector (read-only, part of the package), an ensemble (no temperature
-    of its own) or a folder that is not a valid bundle. Each message says what to do."""
-    from fakescope.bundle import (
-        SHIPPED_DETECTORS,
-        is_ensemble,
-        read_meta,
-        resolve_bundle_path,
-        shipped_bundle_path,
-    )
-    from fakescope.errors import BundleError
+def _print_selective(metrics: Mapping[str, Any]) -> None:
+    """Coverage, risk and AURC overall; the provenance evidence when there was any."""
+    from fakescope.evaluation.report import fmt
 
-    folder = resolve_bundle_path(bundle)
-    for name in SHIPPED_DETECTORS:
-        shipped = shipped_bundle_path(name)
-        if folder.resolve() == shipped.resolve():
-            copy = f"my-{name}-detector"
-            raise BundleError(
-                f"{bundle}: the shipped '{name}' detector is read-only (calibrate rewrites a "
-                f"bundle in place); calibrate a copy instead: cp -r {shlex.quote(str(shipped))} "
-                f"{copy} && fakescope calibrate {copy} {shlex.quote(val_source)}"
-            )
-    if is_ensemble(folder):
-        raise BundleError(
-            f"{bundle}: an ensemble bundle has no temperature of its own (its members' "
-            "calibrated probabilities are combined); calibrate each member bundle, then "
-            f"rebuild the ensemble: fakescope ensemble MEMBER... --val {shlex.quote(val_source)} "
-            f"--out {bundle}"
+    selective = metrics.get("selective")
+    if selective:
+        o = selective["overall"]
+        why = f"{o['unsure_band']} in the unsure band"
+        if selective["domain_model"]:
+            why += f", {o['out_of_domain']} out of domain"
+        console.print(
+            f"coverage {fmt(o['coverage'])} (answered confidently; {o['unsure']} of {o['n']} "
+            f"unsure: {why})\n"
+            f"risk     {fmt(o['risk'])} (errors among confident answers); confident wrong "
+            f"{fmt(o['confident_wrong'])} of all images, reals called fake confidently "
+            f"{fmt(o['real_called_fake_confidently'])} of reals\n"
+            f"AURC     {fmt(o['aurc'])} (area under the risk-coverage curve; lower is better)",
+            highlight=False,
         )
-    read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
+    provenance = metrics.get("provenance")
+    if provenance and provenance["images_with_evidence"]:
+        counts = ", ".join(f"{k} {v}" for k, v in provenance["counts"].items())
+        console.print(
+            f"provenance: {provenance['images_with_evidence']} images with evidence ({counts}); "
+            f"{provenance['verdicts_changed']} verdicts changed by it",
+            highlight=False,
+        )
 
 
 @app.command("calibrate")
@@ -610,8 +616,9 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Fit the temperature on validation data and store it in the bundle (re-signed)."""
-    _check_calibratable(bundle, val_source)
-    from fakescope.evaluation.calibration import calibrate_bundle
+    from fakescope.evaluation.calibration import calibrate_bundle, check_calibratable
+
+    check_calibratable(bundle, val_source)  # the library's refusal, before anything loads
     from fakescope.evaluation.report import fmt
 
     result = calibrate_bundle(bundle, val_source, split=split, progress=not quiet)

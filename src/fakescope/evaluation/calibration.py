@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from fakescope.bundle import read_meta, update_meta
+from fakescope.bundle import (
+    SHIPPED_DETECTORS,
+    is_ensemble,
+    read_meta,
+    resolve_bundle_path,
+    shipped_bundle_path,
+    update_meta,
+)
 from fakescope.data.sources import open_source
 from fakescope.detectors import load_detector
-from fakescope.errors import SourceError
+from fakescope.errors import BundleError, SourceError
 from fakescope.evaluation.evaluate import score_items, select_items, validation_split
 from fakescope.evaluation.metrics import expected_calibration_error
 
@@ -94,6 +102,30 @@ def calibration_summary(
     }
 
 
+def check_calibratable(bundle: str | os.PathLike, val_source: str | os.PathLike) -> None:
+    """Refuse, before a single image is decoded, a bundle that calibrate cannot rewrite in
+    place: a shipped detector (read-only, part of the package), an ensemble (no temperature
+    of its own) or a folder that is not a valid bundle. Each message says what to do."""
+    folder = resolve_bundle_path(bundle)
+    val = shlex.quote(str(val_source))
+    for name in SHIPPED_DETECTORS:
+        shipped = shipped_bundle_path(name)
+        if folder.resolve() == shipped.resolve():
+            copy = f"my-{name}-detector"
+            raise BundleError(
+                f"{bundle}: the shipped '{name}' detector is read-only (calibrate rewrites a "
+                f"bundle in place); calibrate a copy instead: cp -r {shlex.quote(str(shipped))} "
+                f"{copy} && fakescope calibrate {copy} {val}"
+            )
+    if is_ensemble(folder):
+        raise BundleError(
+            f"{bundle}: an ensemble bundle has no temperature of its own (its members' "
+            "calibrated probabilities are combined); calibrate each member bundle, then "
+            f"rebuild the ensemble: fakescope ensemble MEMBER... --val {val} --out {bundle}"
+        )
+    read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
+
+
 def calibrate_bundle(
     bundle_path: str | os.PathLike,
     val_source: str | os.PathLike,
@@ -106,7 +138,9 @@ def calibrate_bundle(
     the bundle, re-signed. Returns ECE, log-loss and accuracy before and after.
 
     `split` defaults to "val" when the source has a val split, else all labelled images.
+    Shipped detectors and ensembles are refused first (`check_calibratable`).
     """
+    check_calibratable(bundle_path, val_source)
     detector = load_detector(bundle_path, device=device)
     source = open_source(val_source)
     split = validation_split(source, split)

@@ -52,9 +52,40 @@ def _forward(
     progress: bool,
     with_scores: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (N, D) and, `with_scores`, calibrated p(fake) (N,) of a uint8 batch:
+    (N, 3, S, S) images, or (N, K, 3, S, S) native crops, where one image is the mean of
+    its crops' features and logits (as `Detector.logits` averages them)."""
     batch = torch.as_tensor(images)
-    if batch.ndim != 4 or batch.dtype != torch.uint8:
-        raise ConfigError(f"expected a (N, 3, S, S) uint8 batch, got {tuple(batch.shape)}")
+    if batch.ndim not in (4, 5) or batch.dtype != torch.uint8:
+        raise ConfigError(
+            f"expected a (N, 3, S, S) or (N, K, 3, S, S) uint8 batch, got {tuple(batch.shape)}"
+        )
+    n, k = len(batch), (batch.shape[1] if batch.ndim == 5 else 1)
+    features, logits = _forward_crops(
+        detector,
+        batch.flatten(0, 1) if batch.ndim == 5 else batch,
+        batch_size=batch_size * k,
+        progress=progress,
+        with_scores=with_scores,
+    )
+    if k > 1:
+        features = features.reshape(n, k, -1).mean(axis=1)
+        logits = None if logits is None else logits.view(n, k).mean(dim=1)
+    p_fake = None
+    if logits is not None:
+        p_fake = torch.sigmoid(logits / detector.meta.temperature).numpy()
+    return features, p_fake
+
+
+def _forward_crops(
+    detector: Detector,
+    batch: torch.Tensor,
+    *,
+    batch_size: int,
+    progress: bool,
+    with_scores: bool,
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Features (M, D) and raw logits (M,) (or None) of an (M, 3, S, S) uint8 batch."""
     model: Any = detector.torch_model("embeddings", needs="embed")  # timm's forward_* API
     was_training = model.training
     model.eval()
@@ -77,11 +108,8 @@ def _forward(
         model.train(was_training)
     if not chunks:
         empty = np.empty((0, _feature_dim(detector)), dtype=np.float32)
-        return empty, (np.empty(0) if with_scores else None)
-    p_fake = None
-    if with_scores:
-        p_fake = torch.sigmoid(torch.cat(logits) / detector.meta.temperature).numpy()
-    return np.concatenate(chunks), p_fake
+        return empty, (torch.empty(0) if with_scores else None)
+    return np.concatenate(chunks), (torch.cat(logits) if with_scores else None)
 
 
 def embed_uint8(

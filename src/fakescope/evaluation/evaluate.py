@@ -3,14 +3,24 @@
 The decision threshold comes from validation data, never from the test data: the bundle's
 (chosen on validation at training time) or one chosen here on `val_source`. The threshold
 that would be best on the test data is reported only as the labelled "oracle".
+
+Each image gets the verdict `predict` would give it (`fakescope.inference.verdicts`): the
+pixel score from `Detector.score_prepared` (with the domain score, for a detector that has a
+domain model), combined with the file's provenance evidence, read from the same bytes the
+pixels are decoded from; unsure inside the unsure band or outside the domain. The metrics
+are computed on the final p(fake); coverage and risk (selective risk) on the unsure flags.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import json
 import os
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,10 +28,11 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from fakescope.data.cache import DecodedSet, decode_items
+from fakescope.data.cache import DecodedSet, ReadBytes, decode_items
 from fakescope.data.sources import Item, Source, open_source
-from fakescope.detectors import Detector, load_detector
+from fakescope.detectors import Detector, PixelScores, load_detector
 from fakescope.errors import ConfigError, SourceError
 from fakescope.evaluation.metrics import (
     BOOTSTRAP_RESAMPLES,
@@ -36,8 +47,14 @@ from fakescope.evaluation.results import (
     EvaluationMetrics,
     GroupRow,
     GroupTable,
+    ProvenanceSummary,
+    SelectiveRow,
+    SelectiveSummary,
     ThresholdSource,
 )
+from fakescope.evaluation.selective import selective_risk
+from fakescope.inference import CSV_FIELDS, OUT_OF_DOMAIN, UNSURE_BAND, Prediction, verdicts
+from fakescope.provenance import Evidence, read_provenance
 
 SourceSpec = str | os.PathLike
 ReportHook = Callable[[Any, dict[str, Any]], None]
@@ -48,7 +65,9 @@ recorded in metrics["timings"] under the hook's `stage` attribute (else its name
 
 @dataclass
 class ScoredSet:
-    """Labels, raw logits and calibrated p(fake) for the readable images of a source."""
+    """Labels and calibrated p(fake) for the readable images of a source; with `predictions`
+    (from `evaluate`) each image's whole verdict, whose p_fake is `p_fake` (pixels and
+    provenance combined). `logits` are the raw pixel logits, where they were kept."""
 
     paths: list[str]
     labels: np.ndarray
@@ -56,9 +75,23 @@ class ScoredSet:
     skipped: list[tuple[str, str]]
     logits: np.ndarray | None = None
     generators: list[str | None] | None = None
+    predictions: list[Prediction] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def unsure(self) -> np.ndarray | None:
+        """Per image, whether the verdict is unsure (None without predictions)."""
+        if self.predictions is None:
+            return None
+        return np.array([bool(p.unsure) for p in self.predictions], dtype=bool)
+
+    def in_domain(self) -> np.ndarray | None:
+        """Per image, whether it is inside the detector's domain; None when the detector has
+        no domain model (or without predictions)."""
+        if not self.predictions or any(p.in_domain is None for p in self.predictions):
+            return None
+        return np.array([bool(p.in_domain) for p in self.predictions], dtype=bool)
 
 
 def score_decoded(
@@ -105,6 +138,94 @@ def _scored(
     )
 
 
+# -- verdicts: pixels (and domain) + provenance, as predict gives them ---------------------
+class ProvenanceReader:
+    """A `read_bytes` for `decode_items` that also reads each file's provenance from the
+    same bytes, so every file is read once. Thread-safe: decode_items reads in threads."""
+
+    def __init__(self, read_bytes: ReadBytes, *, enabled: bool = True) -> None:
+        self.read_bytes = read_bytes
+        self.enabled = enabled
+        self.evidence: dict[str, list[Evidence]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, item: Item) -> bytes:
+        data = self.read_bytes(item)
+        if self.enabled:
+            found = read_provenance(data, item.path)  # never raises
+            with self._lock:
+                self.evidence[item.path] = found
+        return data
+
+
+def at_threshold(detector: Detector, threshold: float) -> Detector:
+    """`detector` deciding at `threshold` (its unsure band moved with it): a shallow copy,
+    so verdicts at a threshold chosen on validation data follow the one rule in
+    `fakescope.inference.verdict` without touching the caller's detector."""
+    if threshold == detector.threshold:
+        return detector
+    view = copy.copy(detector)
+    view.meta = dataclasses.replace(detector.meta, threshold=float(threshold))
+    return view
+
+
+def pixel_scores(
+    detector: Detector,
+    images: Sequence[np.ndarray] | Any,
+    *,
+    batch_size: int = 256,
+    progress: bool = False,
+    desc: str = "score",
+) -> PixelScores:
+    """`detector.score_prepared` over prepared images (N, 3, S, S) or native crops
+    (N, K, 3, S, S), `batch_size` at a time with a progress bar."""
+    parts: list[PixelScores] = []
+    n = len(images)
+    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, n, batch_size):
+            chunk = images[start : start + batch_size]
+            parts.append(detector.score_prepared(chunk, batch_size=batch_size))
+            bar.update(len(chunk))
+
+    def cat(values: list[np.ndarray | None]) -> np.ndarray | None:
+        present = [v for v in values if v is not None]
+        return np.concatenate(present) if present and len(present) == len(values) else None
+
+    if not parts:
+        return PixelScores(np.empty(0))
+    return PixelScores(
+        np.concatenate([p.p_fake for p in parts]),
+        cat([p.domain_score for p in parts]),
+        cat([p.max_crop_p_fake for p in parts]),
+    )
+
+
+def judged(
+    detector: Detector,
+    decoded: DecodedSet,
+    items: Sequence[Item],
+    *,
+    threshold: float,
+    evidence: Mapping[str, Sequence[Evidence]] | None = None,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> ScoredSet:
+    """Decoded images scored by `detector.score_prepared` and judged by
+    `fakescope.inference.verdicts` at `threshold`, with each file's evidence (by path)."""
+    scores = pixel_scores(detector, decoded.images, batch_size=batch_size, progress=progress)
+    found = None if evidence is None else [list(evidence.get(p, ())) for p in decoded.paths]
+    predictions = verdicts(at_threshold(detector, threshold), decoded.paths, scores, found)
+    generator = {it.path: it.generator for it in items}
+    return ScoredSet(
+        decoded.paths,
+        decoded.labels.numpy().astype(int),
+        np.array([p.p_fake for p in predictions], dtype=np.float64),
+        decoded.skipped,
+        generators=[generator.get(p) for p in decoded.paths],
+        predictions=predictions,
+    )
+
+
 def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
     def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
         present = [a for a in arrays if a is not None]
@@ -117,6 +238,9 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         [x for s in sets for x in s.skipped],
         logits=cat([s.logits for s in sets]),
         generators=[g for s in sets for g in (s.generators or [None] * len(s))],
+        predictions=[p for s in sets for p in s.predictions or []]
+        if all(s.predictions is not None for s in sets)
+        else None,
     )
 
 
@@ -269,8 +393,8 @@ def per_group_table(
     return {"by": by, "rows": rows, "mean": mean}
 
 
-def generator_groups(scored: ScoredSet) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
-    """Groups by the generator column; None when there are fewer than two generators.
+def generator_masks(scored: ScoredSet) -> list[tuple[str, np.ndarray]] | None:
+    """(generator, boolean mask) per generator; None when there are fewer than two.
 
     Reals without a generator are shared by every group (each row = all reals + that
     generator's fakes, so AUC is defined); reals with one belong to their generator's row.
@@ -281,11 +405,111 @@ def generator_groups(scored: ScoredSet) -> list[tuple[str, np.ndarray, np.ndarra
         return None
     gens_arr = np.array([g or "" for g in gens], dtype=object)
     shared_reals = (gens_arr == "") & (scored.labels == 0)
-    groups = []
-    for name in names:
-        mask = (gens_arr == name) | shared_reals
-        groups.append((name, scored.labels[mask], scored.p_fake[mask]))
-    return groups
+    return [(name, (gens_arr == name) | shared_reals) for name in names]
+
+
+def generator_groups(scored: ScoredSet) -> list[tuple[str, np.ndarray, np.ndarray]] | None:
+    """(generator, labels, p_fake) per generator (see `generator_masks`), or None."""
+    masks = generator_masks(scored)
+    if masks is None:
+        return None
+    return [(name, scored.labels[mask], scored.p_fake[mask]) for name, mask in masks]
+
+
+def subset(scored: ScoredSet, mask: np.ndarray) -> ScoredSet:
+    """The images of `scored` where `mask` is true (everything per image kept)."""
+    index = np.flatnonzero(mask)
+
+    def pick(values: list[Any] | None) -> list[Any] | None:
+        return None if values is None else [values[i] for i in index]
+
+    return ScoredSet(
+        [scored.paths[i] for i in index],
+        scored.labels[index],
+        scored.p_fake[index],
+        [],
+        logits=None if scored.logits is None else scored.logits[index],
+        generators=pick(scored.generators),
+        predictions=pick(scored.predictions),
+    )
+
+
+# -- selective risk and provenance -----------------------------------------------------------
+SELECTIVE_KEYS = ("coverage", "risk", "confident_wrong", "real_called_fake_confidently", "aurc")
+
+
+def selective_row(name: str, scored: ScoredSet, threshold: float) -> SelectiveRow:
+    """Coverage, risk and the risk-coverage curve of judged images (`scored.predictions`):
+    confident answers are the verdicts that are not unsure, for either reason."""
+    unsure = scored.unsure()
+    if unsure is None:
+        raise ValueError("selective risk needs the verdicts (ScoredSet.predictions)")
+    result = selective_risk(scored.labels, scored.p_fake, threshold, unsure, scored.in_domain())
+    reasons = Counter(p.unsure_reason for p in scored.predictions or [])
+    return {
+        "group": name,
+        "n": result["n"],
+        "coverage": result["coverage"],
+        "risk": result["risk"],
+        "confident_wrong": result["confident_wrong"],
+        "real_called_fake_confidently": result["real_called_fake_confidently"],
+        "aurc": result["aurc"],
+        "unsure": int(unsure.sum()),
+        "unsure_band": reasons[UNSURE_BAND],
+        "out_of_domain": reasons[OUT_OF_DOMAIN],
+        "curve_coverage": result["curve_coverage"],
+        "curve_risk": result["curve_risk"],
+    }
+
+
+def selective_summary(
+    scored: ScoredSet,
+    groups: Sequence[tuple[str, ScoredSet]],
+    *,
+    threshold: float,
+    band: tuple[float, float],
+    by: str | None,
+) -> SelectiveSummary:
+    """metrics.json["selective"]: overall and one row per group."""
+    return {
+        "threshold": float(threshold),
+        "unsure_band": [band[0], band[1]],
+        "domain_model": scored.in_domain() is not None,
+        "overall": selective_row("overall", scored, threshold),
+        "by": by if groups else None,
+        "per_group": [selective_row(name, part, threshold) for name, part in groups],
+    }
+
+
+def provenance_summary(scored: ScoredSet, detector: Detector, *, read: bool) -> ProvenanceSummary:
+    """How many images carried which signal/claim, and how many verdicts the evidence
+    changed: the verdict from the pixels alone (same rule, no evidence) against the final."""
+    predictions = scored.predictions or []
+    counts: Counter[str] = Counter()
+    changed = labels_changed = 0
+    for p in predictions:
+        counts.update({f"{e['signal']}/{e['claim']}" for e in p.evidence})  # once per image
+        if not p.evidence or p.p_fake_pixels is None:
+            continue
+        alone = verdicts(
+            detector,
+            [p.path],
+            PixelScores(
+                np.array([p.p_fake_pixels]),
+                None if p.domain_score is None else np.array([p.domain_score]),
+            ),
+        )[0]
+        labels_changed += alone.label != p.label
+        changed += (alone.label, alone.unsure) != (p.label, p.unsure)
+    return {
+        "read": read,
+        "images": len(predictions),
+        "images_with_evidence": sum(1 for p in predictions if p.evidence),
+        "counts": dict(sorted(counts.items())),
+        "verdicts_changed": changed,
+        "labels_changed": labels_changed,
+        "disagreements": sum(1 for p in predictions if p.disagreement),
+    }
 
 
 def _source_names(specs: Sequence[SourceSpec]) -> list[str]:
@@ -325,6 +549,7 @@ def evaluate(
     seed: int = 0,
     report: bool = True,
     report_hooks: Sequence[ReportHook] = (),
+    provenance: bool = True,
 ) -> EvaluationMetrics:
     """Evaluate on one or more sources; write OUT/metrics.json, predictions.csv, the PNG
     plots and report.html; return the metrics.
@@ -332,7 +557,10 @@ def evaluate(
     Top-level metrics are pooled over all sources; with several sources (or a manifest
     with a generator column) `per_group` holds one row per source (generator) + the mean.
     `report_hooks` add sections to the report (see fakescope.evaluation.report_sections);
-    `metrics["timings"]` holds the seconds spent per stage.
+    `metrics["timings"]` holds the seconds spent per stage. Verdicts are `predict`'s: pixels
+    (domain score included) and each file's provenance; `provenance=False` judges the pixels
+    alone. `metrics["selective"]` holds coverage, risk and AURC, overall and per group;
+    `metrics["provenance"]` what the files' provenance said and how many verdicts it changed.
     """
     specs = [source_spec] if isinstance(source_spec, str | os.PathLike) else list(source_spec)
     if not specs:
@@ -355,20 +583,33 @@ def evaluate(
     names = _source_names(specs)
     parts = []
     for source, items, name in zip(sources, selected, names, strict=True):
-        with _timed(timings, "decode"):
+        reader = ProvenanceReader(source.read_bytes, enabled=provenance)
+        with _timed(timings, "decode"):  # provenance is read here, from the same bytes
             decoded = decode_items(
                 items,
-                source.read_bytes,
+                reader,
                 detector.preprocessing,
                 progress=progress,
                 desc=f"decode {name}" if len(specs) > 1 else "decode",
             )
         with _timed(timings, "score"):
-            parts.append(_scored(detector, decoded, items, progress=progress))
+            parts.append(
+                judged(
+                    detector,
+                    decoded,
+                    items,
+                    threshold=choice.value,
+                    evidence=reader.evidence if provenance else None,
+                    progress=progress,
+                )
+            )
         del decoded
     with _timed(timings, "metrics"):
         scored, metrics = _pooled_metrics(
             detector, sources, names, parts, choice, split=split, bootstrap=bootstrap, seed=seed
+        )
+        metrics["provenance"] = provenance_summary(
+            scored, at_threshold(detector, choice.value), read=provenance
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -378,7 +619,7 @@ def evaluate(
             plots = evaluation_plots(scored, metrics, out, labels=detector.meta.labels)
             metrics["plots"] = {name: path.name for name, path in plots.items()}
             metrics["report"] = "report.html"
-            builder = _build_report(metrics, plots, detector)
+            builder = _build_report(metrics, plots, detector, scored)
         context = {
             "detector": detector,
             "scored": scored,
@@ -420,19 +661,23 @@ def _pooled_metrics(
             seed=seed,
         )
     }
-    per_group: GroupTable | None
+    per_group: GroupTable | None = None
+    groups: list[tuple[str, ScoredSet]] = []
+    by = "data set"
     if len(parts) > 1:
-        per_group = per_group_table(
-            [(n, s.labels, s.p_fake) for n, s in zip(names, parts, strict=True)],
-            threshold,
-            by="data set",
-        )
-    else:
-        groups = generator_groups(scored)
-        per_group = per_group_table(groups, threshold, by="generator") if groups else None
-        if per_group:
+        groups = list(zip(names, parts, strict=True))
+    elif (masks := generator_masks(scored)) is not None:
+        groups, by = [(name, subset(scored, mask)) for name, mask in masks], "generator"
+    if groups:
+        per_group = per_group_table([(n, s.labels, s.p_fake) for n, s in groups], threshold, by=by)
+        if by == "generator":
             per_group["note"] = "Reals without a generator are counted in every row."
     low, high = _band(threshold, detector.meta.unsure_margin)
+    selective: SelectiveSummary | None = None
+    if scored.predictions is not None:
+        selective = selective_summary(scored, groups, threshold=threshold, band=(low, high), by=by)
+        if per_group is not None:
+            _add_selective_columns(per_group, selective)
     metrics.update(
         {
             "source": str(sources[0].location)
@@ -449,28 +694,70 @@ def _pooled_metrics(
             "unreadable": [{"path": p, "reason": r} for p, r in scored.skipped],
         }
     )
+    if selective is not None:
+        metrics["selective"] = selective
     return scored, metrics
+
+
+def _add_selective_columns(per_group: GroupTable, selective: SelectiveSummary) -> None:
+    """Coverage, risk and AURC in the per-group table, and their unweighted mean."""
+    for row, sel in zip(per_group["rows"], selective["per_group"], strict=True):
+        row["coverage"] = sel["coverage"]
+        row["risk"] = sel["risk"]
+        row["confident_wrong"] = sel["confident_wrong"]
+        row["real_called_fake_confidently"] = sel["real_called_fake_confidently"]
+        row["aurc"] = sel["aurc"]
+    for key in SELECTIVE_KEYS:
+        values = [v for sel in selective["per_group"] if (v := sel[key]) is not None]  # type: ignore[literal-required]
+        per_group["mean"][key] = float(np.mean(values)) if values else None
 
 
 def _band(threshold: float, margin: float) -> tuple[float, float]:
     return max(0.0, threshold - margin), min(1.0, threshold + margin)
 
 
-def _build_report(metrics: Mapping[str, Any], plots: dict[str, Path], detector: Detector) -> Any:
+def image_rows(
+    scored: ScoredSet, indices: Iterable[int], labels: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per image: path, true label, p_fake and (with verdicts) the verdict's other fields,
+    for the report's per-image tables and metrics.json."""
+    rows = []
+    for i in indices:
+        row: dict[str, Any] = {"path": scored.paths[i], "label": labels[int(scored.labels[i])]}
+        if scored.predictions is not None:
+            verdict = scored.predictions[i].to_dict()
+            row.update({k: v for k, v in verdict.items() if k not in ("path", "label", "error")})
+            row["predicted"] = verdict["label"]
+        row["p_fake"] = float(scored.p_fake[i])
+        rows.append(row)
+    return rows
+
+
+def _build_report(
+    metrics: Mapping[str, Any], plots: dict[str, Path], detector: Detector, scored: ScoredSet
+) -> Any:
     from fakescope.evaluation.report import evaluation_report
 
     model = {"bundle": metrics.get("bundle"), "architecture": detector.meta.architecture}
-    return evaluation_report(metrics, plots, model=model)
+    carrying = [i for i, p in enumerate(scored.predictions or []) if p.evidence]
+    images = image_rows(scored, carrying, detector.meta.labels)
+    return evaluation_report(metrics, plots, model=model, images=images)
 
 
 def evaluation_plots(
     scored: ScoredSet, metrics: Mapping[str, Any], out: Path, *, labels: Sequence[str]
 ) -> dict[str, Path]:
-    """The six standard PNG plots, named roc, pr, scores, reliability, thresholds, confusion."""
+    """The six standard PNG plots, named roc, pr, scores, reliability, thresholds, confusion,
+    and with selective risk in `metrics`, risk_coverage (one curve per group and overall)."""
     from fakescope.evaluation import plots as P
 
     y, p, t = scored.labels, scored.p_fake, metrics["threshold"]
     cm = metrics["confusion_matrix"]
+    extra: dict[str, Path] = {}
+    selective = metrics.get("selective")
+    if selective:
+        rows = [*selective["per_group"], selective["overall"]]
+        extra["risk_coverage"] = P.plot_risk_coverage(rows, out / "risk_coverage.png")
     return {
         "roc": P.plot_roc(y, p, out / "roc.png"),
         "pr": P.plot_pr(y, p, out / "pr.png"),
@@ -484,22 +771,49 @@ def evaluation_plots(
         "confusion": P.plot_confusion_matrix(
             cm["rows_true_cols_pred"], cm["normalized"], out / "confusion.png", labels=labels
         ),
+        **extra,
     }
+
+
+PREDICTION_COLUMNS = ("path", "label", "p_fake", "predicted", "unsure", *CSV_FIELDS[5:])
+"""predictions.csv: the first five columns as before, then the verdict's other fields."""
 
 
 def write_predictions(
     path: Path, scored: ScoredSet, detector: Detector, *, threshold: float | None = None
 ) -> None:
-    """path, label, p_fake, predicted, unsure per image, at `threshold` (default: bundle's)."""
+    """One row per image: path, true label, p_fake, predicted label and unsure (0/1) at
+    `threshold` (default: the bundle's), then p_fake_pixels, unsure_reason, domain_score,
+    in_domain, max_crop_p_fake, evidence and disagreement (see `PREDICTION_COLUMNS`)."""
     names = detector.meta.labels
     t = detector.threshold if threshold is None else threshold
-    low, high = _band(t, detector.meta.unsure_margin)
+    predictions = scored.predictions
+    if predictions is None:  # scores without verdicts: judge the pixels by the same rule
+        predictions = verdicts(at_threshold(detector, t), scored.paths, PixelScores(scored.p_fake))
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "p_fake", "predicted", "unsure"])
-        for p, y, prob in zip(scored.paths, scored.labels, scored.p_fake, strict=True):
-            predicted = names[1] if prob >= t else names[0]
-            writer.writerow([p, names[int(y)], f"{prob:.6f}", predicted, int(low < prob < high)])
+        writer.writerow(PREDICTION_COLUMNS)
+        for y, prediction in zip(scored.labels, predictions, strict=True):
+            row = prediction.to_row()
+            extra = [_csv_value(row[key]) for key in PREDICTION_COLUMNS[5:]]
+            writer.writerow(
+                [
+                    prediction.path,
+                    names[int(y)],
+                    f"{row['p_fake']:.6f}",
+                    prediction.label,
+                    row["unsure"],
+                    *extra,
+                ]
+            )
+
+
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return value
 
 
 # -- compare ---------------------------------------------------------------------------------

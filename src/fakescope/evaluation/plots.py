@@ -192,3 +192,48 @@ def plot_confusion_matrix(
         ax.set_yticks(range(len(labels)), [f"true {n}" for n in labels])
         ax.set_title(title)
     return save_figure(fig, path)
+
+
+# -- selective risk ----------------------------------------------------------------------------
+def plot_risk_coverage(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Risk-coverage curves (one per row of metrics["selective"]: `group`, `curve_coverage`,
+    `curve_risk`, `coverage`, `risk`, `aurc`), each with its operating point marked: the
+    coverage and risk of the verdicts that were not unsure."""
+    fig = Figure(figsize=(6, 4.5))
+    ax = fig.add_subplot()
+    drawn = 0
+    for row in rows:
+        if not row["curve_coverage"]:
+            continue
+        overall = row["group"] == "overall"
+        aurc = "-" if row["aurc"] is None else f"{row['aurc']:.3f}"
+        (line,) = ax.plot(
+            row["curve_coverage"],
+            row["curve_risk"],
+            lw=2.2 if overall else 1.3,
+            color="black" if overall else None,
+            label=f"{row['group']} (AURC {aurc})",
+        )
+        if row["risk"] is not None and row["coverage"] > 0:
+            ax.plot(
+                row["coverage"],
+                row["risk"],
+                marker="o",
+                ms=8 if overall else 6,
+                mfc="white",
+                mec=line.get_color(),
+                mew=2,
+                ls="none",
+            )
+        drawn += 1
+    if not drawn:
+        _no_data(ax, "no images")
+    else:  # one legend entry for every operating point
+        ax.plot(
+            [], [], marker="o", mfc="white", mec="grey", mew=2, ls="none", label="operating point"
+        )
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set(xlabel="coverage (share of images answered)", ylabel="risk (error rate of answers)")
+    ax.set(xlim=(0, 1.01), ylim=(0, None), title="Risk-coverage curve")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -25,9 +25,11 @@ EVALUATION_SECTIONS = (
     "summary",
     "metrics",
     "per-group",
+    "selective-risk",
     "plots",
     "per-class",
     "confusion",
+    "provenance",
     "oracle",
     "explanations",
     "embeddings",
@@ -265,7 +267,32 @@ GROUP_COLUMNS = (
     ("f1", "F1"),
     ("roc_auc", "AUC"),
     ("average_precision", "AP"),
+    ("coverage", "coverage"),
+    ("risk", "risk"),
+    ("aurc", "AURC"),
 )
+SELECTIVE_COLUMNS = (
+    ("n", "n"),
+    ("coverage", "coverage"),
+    ("risk", "risk"),
+    ("confident_wrong", "confident wrong (of all)"),
+    ("real_called_fake_confidently", "reals called fake confidently (of reals)"),
+    ("aurc", "AURC"),
+    ("unsure_band", "unsure: band"),
+    ("out_of_domain", "unsure: out of domain"),
+)
+SELECTIVE_TEXT = (
+    "A detector that may answer 'unsure' is judged by two numbers: coverage, the share of "
+    "images it answers confidently (neither inside the unsure band around the threshold nor "
+    "outside the domain of its training data), and risk, the error rate among those answers. "
+    "Confident wrong is the share of all images answered confidently and wrongly, the "
+    "mistakes a user would act on. The curve answers the most confident images first "
+    "(confidence: distance of the logit from the threshold; out-of-domain images last) and "
+    "shows the risk at every coverage; a circle marks where the detector actually operates. "
+    "AURC, the area under the curve, is lower when confidence ranks mistakes last; a "
+    "detector whose risk stays low until high coverage knows what it does not know."
+)
+EVIDENCE_ROWS = 50  # per-image provenance rows shown in the report (all are in predictions.csv)
 PLOT_CAPTIONS = {
     "roc": "ROC curve: fakes caught against reals falsely flagged, over all thresholds.",
     "pr": "Precision-recall curve (fake is the positive class); dotted: the fake prevalence.",
@@ -273,7 +300,9 @@ PLOT_CAPTIONS = {
     "reliability": "Reliability diagram: observed fraction of fakes per p(fake) bin.",
     "thresholds": "Accuracy, precision, recall and F1 as the threshold moves; dashed: chosen.",
     "confusion": "Confusion matrix in counts and normalized by true class.",
+    "risk_coverage": "Risk-coverage curves per group and overall; circles: operating points.",
 }
+OWN_SECTION_PLOTS = ("confusion", "risk_coverage")  # shown in their own sections, not Plots
 
 
 def _interval(pair: Sequence[float] | None, digits: int = 4) -> str:
@@ -300,8 +329,11 @@ def evaluation_report(
     plots: Mapping[str, str | os.PathLike],
     *,
     model: Mapping[str, Any],
+    images: Sequence[Mapping[str, Any]] = (),
 ) -> ReportBuilder:
-    """The standard evaluation page from `evaluate`'s metrics and plot files."""
+    """The standard evaluation page from `evaluate`'s metrics and plot files; `images`
+    (per image: path, true label and the verdict's fields) feed the per-image provenance
+    table."""
     sources = metrics.get("sources") or [metrics.get("source")]
     builder = ReportBuilder("fakescope evaluation", subtitle=", ".join(map(str, sources)))
     _add_summary(builder, metrics, model, sources)
@@ -314,12 +346,13 @@ def evaluation_report(
         "Intervals: percentile bootstrap over images (1000 resamples).",
     )
     _add_per_group(builder, metrics.get("per_group"))
+    _add_selective(builder, metrics, plots)
     builder.add_section(
         "Plots",
         "".join(
             figure_html(path, PLOT_CAPTIONS.get(name, name), alt=name)
             for name, path in plots.items()
-            if name != "confusion"
+            if name not in OWN_SECTION_PLOTS
         ),
         id="plots",
     )
@@ -330,6 +363,7 @@ def evaluation_report(
         id="per-class",
     )
     builder.add_section("Confusion matrices", _confusion_body(metrics, plots), id="confusion")
+    _add_provenance(builder, metrics.get("provenance"), images)
     _add_oracle(builder, metrics)
     for section_id, (title, text) in PLACEHOLDERS.items():
         builder.add_placeholder(section_id, title, text)
@@ -363,9 +397,122 @@ def _add_summary(
                 ("threshold from", _threshold_origin(metrics)),
                 ("temperature", metrics.get("temperature")),
                 ("unsure band", _interval(metrics.get("unsure_band"))),
+                *_selective_summary_rows(metrics.get("selective")),
             ]
         ),
         id="summary",
+    )
+
+
+def _selective_summary_rows(selective: Mapping[str, Any] | None) -> list[tuple[str, object]]:
+    if not selective:
+        return []
+    overall = selective["overall"]
+    return [
+        ("domain model", "yes: out-of-domain images are unsure" if selective["domain_model"]
+         else "none (unsure band only)"),
+        ("coverage (answered)", overall["coverage"]),
+        ("risk (errors among answers)", overall["risk"]),
+        ("confident wrong (of all images)", overall["confident_wrong"]),
+    ]  # fmt: skip
+
+
+def _add_selective(
+    builder: ReportBuilder, metrics: Mapping[str, Any], plots: Mapping[str, str | os.PathLike]
+) -> None:
+    """Coverage and risk at the operating point, per group and overall, and the
+    risk-coverage curves: how often the detector answers, and how often it is then wrong."""
+    selective = metrics.get("selective")
+    if not selective:
+        builder.add_section(
+            "Selective risk",
+            paragraph("No verdicts were recorded, so coverage and risk were not measured.",
+                      "placeholder"),
+            id="selective-risk",
+            css_class="placeholder",
+        )  # fmt: skip
+        return
+    rows = [*selective["per_group"], selective["overall"]]
+    table = table_html(
+        [selective.get("by") or "group", *(label for _, label in SELECTIVE_COLUMNS)],
+        [[r["group"], *(r.get(k) for k, _ in SELECTIVE_COLUMNS)] for r in rows],
+        row_classes=[""] * (len(rows) - 1) + ["mean"],
+    )
+    body = paragraph(SELECTIVE_TEXT) + table
+    if "risk_coverage" in plots:
+        body += figure_html(plots["risk_coverage"], PLOT_CAPTIONS["risk_coverage"],
+                            alt="risk_coverage")  # fmt: skip
+    builder.add_section("Selective risk (coverage and risk)", body, id="selective-risk")
+
+
+def _add_provenance(
+    builder: ReportBuilder,
+    summary: Mapping[str, Any] | None,
+    images: Sequence[Mapping[str, Any]],
+) -> None:
+    """What the files' own provenance said (C2PA, XMP/IPTC, generator metadata, watermarks):
+    counts per signal and claim, and the images that carried any, with the pixel score
+    beside the final one."""
+    title = "Content Credentials and metadata"
+    if not summary or not summary.get("read"):
+        text = "Provenance was not read (pixels only: evaluate(..., provenance=False))."
+        builder.add_section(title, paragraph(text, "placeholder"), id="provenance",
+                            css_class="placeholder")  # fmt: skip
+        return
+    body = definition_list(
+        [
+            ("images", summary["images"]),
+            ("with provenance evidence", summary["images_with_evidence"]),
+            ("verdicts changed by the evidence", summary["verdicts_changed"]),
+            ("labels changed by the evidence", summary["labels_changed"]),
+            ("pixels and provenance disagree", summary["disagreements"]),
+        ]
+    )
+    if not summary["images_with_evidence"]:
+        body += paragraph(
+            "None of the images carried Content Credentials, an AI label in their metadata, "
+            "generator settings or a Stable Diffusion watermark. Most images carry none: that "
+            "is no evidence either way."
+        )
+        builder.add_section(title, body, id="provenance")
+        return
+    body += table_html(["signal/claim", "images"], list(summary["counts"].items()))
+    carrying = [i for i in images if i.get("evidence")]
+    shown = carrying[:EVIDENCE_ROWS]
+    more = f" (the first {len(shown)} of {len(carrying)}; all in predictions.csv)" if len(
+        carrying) > len(shown) else ""  # fmt: skip
+    body += f"<h3>Images with evidence{escape(more)}</h3>" + per_image_table(shown)
+    builder.add_section(title, body, id="provenance")
+
+
+PER_IMAGE_COLUMNS = (
+    ("path", "file"),
+    ("label", "true label"),
+    ("p_fake", "p(fake)"),
+    ("p_fake_pixels", "p(fake) pixels"),
+    ("unsure", "unsure"),
+    ("unsure_reason", "why unsure"),
+    ("domain_score", "domain score"),
+    ("in_domain", "in domain"),
+    ("evidence", "evidence"),
+    ("disagreement", "disagreement"),
+)
+
+
+def per_image_table(images: Sequence[Mapping[str, Any]]) -> str:
+    """Images with their verdict's fields (`PER_IMAGE_COLUMNS`); evidence is given either as
+    text or as the list of evidence dicts."""
+    from fakescope.inference import evidence_text
+
+    def cell(image: Mapping[str, Any], key: str) -> object:
+        value = image.get(key)
+        if key == "evidence" and isinstance(value, list):
+            return "; ".join(evidence_text(e) for e in value) or None
+        return value
+
+    return table_html(
+        [label for _, label in PER_IMAGE_COLUMNS],
+        [[cell(image, key) for key, _ in PER_IMAGE_COLUMNS] for image in images],
     )
 
 

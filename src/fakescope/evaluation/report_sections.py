@@ -27,14 +27,14 @@ from fakescope.evaluation.embeddings import (
     plot_tsne_compare,
     tsne_2d,
 )
-from fakescope.evaluation.evaluate import ReportHook, ScoredSet, model_names
+from fakescope.evaluation.evaluate import ReportHook, ScoredSet, image_rows, model_names
 from fakescope.evaluation.explain import gallery_rows, resolve_layers
 from fakescope.evaluation.report import (
     ReportBuilder,
     definition_list,
     figure_html,
     paragraph,
-    table_html,
+    per_image_table,
 )
 
 DEFAULT_GALLERY = 4
@@ -104,24 +104,14 @@ class ExplanationSection:
             body += figure_html(row.png, ROW_CAPTIONS.get(row.name, row.name), alt=row.name)
             shown[row.name] = {
                 "png": row.png.name,
-                "images": [
-                    {
-                        "path": scored.paths[i],
-                        "label": names[int(scored.labels[i])],
-                        "p_fake": float(scored.p_fake[i]),
-                    }
-                    for i in row.indices
-                ],
+                "images": image_rows(scored, row.indices, names),
             }
         missing = [name for name in ROW_CAPTIONS if name not in shown]
         if missing:
             body += paragraph(f"No cases to show for: {', '.join(missing)}.")
         mistakes = shown.get("most confident mistakes", {}).get("images", [])
         if mistakes:
-            body += "<h3>Most confident mistakes</h3>" + table_html(
-                ["file", "true label", "p(fake)"],
-                [[m["path"], m["label"], m["p_fake"]] for m in mistakes],
-            )
+            body += "<h3>Most confident mistakes</h3>" + per_image_table(mistakes)
         builder.add_section("Explanations (Grad-CAM)", body, id="explanations")
         metrics["explanations"] = {"layers": layers, "k": self.k, "rows": shown}
 

@@ -85,7 +85,17 @@ class OracleMetrics(TypedDict):
     note: str
 
 
-class GroupRow(TypedDict):
+class _SelectiveColumns(TypedDict, total=False):
+    """Selective risk at the operating point (evaluate adds them; robustness rows have none)."""
+
+    coverage: float
+    risk: float | None
+    confident_wrong: float
+    real_called_fake_confidently: float | None
+    aurc: float | None
+
+
+class GroupRow(_SelectiveColumns):
     """One data set or generator in the per-group table."""
 
     group: str
@@ -132,6 +142,48 @@ class PathReason(TypedDict):
     reason: str
 
 
+class SelectiveRow(TypedDict):
+    """Selective risk of one group (or of all images) at the operating point, and its
+    risk-coverage curve (see `fakescope.evaluation.selective`)."""
+
+    group: str
+    n: int
+    coverage: float
+    risk: float | None
+    confident_wrong: float
+    real_called_fake_confidently: float | None
+    aurc: float | None
+    unsure: int  # images answered "unsure", for either reason
+    unsure_band: int  # unsure because p(fake) is inside the band around the threshold
+    out_of_domain: int  # unsure because the image is outside the detector's domain
+    curve_coverage: list[float]
+    curve_risk: list[float]
+
+
+class SelectiveSummary(TypedDict):
+    """metrics.json["selective"]: coverage, risk and AURC overall and per group."""
+
+    threshold: float
+    unsure_band: list[float]
+    domain_model: bool  # whether out-of-domain images were marked unsure too
+    overall: SelectiveRow
+    by: str | None  # "data set", "generator" or None (no groups)
+    per_group: list[SelectiveRow]
+
+
+class ProvenanceSummary(TypedDict):
+    """metrics.json["provenance"]: what the evaluated files' provenance said, and what it did
+    to the verdicts."""
+
+    read: bool  # False with provenance=False (pixels only)
+    images: int
+    images_with_evidence: int
+    counts: dict[str, int]  # "signal/claim" -> images carrying it
+    verdicts_changed: int  # label or unsure differs from the pixels' verdict alone
+    labels_changed: int
+    disagreements: int  # pixels and provenance point different ways
+
+
 class EvaluationMetrics(BinaryMetrics, total=False):
     """What `evaluate` writes to metrics.json: the pooled metrics and their context.
 
@@ -149,6 +201,8 @@ class EvaluationMetrics(BinaryMetrics, total=False):
     oracle: OracleMetrics
     per_group: GroupTable | None
     unreadable: list[PathReason]
+    selective: SelectiveSummary
+    provenance: ProvenanceSummary
     plots: dict[str, str]
     report: str
     timings: dict[str, float]

@@ -6,6 +6,11 @@ preprocessing follows, so each condition is what a user's degraded image goes th
 preprocessed image, in [0, 1]), where the gradient is. Accuracy always uses the bundle's
 decision threshold: it is never re-tuned on corrupted data. Several bundles are measured on
 the same (corrupted) images, giving one table with a column block per bundle.
+
+A bundle with native-resolution crops is corrupted the same way (the whole decoded image,
+then its crops are cut); attacks on it perturb each of its K crops in the model's input
+space (the B x K crops flattened into one batch) and its logit per image is the mean of its
+crops' logits, as when it scores.
 """
 
 from __future__ import annotations
@@ -202,14 +207,32 @@ def _probabilities(detector: Detector, batch: torch.Tensor, batch_size: int) -> 
 AttackTarget = tuple[torch.nn.Module, Callable[[torch.Tensor], torch.Tensor], Preprocessing, float]
 
 
+class CropMean(torch.nn.Module):
+    """A one-logit model on (B, K, 3, S, S) crops: the model on the B*K crops flattened, its
+    logits averaged per image (what `Detector.logits` does with native crops)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k = x.shape[:2]
+        logits: torch.Tensor = self.model(x.flatten(0, 1))
+        return logits.reshape(b, k).mean(dim=1, keepdim=True)
+
+
 def attack_target(detector: Detector) -> AttackTarget:
     """(module, normalize, preprocessing, temperature) for white-box attacks on `detector`.
 
     `module(normalize(x01))` is the detector's fake-logit for images `x01` in [0, 1] at the
-    preprocessing's input size; ensembles give gradients through all members, and kinds
-    without gradients (onnxruntime) refuse with the reason.
+    preprocessing's input size, or for (B, K, 3, S, S) native crops (their mean logit);
+    ensembles give gradients through all members, and kinds without gradients
+    (onnxruntime) refuse with the reason.
     """
-    return detector.attack_target()
+    model, normalize, pre, temperature = detector.attack_target()
+    if pre.multi_crop:
+        return CropMean(model), normalize, pre, temperature
+    return model, normalize, pre, temperature
 
 
 def _attacked_probabilities(
@@ -481,8 +504,9 @@ def _result_document(
             "eps": list(config.eps),
             "steps": config.steps,
             "step_size": config.step_size,
-            "space": "the model's input image in [0, 1] (after the bundle's resize), float; "
-            "eps is L-infinity on that scale",
+            "space": "the model's input image in [0, 1] (after the bundle's resize; for "
+            "native-crop bundles each crop, attacked together, logits averaged per image), "
+            "float; eps is L-infinity on that scale",
             "rows": [],
             "examples": {},
         },
@@ -556,9 +580,11 @@ def _run_attacks(
             row["results"][name] = _result(labels, p, detector.threshold, clean_results[det_index])
             bar.update(len(items))
             if keep and eps == max(config.eps):
+                # native crops: the examples show each image's first crop
+                first = (lambda t: t[:, 0]) if x01.ndim == 5 else (lambda t: t)
                 examples.setdefault(name, {})[attack_name] = save_attack_examples(
-                    x01[:keep],
-                    adv,
+                    first(x01[:keep]),
+                    first(adv),
                     eps,
                     out / "examples",
                     prefix=f"{_safe(name)}_{attack_name}",
