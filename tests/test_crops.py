@@ -119,3 +119,26 @@ def test_grad_cam_covers_the_whole_image_at_its_aspect_ratio(tmp_path: Path) -> 
     with Image.open(written) as picture:
         # two 5:3 tiles side by side (a squashed square pair would be under 2:1)
         assert picture.width / picture.height > 2.5
+
+
+def test_a_native_crop_bundle_exports_to_onnx_with_parity(tmp_path: Path) -> None:
+    from fakescope.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("resnet_se", widths=[8, 16, 32])
+    pre = Preprocessing(input_size=32, resize="native", crops=4)
+    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
+    bundle = save_bundle(tmp_path / "b", model, meta)
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    files = [str(tmp_path / f"{i}.png") for i in range(3)]
+    result = export_onnx(bundle, tmp_path / "m.onnx", check_images=files, exporter="torchscript")
+    assert result.parity.passed and result.parity.n == 12  # 3 images x 4 crops
+    on_torch = load_detector(bundle, device="cpu").predict(files)
+    on_onnx = load_detector(tmp_path / "m.onnx", runtime="onnx").predict(files)
+    for a, b in zip(on_torch, on_onnx, strict=True):
+        assert a.p_fake == pytest.approx(b.p_fake, abs=1e-4)
+        assert a.max_crop_p_fake == pytest.approx(b.max_crop_p_fake, abs=1e-4)

@@ -34,10 +34,10 @@ from torch import nn
 from fakescope import __version__
 from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta, load_bundle, read_meta, resolve_bundle_path
-from fakescope.data.decode import load_image
-from fakescope.data.sources import collect_inputs, read_item_bytes
+from fakescope.data.inputs import prepare_or_reason
+from fakescope.data.sources import collect_inputs
 from fakescope.detectors.pytorch import TorchDetector
-from fakescope.errors import ExportError, ImageError
+from fakescope.errors import ExportError
 from fakescope.onnx_model import (
     INPUT_NAME,
     KEY_BUNDLE_JSON,
@@ -275,15 +275,13 @@ def _images_for_check(paths: Sequence[str], meta: BundleMeta, n: int) -> torch.T
         detail = "; ".join(f"{p}: {why}" for p, why in problems) or "no images"
         raise ExportError(f"no images to check the ONNX export on ({detail})")
     picked = found[:: max(1, len(found) // n)][:n]
-    arrays = []
-    for path in picked:
-        try:
-            arrays.append(meta.preprocessing.to_uint8(load_image(read_item_bytes(path), path)))
-        except (ImageError, OSError):
-            continue  # an unreadable check image is not the exporter's problem
+    prepared = [prepare_or_reason(path, path, meta.preprocessing.to_uint8) for path in picked]
+    arrays = [a for a in prepared if not isinstance(a, str)]  # unreadable ones are not ours
     if not arrays:
         raise ExportError(f"none of the {len(picked)} images picked from {paths} could be read")
-    return torch.from_numpy(np.stack(arrays))
+    batch = torch.from_numpy(np.stack(arrays))
+    # native-resolution crops: the graph scores one crop at a time, so it is checked on crops
+    return batch.flatten(0, 1) if batch.ndim == 5 else batch
 
 
 def _set_metadata(
