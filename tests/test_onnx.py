@@ -16,12 +16,12 @@ import pytest
 import torch
 from torch import nn
 
+from fakescope import onnx_export as onnx_exporter
 from fakescope.bundle import BundleMeta, read_meta, save_bundle, update_meta
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
-from fakescope.detectors import onnx as onnx_kind
 from fakescope.detectors.onnx import onnx_cache_path
 from fakescope.errors import BundleError, ConfigError, ExportError
 from fakescope.models import create_model, list_models, model_defaults
@@ -205,7 +205,7 @@ def test_bundle_without_model_onnx_is_exported_once_to_the_cache(
         exports.append(out)
         return export_onnx(bundle, out, exporter="torchscript")
 
-    monkeypatch.setattr(onnx_kind, "export_onnx", quick_export)
+    monkeypatch.setattr(onnx_exporter, "export_onnx", quick_export)
     cached = onnx_cache_path(read_meta(small_bundle)["sha256"])
     assert not cached.exists()
     Detector.load(small_bundle, runtime="onnx")

@@ -21,7 +21,6 @@ from fakescope.bundle import BundleMeta, read_meta
 from fakescope.data.cache import default_cache_dir
 from fakescope.detectors.base import Capabilities, Detector, register_kind
 from fakescope.errors import BundleError
-from fakescope.onnx_export import export_onnx
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
 _NO_TORCH = "the onnx runtime has no PyTorch model; load the bundle with runtime 'torch'"
@@ -78,6 +77,10 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
                 f"fakescope export --bundle {path} --out {beside}"
             )
         return model, raw
+    # imported here: the exporter checks its graph against this package's torch kind, so a
+    # module-level import would run this package's __init__ before the exporter is defined
+    from fakescope.onnx_export import export_onnx
+
     cached = onnx_cache_path(raw["sha256"])
     if cached.is_file():
         try:
