@@ -300,7 +300,7 @@ def test_robustness_with_faces_corrupts_the_face_crop(detector: Detector, tmp_pa
     assert plain["faces"] is None
 
 
-# -- the CLI ------------------------------------------------------------------------------------- 
+# -- the CLI -------------------------------------------------------------------------------------
 def _fakescope(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fakescope", *map(str, args)],
