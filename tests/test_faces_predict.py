@@ -410,3 +410,100 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
         assert seen in limits
     for unseen in ("Photoshop face composites", "diffusion models"):
         assert unseen in limits and unseen in shipped.description
+
+
+# -- the HTTP API and the web page ---------------------------------------------------------
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_api_faces_true_reports_the_face_box_or_the_note(detector: Detector) -> None:
+    from fastapi.testclient import TestClient
+
+    from fakescope.serve import create_app
+
+    face, noise = _png(face_photo()), _png(no_face())
+    uploads = [("files", ("face.png", face, "image/png")), ("files", ("n.png", noise, "image/png"))]
+    expected = predict_inputs(detector, [face_photo(), no_face()], faces=True, provenance=False)
+    with TestClient(create_app(detector)) as client:
+        by_form = client.post("/v1/predict", files=uploads, data={"faces": "true"})
+        by_query = client.post("/v1/predict?faces=true", files=uploads)
+        plain = client.post("/v1/predict", files=uploads)
+        bad = client.post("/v1/predict?faces=perhaps", files=uploads)
+    for response in (by_form, by_query):
+        assert response.status_code == 200, response.text
+        got_face, got_noise = response.json()["results"]
+        assert got_face["face_box"] == expected[0].face_box
+        assert got_face["faces_found"] == 1
+        assert got_face["p_fake_pixels"] == pytest.approx(expected[0].p_fake_pixels, abs=1e-5)
+        assert got_noise["face_box"] is None and got_noise["face_note"] == NO_FACE_NOTE
+    assert plain.json()["results"][0]["face_box"] is None
+    assert plain.json()["results"][0]["faces_found"] is None
+    assert bad.status_code == 400 and "faces must be true or false" in bad.text
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_page_draws_the_face_box_when_asked_to_score_the_face(
+    detector: Detector, tmp_path: Path
+) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("chromium is not installed")
+    from liveserver import thread_server
+
+    from fakescope.serve import ServeSettings, create_app
+
+    image = face_photo()
+    path = tmp_path / "face.png"
+    image.save(path)
+    box = predict_inputs(detector, [image], faces=True, provenance=False)[0].face_box
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+        )
+        with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+            page = browser.new_page()
+            page.goto(url)
+            page.check("[data-testid=faces-checkbox]")
+            page.set_input_files("#file-input", str(path))
+            card = page.locator("[data-testid=result]").first
+            drawn = card.locator("[data-testid=face-box]")
+            drawn.wait_for(state="visible")
+            shown = card.locator(".original").evaluate(
+                "img => { const r = img.getBoundingClientRect();"
+                " return {x: r.x, y: r.y, w: r.width, h: r.height,"
+                " cw: img.clientWidth, ch: img.clientHeight, b: img.clientLeft}; }"
+            )
+            rect = drawn.evaluate(
+                "e => { const r = e.getBoundingClientRect();"
+                " return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
+            )
+            # the picture is shown scaled to fit its square: the box is scaled and shifted alike
+            scale = min(shown["cw"] / image.width, shown["ch"] / image.height)
+            left = shown["x"] + shown["b"] + (shown["cw"] - image.width * scale) / 2
+            top = shown["y"] + shown["b"] + (shown["ch"] - image.height * scale) / 2
+            assert rect["x"] == pytest.approx(left + box["x"] * scale, abs=1.5)
+            assert rect["y"] == pytest.approx(top + box["y"] * scale, abs=1.5)
+            assert rect["w"] == pytest.approx(box["w"] * scale, abs=1.5)
+            assert rect["h"] == pytest.approx(box["h"] * scale, abs=1.5)
+            # inside the picture
+            assert rect["x"] >= shown["x"] and rect["x"] + rect["w"] <= shown["x"] + shown["w"]
+            assert rect["y"] >= shown["y"] and rect["y"] + rect["h"] <= shown["y"] + shown["h"]
+            note = card.locator("[data-testid=face-note]").inner_text()
+            assert "Scored the face in the box" in note
+            page.screenshot(path=str(tmp_path / "face.png.page.png"), full_page=True)
+
+            page.uncheck("[data-testid=faces-checkbox]")
+            page.set_input_files("#file-input", str(path))
+            page.wait_for_function(
+                "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
+            )
+            newest = page.locator("[data-testid=result]").first
+            assert not newest.locator("[data-testid=face-box]").is_visible()
+            page.close()
+        browser.close()
