@@ -507,3 +507,17 @@ def test_page_draws_the_face_box_when_asked_to_score_the_face(
             assert not newest.locator("[data-testid=face-box]").is_visible()
             page.close()
         browser.close()
+
+
+def test_face_crops_have_their_own_cache_key() -> None:
+    from fakescope.data.cache import cache_key
+    from fakescope.data.sources import Item
+    from fakescope.faces import FaceSelector
+
+    items = [Item("a.png", 0), Item("b.png", 1)]
+    pre = Preprocessing(input_size=32)
+    whole = cache_key(items, pre, "fp")
+    crops = cache_key(items, pre, "fp", FaceSelector(FaceCropPolicy()))
+    other = cache_key(items, pre, "fp", FaceSelector(FaceCropPolicy(margin=0.5)))
+    assert len({whole, crops, other}) == 3
+    assert whole == cache_key(items, pre, "fp", None)  # decoded sets without faces keep theirs
