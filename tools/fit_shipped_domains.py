@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from fakescope.bundle import SHIPPED_DETECTORS
+from fakescope.bundle import SHIPPED_DETECTORS, shipped_available
 from fakescope.evaluation.domain import fit_bundle_domain
 
 
@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--name", action="append", help="shipped detector(s); default: all")
     parser.add_argument("--max-images", type=int, default=6000)
     args = parser.parse_args()
-    names = args.name or sorted(set(SHIPPED_DETECTORS) - {"cifake"})
+    installed = {name for name in SHIPPED_DETECTORS if shipped_available(name)}
+    names = args.name or sorted(installed - {"cifake"})
     for name in names:
         fit = fit_bundle_domain(
             name, args.data, max_images=args.max_images, allow_shipped=True, progress=True

@@ -75,13 +75,16 @@ class BundleMeta:
     created: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     domain: dict[str, Any] | None = None  # the domain model's fields (see detectors.domain)
+    faces: dict[str, Any] | None = None  # the face crop policy it was trained on (faces.py)
 
     @property
     def unsure_band(self) -> tuple[float, float]:
         return unsure_band(self.threshold, self.unsure_margin)
 
     def to_dict(self) -> dict[str, Any]:
-        optional = {"domain": self.domain} if self.domain is not None else {}
+        optional: dict[str, Any] = {"domain": self.domain} if self.domain is not None else {}
+        if self.faces is not None:
+            optional["faces"] = self.faces
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -126,6 +129,7 @@ class BundleMeta:
             created=str(data.get("created", "")),
             versions=dict(data.get("versions", {})),
             domain=dict(data["domain"]) if data.get("domain") else None,
+            faces=dict(data["faces"]) if data.get("faces") else None,
         )
 
 
@@ -412,8 +416,29 @@ SHIPPED_DETECTORS: dict[str, str] = {
     "default": "default_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "cifake": "default_detector",  # the same detector, by what it knows
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
+    "faces": "faces_detector",  # the face specialist (configs/faces.yaml), once it is shipped
 }
-"""Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept."""
+"""Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept.
+A name whose folder is not installed (the face specialist before it ships) is refused with a
+message saying so."""
+
+FACE_DETECTOR = "faces"
+
+
+def shipped_available(name: str) -> bool:
+    """Whether the shipped detector `name` is installed with this copy of fakescope."""
+    return name in SHIPPED_DETECTORS and (shipped_bundle_path(name) / META_FILE).is_file()
+
+
+def face_detector_or_default() -> tuple[str, str | None]:
+    """The detector `--faces` uses when no bundle is given: the shipped face specialist when
+    it is installed, else the default detector and a note saying it never saw a face."""
+    if shipped_available(FACE_DETECTOR):
+        return FACE_DETECTOR, None
+    return "default", (
+        "the face specialist is not installed with this copy of fakescope; the default "
+        "detector scored the faces (it was not trained on faces: pass --bundle)"
+    )
 
 
 def shipped_bundle_path(name: str = "default") -> Path:
@@ -443,5 +468,10 @@ def resolve_bundle_path(path: str | os.PathLike[str] | None) -> Path:
         return default_bundle_path()
     candidate = Path(path)
     if not candidate.exists() and str(path) in SHIPPED_DETECTORS:
+        if not shipped_available(str(path)):
+            raise BundleError(
+                f"the shipped detector {str(path)!r} is not installed with this copy of "
+                "fakescope; pass --bundle RUN/bundle"
+            )
         return shipped_bundle_path(str(path))
     return candidate

@@ -271,7 +271,15 @@ def predict(
         Runtime, typer.Option(help="torch, or onnx (onnxruntime; exports once to the cache).")
     ] = Runtime.torch,
     faces: Annotated[
-        bool, typer.Option("--faces", help="Videos: score the largest face of each frame.")
+        bool,
+        typer.Option(
+            "--faces",
+            help="Score the largest face of each image (and of each video frame) instead of "
+            "the whole picture; without --bundle, the shipped face specialist if installed.",
+        ),
+    ] = False,
+    all_faces: Annotated[
+        bool, typer.Option("--all-faces", help="Images: score every face, one row each.")
     ] = False,
     fps: Annotated[float, typer.Option(help="Videos: frames sampled per second.")] = 2.0,
     max_frames: Annotated[int, typer.Option(help="Videos: at most this many frames.")] = 64,
@@ -295,8 +303,9 @@ def predict(
     from fakescope.detectors import load_detector
     from fakescope.video import VideoOptions, predict_videos, split_video_inputs
 
+    faces = faces or all_faces
     options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)  # checked before loading
-    detector = load_detector(bundle, runtime=runtime.value)
+    detector = load_detector(_face_bundle(bundle, faces), runtime=runtime.value)
     videos, images = split_video_inputs(paths)
     results: list[Prediction | VideoPrediction] = []
     if images:
@@ -305,12 +314,27 @@ def predict(
             batch_size=batch_size,
             progress=len(images) > 1 or Path(images[0]).is_dir(),
             provenance=provenance,
+            faces=faces,
+            all_faces=all_faces,
         )
     results += predict_videos(
         detector, videos, options, timeline_dir=timeline, batch_size=batch_size
     )
     _write_predictions(results, fmt, out_file, with_video_fields=bool(videos))
     _print_prediction_notes(results)
+
+
+def _face_bundle(bundle: Path | None, faces: bool) -> Path | str | None:
+    """The bundle to load: the one given; with --faces and none given, the shipped face
+    specialist when it is installed, else the default detector (and a note saying so)."""
+    if bundle is not None or not faces:
+        return bundle
+    from fakescope.bundle import face_detector_or_default
+
+    name, note = face_detector_or_default()
+    if note:
+        console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
+    return name
 
 
 def _write_predictions(
@@ -374,6 +398,11 @@ def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
             claims = [evidence_text(e) for e in r.evidence]
             notes = "; ".join(claims + ([r.disagreement] if r.disagreement else []))
         path = _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path
+        if isinstance(r, Prediction) and r.face_box is not None:
+            box = r.face_box
+            path += f" (face at x={box['x']} y={box['y']} {box['w']}x{box['h']})"
+        elif isinstance(r, Prediction) and r.face_note:
+            path += f" ({r.face_note})"
         table.add_row(p_text, r.label or "-", unsure_text, notes, path)
     return table
 
@@ -513,15 +542,31 @@ def evaluate(
             help="Judge the pixels alone: ignore Content Credentials, metadata, watermarks.",
         ),
     ] = False,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Score each image's (or video frame's) largest face, cropped by the "
+            "bundle's face crop policy; without --bundle, the face specialist if installed.",
+        ),
+    ] = False,
+    fps: Annotated[float, typer.Option(help="Videos: frames sampled per second.")] = 2.0,
+    max_frames: Annotated[int, typer.Option(help="Videos: at most this many frames.")] = 64,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Metrics with 95% CIs, coverage and risk, plots, Grad-CAM gallery, t-SNE map and
-    report.html. Verdicts are predict's: pixels, domain and provenance."""
+    report.html. Verdicts are predict's: pixels, domain and provenance.
+
+    A folder of labelled videos (real/ and fake/ holding mp4, webm, mov...) is evaluated one
+    row per video: its verdict is the mean p(fake) of its sampled frames (faces with --faces).
+    """
     from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import evaluate as run_evaluation
     from fakescope.evaluation.report_sections import report_hooks
+    from fakescope.video import VideoOptions
 
-    detector = load_detector(bundle)
+    video_options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
+    detector = load_detector(_face_bundle(bundle, faces))
     hooks = report_hooks(
         gallery=0 if no_explain else gallery,
         tsne_points=0 if no_tsne else tsne_points,
@@ -539,8 +584,19 @@ def evaluate(
         target_fpr=target_fpr,
         report_hooks=hooks,
         provenance=not no_provenance,
+        faces=faces,
+        video_options=video_options,
     )
     _print_evaluation(metrics, title=f"evaluation of {', '.join(sources)}")
+    if metrics.get("faces"):
+        found = metrics["faces"]
+        console.print(
+            f"faces: {found['with_face']} of {found['images']} images had a face to score; "
+            "the others were scored whole",
+            highlight=False,
+        )
+    if metrics.get("videos"):
+        console.print(f"{metrics['videos']['n']} videos, one verdict each", highlight=False)
     if metrics["unreadable"]:
         console.print(f"[yellow]{len(metrics['unreadable'])} unreadable images skipped[/]")
     description = metrics["threshold_source"]["description"]
@@ -870,6 +926,14 @@ def robustness(
     ] = None,
     examples: Annotated[int, typer.Option(help="Attack example images per attack.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 128,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Corrupt and score each image's largest face (the first bundle's face crop "
+            "policy) instead of the whole image.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
@@ -885,7 +949,10 @@ def robustness(
     )
     from fakescope.robustness.sweep import robustness as run_robustness
 
-    paths = [*(bundles or []), *(compare or [])]
+    paths: list[Path | str] = [*(bundles or []), *(compare or [])]
+    if faces and not paths:
+        paths = [str(_face_bundle(None, faces))]
+    detectors = [load_detector(p) for p in paths]
     config = RobustnessConfig(
         severities=parse_severities(corruptions, severities),
         attacks=tuple(parse_list(attacks)),
@@ -897,8 +964,9 @@ def robustness(
         split=split,
         batch_size=batch_size,
         examples=examples,
+        faces=detectors[0].face_policy if faces and detectors else None,
     )
-    detectors = [load_detector(p) for p in paths] or [load_detector()]
+    detectors = detectors or [load_detector()]
     names = model_names(paths) if paths else ["default"]
     result = run_robustness(detectors, source, out_dir, config, names=names, progress=not quiet)
     from fakescope.evaluation.report import fmt

@@ -70,6 +70,17 @@ class SourceConfig(_Strict):
         return self.name or Path(self.path).name.split(".")[0]
 
 
+class FacesConfig(_Strict):
+    """Train on face crops: each image's largest face, cut by this policy (the bundle records
+    it, so `--faces` at prediction crops the same way); images without a face are kept whole.
+    See `fakescope.faces.FaceCropPolicy`."""
+
+    margin: float = Field(0.25, ge=0.0, le=2.0, description="added on each side, x box side")
+    square: bool = True
+    min_size: int = Field(24, ge=1, description="ignore faces smaller than this (px)")
+    finder: Literal["auto", "mtcnn", "haar"] = "auto"
+
+
 class DataConfig(_Strict):
     sources: list[SourceConfig] = Field(
         default_factory=list,
@@ -91,6 +102,9 @@ class DataConfig(_Strict):
     group_duplicates: Literal["none", "exact", "near"] = "exact"
     workers: int = Field(2, ge=0, description="DataLoader workers when cache is 'none'")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    faces: FacesConfig | None = Field(
+        None, description="crop each image's largest face before preprocessing (null: whole)"
+    )
 
     @model_validator(mode="after")
     def _crops_need_native(self) -> DataConfig:
@@ -165,11 +179,21 @@ class DecisionConfig(_Strict):
     unsure_margin: float = Field(0.1, ge=0.0, lt=0.5, description="unsure if |p - t| < margin")
 
 
+class CardConfig(_Strict):
+    """Text the trainer copies into the bundle's model card (what people read about it)."""
+
+    title: str | None = None
+    summary: str | None = None
+    intended_use: str | None = None
+    limits: str | None = None
+
+
 class Recipe(_Strict):
     """A whole training recipe."""
 
     name: str = "custom"
     description: str = ""
+    card: CardConfig | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -480,3 +481,71 @@ def select_largest_face(
 ) -> FaceSelection:
     """:func:`select_largest_faces` for one image."""
     return select_largest_faces([image], finder, policy)[0]
+
+
+# -- one finder per process, and what scoring faces needs ----------------------------------
+_shared: dict[str, tuple[FaceFinder, threading.Lock]] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_face_finder(kind: str = "auto") -> tuple[FaceFinder, threading.Lock]:
+    """The process's face finder of ``kind``, created on first use (MTCNN loads its weights
+    once per process, not once per image or request), with the lock that serializes its use
+    (a finder is not thread-safe)."""
+    with _shared_lock:
+        if kind not in _shared:
+            _shared[kind] = (make_face_finder(kind), threading.Lock())
+        return _shared[kind]
+
+
+def face_box_dict(box: FaceBox | None) -> dict[str, int] | None:
+    """{x, y, w, h} in the original image's pixels, or None."""
+    return None if box is None else {"x": box.x, "y": box.y, "w": box.w, "h": box.h}
+
+
+class FaceSelector:
+    """Picks what a face verdict scores, by a policy, with the process's shared finder:
+    :meth:`largest` (one selection per image) or :meth:`every` (one per face). Thread-safe.
+
+    ``finder`` replaces the shared finder (tests, benchmarks)."""
+
+    def __init__(self, policy: FaceCropPolicy | None = None, finder: FaceFinder | None = None):
+        self.policy = policy or FaceCropPolicy()
+        self._finder = finder
+        self._lock = threading.Lock()
+
+    def _find(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
+        if self._finder is not None:
+            finder, lock = self._finder, self._lock
+        else:
+            finder, lock = shared_face_finder(self.policy.finder)
+        with lock:
+            return finder.find(images)
+
+    @property
+    def finder_note(self) -> str | None:
+        """Why the finder is a stand-in (Haar without facenet-pytorch), if it is."""
+        finder = self._finder or shared_face_finder(self.policy.finder)[0]
+        return finder.note
+
+    def largest(self, images: Sequence[Image.Image]) -> list[FaceSelection]:
+        """Per image, the crop of its largest usable face, or the whole image with a note."""
+        return [self._select(image, boxes)[0] for image, boxes in self._found(images)]
+
+    def every(self, images: Sequence[Image.Image]) -> list[list[FaceSelection]]:
+        """Per image, one selection per usable face (largest first), or [the whole image
+        with a note] when it has none."""
+        return [self._select(image, boxes) for image, boxes in self._found(images)]
+
+    def _found(self, images: Sequence[Image.Image]) -> list[tuple[Image.Image, list[FaceBox]]]:
+        if not images:
+            return []
+        found = self._find(images)
+        return [(img, usable_faces(b, self.policy)) for img, b in zip(images, found, strict=True)]
+
+    def _select(self, image: Image.Image, faces: list[FaceBox]) -> list[FaceSelection]:
+        if not faces:
+            whole = (0, 0, image.width, image.height)
+            return [FaceSelection(image, None, whole, 0, NO_FACE_NOTE)]
+        crops = [crop_face(image, face, self.policy) for face in faces]
+        return [FaceSelection(c.image, c.face_box, c.crop_box, len(faces)) for c in crops]

@@ -7,10 +7,18 @@ the pixels, in parallel threads (a bad file gets its reason, never an exception)
 pixels in batches; then `verdict` combines the pixel score with the evidence and the
 detector's domain score into one p(fake), label and unsure flag, with the reason it is
 unsure.
+
+With `faces` the largest face of each image (or with `all_faces` every face, one verdict
+each) is cropped by the detector's face crop policy (`Detector.face_policy`: the bundle's, or
+the default) and scored instead of the whole image; faces are searched once per image, in
+batches, by the process's one face finder. Each verdict then reports `face_box` ({x, y, w,
+h} in the original image) and `faces_found`, or, when no face was found, scores the whole
+image and says so in `face_note`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +29,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fakescope.data.inputs import ImageInput, expand_inputs, prepare_or_reason, read_input_bytes
+from fakescope.faces import FaceCropPolicy, FaceSelection, FaceSelector, face_box_dict
 from fakescope.provenance import Evidence, combine, read_provenance
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from fakescope.detectors.base import Detector, PixelScores
 
 __all__ = ["ImageInput", "Prediction", "predict_inputs", "verdict"]
@@ -34,7 +45,7 @@ OUT_OF_DOMAIN = "out of domain: unlike anything this detector was trained on"
 CSV_FIELDS = (
     "path", "p_fake", "label", "unsure", "error",
     "p_fake_pixels", "unsure_reason", "domain_score", "in_domain", "max_crop_p_fake",
-    "evidence", "disagreement",
+    "evidence", "disagreement", "face_box", "faces_found", "face_note",
 )  # fmt: skip
 """Prediction columns in CSV and Parquet: the first five as before, new ones after them."""
 
@@ -47,7 +58,9 @@ class Prediction:
     p_fake_pixels is the detector's own score; unsure_reason says why the verdict is unsure
     (the unsure band, or an input outside the detector's domain); evidence lists what the
     file's provenance says (dicts with signal, claim, by, trust, detail); disagreement is
-    set when the pixels and the provenance point different ways.
+    set when the pixels and the provenance point different ways. With faces: face_box is
+    the face scored ({x, y, w, h} in the original image; None when none was found),
+    faces_found how many usable faces the image holds, face_note what was scored instead.
     """
 
     path: str
@@ -62,6 +75,9 @@ class Prediction:
     max_crop_p_fake: float | None = None
     evidence: list[dict[str, Any]] = field(default_factory=list)
     disagreement: str | None = None
+    face_box: dict[str, int] | None = None
+    faces_found: int | None = None
+    face_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,7 +89,16 @@ class Prediction:
         for key in ("unsure", "in_domain"):
             row[key] = None if row[key] is None else int(row[key])
         row["evidence"] = "; ".join(evidence_text(e) for e in self.evidence) or None
+        if self.face_box is not None:
+            row["face_box"] = json.dumps(self.face_box, separators=(",", ":"))
         return row
+
+    def with_face(self, selection: FaceSelection) -> Prediction:
+        """This verdict reporting the face it scored (or that none was found)."""
+        self.face_box = face_box_dict(selection.face_box)
+        self.faces_found = selection.faces_found
+        self.face_note = selection.note
+        return self
 
     @classmethod
     def failed(cls, path: str, reason: str) -> Prediction:
@@ -134,9 +159,11 @@ def verdicts(
     scores: PixelScores,
     evidence: Sequence[Sequence[Evidence]] | None = None,
     sizes: Sequence[tuple[int, int]] | np.ndarray | None = None,
+    faces: Sequence[FaceSelection | None] | None = None,
 ) -> list[Prediction]:
-    """`verdict` for each scored image (in order); `sizes`: their (width, height)."""
-    return [
+    """`verdict` for each scored image (in order); `sizes`: their (width, height); `faces`:
+    the face each one scored, if any (reported in face_box, faces_found, face_note)."""
+    judged = [
         verdict(
             detector,
             name,
@@ -148,6 +175,10 @@ def verdicts(
         )
         for i, name in enumerate(names)
     ]
+    for prediction, selection in zip(judged, faces or (), strict=False):
+        if selection is not None:
+            prediction.with_face(selection)
+    return judged
 
 
 def _at(values: np.ndarray | None, i: int) -> float | None:
@@ -161,20 +192,66 @@ class _Prepared:
     error: str | None
     evidence: list[Evidence]
     size: tuple[int, int] = (0, 0)
+    image: Image.Image | None = None  # kept (decoded, not prepared) when faces are searched
 
 
-def _prepare(detector: Detector, name: str, value: ImageInput, provenance: bool) -> _Prepared:
-    """Bytes read once: provenance from them, pixels decoded and prepared from them."""
+def _prepare(
+    detector: Detector, name: str, value: ImageInput, provenance: bool, faces: bool = False
+) -> _Prepared:
+    """Bytes read once: provenance from them, pixels decoded and prepared from them (with
+    `faces`, only decoded: the face crop is prepared once the faces are found)."""
     data = read_input_bytes(value, name)
     if isinstance(data, str):  # the reason the file cannot be read
         return _Prepared(name, None, data, [])
     evidence = read_provenance(data, name) if provenance and data is not None else []
-    prepared = prepare_or_reason(
-        value if data is None else data, name, lambda img: (detector.prepare(img), img.size)
-    )
+    source = value if data is None else data
+    if faces:
+        decoded = prepare_or_reason(source, name, lambda img: img)
+        if isinstance(decoded, str):
+            return _Prepared(name, None, decoded, [])
+        return _Prepared(name, None, None, evidence, decoded.size, decoded)
+    prepared = prepare_or_reason(source, name, lambda img: (detector.prepare(img), img.size))
     if isinstance(prepared, str):
         return _Prepared(name, None, prepared, [])
     return _Prepared(name, prepared[0], None, evidence, prepared[1])
+
+
+def face_selector(detector: Detector, faces: bool | FaceCropPolicy) -> FaceSelector | None:
+    """What `faces=` asks for: None (whole images), the detector's own face crop policy
+    (True), or the policy given."""
+    if faces is False:
+        return None
+    return FaceSelector(detector.face_policy if faces is True else faces)
+
+
+def _judge_faces(
+    detector: Detector, prepared: Sequence[_Prepared], selector: FaceSelector, all_faces: bool
+) -> list[Prediction]:
+    """Verdicts for decoded images by their faces: one search for the whole chunk, then the
+    largest face (or each face) of every image prepared and scored."""
+    good = [p for p in prepared if p.image is not None]
+    images = [p.image for p in good if p.image is not None]
+    found = selector.every(images) if all_faces else [[s] for s in selector.largest(images)]
+    rows = [(p, s) for p, selections in zip(good, found, strict=True) for s in selections]
+    arrays = [detector.prepare(s.image) for _, s in rows]
+    scored = verdicts(
+        detector,
+        [p.name for p, _ in rows],
+        detector.score_prepared(arrays),
+        [p.evidence for p, _ in rows],
+        [s.image.size for _, s in rows],
+        [s for _, s in rows],
+    )
+    by_input: dict[int, list[Prediction]] = {}
+    for (p, _), prediction in zip(rows, scored, strict=True):
+        by_input.setdefault(id(p), []).append(prediction)
+    results: list[Prediction] = []
+    for p in prepared:
+        if p.error is not None:
+            results.append(Prediction.failed(p.name, p.error))
+        else:
+            results += by_input[id(p)]
+    return results
 
 
 def predict_inputs(
@@ -184,16 +261,30 @@ def predict_inputs(
     batch_size: int = 64,
     progress: bool = False,
     provenance: bool = True,
+    faces: bool | FaceCropPolicy = False,
+    all_faces: bool = False,
 ) -> list[Prediction]:
     """Verdicts for images, bytes, files, folders and archives, in input order; paths that
     hold no image come first, each with its reason. `provenance=False` scores the pixels
-    alone (decoded PIL images carry no provenance either way)."""
+    alone (decoded PIL images carry no provenance either way). `faces`: score the largest
+    face (True: by the detector's face crop policy; or the policy given) instead of the
+    whole image; `all_faces`: every face, one verdict each, largest first."""
     entries, problems = expand_inputs(inputs)
+    selector = face_selector(detector, True if all_faces and faces is False else faces)
     results: list[Prediction] = []
     bar = tqdm(total=len(entries), desc="predict", unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
         for chunk in _chunks(entries, batch_size):
-            prepared = list(pool.map(lambda e: _prepare(detector, e[0], e[1], provenance), chunk))
+            prepared = list(
+                pool.map(
+                    lambda e: _prepare(detector, e[0], e[1], provenance, selector is not None),
+                    chunk,
+                )
+            )
+            if selector is not None:
+                results += _judge_faces(detector, prepared, selector, all_faces)
+                bar.update(len(chunk))
+                continue
             good = [p for p in prepared if p.array is not None]
             scored = iter(
                 verdicts(

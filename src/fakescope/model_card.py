@@ -62,6 +62,16 @@ def render_model_card(meta: BundleMeta) -> str:
             if meta.domain
             else "not described (no domain score; `fakescope domain BUNDLE DATA` adds one)"
         ),
+        "- faces: "
+        + (
+            "trained on face crops: the largest face of each image, found by the "
+            f"`{meta.faces.get('finder', 'auto')}` face finder, margin "
+            f"{meta.faces.get('margin')}, {'square' if meta.faces.get('square') else 'box'} "
+            f"crop, faces under {meta.faces.get('min_size')} px ignored; `--faces` crops "
+            "the same way"
+            if meta.faces
+            else "whole images (with `--faces` the default face crop policy is used)"
+        ),
         f"- labels: {list(meta.labels)} (output is one logit; sigmoid gives p(fake))",
         f"- decision threshold: {meta.threshold:.4f} (chosen on validation data, "
         f"policy `{training.get('threshold_policy', 'max_f1')}`)",

@@ -39,6 +39,7 @@ from fakescope.faces import (
     Box,
     FaceCropPolicy,
     FaceFinder,
+    FaceSelector,
     crop_face,
     make_face_finder,
     usable_faces,
@@ -216,6 +217,14 @@ class FaceCropper:
         return crop_face(image, box, self.policy).image
 
 
+def video_face_policy(detector: Detector, options: VideoOptions) -> FaceCropPolicy:
+    """The face crop policy for a video: the one the detector was trained on (its bundle's),
+    else a square crop with the options' margin and finder."""
+    if detector.meta.faces:
+        return detector.face_policy
+    return FaceCropPolicy(margin=options.face_margin, square=True, finder=options.face_finder)
+
+
 def predict_video(
     detector: Detector,
     path: str | os.PathLike,
@@ -230,8 +239,7 @@ def predict_video(
     """
     options = options or VideoOptions()
     sampler = FrameSampler(path, options.fps, options.max_frames)
-    cropper = FaceCropper(options.face_margin, options.face_finder) if options.faces else None
-    pre = detector.preprocessing
+    selector = FaceSelector(video_face_policy(detector, options)) if options.faces else None
     frames: list[FrameScore] = []
     whole: list[np.ndarray] = []  # every frame, preprocessed: small, and the no-face fallback
     crops: dict[int, np.ndarray] = {}  # position in `frames` -> preprocessed face crop
@@ -239,22 +247,24 @@ def predict_video(
 
     def flush() -> None:
         images = [sampled.image for sampled in pending]
-        boxes = cropper.find_all(images) if cropper else [None] * len(pending)
-        for sampled, box in zip(pending, boxes, strict=True):
-            if cropper and box:
-                crops[len(frames)] = pre.to_uint8(cropper.crop(sampled.image, box))
-            whole.append(pre.to_uint8(sampled.image))
+        chosen = selector.largest(images) if selector else [None] * len(pending)
+        for sampled, selection in zip(pending, chosen, strict=True):
+            box = None
+            if selection is not None and selection.face_box is not None:
+                box = selection.face_box.xywh
+                crops[len(frames)] = detector.prepare(selection.image)
+            whole.append(detector.prepare(sampled.image))
             frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
         pending.clear()
 
     for sampled in sampler:
         pending.append(sampled)
-        if len(pending) >= (FACE_BATCH if cropper else 1):
+        if len(pending) >= (FACE_BATCH if selector else 1):
             flush()
     flush()
 
     notes = [sampler.note] if sampler.note else []
-    if cropper and crops:
+    if selector and crops:
         chosen = sorted(crops)
         inputs = [crops[i] for i in chosen]
         if len(chosen) < len(frames):
@@ -264,12 +274,12 @@ def predict_video(
             )
     else:
         chosen, inputs = list(range(len(frames))), whole
-        if cropper:
+        if selector:
             notes.append(
                 f"no face found in any of the {len(frames)} sampled frames; "
                 "whole frames were scored instead"
             )
-    scores = detector.probabilities_in_batches(inputs, batch_size=batch_size)
+    scores = detector.score_prepared(inputs, batch_size=batch_size).p_fake
     for position, p in zip(chosen, scores, strict=True):
         frames[position].p_fake = float(p)
 

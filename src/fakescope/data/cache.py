@@ -26,6 +26,7 @@ from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import Item
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import ImageError
+from fakescope.faces import FaceSelection, FaceSelector
 
 CacheMode = Literal["memory", "disk", "none"]
 ReadBytes = Callable[[Item], bytes]
@@ -40,6 +41,7 @@ class DecodedSet:
     paths: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: np.ndarray | None = None  # (N, 2) width, height of the images as decoded
+    faces: list[FaceSelection] | None = None  # with a face selector: what each one shows
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -55,6 +57,32 @@ def decode_one(item: Item, read_bytes: ReadBytes, pre: Preprocessing) -> np.ndar
 
 def _with_size(pre: Preprocessing, img: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
     return pre.to_uint8(img), img.size
+
+
+Decoded = tuple[np.ndarray, tuple[int, int]] | tuple[np.ndarray, tuple[int, int], FaceSelection]
+
+
+def _decode_face_chunk(
+    items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing, faces: FaceSelector
+) -> list[Decoded | ImageError]:
+    """Each item's largest face (one face search for the chunk), cropped by the policy and
+    prepared, with the crop's size and the selection; or why the item cannot be read. The
+    size is the crop's: what the detector sees, and what its domain is measured on."""
+    decoded = [prepare_or_reason(partial(read_bytes, it), it.path, lambda i: i) for it in items]
+    images = [d for d in decoded if not isinstance(d, str)]
+    chosen = iter(faces.largest(images))
+    out: list[Decoded | ImageError] = []
+    for item, result in zip(items, decoded, strict=True):
+        if isinstance(result, str):
+            out.append(ImageError(item.path, result))
+            continue
+        selection = next(chosen)
+        prepared = prepare_or_reason(selection.image, item.path, partial(_with_size, pre))
+        if isinstance(prepared, str):
+            out.append(ImageError(item.path, prepared))
+        else:
+            out.append((*prepared, selection))
+    return out
 
 
 def _decode_chunk(
@@ -77,24 +105,37 @@ def decode_items(
     progress: bool = True,
     desc: str = "decode",
     threads: int | None = None,
+    faces: FaceSelector | None = None,
 ) -> DecodedSet:
-    """Decode items into one (N, 3, S, S) uint8 tensor; unreadable items are skipped."""
+    """Decode items into one (N, 3, S, S) uint8 tensor; unreadable items are skipped.
+
+    `faces`: each image's largest face (cropped by the selector's policy) instead of the
+    whole image, or the whole image when it has none; `DecodedSet.faces` says which."""
     buffer = np.empty((len(items), *pre.array_shape), dtype=np.uint8)
     sizes = np.zeros((len(items), 2), dtype=np.int32)
+    selections: dict[int, FaceSelection] = {}
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
-    chunk = 256
+    chunk = 256 if faces is None else 32  # full-size images wait for one face search
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     threads = threads or min(4, (os.cpu_count() or 1) + 1)
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, leave=False)
+
+    def decode_chunk(c: Sequence[Item]) -> Sequence[Decoded | ImageError]:
+        if faces is None:
+            return _decode_chunk(c, read_bytes, pre)
+        return _decode_face_chunk(c, read_bytes, pre, faces)
+
     with ThreadPoolExecutor(threads) as pool:
         offset = 0
-        for results in pool.map(lambda c: _decode_chunk(c, read_bytes, pre), chunks):
+        for results in pool.map(decode_chunk, chunks):
             for j, res in enumerate(results):
                 if isinstance(res, ImageError):
                     skipped.append((res.path, res.reason))
                 else:
-                    buffer[offset + j], sizes[offset + j] = res
+                    buffer[offset + j], sizes[offset + j] = res[0], res[1]
+                    if len(res) == 3:
+                        selections[offset + j] = res[2]
                     keep.append(offset + j)
             offset += len(results)
             bar.update(len(results))
@@ -103,18 +144,24 @@ def decode_items(
     images = buffer if len(keep) == len(items) else buffer[index]
     labels = torch.tensor([_label(items[i]) for i in keep], dtype=torch.float32)
     paths = [items[i].path for i in keep]
-    return DecodedSet(torch.from_numpy(images), labels, paths, skipped, sizes[index])
+    chosen = None if faces is None else [selections[i] for i in keep]
+    return DecodedSet(torch.from_numpy(images), labels, paths, skipped, sizes[index], chosen)
 
 
 def _label(item: Item) -> int:
     return -1 if item.label is None else int(item.label)
 
 
-def cache_key(items: Sequence[Item], pre: Preprocessing, fingerprint: str) -> str:
-    """Identifies a decoded set: the data (fingerprint + item list) and the preprocessing."""
+def cache_key(
+    items: Sequence[Item], pre: Preprocessing, fingerprint: str, faces: FaceSelector | None = None
+) -> str:
+    """Identifies a decoded set: the data (fingerprint + item list), the preprocessing and,
+    for face crops, the crop policy (sets decoded without faces keep their old keys)."""
     h = hashlib.sha256()
     h.update(fingerprint.encode())
     h.update(json.dumps(pre.to_dict(), sort_keys=True).encode())
+    if faces is not None:
+        h.update(json.dumps({"faces": faces.policy.to_dict()}, sort_keys=True).encode())
     for item in items:
         h.update(f"{item.path}\t{item.label}\n".encode())
     return h.hexdigest()[:24]
@@ -130,11 +177,13 @@ def load_or_decode(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     desc: str = "decode",
+    faces: FaceSelector | None = None,
 ) -> DecodedSet:
-    """Decode items, or memory-map them from a previous run's disk cache."""
+    """Decode items (their largest faces, with `faces`), or memory-map them from a previous
+    run's disk cache (which keeps the pixels, not the face selections)."""
     if mode != "disk":
-        return decode_items(items, read_bytes, pre, progress=progress, desc=desc)
-    folder = Path(cache_dir or default_cache_dir()) / cache_key(items, pre, fingerprint)
+        return decode_items(items, read_bytes, pre, progress=progress, desc=desc, faces=faces)
+    folder = Path(cache_dir or default_cache_dir()) / cache_key(items, pre, fingerprint, faces)
     meta_path, array_path = folder / "meta.json", folder / "images.npy"
     if meta_path.exists() and array_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -147,7 +196,7 @@ def load_or_decode(
             [(path, reason) for path, reason in meta["skipped"]],
             np.asarray(meta["sizes"], dtype=np.int32) if meta.get("sizes") else None,
         )
-    decoded = decode_items(items, read_bytes, pre, progress=progress, desc=desc)
+    decoded = decode_items(items, read_bytes, pre, progress=progress, desc=desc, faces=faces)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "images.npy.tmp"
     with open(tmp, "wb") as fh:
@@ -177,10 +226,17 @@ class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):
     Unreadable images yield label -1 and a zero image; the trainer drops them from the batch.
     """
 
-    def __init__(self, items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing) -> None:
+    def __init__(
+        self,
+        items: Sequence[Item],
+        read_bytes: ReadBytes,
+        pre: Preprocessing,
+        faces: FaceSelector | None = None,
+    ) -> None:
         self.items = list(items)
         self.read_bytes = read_bytes
         self.pre = pre
+        self.faces = faces  # each worker process finds faces with its own finder
 
     def __len__(self) -> int:
         return len(self.items)
@@ -188,7 +244,13 @@ class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, float]:
         item = self.items[index]
         try:
-            array = decode_one(item, self.read_bytes, self.pre)
+            if self.faces is None:
+                array = decode_one(item, self.read_bytes, self.pre)
+            else:
+                result = _decode_face_chunk([item], self.read_bytes, self.pre, self.faces)[0]
+                if isinstance(result, ImageError):
+                    raise result
+                array = result[0]
         except ImageError:
             return torch.zeros(self.pre.array_shape, dtype=torch.uint8), -1.0
         return torch.from_numpy(array), float(_label(item))

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from fakescope.bundle import BundleKind, BundleMeta, bundle_kind, resolve_bundle_path
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError, ConfigError
+from fakescope.faces import FaceCropPolicy
 
 if TYPE_CHECKING:
     from torch import nn
@@ -106,6 +107,12 @@ class Detector(ABC):
     @property
     def threshold(self) -> float:
         return self.meta.threshold
+
+    @property
+    def face_policy(self) -> FaceCropPolicy:
+        """How `--faces` crops faces for this detector: the policy it was trained on (its
+        bundle's ``faces``), else the default policy."""
+        return FaceCropPolicy.from_dict(self.meta.faces) if self.meta.faces else FaceCropPolicy()
 
     @property
     def device(self) -> torch.device:
@@ -241,14 +248,24 @@ class Detector(ABC):
         batch_size: int = 64,
         progress: bool = False,
         provenance: bool = True,
+        faces: bool = False,
+        all_faces: bool = False,
     ) -> list[Prediction]:
         """Verdicts for images, bytes, files, folders and archives; bad files get an `error`.
         With `provenance` (the default) each file's Content Credentials, metadata and
-        watermarks join the pixel score (see `fakescope.inference`)."""
+        watermarks join the pixel score (see `fakescope.inference`). `faces`: score the
+        largest face (by :attr:`face_policy`) instead of the whole image; `all_faces`: every
+        face, one verdict each."""
         from fakescope.inference import predict_inputs
 
         return predict_inputs(
-            self, inputs, batch_size=batch_size, progress=progress, provenance=provenance
+            self,
+            inputs,
+            batch_size=batch_size,
+            progress=progress,
+            provenance=provenance,
+            faces=faces or all_faces,
+            all_faces=all_faces,
         )
 
     def info(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from fakescope.data.sources import Item, open_source
 from fakescope.detectors import TorchDetector, load_detector
 from fakescope.detectors.domain import DEFAULT_DIMS, DEFAULT_QUANTILE, attach_domain, fit_domain
 from fakescope.errors import ConfigError, SourceError
+from fakescope.faces import FaceSelector
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,12 @@ class DomainFit:
 def _features(
     detector: TorchDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Penultimate features, labels and original (width, height) of the readable items."""
-    decoded = decode_items(items, read_bytes, detector.preprocessing, progress=progress)
+    """Penultimate features, labels and original (width, height) of the readable items; of
+    their largest faces for a detector trained on face crops (what it is asked about)."""
+    faces = FaceSelector(detector.face_policy) if detector.meta.faces else None
+    decoded = decode_items(
+        items, read_bytes, detector.preprocessing, progress=progress, faces=faces
+    )
     feats = []
     for start in range(0, len(decoded), 256):
         _, f = detector.logits_and_features(decoded.images[start : start + 256])

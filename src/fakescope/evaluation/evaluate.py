@@ -9,6 +9,12 @@ pixel score from `Detector.score_prepared` (with the domain score, for a detecto
 domain model), combined with the file's provenance evidence, read from the same bytes the
 pixels are decoded from; unsure inside the unsure band or outside the domain. The metrics
 are computed on the final p(fake); coverage and risk (selective risk) on the unsure flags.
+
+`faces=True` scores each image's largest face (cropped by the detector's face crop policy)
+instead of the whole image, as `predict --faces` does; predictions.csv then says which face.
+A folder of labelled videos (real/ and fake/ holding .mp4, .webm, ...) is evaluated one row
+per video: each video's verdict is `fakescope.video.predict_video`'s (the mean p(fake) of its
+sampled frames, or of its faces), and the metrics are over videos.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ from fakescope.evaluation.results import (
     ThresholdSource,
 )
 from fakescope.evaluation.selective import selective_risk
+from fakescope.faces import FaceSelector
 from fakescope.inference import CSV_FIELDS, OUT_OF_DOMAIN, UNSURE_BAND, Prediction, verdicts
 from fakescope.provenance import Evidence, read_provenance
+from fakescope.video import VideoOptions, VideoPrediction, predict_video
 
 SourceSpec = str | os.PathLike
 ReportHook = Callable[[Any, dict[str, Any]], None]
@@ -76,6 +84,7 @@ class ScoredSet:
     logits: np.ndarray | None = None
     generators: list[str | None] | None = None
     predictions: list[Prediction] | None = None
+    videos: list[VideoPrediction] | None = None  # per video, when the items are videos
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -110,10 +119,12 @@ def score_items(
     batch_size: int = 256,
     progress: bool = True,
     desc: str = "decode",
+    faces: FaceSelector | None = None,
 ) -> ScoredSet:
-    """Decode (once) and score items; unreadable ones are listed in `skipped`."""
+    """Decode (once) and score items (their largest faces, with `faces`); unreadable ones
+    are listed in `skipped`."""
     decoded = decode_items(
-        items, source.read_bytes, detector.preprocessing, progress=progress, desc=desc
+        items, source.read_bytes, detector.preprocessing, progress=progress, desc=desc, faces=faces
     )
     return _scored(detector, decoded, items, batch_size=batch_size, progress=progress)
 
@@ -214,7 +225,9 @@ def judged(
     `fakescope.inference.verdicts` at `threshold`, with each file's evidence (by path)."""
     scores = pixel_scores(detector, decoded.images, batch_size=batch_size, progress=progress)
     found = None if evidence is None else [list(evidence.get(p, ())) for p in decoded.paths]
-    predictions = verdicts(at_threshold(detector, threshold), decoded.paths, scores, found)
+    predictions = verdicts(
+        at_threshold(detector, threshold), decoded.paths, scores, found, faces=decoded.faces
+    )
     generator = {it.path: it.generator for it in items}
     return ScoredSet(
         decoded.paths,
@@ -241,6 +254,7 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         predictions=[p for s in sets for p in s.predictions or []]
         if all(s.predictions is not None for s in sets)
         else None,
+        videos=[v for s in sets for v in s.videos or []] or None,
     )
 
 
@@ -297,6 +311,7 @@ def resolve_threshold(
     test_paths: Iterable[str] = (),
     progress: bool = True,
     bootstrap: int = BOOTSTRAP_RESAMPLES,
+    faces: FaceSelector | None = None,
 ) -> ThresholdChoice:
     """The bundle's threshold, or one chosen with `policy` on `val_source`.
 
@@ -341,7 +356,7 @@ def resolve_threshold(
             f"the validation data shares {len(overlap)} images with the test data (e.g. "
             f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
         )
-    scored = score_items(detector, source, items, progress=progress, desc="decode val")
+    scored = score_items(detector, source, items, progress=progress, desc="decode val", faces=faces)
     chosen = cast(ThresholdPolicy, policy)  # checked against THRESHOLD_POLICIES above
     value = choose_threshold(scored.labels, scored.p_fake, chosen, target_fpr=target_fpr or 0.01)
     where = f"{source.location}" + (f" (split {val_split})" if val_split else "")
@@ -550,6 +565,8 @@ def evaluate(
     report: bool = True,
     report_hooks: Sequence[ReportHook] = (),
     provenance: bool = True,
+    faces: bool = False,
+    video_options: VideoOptions | None = None,
 ) -> EvaluationMetrics:
     """Evaluate on one or more sources; write OUT/metrics.json, predictions.csv, the PNG
     plots and report.html; return the metrics.
@@ -561,11 +578,32 @@ def evaluate(
     (domain score included) and each file's provenance; `provenance=False` judges the pixels
     alone. `metrics["selective"]` holds coverage, risk and AURC, overall and per group;
     `metrics["provenance"]` what the files' provenance said and how many verdicts it changed.
+    `faces`: score each image's largest face (see the module's docstring). Folders of
+    labelled videos are evaluated per video (`video_options`: sampling; `faces` crops the
+    frames' faces); `metrics["videos"]` then says how.
     """
     specs = [source_spec] if isinstance(source_spec, str | os.PathLike) else list(source_spec)
     if not specs:
         raise SourceError("no source to evaluate")
+    selector = FaceSelector(detector.face_policy) if faces else None
     timings: dict[str, float] = {}
+    video_specs = [spec for spec in specs if is_video_folder(spec)]
+    if video_specs:
+        if len(video_specs) != len(specs) or val_source is not None or split is not None:
+            raise ConfigError(
+                "videos are evaluated on their own: give only folders of labelled videos "
+                "(real/ and fake/), without --val or --split"
+            )
+        options = dataclasses.replace(video_options or VideoOptions(), faces=faces)
+        with _timed(timings, "score"):
+            parts = [score_videos(detector, spec, options, progress=progress) for spec in specs]
+        folders: list[Source] = [_VideoFolder(str(spec)) for spec in specs]
+        choice = resolve_threshold(detector)
+        return _finish_evaluation(
+            detector, folders, _source_names(specs), parts, choice, out_dir, timings,
+            split=None, bootstrap=bootstrap, seed=seed, report=report, report_hooks=(),
+            progress=progress, provenance=False, videos=options,
+        )  # fmt: skip
     with _timed(timings, "open"):
         sources = [open_source(spec) for spec in specs]
         selected = [select_items(source, split) for source in sources]
@@ -579,6 +617,7 @@ def evaluate(
             test_paths=[it.path for items in selected for it in items],
             progress=progress,
             bootstrap=bootstrap,
+            faces=selector,
         )
     names = _source_names(specs)
     parts = []
@@ -591,6 +630,7 @@ def evaluate(
                 detector.preprocessing,
                 progress=progress,
                 desc=f"decode {name}" if len(specs) > 1 else "decode",
+                faces=selector,
             )
         with _timed(timings, "score"):
             parts.append(
@@ -604,6 +644,33 @@ def evaluate(
                 )
             )
         del decoded
+    return _finish_evaluation(
+        detector, sources, names, parts, choice, out_dir, timings, split=split,
+        bootstrap=bootstrap, seed=seed, report=report, report_hooks=report_hooks,
+        progress=progress, provenance=provenance, faces=selector,
+    )  # fmt: skip
+
+
+def _finish_evaluation(
+    detector: Detector,
+    sources: Sequence[Source],
+    names: Sequence[str],
+    parts: Sequence[ScoredSet],
+    choice: ThresholdChoice,
+    out_dir: str | os.PathLike,
+    timings: dict[str, float],
+    *,
+    split: str | None,
+    bootstrap: int,
+    seed: int,
+    report: bool,
+    report_hooks: Sequence[ReportHook],
+    progress: bool,
+    provenance: bool,
+    faces: FaceSelector | None = None,
+    videos: VideoOptions | None = None,
+) -> EvaluationMetrics:
+    """Pooled metrics, predictions.csv, plots, report.html and metrics.json."""
     with _timed(timings, "metrics"):
         scored, metrics = _pooled_metrics(
             detector, sources, names, parts, choice, split=split, bootstrap=bootstrap, seed=seed
@@ -611,6 +678,10 @@ def evaluate(
         metrics["provenance"] = provenance_summary(
             scored, at_threshold(detector, choice.value), read=provenance
         )
+        if faces is not None:
+            metrics["faces"] = face_summary(scored, faces)
+        if videos is not None:
+            metrics["videos"] = video_summary(scored, videos)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / "predictions.csv", scored, detector, threshold=choice.value)
@@ -814,6 +885,117 @@ def _csv_value(value: object) -> object:
     if isinstance(value, float):
         return f"{value:.6f}"
     return value
+
+
+# -- faces and videos -------------------------------------------------------------------------
+def face_summary(scored: ScoredSet, faces: FaceSelector) -> dict[str, Any]:
+    """metrics.json["faces"]: the crop policy and how many images had a face to score."""
+    predictions = scored.predictions or []
+    with_face = sum(1 for p in predictions if p.face_box is not None)
+    return {
+        "policy": faces.policy.to_dict(),
+        "images": len(predictions),
+        "with_face": with_face,
+        "without_face": len(predictions) - with_face,
+        "finder_note": faces.finder_note,
+    }
+
+
+def is_video_folder(spec: SourceSpec) -> bool:
+    """A folder holding videos and no images: evaluated one row per video."""
+    from fakescope.video import _folder_videos
+
+    if not Path(spec).is_dir():
+        return False
+    videos, has_images = _folder_videos(os.fspath(spec))
+    return bool(videos) and not has_images
+
+
+class _VideoFolder(Source):
+    """A folder of labelled videos, for the metrics' source fields (videos are not images:
+    they are read by `fakescope.video`, never through `read_bytes`)."""
+
+    def read_bytes(self, item: Item) -> bytes:
+        raise SourceError(f"{item.path}: a video; read it with fakescope.video")
+
+
+def labelled_videos(folder: SourceSpec) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """(path, label) of each video under `folder`, labelled by the first folder on its way
+    named like a class (real/, fake/, ...); (path, reason) for videos outside such folders."""
+    from fakescope.data.sources import normalize_label
+    from fakescope.video import _folder_videos
+
+    root = Path(folder)
+    found: list[tuple[str, int]] = []
+    unlabelled: list[tuple[str, str]] = []
+    for path in _folder_videos(os.fspath(folder))[0]:
+        parts = Path(path).relative_to(root).parts[:-1]
+        labels = [label for part in parts if (label := normalize_label(part)) is not None]
+        if labels:
+            found.append((path, labels[0]))
+        else:
+            unlabelled.append((path, "not inside a real/ or fake/ folder: no label"))
+    if not found:
+        raise SourceError(f"{folder}: no videos inside real/ and fake/ folders to evaluate")
+    return found, unlabelled
+
+
+def score_videos(
+    detector: Detector, folder: SourceSpec, options: VideoOptions, *, progress: bool = True
+) -> ScoredSet:
+    """One verdict per labelled video (`predict_video`'s mean over its sampled frames or
+    faces, judged by `fakescope.inference.verdict`); unreadable videos are skipped with the
+    reason. Each prediction's face_note carries the video's note; `videos` its details."""
+    from fakescope.errors import VideoError
+
+    found, skipped = labelled_videos(folder)
+    paths, labels, predictions, details = [], [], [], []
+    for path, label in tqdm(found, desc="videos", unit="video", disable=not progress):
+        try:
+            video = predict_video(detector, path, options)
+        except VideoError as exc:
+            skipped.append((path, exc.reason))
+            continue
+        assert video.p_fake is not None  # a readable video always has a score
+        prediction = verdicts(detector, [path], PixelScores(np.array([video.p_fake])))[0]
+        prediction.face_note = video.note
+        if options.faces:
+            prediction.faces_found = sum(1 for f in video.frames if f.face is not None)
+        paths.append(path)
+        labels.append(label)
+        predictions.append(prediction)
+        details.append(video)
+    return ScoredSet(
+        paths,
+        np.array(labels, dtype=int),
+        np.array([p.p_fake for p in predictions], dtype=np.float64),
+        skipped,
+        predictions=predictions,
+        videos=details,
+    )
+
+
+def video_summary(scored: ScoredSet, options: VideoOptions) -> dict[str, Any]:
+    """metrics.json["videos"]: how videos were sampled and scored, and per-video details."""
+    videos = scored.videos or []
+    return {
+        "n": len(videos),
+        "fps": options.fps,
+        "max_frames": options.max_frames,
+        "faces": options.faces,
+        "verdict": "mean p(fake) of each video's scored frames (faces, with faces)",
+        "rows": [
+            {
+                "path": v.path,
+                "frames_sampled": v.frames_sampled,
+                "frames_scored": v.frames_scored,
+                "fraction_over_threshold": v.fraction_over_threshold,
+                "max_p_fake": v.max_p_fake,
+                "note": v.note,
+            }
+            for v in videos
+        ],
+    }
 
 
 # -- compare ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ set) are None.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 # The scalar metrics of `BinaryMetrics`, in the order people read them: the one list that
 # model cards, reports and tables take their rows from.
@@ -203,6 +203,8 @@ class EvaluationMetrics(BinaryMetrics, total=False):
     unreadable: list[PathReason]
     selective: SelectiveSummary
     provenance: ProvenanceSummary
+    faces: dict[str, Any]  # with --faces: the crop policy and how many images had a face
+    videos: dict[str, Any]  # videos evaluated one row each: sampling and per-video details
     plots: dict[str, str]
     report: str
     timings: dict[str, float]

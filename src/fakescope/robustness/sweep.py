@@ -34,6 +34,7 @@ from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, FakescopeError, ImageError
 from fakescope.evaluation.evaluate import group_row, model_names, select_items
+from fakescope.faces import FaceCropPolicy, FaceSelector
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import (
     CORRUPTIONS,
@@ -74,6 +75,7 @@ class RobustnessConfig:
     split: str | None = None
     batch_size: int = 128
     examples: int = 4
+    faces: FaceCropPolicy | None = None  # score each image's largest face by this policy
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.severities if name not in CORRUPTIONS]
@@ -160,18 +162,29 @@ def select_subsample(
     return stratified_subsample(select_items(source, split), max_images, seed)
 
 
-def _decode_chunk(source: Source, items: Sequence[Item]) -> list[np.ndarray | str]:
-    """Each item as an (H, W, 3) uint8 array at its own resolution, or the reason it failed."""
+def _decode_chunk(
+    source: Source, items: Sequence[Item], faces: FaceCropPolicy | None = None
+) -> list[np.ndarray | str]:
+    """Each item as an (H, W, 3) uint8 array at its own resolution, or the reason it failed.
+
+    `faces`: each image's largest face cropped by that policy (found on the clean image, in
+    one search per chunk; the whole image when it has none), so the corruptions hit the face
+    crop at its own resolution, as they would hit a face in a degraded frame."""
     out: list[np.ndarray | str] = []
+    images: list[Image.Image] = []
     for item in items:
         try:
-            img = load_image(source.read_bytes(item), item.path)
-            out.append(np.asarray(img.convert("RGB"), dtype=np.uint8))
+            img = load_image(source.read_bytes(item), item.path).convert("RGB")
+            out.append(np.asarray(img, dtype=np.uint8))
+            images.append(img)
         except ImageError as exc:
             out.append(exc.reason)
         except OSError as exc:
             out.append(f"cannot read: {exc}")
-    return out
+    if faces is None:
+        return out
+    crops = iter(FaceSelector(faces).largest(images))
+    return [a if isinstance(a, str) else np.asarray(next(crops).image, np.uint8) for a in out]
 
 
 def corrupt_images(
@@ -391,7 +404,7 @@ def _score_clean_and_corrupted(
         disable=not progress,
     )
     for chunk_index, chunk in enumerate(_chunks(items, CHUNK)):
-        images = _decode_good(source, chunk, scored)
+        images = _decode_good(source, chunk, scored, config.faces)
         if not images:
             bar.update(len(chunk) * (1 + len(conditions)))
             continue
@@ -413,11 +426,14 @@ def _score_clean_and_corrupted(
 
 
 def _decode_good(
-    source: Source, chunk: Sequence[Item], scored: _CleanAndCorruptedScores
+    source: Source,
+    chunk: Sequence[Item],
+    scored: _CleanAndCorruptedScores,
+    faces: FaceCropPolicy | None = None,
 ) -> list[np.ndarray]:
     """The chunk's readable images; their labels and paths, and the reasons the others
     could not be read, are recorded in `scored` (a bad file never stops the sweep)."""
-    decoded = _decode_chunk(source, chunk)
+    decoded = _decode_chunk(source, chunk, faces)
     good = [(it, arr) for it, arr in zip(chunk, decoded, strict=True) if not isinstance(arr, str)]
     scored.skipped += [
         (it.path, arr) for it, arr in zip(chunk, decoded, strict=True) if isinstance(arr, str)
@@ -511,6 +527,13 @@ def _result_document(
             "examples": {},
         },
         "unreadable": [{"path": p, "reason": r} for p, r in skipped],
+        "faces": None
+        if config.faces is None
+        else {
+            "policy": config.faces.to_dict(),
+            "how": "each image's largest face, found on the clean image and cropped by the "
+            "policy (the whole image when it has none); corruptions and attacks act on the crop",
+        },
     }
 
 
@@ -562,7 +585,7 @@ def _run_attacks(
     for det_index, (name, detector, target) in enumerate(
         zip(names, detectors, targets, strict=True)
     ):
-        x01 = _attack_inputs(source, items, target[2], order)
+        x01 = _attack_inputs(source, items, target[2], order, config.faces)
         for (attack_name, eps), row in rows.items():
             p, adv = _attacked_probabilities(
                 target,
@@ -597,14 +620,18 @@ def _run_attacks(
 
 
 def _attack_inputs(
-    source: Source, items: Sequence[Item], pre: Preprocessing, order: np.ndarray
+    source: Source,
+    items: Sequence[Item],
+    pre: Preprocessing,
+    order: np.ndarray,
+    faces: FaceCropPolicy | None = None,
 ) -> torch.Tensor:
     """The readable images in the attacked model's input space ([0, 1], its input size), in
     `order`. Decoded again per model: models may differ in input size, and keeping every
     full-resolution image from the corruption pass would not bound memory."""
     arrays = []
     for chunk in _chunks(items, CHUNK):
-        decoded = _decode_chunk(source, chunk)
+        decoded = _decode_chunk(source, chunk, faces)
         arrays.append(_preprocess(pre, [a for a in decoded if not isinstance(a, str)]))
     return torch.cat(arrays)[order].float() / 255.0
 

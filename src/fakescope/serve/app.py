@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from fakescope import __version__
+from fakescope.faces import FaceSelection, FaceSelector
 from fakescope.inference import verdict
 from fakescope.model_card import render_model_card
 from fakescope.provenance import Evidence, read_provenance
@@ -39,7 +40,7 @@ STATIC_DIR = resources.files("fakescope") / "serve" / "static"
 log = logging.getLogger(__name__)
 
 
-def _upload_body(max_files: int) -> dict[str, Any]:
+def _upload_body(max_files: int, faces: bool = False) -> dict[str, Any]:
     """The request body as the server parses it (:func:`read_uploads`): multipart with
     1 to `max_files` non-empty files, so an OpenAPI client generates only requests it can expect to
     succeed and knows an empty or oversized upload is an error (400 / 413)."""
@@ -58,13 +59,40 @@ def _upload_body(max_files: int) -> dict[str, Any]:
                                 "minItems": 1,
                                 "maxItems": max_files,
                                 "description": "JPEG, PNG, WebP, BMP, TIFF or GIF images",
-                            }
+                            },
+                            **(_FACES_FIELD if faces else {}),
                         },
                     }
                 }
             },
-        }
+        },
+        **({"parameters": [_FACES_QUERY]} if faces else {}),
     }
+
+
+_FACES_TEXT = (
+    "score the largest face (cropped by the bundle's face crop policy) instead of the whole "
+    "image; each result then reports face_box, or face_note when there is no face"
+)
+_FACES_FIELD = {"faces": {"type": "string", "enum": ["true", "false"], "description": _FACES_TEXT}}
+_FACES_QUERY = {
+    "name": "faces",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "boolean"},
+    "description": _FACES_TEXT,
+}
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def _faces_flag(request: Request, fields: dict[str, str]) -> bool:
+    """faces=true as a query parameter or a form field; anything but a yes/no is a 400."""
+    values = [v for v in (request.query_params.get("faces"), fields.get("faces")) if v is not None]
+    for value in values:
+        if value.strip().lower() not in (*_TRUE, *_FALSE):
+            raise ApiError(400, "bad_field", f"faces must be true or false, got {value[:40]!r}")
+    return any(v.strip().lower() in _TRUE for v in values)
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -93,6 +121,15 @@ class EvidenceItem(BaseModel):
     detail: str = Field(description="one human-readable sentence for analysts")
     decisive: bool = Field(description="strong enough to override the pixel score")
     raw: dict[str, Any] = Field(description="reader-specific facts (validation codes, ...)")
+
+
+class FaceBoxModel(BaseModel):
+    """A face box: its top-left corner and size in the original image's pixels."""
+
+    x: int
+    y: int
+    w: int
+    h: int
 
 
 class Verdict(BaseModel):
@@ -125,6 +162,17 @@ class Verdict(BaseModel):
     )
     disagreement: str | None = Field(
         description="set when the pixels and the provenance point different ways"
+    )
+    face_box: FaceBoxModel | None = Field(
+        None,
+        description="with faces=true: the face that was scored, in the original image's "
+        "pixels; null when no face was found (then the whole image was scored)",
+    )
+    faces_found: int | None = Field(
+        None, description="with faces=true: how many faces the image holds (0: none)"
+    )
+    face_note: str | None = Field(
+        None, description="with faces=true: what was scored instead when no face was found"
     )
 
 
@@ -201,6 +249,7 @@ class Decoded:
     image: Image.Image
     array: np.ndarray
     evidence: list[Evidence]
+    face: FaceSelection | None = None  # with faces: what was scored
 
 
 Decoder = Callable[..., Awaitable[Decoded]]
@@ -259,11 +308,13 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
     ``decode_workers`` at a time: they are CPU-bound and each may hold up to ``max_pixels``
     in memory."""
     decode_limiter = anyio.CapacityLimiter(settings.decode_workers)
+    selector = FaceSelector(detector.face_policy)  # the finder loads on the first faces=true
 
-    def to_input(upload: Upload, provenance: bool) -> Decoded:
+    def to_input(upload: Upload, provenance: bool, faces: bool = False) -> Decoded:
         image = decode_upload(upload, settings)
+        face = selector.largest([image])[0] if faces else None
         try:
-            array = detector.prepare(image)
+            array = detector.prepare(image if face is None else face.image)
         except Exception as exc:  # exotic sizes that decode but cannot be resized
             raise ApiError(
                 422,
@@ -272,10 +323,12 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
                 filename=upload.filename,
             ) from None
         evidence = _provenance(upload) if provenance else []
-        return Decoded(image, array, evidence)
+        return Decoded(image, array, evidence, face)
 
-    async def decode(upload: Upload, *, provenance: bool = True) -> Decoded:
-        return await anyio.to_thread.run_sync(to_input, upload, provenance, limiter=decode_limiter)
+    async def decode(upload: Upload, *, provenance: bool = True, faces: bool = False) -> Decoded:
+        return await anyio.to_thread.run_sync(
+            to_input, upload, provenance, faces, limiter=decode_limiter
+        )
 
     return decode
 
@@ -350,28 +403,31 @@ def _add_predict_route(
         dependencies=authorized,
         response_model=PredictResponse,
         responses=_ERRORS,
-        openapi_extra=_upload_body(settings.max_files),
+        openapi_extra=_upload_body(settings.max_files, faces=True),
         summary="p(fake), a verdict and the provenance evidence for one or more images",
     )
     async def predict(request: Request) -> dict[str, Any]:
-        uploads = await read_uploads(request, settings, settings.max_files)
+        fields: dict[str, str] = {}
+        uploads = await read_uploads(request, settings, settings.max_files, fields)
+        faces = _faces_flag(request, fields)
         with batcher.expect(len(uploads)) as expected:  # the model thread waits for these
-            decoded = [await decode(upload) for upload in uploads]
+            decoded = [await decode(upload, faces=faces) for upload in uploads]
             try:
                 scores = await batcher.score([d.array for d in decoded], expected)
             except Overloaded as exc:
                 raise _overloaded(exc) from None
         results = []
         for upload, item, score in zip(uploads, decoded, scores, strict=True):
-            prediction = verdict(
+            judged = verdict(
                 detector,
                 upload.filename,
                 score.p_fake,
                 item.evidence,
                 domain_score=score.domain_score,
                 max_crop_p_fake=score.max_crop_p_fake,
-                image_size=item.image.size,
-            ).to_dict()
+                image_size=(item.face.image if item.face else item.image).size,
+            )
+            prediction = (judged.with_face(item.face) if item.face else judged).to_dict()
             del prediction["path"], prediction["error"]  # failures are 4xx, not results
             results.append({"filename": upload.filename, **prediction})
         return {"results": results, "model": summary}

@@ -81,8 +81,14 @@ def _check_headers(request: Request, settings: ServeSettings) -> None:
             )
 
 
-async def read_uploads(request: Request, settings: ServeSettings, max_files: int) -> list[Upload]:
-    """The uploaded files (any multipart field), with size and count limits applied."""
+async def read_uploads(
+    request: Request,
+    settings: ServeSettings,
+    max_files: int,
+    fields: dict[str, str] | None = None,
+) -> list[Upload]:
+    """The uploaded files (any multipart field), with size and count limits applied; the
+    form's text fields go into `fields` when it is given."""
     _check_headers(request, settings)
     limited = Request(request.scope, _limited(request.receive, settings.max_request_bytes))
     try:
@@ -98,6 +104,8 @@ async def read_uploads(request: Request, settings: ServeSettings, max_files: int
         raise ApiError(400, "bad_multipart", f"malformed multipart body: {detail}") from None
     try:
         files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if fields is not None:
+            fields.update((k, v) for k, v in form.multi_items() if isinstance(v, str))
         if not files:
             raise ApiError(
                 400,

@@ -29,6 +29,7 @@ from fakescope.data.transforms import Augmentation, Preprocessing, pick_crops
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
+from fakescope.faces import FaceCropPolicy, FaceSelector
 from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import backbone_parameters, classifier_parameters
 from fakescope.robustness.attacks import attack
@@ -191,6 +192,7 @@ class Trainer:
         self.device = resolve_device(self.cfg.device)
         self.precision = resolve_precision(self.cfg.precision, self.device)
         self.pre = build_preprocessing(recipe)
+        self.faces = face_selector(recipe)
         self.train_items = [it for it in items if it.split not in (val_split, "test")]
         if val_split.startswith("fold"):
             self.train_items = [it for it in items if it.split != val_split]
@@ -226,13 +228,16 @@ class Trainer:
             cache_dir=self.recipe.data.cache_dir,
             progress=self.progress,
             desc=desc,
+            faces=self.faces,
         )
 
     def _load_data(self) -> None:
         self.skipped: list[tuple[str, str]] = []
         if self.recipe.data.cache == "none":
             self.train_set = None
-            self.stream = StreamingDataset(self.train_items, self.source.read_bytes, self.pre)
+            self.stream = StreamingDataset(
+                self.train_items, self.source.read_bytes, self.pre, self.faces
+            )
             self.n_train = len(self.train_items)
             labels = [it.label for it in self.train_items]  # None (unlabelled) fails here
             self.train_labels = torch.tensor(labels, dtype=torch.float32)
@@ -744,6 +749,8 @@ class Trainer:
             },
             metrics={k: v for k, v in val_metrics.items() if not isinstance(v, dict)}
             | ({"by_source": by_source} if by_source else {}),
+            card=self.recipe.card.model_dump(exclude_none=True) if self.recipe.card else {},
+            faces=self.faces.policy.to_dict() if self.faces else None,
         )
         bundle_dir = save_bundle(self.run_dir / "bundle", self.model, meta)
         summary = {
@@ -767,6 +774,12 @@ class Trainer:
             stopped_early=state["stopped_early"],
             history=state["history"],
         )
+
+
+def face_selector(recipe: Recipe) -> FaceSelector | None:
+    """The face crops a recipe trains on (`data.faces`), or None: whole images."""
+    faces = recipe.data.faces
+    return None if faces is None else FaceSelector(FaceCropPolicy(**faces.model_dump()))
 
 
 def _prepare_run(run_dir: Path, recipe: Recipe | None, resume: bool) -> Recipe:

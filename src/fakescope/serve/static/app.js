@@ -192,9 +192,39 @@ function newCard(file) {
   return card;
 }
 
+// The face that was scored, drawn on the image. The box is in the original image's pixels;
+// the picture is shown scaled to fit its square (object-fit: contain), so the box is scaled
+// and shifted the same way.
+function showFace(card, result) {
+  const box = card.querySelector(".face-box");
+  const original = card.querySelector(".original");
+  if (result.face_box) {
+    const place = () => {
+      const w = original.naturalWidth, h = original.naturalHeight;
+      if (!w || !h) return;
+      const scale = Math.min(original.clientWidth / w, original.clientHeight / h);
+      const left = original.clientLeft + (original.clientWidth - w * scale) / 2;
+      const top = original.clientTop + (original.clientHeight - h * scale) / 2;
+      const f = result.face_box;
+      box.style.left = `${left + f.x * scale}px`;
+      box.style.top = `${top + f.y * scale}px`;
+      box.style.width = `${f.w * scale}px`;
+      box.style.height = `${f.h * scale}px`;
+      box.dataset.scale = String(scale);
+      box.hidden = false;
+    };
+    if (original.complete) place(); else original.addEventListener("load", place, { once: true });
+    const others = result.faces_found > 1 ? ` (the largest of ${result.faces_found} faces)` : "";
+    show(card.querySelector(".face-note"), `Scored the face in the box${others}.`);
+  } else if (result.face_note) {
+    show(card.querySelector(".face-note"), `No face found: ${result.face_note.replace(/^no face found; /, "")}.`);
+  }
+}
+
 async function predict(file, card) {
   const form = new FormData();
   form.append("files", file, file.name);
+  if (document.getElementById("faces-checkbox").checked) form.append("faces", "true");
   const response = await fetch("/v1/predict", { method: "POST", body: form, headers: headers() });
   if (response.status === 401) {
     pendingAfterKey.push(file);
@@ -210,6 +240,7 @@ async function predict(file, card) {
   const result = body.results[0];
   showVerdict(card, result, body.model);
   showEvidence(card, result.evidence);
+  showFace(card, result);
   card.dataset.label = result.label;
   card.dataset.unsure = String(result.unsure);
   card.dataset.inDomain = String(result.in_domain);
