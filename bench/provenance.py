@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 from PIL import Image
 
 from fakescope.provenance import read_provenance
@@ -63,19 +62,6 @@ def median_ms(files: list[bytes], repeat: int) -> tuple[float, float, int]:
     return statistics.median(times), max(times), found // repeat
 
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{stamp}; {os.cpu_count()} cores ({cpu}); python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
@@ -92,7 +78,7 @@ def main() -> None:
     plain_pngs = [encoded(photo_like(1000, 1000, s), "PNG") for s in range(8)]
     sizes = [Image.open(io.BytesIO(d)).size for d in plain_pngs[:1]]
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(torch_threads=False)}")
     print(f"first call (builds the c2pa context, parses the trust lists): {first_ms:.1f} ms")
     rows = [
         (f"JPEG with C2PA ({len(c2pa_jpegs)} fixtures)", c2pa_jpegs),
