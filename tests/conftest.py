@@ -70,7 +70,7 @@ def provenance_fixtures() -> Path:
 def domain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained bundle whose domain model is fitted on toy images (as in
     test_domain_bundle): a saturated solid colour (`out_of_domain_image`) is far outside it."""
-    from test_robustness_eval import tiny_bundle
+    from tiny import tiny_bundle
 
     from fakescope.evaluation.domain import fit_bundle_domain
 

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tiny import report_bundle
 from typer.testing import CliRunner
 
-from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.cli import app
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import embed_files
@@ -26,27 +24,15 @@ from fakescope.evaluation.report_sections import (
     report_hooks,
     sample_indices,
 )
-from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROWS = ("true_positives", "false_positives", "true_negatives", "false_negatives")
 
 
-def tiny_bundle(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        threshold=0.5,
-    )
-    return save_bundle(path, create_model("resnet_se", widths=[8, 16, 32]), meta)
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("bundles")
-    return tiny_bundle(root / "base" / "bundle", 0), tiny_bundle(root / "tuned" / "bundle", 1)
+    return report_bundle(root / "base" / "bundle", 0), report_bundle(root / "tuned" / "bundle", 1)
 
 
 def median_threshold(detector: Detector, folder: Path) -> float:

@@ -16,14 +16,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_bundle
 from videogen import FORMATS, face_frames, gradient_frames, write_video
 
-from fakescope.bundle import BundleMeta, save_bundle
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, VideoError
 from fakescope.faces import mtcnn_available
-from fakescope.models import create_model
 from fakescope.video import (
     FaceCropper,
     FrameSampler,
@@ -45,15 +43,7 @@ def _one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32),
-        threshold=0.5,
-    )
-    bundle = save_bundle(tmp_path_factory.mktemp("video") / "bundle", model, meta)
+    bundle = tiny_bundle(tmp_path_factory.mktemp("video") / "bundle")
     return Detector.load(bundle, device="cpu")
 
 
