@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import machine
 from PIL import Image
 
@@ -33,21 +32,6 @@ FIXTURES = Path(
         "FAKESCOPE_PROVENANCE_FIXTURES", REPO.parent / "shared" / "fixtures" / "provenance"
     )
 )
-
-
-def photo_like(height: int, width: int, seed: int) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (height // 24, width // 24, 3), dtype=np.uint8)
-    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).astype(int)
-    return np.clip(smooth + rng.integers(-12, 13, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def encoded(rgb: np.ndarray, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def median_ms(files: list[bytes], repeat: int) -> tuple[float, float, int]:
@@ -68,14 +52,16 @@ def main() -> None:
     args = parser.parse_args()
     if not FIXTURES.is_dir():
         sys.exit(f"{FIXTURES} not found: set FAKESCOPE_PROVENANCE_FIXTURES")
+    sys.path.insert(0, str(REPO / "tests"))  # the test suite's image makers
+    from provenance_make import encode, natural_rgb, watermark
 
     c2pa_jpegs = [p.read_bytes() for p in sorted(FIXTURES.glob("c2pa_*.jpg"))]
     started = time.perf_counter()
     read_provenance(c2pa_jpegs[0], "warm-up")
     first_ms = (time.perf_counter() - started) * 1000
 
-    plain_jpegs = [encoded(photo_like(1000, 1000, s), "JPEG", quality=90) for s in range(8)]
-    plain_pngs = [encoded(photo_like(1000, 1000, s), "PNG") for s in range(8)]
+    plain_jpegs = [encode(natural_rgb(1000, 1000, s), "JPEG", quality=90) for s in range(8)]
+    plain_pngs = [encode(natural_rgb(1000, 1000, s), "PNG") for s in range(8)]
     sizes = [Image.open(io.BytesIO(d)).size for d in plain_pngs[:1]]
 
     print(f"machine: {machine(torch_threads=False)}")
@@ -87,14 +73,11 @@ def main() -> None:
         (f"PNG {sizes[0][0]}x{sizes[0][1]}, no provenance ({len(plain_pngs)})", plain_pngs),
     ]
     try:
-        sys.path.insert(0, str(REPO / "tests"))
-        from provenance_make import watermark
-
         from fakescope.provenance.watermark import PAYLOADS
 
         sdxl = next(p for p in PAYLOADS if p.name == "sdxl")
         marked = [
-            encoded(watermark(photo_like(1000, 1000, s), sdxl.bits, "bgr", "uint8"), "PNG")
+            encode(watermark(natural_rgb(1000, 1000, s), sdxl.bits, "bgr", "uint8"), "PNG")
             for s in range(4)
         ]
         rows.append((f"PNG 1000x1000, SDXL watermark ({len(marked)})", marked))
