@@ -15,7 +15,7 @@ from fakescope.cli import app
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import embed_files
-from fakescope.evaluation.evaluate import ScoredSet, evaluate
+from fakescope.evaluation.evaluate import ReportContext, ScoredSet, evaluate
 from fakescope.evaluation.explain import gallery_rows
 from fakescope.evaluation.report import EVALUATION_SECTIONS, ReportBuilder
 from fakescope.evaluation.report_sections import (
@@ -99,15 +99,7 @@ def test_a_single_map_without_compare(
     builder = ReportBuilder("t")
     metrics = {"threshold": 0.5}
     out = tmp_path / "out"
-    section(
-        builder,
-        {
-            "detector": detector,
-            "scored": ScoredSet(paths, labels, p_fake, []),
-            "metrics": metrics,
-            "out_dir": out,
-        },
-    )
+    section(builder, ReportContext(detector, ScoredSet(paths, labels, p_fake, []), metrics, out))
     picked = sample_indices(40, 12, seed=3)
     expected_wrong = int(np.sum((p_fake[picked] >= 0.5) != labels[picked]))
     assert metrics["embeddings"]["model"]["misclassified"] == expected_wrong

@@ -57,10 +57,6 @@ from fakescope.inference import CSV_FIELDS, OUT_OF_DOMAIN, UNSURE_BAND, Predicti
 from fakescope.provenance import Evidence, read_provenance
 
 SourceSpec = str | os.PathLike
-ReportHook = Callable[[Any, dict[str, Any]], None]
-"""Called as hook(report_builder, context) before report.html is written; context holds
-the detector, the pooled ScoredSet, the metrics, out_dir and `progress`. Its time is
-recorded in metrics["timings"] under the hook's `stage` attribute (else its name)."""
 
 
 @dataclass
@@ -92,6 +88,24 @@ class ScoredSet:
         if not self.predictions or any(p.in_domain is None for p in self.predictions):
             return None
         return np.array([bool(p.in_domain) for p in self.predictions], dtype=bool)
+
+
+@dataclass
+class ReportContext:
+    """What a report hook is given besides the report builder: the evaluated detector, the
+    pooled ScoredSet, the metrics (the hook adds its own entry, written to metrics.json),
+    the output folder for its files, and whether to show progress bars."""
+
+    detector: Detector
+    scored: ScoredSet
+    metrics: EvaluationMetrics
+    out_dir: Path
+    progress: bool = False
+
+
+ReportHook = Callable[[Any, ReportContext], None]
+"""Called as hook(report_builder, context) before report.html is written. Its time is
+recorded in metrics["timings"] under the hook's `stage` attribute (else its name)."""
 
 
 def score_decoded(
@@ -620,13 +634,7 @@ def evaluate(
             metrics["plots"] = {name: path.name for name, path in plots.items()}
             metrics["report"] = "report.html"
             builder = _build_report(metrics, plots, detector, scored)
-        context = {
-            "detector": detector,
-            "scored": scored,
-            "metrics": metrics,
-            "out_dir": out,
-            "progress": progress,
-        }
+        context = ReportContext(detector, scored, metrics, out, progress)
         for hook in report_hooks:
             with _timed(timings, getattr(hook, "stage", getattr(hook, "__name__", "hook"))):
                 hook(builder, context)
