@@ -327,15 +327,7 @@ def resolve_threshold(
                 f"threshold policy {policy!r} needs validation data (--val SOURCE): thresholds "
                 "are chosen on validation data, never on the test data"
             )
-        origin = detector.meta.training.get("recipe", {}).get("decision", {})
-        how = origin.get("threshold_policy")
-        return ThresholdChoice(
-            detector.threshold,
-            "bundle",
-            "the bundle (chosen on validation data at training time"
-            + (f", policy {how})" if how else ")"),
-            policy=how,
-        )
+        return _bundle_threshold(detector)
     if policy == "bundle":
         raise ConfigError(
             "--threshold-policy bundle keeps the bundle's threshold: drop --val, "
@@ -346,15 +338,7 @@ def resolve_threshold(
     policy = policy or _bundle_policy(detector)
     if policy == "target_fpr":
         target_fpr = 0.01 if target_fpr is None else float(target_fpr)
-    source = open_source(val_source)
-    val_split = validation_split(source, val_split)
-    items = select_items(source, val_split)
-    overlap = {it.path for it in items} & set(test_paths)
-    if overlap:
-        raise ConfigError(
-            f"the validation data shares {len(overlap)} images with the test data (e.g. "
-            f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
-        )
+    source, val_split, items = _validation_items(val_source, val_split, test_paths)
     scored = score_items(detector, source, items, progress=progress, desc="decode val")
     chosen = cast(ThresholdPolicy, policy)  # checked against THRESHOLD_POLICIES above
     value = choose_threshold(scored.labels, scored.p_fake, chosen, target_fpr=target_fpr or 0.01)
@@ -371,6 +355,36 @@ def resolve_threshold(
         val_n=len(scored),
         val_metrics=binary_metrics(scored.labels, scored.p_fake, value, bootstrap=bootstrap),
     )
+
+
+def _bundle_threshold(detector: Detector) -> ThresholdChoice:
+    """The bundle's own threshold, with the policy it was chosen by at training time."""
+    origin = detector.meta.training.get("recipe", {}).get("decision", {})
+    how = origin.get("threshold_policy")
+    return ThresholdChoice(
+        detector.threshold,
+        "bundle",
+        "the bundle (chosen on validation data at training time"
+        + (f", policy {how})" if how else ")"),
+        policy=how,
+    )
+
+
+def _validation_items(
+    val_source: SourceSpec, val_split: str | None, test_paths: Iterable[str]
+) -> tuple[Source, str | None, list[Item]]:
+    """The validation source, its split (the val split by default) and its items; refuses
+    validation data that shares images with the test data."""
+    source = open_source(val_source)
+    val_split = validation_split(source, val_split)
+    items = select_items(source, val_split)
+    overlap = {it.path for it in items} & set(test_paths)
+    if overlap:
+        raise ConfigError(
+            f"the validation data shares {len(overlap)} images with the test data (e.g. "
+            f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
+        )
+    return source, val_split, items
 
 
 # -- per data set / generator ----------------------------------------------------------------
