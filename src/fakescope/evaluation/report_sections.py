@@ -43,7 +43,13 @@ from fakescope.evaluation.report import (
     paragraph,
     per_image_table,
 )
-from fakescope.evaluation.results import EmbeddingsSummary, GalleryShown, MapCounts, MapFound
+from fakescope.evaluation.results import (
+    EmbeddingsSummary,
+    GalleryShown,
+    MapCounts,
+    MapFound,
+    SkippedSection,
+)
 
 DEFAULT_GALLERY = 4
 DEFAULT_TSNE_POINTS = 3000
@@ -66,6 +72,12 @@ def _no_single_model(detector: Detector) -> str | None:
     return f"Not available: {why}."
 
 
+def _skipped(builder: ReportBuilder, title: str, section_id: str, why: str) -> SkippedSection:
+    """A section that says why it is empty, and the metrics entry that records it."""
+    builder.add_section(title, paragraph(why), id=section_id)
+    return {"skipped": why}
+
+
 @dataclass
 class ExplanationSection:
     """Report hook: Grad-CAM overlays of up to ``k`` true/false positives/negatives each,
@@ -83,8 +95,8 @@ class ExplanationSection:
         detector = context.detector
         why = _no_single_model(detector)
         if why:
-            builder.add_section("Explanations (Grad-CAM)", paragraph(why), id="explanations")
-            context.metrics["explanations"] = {"skipped": why}
+            title = "Explanations (Grad-CAM)"
+            context.metrics["explanations"] = _skipped(builder, title, "explanations", why)
             return
         scored, metrics = context.scored, context.metrics
         threshold = float(metrics["threshold"])
@@ -144,8 +156,9 @@ class EmbeddingSection:
         detector = context.detector
         why = _no_single_model(detector) or (self.compare and _no_single_model(self.compare))
         if why:
-            builder.add_section("Embeddings (t-SNE)", paragraph(why), id="embeddings")
-            context.metrics["embeddings"] = {"skipped": why}
+            context.metrics["embeddings"] = _skipped(
+                builder, "Embeddings (t-SNE)", "embeddings", why
+            )
             return
         scored, metrics = context.scored, context.metrics
         out, progress = Path(context.out_dir), context.progress

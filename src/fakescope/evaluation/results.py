@@ -27,6 +27,8 @@ SCALAR_METRICS = (
     "brier",
     "ece",
 )
+# The headline metrics a console table shows (and a k-fold summary averages).
+HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
 
 
 class ReliabilityBin(TypedDict):
