@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,20 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not available at {path}")
     return path
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test (modules opt in with `usefixtures("one_thread")`).
+
+    Tiny tensors gain nothing from threads, and when another process is training on this
+    2-core machine, two OpenMP threads spin against it and run ~50x slower than one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 # -- provenance ----------------------------------------------------------------------------

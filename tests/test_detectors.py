@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import fakescope
 from PIL import Image
-from test_cli import fakescope
 from tiny import tiny_bundle
 
 import fakescope as package
