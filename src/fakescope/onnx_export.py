@@ -36,7 +36,6 @@ from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta, load_bundle, read_meta, resolve_bundle_path
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
-from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ExportError, ImageError
 from fakescope.onnx_model import (
     INPUT_NAME,
@@ -240,6 +239,10 @@ def check_parity(
 ) -> ParityReport:
     """Score a uint8 batch with PyTorch and onnxruntime: the first image alone, then the rest
     in batches of 64 (the batch axis is dynamic); both of the graph's outputs are checked."""
+    # Imported here: importing fakescope.detectors runs its __init__, which imports
+    # detectors.onnx, which imports this module (to export bundles on demand).
+    from fakescope.detectors.pytorch import TorchDetector
+
     session = OnnxModel(onnx_bytes, name="exported model")
     reference = TorchDetector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it
     diff_p = diff_logit = 0.0
