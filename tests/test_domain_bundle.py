@@ -89,3 +89,17 @@ def test_cli_domain_then_predict_shows_out_of_domain(tmp_path: Path) -> None:
     assert rows[0]["unsure"] is True and rows[0]["unsure_reason"] == OUT_OF_DOMAIN
     shown = fakescope("predict", tmp_path / "noise.png", "-b", bundle).stdout
     assert "out of domain" in shown
+
+
+def test_a_bundle_rewritten_with_its_domain_file_still_verifies(
+    fitted: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """What tools/ship_default_detector.py does: new (float16) weights, the same domain."""
+    from fakescope.bundle import load_bundle, save_bundle
+
+    model, meta = load_bundle(fitted[0])
+    copy = save_bundle(
+        tmp_path / "shipped", model.half(), meta, extra_files=[fitted[0] / DOMAIN_FILE]
+    )
+    detector = load_detector(copy, device="cpu")
+    assert detector.meta.domain == meta.domain and detector.domain is not None

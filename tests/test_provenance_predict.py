@@ -64,3 +64,15 @@ def test_cli_json_and_csv_carry_the_evidence(provenance_fixtures: Path, tmp_path
     assert table[0]["unsure"] in ("0", "1") and "metadata: ai_generated" in table[0]["evidence"]
     shown = fakescope("predict", *files, "--bundle", "scratch").stdout  # a wrapped table
     assert "ai_generated" in shown and "pixels" in shown
+
+
+@pytest.mark.integration
+def test_score_rows_carry_the_evidence(detector, provenance_fixtures: Path) -> None:  # type: ignore[no-untyped-def]
+    from fakescope.batch_score import SCHEMA, score_paths
+
+    path = str(provenance_fixtures / "comfyui_prompt_workflow.png")
+    (row,) = score_paths(detector, [path]).to_pylist()
+    assert list(row)[:5] == SCHEMA.names[:5] == ["path", "p_fake", "label", "unsure", "error"]
+    claims = {(e["signal"], e["claim"]) for e in json.loads(row["evidence"])}
+    assert ("metadata", "ai_generated") in claims and row["label"] == "fake"
+    assert row["p_fake_pixels"] is not None and row["p_fake"] >= row["p_fake_pixels"]

@@ -13,21 +13,22 @@ is written by the driver.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fakescope.atomic import atomic_path
-from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import collect_inputs
 from fakescope.detectors import Detector, load_detector
 from fakescope.errors import ScoringError
+from fakescope.inference import predict_inputs
 
 SCHEMA = pa.schema(
     [
@@ -36,6 +37,14 @@ SCHEMA = pa.schema(
         pa.field("label", pa.string()),
         pa.field("unsure", pa.bool_()),
         pa.field("error", pa.string()),
+        # after the first five, as in predict's CSV: pixels, domain and provenance
+        pa.field("p_fake_pixels", pa.float64()),
+        pa.field("unsure_reason", pa.string()),
+        pa.field("domain_score", pa.float64()),
+        pa.field("in_domain", pa.bool_()),
+        pa.field("max_crop_p_fake", pa.float64()),
+        pa.field("evidence", pa.string()),  # JSON: a list of {signal, claim, by, trust, ...}
+        pa.field("disagreement", pa.string()),
     ]
 )
 PATHS_PER_BLOCK = 4096  # a block is the unit Ray schedules; an actor scores it batch by batch
@@ -54,23 +63,14 @@ class ScoreSummary:
 
 
 def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
-    """Verdict rows (SCHEMA) for item paths, in their order; bad files get an `error`."""
-    decoded = [prepare_or_reason(path, path, detector.prepare) for path in paths]
-    good = {i: arr for i, arr in enumerate(decoded) if not isinstance(arr, str)}
-    scores = detector.probabilities_in_batches(list(good.values()), batch_size=max(1, len(paths)))
-    probs = dict(zip(good, scores.tolist(), strict=True))
-    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
-    for i, path in enumerate(paths):
-        columns["path"].append(path)
-        row: tuple[float | None, str | None, bool | None, object]
-        if i in probs:
-            label, unsure = detector.verdict(probs[i])
-            row = (probs[i], label, unsure, None)
-        else:
-            row = (None, None, None, decoded[i])
-        for name, value in zip(("p_fake", "label", "unsure", "error"), row, strict=True):
-            columns[name].append(value)
-    return pa.table(columns, schema=SCHEMA)
+    """Verdict rows (SCHEMA) for item paths, in their order, exactly as `predict` gives them
+    (pixels, domain and provenance); bad files get an `error`."""
+    rows = []
+    for result in predict_inputs(detector, list(paths), batch_size=max(1, len(paths))):
+        row = result.to_dict()
+        row["evidence"] = json.dumps(row["evidence"]) if row["evidence"] else None
+        rows.append({name: row.get(name) for name in SCHEMA.names})
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
 class DetectorActor:
@@ -87,9 +87,8 @@ class DetectorActor:
 
 
 def _problem_rows(problems: Iterable[tuple[str, str]]) -> pa.Table:
-    empty = {"p_fake": None, "label": None, "unsure": None}
     return pa.Table.from_pylist(
-        [{"path": path, **empty, "error": reason} for path, reason in problems], schema=SCHEMA
+        [{"path": path, "error": reason} for path, reason in problems], schema=SCHEMA
     )
 
 

@@ -302,9 +302,15 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
 
 # -- writing -------------------------------------------------------------------------------
 def save_bundle(
-    out: str | os.PathLike[str], model: torch.nn.Module, meta: BundleMeta, *, card_text: str = ""
+    out: str | os.PathLike[str],
+    model: torch.nn.Module,
+    meta: BundleMeta,
+    *,
+    card_text: str = "",
+    extra_files: Sequence[Path] = (),
 ) -> Path:
-    """Write a single-model bundle atomically (a temporary folder renamed into place)."""
+    """Write a single-model bundle atomically (a temporary folder renamed into place);
+    `extra_files` (e.g. the DOMAIN_FILE that `meta.domain` describes) are copied in."""
     from fakescope.model_card import render_model_card
 
     if not meta.created:
@@ -313,6 +319,8 @@ def save_bundle(
         meta.versions = package_versions()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_folder(out) as tmp:
+        for extra in extra_files:
+            shutil.copyfile(extra, tmp / extra.name)
         save_file(state, str(tmp / WEIGHTS_FILE))
         write_meta(tmp, meta.to_dict(), weights_sha256=sha256_file(tmp / WEIGHTS_FILE))
         (tmp / CARD_FILE).write_text(card_text or render_model_card(meta))

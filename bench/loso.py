@@ -1,0 +1,133 @@
+"""Leave-one-source-out: the honest estimate of how a multi-source recipe does on a source it
+never saw.
+
+For each source of the recipe (configs/general.yaml by default): train the recipe on all the
+other sources (same settings, a shorter time budget by default), then evaluate the bundle on
+up to N real and N fake images of the source left out, at the threshold it chose on its own
+validation data. One row per left-out source, plus the mean; and for comparison the same
+run's validation ROC-AUC on the sources it did see.
+
+    FAKESCOPE_DATA_DIR=../shared/data python bench/loso.py --minutes 10 --n 300
+    python bench/loso.py --only modern_photos --minutes 20      # one row
+
+Runs go to runs/loso/<source>/ (resumable: a finished run is reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from _common import DATA, machine, peak_rss_mb
+
+from fakescope.config import load_recipe, validate_recipe
+from fakescope.data.sources import open_source
+from fakescope.detectors import load_detector
+from fakescope.evaluation.evaluate import evaluate
+from fakescope.training.trainer import train
+
+
+def held_out_manifest(path: Path, source: Path, n: int, seed: int) -> Path:
+    """Up to n real and n fake images of `source`, as a CSV manifest."""
+    items = [it for it in open_source(source).items if it.label is not None]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in (0, 1):
+        pool = [it for it in items if it.label == label]
+        rows += [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label"])
+        writer.writerows([it.path, "fake" if it.label else "real"] for it in rows)
+    return path
+
+
+def run_without(recipe_data: dict, left_out: str, out: Path, minutes: float | None) -> Path:
+    """Train the recipe without one source (or reuse a finished run); its bundle folder."""
+    bundle = out / "bundle"
+    if (out / "metrics.json").is_file() and bundle.is_dir():
+        return bundle
+    data = json.loads(json.dumps(recipe_data))
+    data["name"] = f"{data.get('name', 'recipe')}-without-{left_out}"
+    data["data"]["sources"] = [
+        s for s in data["data"]["sources"] if (s.get("name") or Path(s["path"]).stem) != left_out
+    ]
+    if minutes:
+        data["train"]["max_minutes"] = minutes
+    resume = (out / "recipe.yaml").is_file()
+    train(
+        None,
+        None if resume else validate_recipe(data),
+        out,
+        resume=resume,
+        data_dir=DATA,
+        command=f"bench/loso.py (without {left_out})",
+    )
+    return bundle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="general", help="a multi-source recipe")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
+    parser.add_argument("--n", type=int, default=300, help="held-out images per class")
+    parser.add_argument("--only", action="append", help="left-out source(s) to run")
+    parser.add_argument("--out", default="runs/loso")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    recipe = load_recipe(args.config)
+    if not recipe.data.sources:
+        raise SystemExit(f"recipe {args.config} lists no data.sources")
+    recipe_data = recipe.model_dump(mode="json")
+    print(f"machine: {machine()}")
+    rows = []
+    for spec in recipe.data.sources:
+        name = spec.label
+        if args.only and name not in args.only:
+            continue
+        out = Path(args.out) / name
+        bundle = run_without(recipe_data, name, out, args.minutes)
+        seen = json.loads((out / "metrics.json").read_text())["val"]
+        manifest = held_out_manifest(out / "held_out.csv", DATA / spec.path, args.n, args.seed)
+        metrics = evaluate(
+            load_detector(bundle, device="cpu"),
+            manifest,
+            out / "held_out_eval",
+            report=False,
+            progress=False,
+            bootstrap=200,
+            provenance=False,
+        )
+        rows.append(
+            {
+                "left_out": name,
+                "n": metrics["n"],
+                "roc_auc": metrics["roc_auc"],
+                "accuracy": metrics["accuracy"],
+                "seen_val_roc_auc": seen["roc_auc"],
+                "minutes": args.minutes,
+            }
+        )
+        print(f"{name}: ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    print()
+    print("| left out | n | ROC-AUC on it | accuracy on it | val ROC-AUC on the others |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['left_out']} | {r['n']} | {r['roc_auc']:.3f} | {r['accuracy']:.3f} "
+            f"| {r['seen_val_roc_auc']:.3f} |"
+        )
+    if rows:
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("roc_auc", "accuracy")}
+        print(f"| **mean** | | {mean['roc_auc']:.3f} | {mean['accuracy']:.3f} | |")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "loso.json").write_text(json.dumps(rows, indent=2))
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB; rows in {Path(args.out) / 'loso.json'}")
+
+
+if __name__ == "__main__":
+    main()
