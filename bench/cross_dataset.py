@@ -14,13 +14,12 @@ ROC-AUC how the ranking does.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, cifake, machine, peak_rss_mb
+from _common import DATA, cifake, machine, peak_rss_mb, write_labels_csv
 
 from fakescope.config import load_recipe
 from fakescope.data.sources import open_source
@@ -43,13 +42,7 @@ def cifake_val_manifest(folder: Path, max_images: int | None, seed: int) -> Path
     if max_images and len(val) > max_images:
         pick = np.random.default_rng(seed).choice(len(val), max_images, replace=False)
         val = [val[i] for i in sorted(pick)]
-    path = folder / "cifake_val.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        for it in val:
-            writer.writerow([it.path, "fake" if it.label else "real"])
-    return path
+    return write_labels_csv(folder / "cifake_val.csv", val)
 
 
 def main() -> None:

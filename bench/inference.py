@@ -11,19 +11,11 @@ import argparse
 import time
 
 import torch
-from _common import cifake, machine, peak_rss_mb
+from _common import cifake, machine, peak_rss_mb, timed
 
 from fakescope.data.cache import decode_items
 from fakescope.data.sources import open_source
 from fakescope.detectors import Detector
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - started) / repeats
 
 
 def main() -> None:

@@ -16,12 +16,11 @@ Runs go to runs/loso/<source>/ (resumable: a finished run is reused).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, machine, peak_rss_mb
+from _common import DATA, machine, peak_rss_mb, write_labels_csv
 
 from fakescope.config import load_recipe, validate_recipe
 from fakescope.data.sources import open_source
@@ -39,11 +38,7 @@ def held_out_manifest(path: Path, source: Path, n: int, seed: int) -> Path:
         pool = [it for it in items if it.label == label]
         rows += [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        writer.writerows([it.path, "fake" if it.label else "real"] for it in rows)
-    return path
+    return write_labels_csv(path, rows)
 
 
 def run_without(recipe_data: dict, left_out: str, out: Path, minutes: float | None) -> Path:

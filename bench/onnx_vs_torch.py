@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cifake, machine, peak_rss_mb
+from _common import cifake, machine, peak_rss_mb, timed
 
 from fakescope.data.cache import decode_items
 from fakescope.data.sources import open_source
 from fakescope.detectors import Detector
 from fakescope.onnx_export import export_onnx
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    started = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - started) / repeats
 
 
 def main() -> None:

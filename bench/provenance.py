@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+from _common import machine
 from PIL import Image
 
 from fakescope.provenance import read_provenance
@@ -34,21 +32,6 @@ FIXTURES = Path(
         "FAKESCOPE_PROVENANCE_FIXTURES", REPO.parent / "shared" / "fixtures" / "provenance"
     )
 )
-
-
-def photo_like(height: int, width: int, seed: int) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (height // 24, width // 24, 3), dtype=np.uint8)
-    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).astype(int)
-    return np.clip(smooth + rng.integers(-12, 13, (height, width, 3)), 0, 255).astype(np.uint8)
-
-
-def encoded(rgb: np.ndarray, fmt: str, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def median_ms(files: list[bytes], repeat: int) -> tuple[float, float, int]:
@@ -63,36 +46,25 @@ def median_ms(files: list[bytes], repeat: int) -> tuple[float, float, int]:
     return statistics.median(times), max(times), found // repeat
 
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{stamp}; {os.cpu_count()} cores ({cpu}); python {platform.python_version()}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     if not FIXTURES.is_dir():
         sys.exit(f"{FIXTURES} not found: set FAKESCOPE_PROVENANCE_FIXTURES")
+    sys.path.insert(0, str(REPO / "tests"))  # the test suite's image makers
+    from provenance_make import encode, natural_rgb, watermark
 
     c2pa_jpegs = [p.read_bytes() for p in sorted(FIXTURES.glob("c2pa_*.jpg"))]
     started = time.perf_counter()
     read_provenance(c2pa_jpegs[0], "warm-up")
     first_ms = (time.perf_counter() - started) * 1000
 
-    plain_jpegs = [encoded(photo_like(1000, 1000, s), "JPEG", quality=90) for s in range(8)]
-    plain_pngs = [encoded(photo_like(1000, 1000, s), "PNG") for s in range(8)]
+    plain_jpegs = [encode(natural_rgb(1000, 1000, s), "JPEG", quality=90) for s in range(8)]
+    plain_pngs = [encode(natural_rgb(1000, 1000, s), "PNG") for s in range(8)]
     sizes = [Image.open(io.BytesIO(d)).size for d in plain_pngs[:1]]
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine(torch_threads=False)}")
     print(f"first call (builds the c2pa context, parses the trust lists): {first_ms:.1f} ms")
     rows = [
         (f"JPEG with C2PA ({len(c2pa_jpegs)} fixtures)", c2pa_jpegs),
@@ -101,14 +73,11 @@ def main() -> None:
         (f"PNG {sizes[0][0]}x{sizes[0][1]}, no provenance ({len(plain_pngs)})", plain_pngs),
     ]
     try:
-        sys.path.insert(0, str(REPO / "tests"))
-        from provenance_make import watermark
-
         from fakescope.provenance.watermark import PAYLOADS
 
         sdxl = next(p for p in PAYLOADS if p.name == "sdxl")
         marked = [
-            encoded(watermark(photo_like(1000, 1000, s), sdxl.bits, "bgr", "uint8"), "PNG")
+            encode(watermark(natural_rgb(1000, 1000, s), sdxl.bits, "bgr", "uint8"), "PNG")
             for s in range(4)
         ]
         rows.append((f"PNG 1000x1000, SDXL watermark ({len(marked)})", marked))

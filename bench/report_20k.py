@@ -13,14 +13,13 @@ here is the time.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import random
 import tempfile
 import time
 from pathlib import Path
 
-from _common import cifake, machine, peak_rss_mb
+from _common import cifake, machine, peak_rss_mb, write_labels_csv
 
 from fakescope.data.sources import open_source
 from fakescope.detectors import Detector
@@ -36,12 +35,7 @@ def sample_manifest(n: int, path: Path, seed: int = 0) -> Path:
     for label in (0, 1):
         members = [it for it in source.items if it.label == label]
         rows += rng.sample(members, n // 2)
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label"])
-        for item in rows:
-            writer.writerow([item.path, "fake" if item.label else "real"])
-    return path
+    return write_labels_csv(path, rows)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,20 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test (modules opt in with `usefixtures("one_thread")`).
+
+    Tiny tensors gain nothing from threads, and when another process is training on this
+    2-core machine, two OpenMP threads spin against it and run ~50x slower than one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # -- provenance ----------------------------------------------------------------------------
 
 
@@ -70,7 +85,7 @@ def provenance_fixtures() -> Path:
 def domain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained bundle whose domain model is fitted on toy images (as in
     test_domain_bundle): a saturated solid colour (`out_of_domain_image`) is far outside it."""
-    from test_robustness_eval import tiny_bundle
+    from tiny import tiny_bundle
 
     from fakescope.evaluation.domain import fit_bundle_domain
 

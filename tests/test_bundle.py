@@ -13,19 +13,17 @@ import pytest
 import torch
 from PIL import Image
 from sklearn import metrics as skm
+from tiny import report_bundle
 
 from fakescope.bundle import (
     SHIPPED_DETECTORS,
-    BundleMeta,
     load_bundle,
     read_meta,
     resolve_bundle_path,
-    save_bundle,
     shipped_available,
     shipped_bundle_path,
     update_meta,
 )
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import BundleError
 from fakescope.evaluation.evaluate import evaluate
@@ -35,18 +33,13 @@ from fakescope.models import create_model
 
 @pytest.fixture()
 def bundle_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+    return report_bundle(
+        tmp_path / "bundle",
         threshold=0.4,
         unsure_margin=0.05,
         data_fingerprint="abc",
         metrics={"accuracy": 0.5},
     )
-    return save_bundle(tmp_path / "bundle", model, meta)
 
 
 def test_bundle_round_trip_keeps_weights_and_metadata(bundle_dir: Path) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import fakescope
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +20,6 @@ TINY = [
     "--set", "train.threads=1",
     "--set", "data.val_fraction=0.25",
 ]  # fmt: skip
-
-
-def fakescope(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "fakescope", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_bundle
 
-from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing, grid_shape, pick_crops
 from fakescope.detectors import load_detector
 from fakescope.errors import ConfigError
-from fakescope.models import create_model
 
 
 @pytest.mark.parametrize(
@@ -78,11 +77,8 @@ def test_old_bundles_metadata_is_unchanged() -> None:
 
 
 def test_the_aggregate_is_the_mean_of_the_crop_logits(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
     pre = Preprocessing(input_size=32, resize="native", crops=4)
-    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
-    detector = load_detector(save_bundle(tmp_path / "b", model, meta), device="cpu")
+    detector = load_detector(tiny_bundle(tmp_path / "b", preprocessing=pre), device="cpu")
     rng = np.random.default_rng(1)
     image = Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8))
     crops = torch.from_numpy(pre.to_uint8(image))
@@ -105,11 +101,8 @@ def test_pick_crops_takes_one_crop_per_image() -> None:
 def test_grad_cam_covers_the_whole_image_at_its_aspect_ratio(tmp_path: Path) -> None:
     from fakescope.evaluation.explain import explain_files, gradcam
 
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
     pre = Preprocessing(input_size=32, resize="native", crops=6)
-    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
-    detector = load_detector(save_bundle(tmp_path / "b", model, meta), device="cpu")
+    detector = load_detector(tiny_bundle(tmp_path / "b", preprocessing=pre), device="cpu")
     rng = np.random.default_rng(2)
     image = Image.fromarray(rng.integers(0, 256, (60, 100, 3), dtype=np.uint8))
     (cam,) = gradcam(detector, [image])
@@ -124,11 +117,8 @@ def test_grad_cam_covers_the_whole_image_at_its_aspect_ratio(tmp_path: Path) -> 
 def test_a_native_crop_bundle_exports_to_onnx_with_parity(tmp_path: Path) -> None:
     from fakescope.onnx_export import export_onnx
 
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
     pre = Preprocessing(input_size=32, resize="native", crops=4)
-    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
-    bundle = save_bundle(tmp_path / "b", model, meta)
+    bundle = tiny_bundle(tmp_path / "b", preprocessing=pre)
     rng = np.random.default_rng(3)
     for i in range(3):
         Image.fromarray(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)).save(

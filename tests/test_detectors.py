@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from clirun import fakescope
 from PIL import Image
-from test_cli import fakescope
-from test_robustness_eval import tiny_bundle
+from tiny import tiny_bundle
 
 import fakescope as package
 from fakescope.atomic import atomic_folder, atomic_write_text

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
+from tiny import tiny_model, tiny_recipe_file
 from torch import nn
 
-from fakescope.models import create_model
 from fakescope.training.distributed import (
     DistContext,
     GlobalBatchNorm1d,
@@ -90,7 +89,7 @@ def test_global_batch_norm_1d_on_feature_vectors() -> None:
 
 
 def test_converting_batch_norms_keeps_parameters_and_state_dict() -> None:
-    model = create_model("resnet_se", widths=[8, 16, 32])
+    model = tiny_model(seed=None)
     before = model.state_dict()
     params = {name: id(p) for name, p in model.named_parameters()}
     synchronize_batchnorm(model, torch.device("cpu"))
@@ -119,25 +118,6 @@ def test_without_torchrun_everything_is_one_process() -> None:
 
 
 # -- torchrun runs -------------------------------------------------------------------------
-def tiny_recipe_file(folder: Path) -> Path:
-    """The tiny recipe of test_training: small resnet_se, fp32, 3 steps an epoch."""
-    recipe = {
-        "name": "tiny",
-        "model": {"name": "resnet_se", "drop_rate": 0.0, "kwargs": {"widths": [8, 16, 32]}},
-        "data": {"val_fraction": 0.25, "augment": {"hflip": True, "pad_crop": 2}},
-        "train": {
-            "epochs": 2,
-            "batch_size": 8,
-            "lr": 0.003,
-            "warmup_epochs": 0.5,
-            "precision": "fp32",
-            "threads": 1,
-            "checkpoint_every_steps": 2,
-        },
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def _env() -> dict[str, str]:

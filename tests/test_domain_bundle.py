@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import fakescope
 from imagegen import make_dataset
 from PIL import Image
-from test_cli import fakescope
-from test_robustness_eval import tiny_bundle
+from tiny import tiny_bundle
 
 from fakescope.bundle import DOMAIN_FILE, read_meta
 from fakescope.detectors import load_detector

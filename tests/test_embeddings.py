@@ -9,6 +9,7 @@ import pytest
 import torch
 from imagegen import smooth_image
 from PIL import Image
+from tiny import tiny_model
 
 from fakescope.bundle import BundleMeta
 from fakescope.data.transforms import Preprocessing
@@ -22,14 +23,13 @@ from fakescope.evaluation.embeddings import (
     plot_tsne_compare,
     tsne_2d,
 )
-from fakescope.models import create_model
 
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    return TorchDetector(model, BundleMeta("resnet_se", Preprocessing(input_size=32)), device="cpu")
+    return TorchDetector(
+        tiny_model(), BundleMeta("resnet_se", Preprocessing(input_size=32)), device="cpu"
+    )
 
 
 def clusters(n: int = 60, dims: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_robustness_eval import tiny_bundle
+from tiny import tiny_bundle
 
 from fakescope.bundle import read_meta
 from fakescope.detectors import Detector

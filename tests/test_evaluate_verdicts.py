@@ -15,9 +15,8 @@ import torch
 from imagegen import make_dataset, toy_array
 from PIL import Image, PngImagePlugin
 from test_report import PNG_MAGIC, parse_page
-from test_robustness_eval import tiny_bundle
+from tiny import tiny_bundle
 
-from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector, load_detector
 from fakescope.errors import BundleError
@@ -25,7 +24,6 @@ from fakescope.evaluation.domain import fit_bundle_domain
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.selective import selective_risk
 from fakescope.inference import OUT_OF_DOMAIN
-from fakescope.models import create_model
 
 A1111 = "a photo of a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 32x32"
 
@@ -160,11 +158,8 @@ def test_provenance_evidence_joins_the_verdicts(tmp_path: Path) -> None:
 
 # -- native-resolution crops -----------------------------------------------------------------
 def native_bundle(folder: Path, *, crops: int = 4, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    model = create_model("resnet_se", widths=[8, 16, 32])
     pre = Preprocessing(input_size=32, resize="native", crops=crops)
-    meta = BundleMeta("resnet_se", pre, model_kwargs={"widths": [8, 16, 32]})
-    return save_bundle(folder, model, meta)
+    return tiny_bundle(folder, seed, preprocessing=pre)
 
 
 @pytest.fixture(scope="module")

@@ -65,14 +65,7 @@ def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads() -> Iterator[None]:
-    # Tiny tensors gain nothing from threads, and when another process is training on this
-    # 2-core machine, two OpenMP threads spin against it and run ~50x slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _needs_offline(name: str) -> Path:

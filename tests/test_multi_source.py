@@ -11,6 +11,7 @@ import pytest
 import torch
 from imagegen import make_dataset
 from PIL import Image
+from tiny import tiny_model_section
 
 from fakescope.config import validate_recipe
 from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
@@ -31,7 +32,7 @@ def two_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _recipe(**data: object) -> dict[str, object]:
     return {
         "name": "tiny-multi",
-        "model": {"name": "resnet_se", "drop_rate": 0.0, "kwargs": {"widths": [8, 16, 32]}},
+        "model": tiny_model_section(),
         "data": {"val_fraction": 0.25, **data},
         "train": {"epochs": 2, "batch_size": 8, "precision": "fp32", "threads": 1,
                   "warmup_epochs": 0.5},

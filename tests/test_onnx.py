@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from clirun import fakescope as run_fakescope
 from torch import nn
 
 from fakescope import onnx_export as onnx_exporter
@@ -34,12 +33,7 @@ TOLERANCE = 1e-4
 FAST_ARCHITECTURES = {"resnet_se"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _exercise(model: nn.Module, images: torch.Tensor, mean: tuple, std: tuple) -> nn.Module:
@@ -283,14 +277,7 @@ def test_check_images_that_do_not_exist_are_an_export_error(
 def test_cli_export_then_predict_with_the_onnx_runtime(
     small_bundle: Path, toy_folder: Path, tmp_path: Path
 ) -> None:
-    def fakescope(*args: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "fakescope", *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
+    fakescope = partial(run_fakescope, check=False)
     bundle = tmp_path / "b"
     shutil.copytree(small_bundle, bundle)
     done = fakescope("export", "--bundle", bundle, "--out", bundle / ONNX_FILE,

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import pytest
+from clirun import fakescope as run_fakescope
 
 pytestmark = pytest.mark.slow
 
 
-def fakescope(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fakescope", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},  # a wide table: words are not cut
-    )
+# a wide table (200 columns): words are not cut
+fakescope = partial(run_fakescope, check=False, timeout=120, columns=200)
 
 
 def test_provenance_json_per_file_with_errors_and_archives(

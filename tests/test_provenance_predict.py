@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import fakescope
+from clirun import fakescope
 
 from fakescope.detectors import load_detector
 from fakescope.inference import CSV_FIELDS

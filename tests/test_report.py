@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import report_bundle
 from typer.testing import CliRunner
 
-from fakescope.bundle import BundleMeta, load_bundle, read_meta, save_bundle
+from fakescope.bundle import BundleMeta, load_bundle, read_meta
 from fakescope.cli import app
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector, TorchDetector
@@ -28,7 +29,6 @@ from fakescope.evaluation.report import (
     ReportBuilder,
 )
 from fakescope.inference import CSV_FIELDS
-from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -69,18 +69,6 @@ def shifted(tmp_path: Path) -> dict[str, Path]:
         "val": grey_set(tmp_path / "val", list(range(40, 101, 10)), list(range(120, 201, 10))),
         "test": grey_set(tmp_path / "test", list(range(100, 161, 10)), list(range(170, 231, 10))),
     }
-
-
-def tiny_bundle(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        threshold=0.4,
-        unsure_margin=0.05,
-    )
-    return save_bundle(path, create_model("resnet_se", widths=[8, 16, 32]), meta)
 
 
 class PageParser(HTMLParser):
@@ -299,7 +287,7 @@ def test_generator_column_gives_per_generator_rows(tmp_path: Path) -> None:
 def test_calibrate_bundle_stores_temperature_and_keeps_decisions(
     tmp_path: Path, toy_folder: Path
 ) -> None:
-    bundle = tiny_bundle(tmp_path / "bundle", seed=0)
+    bundle = report_bundle(tmp_path / "bundle", 0, threshold=0.4, unsure_margin=0.05)
     before = Detector.load(bundle, device="cpu").predict(toy_folder)
     result = calibrate_bundle(bundle, toy_folder, progress=False, device="cpu")
     assert result["after"]["accuracy"] == result["before"]["accuracy"]
@@ -326,7 +314,10 @@ def invoke(*args: object) -> str:
 def test_cli_evaluate_calibrate_and_compare_end_to_end(
     toy_folder: Path, toy_zip: Path, tmp_path: Path
 ) -> None:
-    first, second = tiny_bundle(tmp_path / "a", 0), tiny_bundle(tmp_path / "b", 1)
+    first, second = (
+        report_bundle(tmp_path / "a", 0, threshold=0.4, unsure_margin=0.05),
+        report_bundle(tmp_path / "b", 1, threshold=0.4, unsure_margin=0.05),
+    )
     text = invoke("evaluate", toy_folder, toy_zip, "-b", first, "--out", tmp_path / "ev", "-q")
     assert "95% CI" in text and "mean" in text
     assert "coverage " in text and "risk " in text and "AURC " in text  # selective risk

@@ -13,15 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
+from tiny import report_bundle
 
-from fakescope.bundle import BundleMeta, save_bundle
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.report import EVALUATION_SECTIONS
 from fakescope.evaluation.report_sections import report_hooks
-from fakescope.models import create_model
 
 CHROMIUM = Path(os.environ.get("FAKESCOPE_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = pytest.mark.browser
@@ -47,22 +44,11 @@ EXPECTED_IMAGES = {
 }
 
 
-def tiny_bundle(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        threshold=0.5,
-    )
-    return save_bundle(path, create_model("resnet_se", widths=[8, 16, 32]), meta)
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory, toy_folder: Path, toy_zip: Path) -> Path:
     root = tmp_path_factory.mktemp("browser")
-    base = tiny_bundle(root / "base" / "bundle", 0)
-    tuned = Detector.load(tiny_bundle(root / "tuned" / "bundle", 1), device="cpu")
+    base = report_bundle(root / "base" / "bundle", 0)
+    tuned = Detector.load(report_bundle(root / "tuned" / "bundle", 1), device="cpu")
     scores = sorted(r.p_fake for r in tuned.predict(toy_folder))
     tuned.meta.threshold = scores[len(scores) // 2]  # mistakes of both kinds to show
     out = root / "report"

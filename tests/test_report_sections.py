@@ -7,17 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tiny import report_bundle
 from typer.testing import CliRunner
 
-from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.cli import app
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import embed_files
-from fakescope.evaluation.evaluate import ScoredSet, evaluate
+from fakescope.evaluation.evaluate import ReportContext, ScoredSet, evaluate
 from fakescope.evaluation.explain import gallery_rows
 from fakescope.evaluation.report import EVALUATION_SECTIONS, ReportBuilder
 from fakescope.evaluation.report_sections import (
@@ -26,27 +24,15 @@ from fakescope.evaluation.report_sections import (
     report_hooks,
     sample_indices,
 )
-from fakescope.models import create_model
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROWS = ("true_positives", "false_positives", "true_negatives", "false_negatives")
 
 
-def tiny_bundle(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
-        threshold=0.5,
-    )
-    return save_bundle(path, create_model("resnet_se", widths=[8, 16, 32]), meta)
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("bundles")
-    return tiny_bundle(root / "base" / "bundle", 0), tiny_bundle(root / "tuned" / "bundle", 1)
+    return report_bundle(root / "base" / "bundle", 0), report_bundle(root / "tuned" / "bundle", 1)
 
 
 def median_threshold(detector: Detector, folder: Path) -> float:
@@ -113,15 +99,7 @@ def test_a_single_map_without_compare(
     builder = ReportBuilder("t")
     metrics = {"threshold": 0.5}
     out = tmp_path / "out"
-    section(
-        builder,
-        {
-            "detector": detector,
-            "scored": ScoredSet(paths, labels, p_fake, []),
-            "metrics": metrics,
-            "out_dir": out,
-        },
-    )
+    section(builder, ReportContext(detector, ScoredSet(paths, labels, p_fake, []), metrics, out))
     picked = sample_indices(40, 12, seed=3)
     expected_wrong = int(np.sum((p_fake[picked] >= 0.5) != labels[picked]))
     assert metrics["embeddings"]["model"]["misclassified"] == expected_wrong

@@ -7,18 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from imagegen import make_dataset, toy_array
 from PIL import Image
+from tiny import tiny_bundle
 
-from fakescope.bundle import BundleMeta, save_bundle, update_meta
+from fakescope.bundle import update_meta
 from fakescope.data.decode import load_image
 from fakescope.data.sources import open_source
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics
-from fakescope.models import create_model
 from fakescope.robustness.attacks import eps_label
 from fakescope.robustness.corruptions import DEFAULT_SEVERITIES
 from fakescope.robustness.report import table_rows
@@ -30,18 +28,6 @@ from fakescope.robustness.sweep import (
     robustness,
     select_subsample,
 )
-
-
-def tiny_bundle(folder: Path, *, seed: int = 0, size: int = 32, threshold: float = 0.5) -> Path:
-    torch.manual_seed(seed)
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=size),
-        threshold=threshold,
-    )
-    return save_bundle(folder, model, meta)
 
 
 @pytest.fixture(scope="module")

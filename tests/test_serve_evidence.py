@@ -12,16 +12,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from imagegen import encode, toy_array
 from liveserver import thread_server
 from PIL import Image
+from tiny import tiny_bundle
 
-from fakescope.bundle import BundleMeta, save_bundle
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector, load_detector
 from fakescope.inference import OUT_OF_DOMAIN
-from fakescope.models import create_model
 from fakescope.serve import ServeSettings, create_app
 
 http = httpx.Client(timeout=60)
@@ -149,15 +147,10 @@ def test_an_out_of_domain_image_is_unsure_with_its_reason(domain_bundle: Path) -
 # -- native-resolution crops ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def crop_detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
-    torch.manual_seed(0)
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32, resize="native", crops=4),
-        threshold=0.5,
+    pre = Preprocessing(input_size=32, resize="native", crops=4)
+    return load_detector(
+        tiny_bundle(tmp_path_factory.mktemp("crops"), preprocessing=pre), device="cpu"
     )
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    return load_detector(save_bundle(tmp_path_factory.mktemp("crops"), model, meta), device="cpu")
 
 
 def test_native_crops_are_batched_across_requests_and_report_the_worst_crop(

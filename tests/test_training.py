@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import tiny_model, tiny_recipe
 
-from fakescope.config import Recipe, apply_overrides, load_recipe, validate_recipe
+from fakescope.config import apply_overrides, load_recipe, validate_recipe
 from fakescope.errors import ConfigError
 from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
 from fakescope.training.trainer import (
@@ -19,26 +20,6 @@ from fakescope.training.trainer import (
     train,
     train_folds,
 )
-
-
-def tiny_recipe(**train_overrides: object) -> Recipe:
-    """A seconds-long recipe on the toy data: small resnet_se, fp32, one thread."""
-    data = {
-        "name": "tiny",
-        "model": {"name": "resnet_se", "drop_rate": 0.0, "kwargs": {"widths": [8, 16, 32]}},
-        "data": {"val_fraction": 0.25, "augment": {"hflip": True, "pad_crop": 2}},
-        "train": {
-            "epochs": 2,
-            "batch_size": 8,
-            "lr": 0.003,
-            "warmup_epochs": 0.5,
-            "precision": "fp32",
-            "threads": 1,
-            "checkpoint_every_steps": 2,
-            **train_overrides,
-        },
-    }
-    return validate_recipe(data)
 
 
 # -- recipes -------------------------------------------------------------------------------
@@ -207,14 +188,11 @@ def test_unreadable_training_images_are_skipped_and_reported(
 
 def test_two_phase_transfer_freezes_the_backbone_first(toy_folder: Path, tmp_path: Path) -> None:
     recipe = tiny_recipe(epochs=2, freeze_epochs=1, finetune_lr_scale=0.1)
-    from fakescope.models import create_model
-
     # phase 1 only: stop at the end of epoch 1 (3 steps)
     with pytest.raises(TrainingInterrupted):
         train(toy_folder, recipe, tmp_path / "run", progress=False, stop_after_steps=3)
     after = _weights(tmp_path / "run")
-    torch.manual_seed(0)  # the trainer seeds with train.seed=0 before building the model
-    initial = create_model("resnet_se", widths=[8, 16, 32])
+    initial = tiny_model(0)  # the trainer seeds with train.seed=0 before building the model
     names = [n for n, _ in initial.named_parameters()]
     head = [n for n in names if n.startswith("fc.")]
     body = [n for n in names if not n.startswith("fc.")]

@@ -7,23 +7,19 @@ import csv
 import io
 import json
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from clirun import fakescope
 from PIL import Image
+from tiny import tiny_bundle
 from videogen import FORMATS, face_frames, gradient_frames, write_video
 
-from fakescope.bundle import BundleMeta, save_bundle
-from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, VideoError
 from fakescope.faces import mtcnn_available
-from fakescope.models import create_model
 from fakescope.video import (
     FaceCropper,
     FrameSampler,
@@ -34,26 +30,12 @@ from fakescope.video import (
     split_video_inputs,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Detector:
-    torch.manual_seed(0)
-    model = create_model("resnet_se", widths=[8, 16, 32])
-    meta = BundleMeta(
-        architecture="resnet_se",
-        model_kwargs={"widths": [8, 16, 32]},
-        preprocessing=Preprocessing(input_size=32),
-        threshold=0.5,
-    )
-    bundle = save_bundle(tmp_path_factory.mktemp("video") / "bundle", model, meta)
+    bundle = tiny_bundle(tmp_path_factory.mktemp("video") / "bundle")
     return Detector.load(bundle, device="cpu")
 
 
@@ -203,13 +185,7 @@ def test_split_video_inputs_finds_videos_in_folders(tmp_path: Path) -> None:
     assert others == [str(mixed), str(image), str(tmp_path / "gone.mp4")]
 
 
-def _fakescope(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fakescope", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_fakescope = partial(fakescope, check=False)
 
 
 @pytest.mark.slow

@@ -237,16 +237,9 @@ def train(
 
 def _print_metrics(metrics: Mapping[str, Any], title: str) -> None:
     table = Table("metric", "value", title=title)
-    for key in (
-        "n",
-        "threshold",
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "average_precision",
-    ):
+    from fakescope.evaluation.results import HEADLINE_METRICS
+
+    for key in ("n", "threshold", *HEADLINE_METRICS):
         value = metrics.get(key)
         table.add_row(
             key,

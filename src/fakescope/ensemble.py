@@ -45,6 +45,7 @@ from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import model_names, select_items, validation_split
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
+from fakescope.evaluation.results import BinaryMetrics
 
 RULES = ("accuracy", "auc", "equal", "stacking")
 TABLE_FILE = "ensemble.json"
@@ -220,15 +221,7 @@ def build_ensemble(
     combiner, p_val, how = _fit_combiner(rule, scores, member_metrics, seed)
     threshold = choose_threshold(y, p_val, "max_f1")
     ens_metrics = binary_metrics(y, p_val, threshold, seed=seed)
-    validation = {
-        "source": str(source.location),
-        "split": val_split,
-        "n": int(len(y)),
-        "skipped": scores.n_skipped,
-        "fingerprint": source.fingerprint(),
-        "scores": how,
-        "threshold_policy": "max_f1",
-    }
+    validation = _validation(source, val_split, scores, how)
     folder = save_ensemble_bundle(
         out,
         [
@@ -245,15 +238,39 @@ def build_ensemble(
         render_card,
     )
     table = _table(folder, rule, validation, threshold, combiner, ens_metrics)
-    weights: list[float | None] = [None] * len(names)  # stacking has coefficients instead
+    table["rows"] += _member_rows(names, bundles, member_metrics, combiner)
+    atomic_write_text(folder / TABLE_FILE, json.dumps(table, indent=2))
+    return table
+
+
+def _validation(source: Source, split: str | None, scores: _Scores, how: str) -> dict[str, object]:
+    """What the ensemble was fitted on, as the bundle and ensemble.json record it."""
+    return {
+        "source": str(source.location),
+        "split": split,
+        "n": int(len(scores.labels)),
+        "skipped": scores.n_skipped,
+        "fingerprint": source.fingerprint(),
+        "scores": how,
+        "threshold_policy": "max_f1",
+    }
+
+
+def _member_rows(
+    names: Sequence[str],
+    bundles: Sequence[str | os.PathLike[str]],
+    member_metrics: Sequence[BinaryMetrics],
+    combiner: Combiner,
+) -> list[dict[str, object]]:
+    """The table's row of each member: its weight (None for stacking, which has
+    coefficients instead) and its validation metrics."""
+    weights: list[float | None] = [None] * len(names)
     if combiner.weights is not None:
         weights = list(combiner.weights)
-    table["rows"] += [
+    return [
         {"model": name, "bundle": str(b), "weight": w, **_summary(m)}
         for name, b, m, w in zip(names, bundles, member_metrics, weights, strict=True)
     ]
-    atomic_write_text(folder / TABLE_FILE, json.dumps(table, indent=2))
-    return table
 
 
 def _table(

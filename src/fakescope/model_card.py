@@ -37,13 +37,39 @@ def _fmt(value: object) -> str:
 def render_model_card(meta: BundleMeta) -> str:
     """Markdown model card from bundle metadata (recipe, data, metrics, use and limits)."""
     card = meta.card
-    training = meta.training
-    pre = meta.preprocessing
     lines = [
         f"# Model card: {card.get('title', meta.architecture)}",
         "",
         card.get("summary", "A fakescope detector: p(fake) for an image."),
         "",
+        *_model_section(meta),
+        "",
+        *_training_section(meta),
+        "",
+        *_metrics_section(meta),
+        "",
+        "## Intended use",
+        "",
+        card.get(
+            "intended_use",
+            "Screening images for signs of AI generation or manipulation, as one signal "
+            "among others, by ML engineers and trust-and-safety teams.",
+        ),
+        "",
+        "## Limits",
+        "",
+        card.get("limits", _LIMITS),
+        "",
+        f"Versions: {json.dumps(meta.versions)}. Created {meta.created}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _model_section(meta: BundleMeta) -> list[str]:
+    """What the model is and how it decides: architecture, input, domain, threshold."""
+    pre = meta.preprocessing
+    return [
         "## Model",
         "",
         f"- architecture: `{meta.architecture}` {json.dumps(meta.model_kwargs)}",
@@ -74,10 +100,16 @@ def render_model_card(meta: BundleMeta) -> str:
         ),
         f"- labels: {list(meta.labels)} (output is one logit; sigmoid gives p(fake))",
         f"- decision threshold: {meta.threshold:.4f} (chosen on validation data, "
-        f"policy `{training.get('threshold_policy', 'max_f1')}`)",
+        f"policy `{meta.training.get('threshold_policy', 'max_f1')}`)",
         f"- temperature: {meta.temperature:.4f}",
         f"- unsure band: p(fake) in [{meta.unsure_band[0]:.3f}, {meta.unsure_band[1]:.3f}]",
-        "",
+    ]
+
+
+def _training_section(meta: BundleMeta) -> list[str]:
+    """On what data, with which recipe and command, for how long."""
+    training = meta.training
+    return [
         "## Training",
         "",
         f"- data: `{training.get('source', '?')}`",
@@ -89,7 +121,12 @@ def render_model_card(meta: BundleMeta) -> str:
         f"- epochs run: {training.get('epochs_run', '?')}, "
         f"wall time {training.get('train_seconds', 0) / 60:.1f} min "
         f"on {training.get('device', '?')}",
-        "",
+    ]
+
+
+def _metrics_section(meta: BundleMeta) -> list[str]:
+    """The validation metrics table, and one row per source for multi-source runs."""
+    lines = [
         "## Validation metrics",
         "",
         "| metric | value |",
@@ -107,21 +144,4 @@ def render_model_card(meta: BundleMeta) -> str:
                 f"| {name} | {m.get('n')} | {_fmt(m.get('accuracy'))} | "
                 f"{_fmt(m.get('roc_auc'))} | {_fmt(m.get('f1'))} |"
             )
-    lines += [
-        "",
-        "## Intended use",
-        "",
-        card.get(
-            "intended_use",
-            "Screening images for signs of AI generation or manipulation, as one signal "
-            "among others, by ML engineers and trust-and-safety teams.",
-        ),
-        "",
-        "## Limits",
-        "",
-        card.get("limits", _LIMITS),
-        "",
-        f"Versions: {json.dumps(meta.versions)}. Created {meta.created}.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines

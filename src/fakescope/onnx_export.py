@@ -240,6 +240,9 @@ def check_parity(
 ) -> ParityReport:
     """Score a uint8 batch with PyTorch and onnxruntime: the first image alone, then the rest
     in batches of 64 (the batch axis is dynamic); both of the graph's outputs are checked."""
+    # Imported here: importing fakescope.detectors runs its __init__, which imports
+    # detectors.onnx, which imports this module (to export bundles on demand).
+
     session = OnnxModel(onnx_bytes, name="exported model")
     reference = TorchDetector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it
     diff_p = diff_logit = 0.0

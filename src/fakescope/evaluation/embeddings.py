@@ -17,7 +17,8 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from fakescope.data.decode import load_image
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
 from fakescope.evaluation.plots import save_figure
+from fakescope.evaluation.results import LabelCount
 from fakescope.models.registry import embed
 
 if TYPE_CHECKING:
@@ -328,20 +330,38 @@ def _misclassified(labels: np.ndarray, predicted: np.ndarray | None) -> np.ndarr
     return predicted != labels
 
 
+class MapStats(TypedDict):
+    """What `_draw` drew: images, mistakes, and both per true label."""
+
+    n: int
+    misclassified: int
+    per_label: dict[str, LabelCount]
+
+
+class TsnePlot(MapStats):
+    path: Path
+
+
+class TsneComparePlot(TypedDict):
+    path: Path
+    a: MapStats
+    b: MapStats
+
+
 def _draw(
     ax: Any,
     points: np.ndarray,
     labels: Sequence[int] | np.ndarray,
     predicted: Sequence[int] | np.ndarray | None,
     names: Sequence[str],
-) -> dict[str, Any]:
+) -> MapStats:
     """Scatter the map on ``ax``; returns what was drawn (counts per class)."""
     points = np.asarray(points, dtype=float)
     y = np.asarray(labels).astype(int)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(y):
         raise ConfigError(f"need [N, 2] points for {len(y)} labels, got shape {points.shape}")
     wrong = _misclassified(y, None if predicted is None else np.asarray(predicted))
-    stats: dict[str, Any] = {"n": len(y), "misclassified": int(wrong.sum()), "per_label": {}}
+    stats: MapStats = {"n": len(y), "misclassified": int(wrong.sum()), "per_label": {}}
     small = max(2.0, min(12.0, 3000.0 / max(len(y), 1)))
     for value, (name, colour) in enumerate(zip(names, COLOURS, strict=True)):
         right = (y == value) & ~wrong
@@ -373,7 +393,7 @@ def plot_tsne(
     title: str = "t-SNE of penultimate features",
     *,
     label_names: Sequence[str] = LABEL_NAMES,
-) -> dict[str, Any]:
+) -> TsnePlot:
     """Scatter a 2-D map coloured by true label (0 real, 1 fake); misclassified points (where
     ``predicted`` differs) are drawn as x markers. Returns ``{"path", "n", "misclassified",
     "per_label": {name: {"n", "misclassified"}}}``."""
@@ -381,7 +401,7 @@ def plot_tsne(
     ax = fig.subplots()
     stats = _draw(ax, points, labels, predicted, label_names)
     ax.set_title(title, fontsize=10)
-    return {"path": save_figure(fig, out_png), **stats}
+    return TsnePlot(path=save_figure(fig, out_png), **stats)
 
 
 def plot_tsne_compare(
@@ -395,7 +415,7 @@ def plot_tsne_compare(
     titles: tuple[str, str] = ("before tuning", "after tuning"),
     title: str = "",
     label_names: Sequence[str] = LABEL_NAMES,
-) -> dict[str, Any]:
+) -> TsneComparePlot:
     """Two maps of the same images side by side (e.g. before and after fine-tuning).
     Returns ``{"path", "a": stats, "b": stats}`` with stats as in :func:`plot_tsne`."""
     fig = Figure(figsize=(11.0, 5.2))

@@ -65,10 +65,6 @@ from fakescope.provenance import Evidence, read_provenance
 from fakescope.video import VideoOptions, VideoPrediction, predict_video
 
 SourceSpec = str | os.PathLike
-ReportHook = Callable[[Any, dict[str, Any]], None]
-"""Called as hook(report_builder, context) before report.html is written; context holds
-the detector, the pooled ScoredSet, the metrics, out_dir and `progress`. Its time is
-recorded in metrics["timings"] under the hook's `stage` attribute (else its name)."""
 
 
 @dataclass
@@ -101,6 +97,24 @@ class ScoredSet:
         if not self.predictions or any(p.in_domain is None for p in self.predictions):
             return None
         return np.array([bool(p.in_domain) for p in self.predictions], dtype=bool)
+
+
+@dataclass
+class ReportContext:
+    """What a report hook is given besides the report builder: the evaluated detector, the
+    pooled ScoredSet, the metrics (the hook adds its own entry, written to metrics.json),
+    the output folder for its files, and whether to show progress bars."""
+
+    detector: Detector
+    scored: ScoredSet
+    metrics: EvaluationMetrics
+    out_dir: Path
+    progress: bool = False
+
+
+ReportHook = Callable[[Any, ReportContext], None]
+"""Called as hook(report_builder, context) before report.html is written. Its time is
+recorded in metrics["timings"] under the hook's `stage` attribute (else its name)."""
 
 
 def score_decoded(
@@ -328,15 +342,7 @@ def resolve_threshold(
                 f"threshold policy {policy!r} needs validation data (--val SOURCE): thresholds "
                 "are chosen on validation data, never on the test data"
             )
-        origin = detector.meta.training.get("recipe", {}).get("decision", {})
-        how = origin.get("threshold_policy")
-        return ThresholdChoice(
-            detector.threshold,
-            "bundle",
-            "the bundle (chosen on validation data at training time"
-            + (f", policy {how})" if how else ")"),
-            policy=how,
-        )
+        return _bundle_threshold(detector)
     if policy == "bundle":
         raise ConfigError(
             "--threshold-policy bundle keeps the bundle's threshold: drop --val, "
@@ -347,15 +353,7 @@ def resolve_threshold(
     policy = policy or _bundle_policy(detector)
     if policy == "target_fpr":
         target_fpr = 0.01 if target_fpr is None else float(target_fpr)
-    source = open_source(val_source)
-    val_split = validation_split(source, val_split)
-    items = select_items(source, val_split)
-    overlap = {it.path for it in items} & set(test_paths)
-    if overlap:
-        raise ConfigError(
-            f"the validation data shares {len(overlap)} images with the test data (e.g. "
-            f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
-        )
+    source, val_split, items = _validation_items(val_source, val_split, test_paths)
     scored = score_items(detector, source, items, progress=progress, desc="decode val", faces=faces)
     chosen = cast(ThresholdPolicy, policy)  # checked against THRESHOLD_POLICIES above
     value = choose_threshold(scored.labels, scored.p_fake, chosen, target_fpr=target_fpr or 0.01)
@@ -372,6 +370,36 @@ def resolve_threshold(
         val_n=len(scored),
         val_metrics=binary_metrics(scored.labels, scored.p_fake, value, bootstrap=bootstrap),
     )
+
+
+def _bundle_threshold(detector: Detector) -> ThresholdChoice:
+    """The bundle's own threshold, with the policy it was chosen by at training time."""
+    origin = detector.meta.training.get("recipe", {}).get("decision", {})
+    how = origin.get("threshold_policy")
+    return ThresholdChoice(
+        detector.threshold,
+        "bundle",
+        "the bundle (chosen on validation data at training time"
+        + (f", policy {how})" if how else ")"),
+        policy=how,
+    )
+
+
+def _validation_items(
+    val_source: SourceSpec, val_split: str | None, test_paths: Iterable[str]
+) -> tuple[Source, str | None, list[Item]]:
+    """The validation source, its split (the val split by default) and its items; refuses
+    validation data that shares images with the test data."""
+    source = open_source(val_source)
+    val_split = validation_split(source, val_split)
+    items = select_items(source, val_split)
+    overlap = {it.path for it in items} & set(test_paths)
+    if overlap:
+        raise ConfigError(
+            f"the validation data shares {len(overlap)} images with the test data (e.g. "
+            f"{sorted(overlap)[0]}); choose the threshold on separate data (--split/--val-split)"
+        )
+    return source, val_split, items
 
 
 # -- per data set / generator ----------------------------------------------------------------
@@ -691,13 +719,7 @@ def _finish_evaluation(
             metrics["plots"] = {name: path.name for name, path in plots.items()}
             metrics["report"] = "report.html"
             builder = _build_report(metrics, plots, detector, scored)
-        context = {
-            "detector": detector,
-            "scored": scored,
-            "metrics": metrics,
-            "out_dir": out,
-            "progress": progress,
-        }
+        context = ReportContext(detector, scored, metrics, out, progress)
         for hook in report_hooks:
             with _timed(timings, getattr(hook, "stage", getattr(hook, "__name__", "hook"))):
                 hook(builder, context)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 
@@ -21,13 +21,20 @@ from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.embeddings import (
     FileEmbeddings,
+    MapStats,
     embed_files,
     has_opentsne,
     plot_tsne,
     plot_tsne_compare,
     tsne_2d,
 )
-from fakescope.evaluation.evaluate import ReportHook, ScoredSet, image_rows, model_names
+from fakescope.evaluation.evaluate import (
+    ReportContext,
+    ReportHook,
+    ScoredSet,
+    image_rows,
+    model_names,
+)
 from fakescope.evaluation.explain import gallery_rows, resolve_layers
 from fakescope.evaluation.report import (
     ReportBuilder,
@@ -35,6 +42,13 @@ from fakescope.evaluation.report import (
     figure_html,
     paragraph,
     per_image_table,
+)
+from fakescope.evaluation.results import (
+    EmbeddingsSummary,
+    GalleryShown,
+    MapCounts,
+    MapFound,
+    SkippedSection,
 )
 
 DEFAULT_GALLERY = 4
@@ -58,6 +72,12 @@ def _no_single_model(detector: Detector) -> str | None:
     return f"Not available: {why}."
 
 
+def _skipped(builder: ReportBuilder, title: str, section_id: str, why: str) -> SkippedSection:
+    """A section that says why it is empty, and the metrics entry that records it."""
+    builder.add_section(title, paragraph(why), id=section_id)
+    return {"skipped": why}
+
+
 @dataclass
 class ExplanationSection:
     """Report hook: Grad-CAM overlays of up to ``k`` true/false positives/negatives each,
@@ -71,15 +91,14 @@ class ExplanationSection:
         if self.k < 1:
             raise ConfigError(f"the gallery needs at least 1 image per row, got {self.k}")
 
-    def __call__(self, builder: ReportBuilder, context: dict[str, Any]) -> None:
-        detector: Detector = context["detector"]
+    def __call__(self, builder: ReportBuilder, context: ReportContext) -> None:
+        detector = context.detector
         why = _no_single_model(detector)
         if why:
-            builder.add_section("Explanations (Grad-CAM)", paragraph(why), id="explanations")
-            context["metrics"]["explanations"] = {"skipped": why}
+            title = "Explanations (Grad-CAM)"
+            context.metrics["explanations"] = _skipped(builder, title, "explanations", why)
             return
-        scored: ScoredSet = context["scored"]
-        metrics: dict[str, Any] = context["metrics"]
+        scored, metrics = context.scored, context.metrics
         threshold = float(metrics["threshold"])
         layers = resolve_layers(detector.torch_model("Grad-CAM"), self.layers)
         rows = gallery_rows(
@@ -88,12 +107,12 @@ class ExplanationSection:
             scored.labels,
             scored.p_fake,
             threshold,
-            context["out_dir"],
+            context.out_dir,
             self.k,
             layers=layers,
         )
         names = detector.meta.labels
-        shown: dict[str, Any] = {}
+        shown: dict[str, GalleryShown] = {}
         body = paragraph(
             f"Each tile: the image as the model saw it ({detector.preprocessing.input_size} px) "
             "and its Grad-CAM overlay for the predicted class (red: where the evidence for "
@@ -109,7 +128,8 @@ class ExplanationSection:
         missing = [name for name in ROW_CAPTIONS if name not in shown]
         if missing:
             body += paragraph(f"No cases to show for: {', '.join(missing)}.")
-        mistakes = shown.get("most confident mistakes", {}).get("images", [])
+        worst = shown.get("most confident mistakes")
+        mistakes = worst["images"] if worst else []
         if mistakes:
             body += "<h3>Most confident mistakes</h3>" + per_image_table(mistakes)
         builder.add_section("Explanations (Grad-CAM)", body, id="explanations")
@@ -132,28 +152,37 @@ class EmbeddingSection:
         if self.points < 4:
             raise ConfigError(f"t-SNE needs at least 4 points, got --tsne-points {self.points}")
 
-    def __call__(self, builder: ReportBuilder, context: dict[str, Any]) -> None:
-        detector: Detector = context["detector"]
+    def __call__(self, builder: ReportBuilder, context: ReportContext) -> None:
+        detector = context.detector
         why = _no_single_model(detector) or (self.compare and _no_single_model(self.compare))
         if why:
-            builder.add_section("Embeddings (t-SNE)", paragraph(why), id="embeddings")
-            context["metrics"]["embeddings"] = {"skipped": why}
+            context.metrics["embeddings"] = _skipped(
+                builder, "Embeddings (t-SNE)", "embeddings", why
+            )
             return
-        scored: ScoredSet = context["scored"]
-        metrics: dict[str, Any] = context["metrics"]
-        out = Path(context["out_dir"])
-        progress = bool(context.get("progress", False))
+        scored, metrics = context.scored, context.metrics
+        out, progress = Path(context.out_dir), context.progress
         sample = _TsneSample.pick(scored, self.points, self.seed, float(metrics["threshold"]))
         main = embed_files(detector, sample.paths, progress=progress)
         backend = "openTSNE" if has_opentsne() else "scikit-learn"
-        summary: dict[str, Any] = {"n": 0, "of": len(scored), "seed": self.seed}
-        summary["backend"] = backend
         if self.compare is None:
             found, caption = self._one_map(detector, main, sample, out, progress)
         else:
             found, caption = self._two_maps(detector, self.compare, main, sample, out, progress)
-        summary.update(found)
-        summary["subsampled"] = len(scored) > self.points
+        compared = {"compare": found["compare"]} if "compare" in found else {}
+        summary = cast(
+            EmbeddingsSummary,
+            {
+                "n": found["n"],
+                "of": len(scored),
+                "seed": self.seed,
+                "backend": backend,
+                "plot": found["plot"],
+                "model": found["model"],
+                **compared,  # before "subsampled": metrics.json's key order
+                "subsampled": len(scored) > self.points,
+            },
+        )
         builder.add_section(
             "Embeddings (t-SNE)", self._body(summary, caption, out), id="embeddings"
         )
@@ -166,7 +195,7 @@ class EmbeddingSection:
         sample: _TsneSample,
         out: Path,
         progress: bool,
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[MapFound, str]:
         """tsne.png for the evaluated model alone: (summary entries, caption)."""
         points = tsne_2d(main.features, self.seed, progress=progress)
         keep = main.indices
@@ -192,7 +221,7 @@ class EmbeddingSection:
         sample: _TsneSample,
         out: Path,
         progress: bool,
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[MapFound, str]:
         """tsne_compare.png: the --compare model and the evaluated one on the images both
         could read, each model's mistakes at its own threshold: (summary entries, caption)."""
         theirs = embed_files(other, sample.paths, progress=progress, scores=True)
@@ -215,7 +244,7 @@ class EmbeddingSection:
             title=f"t-SNE of penultimate features, the same {len(keep)} images",
             label_names=detector.meta.labels,
         )
-        found = {
+        found: MapFound = {
             "n": len(keep),
             "plot": "tsne_compare.png",
             "model": _stats(stats["b"]),
@@ -233,7 +262,7 @@ class EmbeddingSection:
         )
         return found, caption
 
-    def _body(self, summary: dict[str, Any], caption: str, out: Path) -> str:
+    def _body(self, summary: EmbeddingsSummary, caption: str, out: Path) -> str:
         """How to read the map (and how not to), what was mapped, and the figure."""
         body = paragraph(
             "Where the images sit in the detector's own feature space: separate clusters "
@@ -287,7 +316,7 @@ def _rows(indices: Sequence[int], keep: Sequence[int]) -> list[int]:
     return [position[i] for i in keep]
 
 
-def _stats(stats: dict[str, Any]) -> dict[str, Any]:
+def _stats(stats: MapStats) -> MapCounts:
     return {"misclassified": stats["misclassified"], "per_label": stats["per_label"]}
 
 

@@ -27,6 +27,8 @@ SCALAR_METRICS = (
     "brier",
     "ece",
 )
+# The headline metrics a console table shows (and a k-fold summary averages).
+HEADLINE_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "average_precision")
 
 
 class ReliabilityBin(TypedDict):
@@ -184,6 +186,71 @@ class ProvenanceSummary(TypedDict):
     disagreements: int  # pixels and provenance point different ways
 
 
+class SkippedSection(TypedDict):
+    """A report section that could not be made, and why (e.g. Grad-CAM of an ensemble)."""
+
+    skipped: str
+
+
+class GalleryShown(TypedDict):
+    """One row of the Grad-CAM gallery: its PNG and the images in it."""
+
+    png: str
+    images: list[dict[str, Any]]  # evaluate.image_rows: the verdict's fields per image
+
+
+class ExplanationsSummary(TypedDict):
+    """metrics.json's "explanations" (the Grad-CAM gallery section)."""
+
+    layers: list[str]
+    k: int
+    rows: dict[str, GalleryShown]
+
+
+class LabelCount(TypedDict):
+    n: int
+    misclassified: int
+
+
+class MapCounts(TypedDict):
+    """What a t-SNE map shows of one model: its mistakes, overall and per true label."""
+
+    misclassified: int
+    per_label: dict[str, LabelCount]
+
+
+class ComparedMap(MapCounts):
+    """The --compare model's map, at its own threshold."""
+
+    bundle: str | None
+    name: str
+    threshold: float
+
+
+class _Compared(TypedDict, total=False):
+    compare: ComparedMap
+
+
+class MapFound(_Compared):
+    """The map (or the two maps) drawn: images on it, its file, the model's counts."""
+
+    n: int
+    plot: str
+    model: MapCounts
+
+
+class EmbeddingsSummary(_Compared):
+    """metrics.json's "embeddings" (the t-SNE section)."""
+
+    n: int
+    of: int
+    seed: int
+    backend: str
+    plot: str
+    model: MapCounts
+    subsampled: bool
+
+
 class EvaluationMetrics(BinaryMetrics, total=False):
     """What `evaluate` writes to metrics.json: the pooled metrics and their context.
 
@@ -208,5 +275,5 @@ class EvaluationMetrics(BinaryMetrics, total=False):
     plots: dict[str, str]
     report: str
     timings: dict[str, float]
-    explanations: dict[str, object]  # added by the Grad-CAM gallery section
-    embeddings: dict[str, object]  # added by the t-SNE section
+    explanations: ExplanationsSummary | SkippedSection  # added by the Grad-CAM gallery section
+    embeddings: EmbeddingsSummary | SkippedSection  # added by the t-SNE section

@@ -7,9 +7,9 @@ written through `save_figure`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -17,25 +17,27 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from fakescope.evaluation.plots import save_figure
+from fakescope.robustness.results import AttackExamples, ExampleImages, RobustnessResult
 
-_METRICS = (("accuracy", "accuracy (bundle threshold)"), ("roc_auc", "ROC-AUC"))
+Metric = Literal["accuracy", "roc_auc"]
+_METRICS: tuple[tuple[Metric, str], ...] = (
+    ("accuracy", "accuracy (bundle threshold)"),
+    ("roc_auc", "ROC-AUC"),
+)
 
 
-def _model_names(result: Mapping[str, Any]) -> list[str]:
+def _model_names(result: RobustnessResult) -> list[str]:
     return [m["name"] for m in result["models"]]
 
 
-def _lowest(result: Mapping[str, Any], names: Sequence[str], key: str) -> float:
-    values = [
-        r["results"][n][key]
-        for r in result["rows"]
-        for n in names
-        if r["results"][n][key] is not None
+def _lowest(result: RobustnessResult, names: Sequence[str], key: Metric) -> float:
+    values: list[float] = [
+        value for r in result["rows"] for n in names if (value := r["results"][n][key]) is not None
     ]
     return min([0.45, *values]) - 0.03
 
 
-def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def plot_robustness(result: RobustnessResult, path: str | os.PathLike) -> Path:
     """Accuracy (top) and ROC-AUC (bottom) versus severity level, a line per corruption and a
     column per model; level 0 is the clean images, also drawn as a dashed reference line."""
     names = _model_names(result)
@@ -80,7 +82,7 @@ def plot_robustness(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return save_figure(fig, path)
 
 
-def plot_attacks(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
+def plot_attacks(result: RobustnessResult, path: str | os.PathLike) -> Path:
     """Accuracy and ROC-AUC versus the L-infinity budget eps (x 255, log scale), a line per
     attack and model; each model's clean value as a dashed line."""
     names = _model_names(result)
@@ -96,9 +98,9 @@ def plot_attacks(result: Mapping[str, Any], path: str | os.PathLike) -> Path:
                 ax.axhline(clean[name][key], color=colour, ls="--", lw=0.9)
             for a_index, attack_name in enumerate(result["attacks"]["names"]):
                 points = sorted(
-                    (r["severity"], r["results"][name][key])
+                    (eps, r["results"][name][key])
                     for r in rows
-                    if r["name"] == attack_name and r["severity"] > 0
+                    if r["name"] == attack_name and (eps := r["severity"] or 0.0) > 0
                 )
                 if not points:
                     continue
@@ -150,7 +152,7 @@ def save_attack_examples(
     p_clean: Sequence[float] | np.ndarray,
     p_adv: Sequence[float] | np.ndarray,
     label_names: Sequence[str] = ("real", "fake"),
-) -> dict[str, Any]:
+) -> AttackExamples:
     """Write clean / adversarial / amplified-perturbation PNGs per image and one grid figure.
 
     The perturbation is shown as 0.5 + delta / (2 eps): grey is no change, black and white
@@ -160,11 +162,11 @@ def save_attack_examples(
     folder.mkdir(parents=True, exist_ok=True)
     scale = 2 * eps if eps > 0 else 1.0
     delta = ((adversarial - clean) / scale + 0.5).clamp(0, 1)
-    files = []
+    files: list[ExampleImages] = []
     fig = Figure(figsize=(6.6, 2.3 * len(clean)))
     axes = np.asarray(fig.subplots(len(clean), 3, squeeze=False))
     for i in range(len(clean)):
-        names = {}
+        names: dict[str, str] = {}
         for kind, tensor in (
             ("clean", clean[i]),
             ("adversarial", adversarial[i]),
@@ -173,7 +175,7 @@ def save_attack_examples(
             file = folder / f"{prefix}_{i}_{kind}.png"
             Image.fromarray(_to_hwc(tensor)).save(file)
             names[kind] = f"{folder.name}/{file.name}"
-        files.append(names)
+        files.append(cast(ExampleImages, names))
         truth = label_names[int(labels[i])]
         for ax, img, title in (
             (axes[i, 0], clean[i], f"clean ({truth}) p={float(p_clean[i]):.3f}"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from fakescope.evaluation.report import (
     ReportBuilder,
@@ -19,6 +18,7 @@ from fakescope.evaluation.report import (
     table_html,
 )
 from fakescope.robustness.attacks import eps_label
+from fakescope.robustness.results import RobustnessResult, RobustnessRow
 
 BLOCK = (
     ("accuracy", "acc"),
@@ -28,17 +28,17 @@ BLOCK = (
 )
 
 
-def condition_label(row: Mapping[str, Any]) -> tuple[str, str]:
+def condition_label(row: RobustnessRow) -> tuple[str, str]:
     """(condition, severity text) for a robustness row."""
     if row["kind"] == "clean":
         return "clean", ""
     if row["kind"] == "attack":
-        return row["name"], f"eps {eps_label(row['severity'])}"
+        return row["name"], f"eps {eps_label(row['severity'] or 0.0)}"
     return row["name"], f"{row['unit']} {row['severity']:g}"
 
 
 def table_rows(
-    result: Mapping[str, Any], rows: list[Mapping[str, Any]]
+    result: RobustnessResult, rows: list[RobustnessRow]
 ) -> tuple[list[str], list[list[object]]]:
     """Headers and rows: condition, severity, then (acc, Δacc, AUC, ΔAUC) per model."""
     names = [m["name"] for m in result["models"]]
@@ -57,38 +57,44 @@ def table_rows(
 
 
 def robustness_report(
-    result: Mapping[str, Any], plots: Mapping[str, str | os.PathLike], out: Path
+    result: RobustnessResult, plots: Mapping[str, str | os.PathLike], out: Path
 ) -> ReportBuilder:
     """The robustness page: summary, corruption table and plot, attack table, plot, examples."""
     builder = ReportBuilder("fakescope robustness", subtitle=str(result["source"]))
-    models = result["models"]
-    builder.add_section(
-        "Summary",
-        definition_list(
-            [
-                ("data", result["source"]),
-                ("split", result.get("split") or "all labelled images"),
-                ("images", f"{result['n']} ({result['n_real']} real, {result['n_fake']} fake)"),
+    builder.add_section("Summary", _summary(result), id="summary")
+    builder.add_section("Corruptions", _corruptions(result, plots), id="corruptions")
+    if result["attacks"]["rows"]:
+        builder.add_section("Attacks", _attacks(result, plots, out), id="attacks")
+    return builder
+
+
+def _summary(result: RobustnessResult) -> str:
+    """The data, the subsample and the models with their thresholds."""
+    return definition_list(
+        [
+            ("data", result["source"]),
+            ("split", result.get("split") or "all labelled images"),
+            ("images", f"{result['n']} ({result['n_real']} real, {result['n_fake']} fake)"),
+            (
+                "subsample",
+                f"stratified, seed {result['seed']}" if result.get("max_images") else "none",
+            ),
+            ("unreadable (skipped)", len(result.get("unreadable", []))),
+            *(
                 (
-                    "subsample",
-                    f"stratified, seed {result['seed']}" if result.get("max_images") else "none",
-                ),
-                ("unreadable (skipped)", len(result.get("unreadable", []))),
-                *(
-                    (
-                        f"model {m['name']}",
-                        f"{m['bundle']} ({m['architecture']}, threshold {m['threshold']:.4f})",
-                    )
-                    for m in models
-                ),
-            ]
-        ),
-        id="summary",
+                    f"model {m['name']}",
+                    f"{m['bundle']} ({m['architecture']}, threshold {m['threshold']:.4f})",
+                )
+                for m in result["models"]
+            ),
+        ]
     )
-    corruption_rows = [r for r in result["rows"]]
-    headers, body = table_rows(result, corruption_rows)
-    builder.add_section(
-        "Corruptions",
+
+
+def _corruptions(result: RobustnessResult, plots: Mapping[str, str | os.PathLike]) -> str:
+    """How corruptions are applied, the table (clean row first) and the plots."""
+    headers, body = table_rows(result, list(result["rows"]))
+    return (
         paragraph(
             "Each corruption is applied to the decoded image at its original resolution, then the "
             "bundle's preprocessing. Accuracy uses each bundle's own threshold (chosen on its "
@@ -104,31 +110,32 @@ def robustness_report(
             figure_html(plots["corruption_examples"], "One image under every condition.")
             if "corruption_examples" in plots
             else ""
-        ),
-        id="corruptions",
+        )
     )
+
+
+def _attacks(result: RobustnessResult, plots: Mapping[str, str | os.PathLike], out: Path) -> str:
+    """How the attacks were run, the table (clean row first), the plot and the examples."""
     attacks = result["attacks"]
-    if attacks["rows"]:
-        headers, body = table_rows(result, [result["rows"][0], *attacks["rows"]])
-        step = attacks["step_size"]
-        body_html = paragraph(
-            f"White-box L-infinity attacks on each model through its own gradient: FGSM and "
-            f"PGD ({attacks['steps']} steps, step size "
-            f"{'2.5 eps / steps' if step is None else f'{step:g}'}, random start). They act on "
-            "the model's input image in [0, 1] after the bundle's resize; adversarial images "
-            "are scored as floats (not re-quantized to 8 bits)."
-        ) + table_html(headers, body, row_classes=["mean"] + [""] * (len(body) - 1))
-        if "attacks" in plots:
-            body_html += figure_html(plots["attacks"], "Accuracy and ROC-AUC versus eps.")
-        for model_name, per_attack in attacks.get("examples", {}).items():
-            for attack_name, info in per_attack.items():
-                grid = out / info["grid"]
-                if grid.is_file():
-                    body_html += figure_html(
-                        grid,
-                        f"{model_name}, {attack_name} at eps {info['eps']:.4g}: clean, "
-                        "adversarial, "
-                        "amplified perturbation (grey = unchanged).",
-                    )
-        builder.add_section("Attacks", body_html, id="attacks")
-    return builder
+    headers, body = table_rows(result, [result["rows"][0], *attacks["rows"]])
+    step = attacks["step_size"]
+    body_html = paragraph(
+        f"White-box L-infinity attacks on each model through its own gradient: FGSM and "
+        f"PGD ({attacks['steps']} steps, step size "
+        f"{'2.5 eps / steps' if step is None else f'{step:g}'}, random start). They act on "
+        "the model's input image in [0, 1] after the bundle's resize; adversarial images "
+        "are scored as floats (not re-quantized to 8 bits)."
+    ) + table_html(headers, body, row_classes=["mean"] + [""] * (len(body) - 1))
+    if "attacks" in plots:
+        body_html += figure_html(plots["attacks"], "Accuracy and ROC-AUC versus eps.")
+    for model_name, per_attack in attacks.get("examples", {}).items():
+        for attack_name, info in per_attack.items():
+            grid = out / info["grid"]
+            if grid.is_file():
+                body_html += figure_html(
+                    grid,
+                    f"{model_name}, {attack_name} at eps {info['eps']:.4g}: clean, "
+                    "adversarial, "
+                    "amplified perturbation (grey = unchanged).",
+                )
+    return body_html

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -49,13 +48,19 @@ from fakescope.robustness.plots import (
     save_attack_examples,
 )
 from fakescope.robustness.report import robustness_report
+from fakescope.robustness.results import (
+    AttackExamples,
+    RobustnessResult,
+    RobustnessRow,
+    RowKind,
+    RowResult,
+)
 
 ATTACKS = ("fgsm", "pgd")
 #: The attack budgets measured by default (L-infinity, on the [0, 1] scale).
 DEFAULT_EPS: tuple[float, ...] = (0.5 / 255, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 0.08)
 #: Corruptions whose severity grows as the value falls (JPEG quality, rescale factor).
 DECREASING_SEVERITY = frozenset({"jpeg", "rescale", "web"})
-ROW_KEYS = ("accuracy", "real_accuracy", "fake_accuracy", "f1", "roc_auc")
 CHUNK = 256  # images decoded (at full resolution) and corrupted at a time
 
 
@@ -288,19 +293,33 @@ def _chunks(seq: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
         yield seq[start : start + size]
 
 
-def _row(kind: str, name: str, severity: float | None, unit: str | None) -> dict[str, Any]:
+def _row(kind: RowKind, name: str, severity: float | None, unit: str | None) -> RobustnessRow:
     return {"kind": kind, "name": name, "severity": severity, "unit": unit, "results": {}}
 
 
-def _result(labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: dict | None) -> dict:
-    row: Mapping[str, Any] = group_row("", labels, p_fake, threshold)
-    result = {"n": row["n"], **{k: row[k] for k in ROW_KEYS}}
+def _drop(clean: float | None, now: float | None) -> float | None:
+    return None if clean is None or now is None else clean - now
+
+
+def _result(
+    labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: RowResult | None
+) -> RowResult:
+    """One detector's cell of a row (accuracies, F1, ROC-AUC); drops against `clean` (none
+    given: this is the clean row, drops 0)."""
+    row = group_row("", labels, p_fake, threshold)
+    result: RowResult = {
+        "n": row["n"],
+        "accuracy": row["accuracy"],
+        "real_accuracy": row["real_accuracy"],
+        "fake_accuracy": row["fake_accuracy"],
+        "f1": row["f1"],
+        "roc_auc": row["roc_auc"],
+        "accuracy_drop": 0.0,
+        "roc_auc_drop": 0.0,
+    }
     if clean is not None:
-        result["accuracy_drop"] = clean["accuracy"] - result["accuracy"]
-        auc, clean_auc = result["roc_auc"], clean["roc_auc"]
-        result["roc_auc_drop"] = None if auc is None or clean_auc is None else clean_auc - auc
-    else:
-        result["accuracy_drop"], result["roc_auc_drop"] = 0.0, 0.0
+        result["accuracy_drop"] = _drop(clean["accuracy"], result["accuracy"])
+        result["roc_auc_drop"] = _drop(clean["roc_auc"], result["roc_auc"])
     return result
 
 
@@ -327,7 +346,7 @@ def robustness(
     *,
     names: Sequence[str] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+) -> RobustnessResult:
     """Measure detectors under corruptions (and attacks); write DIR/robustness.json, the
     plots, example images and report.html; return the result.
 
@@ -350,8 +369,8 @@ def robustness(
     rows = _corruption_rows(detectors, names, scored, labels, conditions)
     clean_results = [rows[0]["results"][name] for name in names]
 
-    attack_rows: list[dict[str, Any]] = []
-    attack_examples: dict[str, Any] = {}
+    attack_rows: list[RobustnessRow] = []
+    attack_examples: dict[str, dict[str, AttackExamples]] = {}
     if config.attacks:
         attack_rows, attack_examples = _run_attacks(
             detectors,
@@ -465,7 +484,7 @@ def _corruption_rows(
     scored: _CleanAndCorruptedScores,
     labels: np.ndarray,
     conditions: Sequence[tuple[str, float]],
-) -> list[dict[str, Any]]:
+) -> list[RobustnessRow]:
     """The clean row first, then one row per corruption and severity, whose drops are
     measured against that detector's clean row (always at the bundle's own threshold)."""
     clean = _row("clean", "clean", None, None)
@@ -488,9 +507,9 @@ def _result_document(
     source: Source,
     labels: np.ndarray,
     config: RobustnessConfig,
-    rows: list[dict[str, Any]],
+    rows: list[RobustnessRow],
     skipped: Sequence[tuple[str, str]],
-) -> dict[str, Any]:
+) -> RobustnessResult:
     """robustness.json's content: the tables plus everything needed to read them later
     (data, models and their thresholds, the conditions' units, the attack space)."""
     return {
@@ -538,7 +557,7 @@ def _result_document(
 
 
 def _write_outputs(
-    result: dict[str, Any],
+    result: RobustnessResult,
     example_rows: Sequence[Sequence[np.ndarray]],
     conditions: Sequence[tuple[str, float]],
     out: Path,
@@ -566,16 +585,16 @@ def _run_attacks(
     source: Source,
     paths: Sequence[str],
     labels: np.ndarray,
-    clean_results: Sequence[dict],
+    clean_results: Sequence[RowResult],
     config: RobustnessConfig,
     out: Path,
     progress: bool,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[RobustnessRow], dict[str, dict[str, AttackExamples]]]:
     """One row per (attack, eps), each model attacked white-box through its own gradient."""
     by_path = {it.path: it for it in source.items}
     items = [by_path[p] for p in paths]
     rows = {(a, e): _row("attack", a, e, "eps") for a in config.attacks for e in config.eps}
-    examples: dict[str, Any] = {}
+    examples: dict[str, dict[str, AttackExamples]] = {}
     total = len(items) * len(rows) * len(detectors)
     bar = tqdm(total=total, desc="attack", unit="img", disable=not progress)
     # example images (both classes, alternating) go first, so they are among the kept

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -20,7 +21,16 @@ STATE_FILE = "state.safetensors"
 INFO_FILE = "state.json"
 
 
-def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+class OptimizerInfo(TypedDict):
+    """The JSON-able part of an optimizer's state_dict (state.json's "optimizer")."""
+
+    param_groups: list[dict[str, Any]]  # as torch keeps them, "params" included
+    scalars: dict[str, dict[str, Any]]  # per parameter index: the non-tensor state ("step")
+
+
+def flatten_optimizer(
+    state_dict: dict[str, Any],
+) -> tuple[dict[str, torch.Tensor], OptimizerInfo]:
     """Split an optimizer state_dict into tensors and a JSON-able rest."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -33,7 +43,7 @@ def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: OptimizerInfo) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if not name.startswith("optim."):
@@ -57,7 +67,7 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     extra_tensors: dict[str, torch.Tensor],
-    info: dict[str, Any],
+    info: Mapping[str, object],
 ) -> None:
     """Write model, optimizer, RNG tensors and JSON progress into `folder` atomically."""
     folder = Path(folder)

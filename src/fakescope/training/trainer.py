@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -37,6 +37,17 @@ from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training import distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from fakescope.training.run_manifest import prepare_split
+from fakescope.training.state import (
+    CheckpointInfo,
+    EpochRecord,
+    FoldSummary,
+    MeanStd,
+    SourceMetrics,
+    TrainState,
+    TrainSummary,
+    ValMetrics,
+    initial_state,
+)
 
 
 class TrainingInterrupted(Exception):
@@ -51,7 +62,7 @@ class TrainResult:
     test_metrics: BinaryMetrics | None
     epochs_run: int
     stopped_early: bool
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -433,7 +444,7 @@ class Trainer:
             out.append(z.view(-1, crops).mean(dim=1) if crops else z)
         return torch.cat(out) if out else torch.empty(0)
 
-    def _validate(self) -> dict[str, Any]:
+    def _validate(self) -> ValMetrics:
         logits = self.predict_logits(self.val_set.images)
         labels = self.val_set.labels
         loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
@@ -451,7 +462,7 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def _save(self, state: dict[str, Any], aug_gen: torch.Generator) -> None:
+    def _save(self, state: TrainState, aug_gen: torch.Generator) -> None:
         extra = {"rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state()}
         extra.update(self.dist.gather_rng_states())  # every process takes part; 0 writes
         if not self.dist.is_main:
@@ -461,7 +472,7 @@ class Trainer:
             model=self.model,
             optimizer=self.optimizer,
             extra_tensors=extra,
-            info={**state, "scaler": self.scaler.state_dict()},
+            info=CheckpointInfo(**state, scaler=self.scaler.state_dict()),
         )
 
     def _save_best(self) -> None:
@@ -486,25 +497,13 @@ class Trainer:
         self._load_data()
         self._build()
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        state: dict[str, Any] = {
-            "epoch": 0,
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "best_score": None,
-            "best_epoch": -1,
-            "epochs_since_best": 0,
-            "train_seconds": 0.0,
-            "history": [],
-            "stopped_early": False,
-            "epoch_loss_sum": 0.0,  # kept in the checkpoint so a resumed epoch reports the same
-            "epoch_seconds": 0.0,
-        }
+        state = initial_state()
         aug_gen = _epoch_generator(self.cfg.seed, 0, 1)
         found = find_checkpoint(self.ckpt_dir / "last") if resume else None
         if found is not None:
             info, extra = load_checkpoint(found, model=self.model, optimizer=self.optimizer)
             self.scaler.load_state_dict(info.pop("scaler"))
-            state.update(info)
+            state.update(cast(TrainState, info))
             if state["step_in_epoch"] > 0:
                 own = f"rng_torch_rank{self.dist.rank}"  # other processes' dropout streams
                 torch.set_rng_state(extra.get(own, extra["rng_torch"]))
@@ -523,14 +522,14 @@ class Trainer:
             writer.close()
         return self.dist.from_main(lambda: self._finish(state))
 
-    def _out_of_time(self, state: dict[str, Any], started: float) -> bool:
+    def _out_of_time(self, state: TrainState, started: float) -> bool:
         if self.cfg.max_minutes is None:
             return False
         return state["train_seconds"] + time.perf_counter() - started > self.cfg.max_minutes * 60
 
     def _loop(
         self,
-        state: dict[str, Any],
+        state: TrainState,
         aug_gen: torch.Generator,
         writer: ScalarWriter,
         flag: dict[str, bool],
@@ -550,12 +549,13 @@ class Trainer:
             val = self.dist.from_main(self._validate)
             self._record_epoch(state, epoch, epoch_seconds, val, writer)
             self._track_best(state, epoch, val)
-            state.update(epoch=epoch + 1, step_in_epoch=0, epoch_loss_sum=0.0, epoch_seconds=0.0)
+            state["epoch"], state["step_in_epoch"] = epoch + 1, 0
+            state["epoch_loss_sum"], state["epoch_seconds"] = 0.0, 0.0
             self._save(state, aug_gen)
 
     def _train_epoch(
         self,
-        state: dict[str, Any],
+        state: TrainState,
         epoch: int,
         aug_gen: torch.Generator,
         writer: ScalarWriter,
@@ -609,7 +609,7 @@ class Trainer:
 
     def _checkpoint_mid_epoch(
         self,
-        state: dict[str, Any],
+        state: TrainState,
         epoch: int,
         aug_gen: torch.Generator,
         started: float,
@@ -620,14 +620,10 @@ class Trainer:
         an exact-resume checkpoint (time spent so far included); then stop if interrupted."""
         if interrupted or (state["global_step"] % self.cfg.checkpoint_every_steps == 0):
             elapsed = time.perf_counter() - started
-            self._save(
-                {
-                    **state,
-                    "train_seconds": state["train_seconds"] + elapsed,
-                    "epoch_seconds": state["epoch_seconds"] + elapsed,
-                },
-                aug_gen,
-            )
+            snapshot = state.copy()
+            snapshot["train_seconds"] += elapsed
+            snapshot["epoch_seconds"] += elapsed
+            self._save(snapshot, aug_gen)
         if interrupted:
             bar.close()
             raise TrainingInterrupted(
@@ -637,27 +633,30 @@ class Trainer:
 
     def _record_epoch(
         self,
-        state: dict[str, Any],
+        state: TrainState,
         epoch: int,
         epoch_seconds: float,
-        val: dict[str, Any],
+        val: ValMetrics,
         writer: ScalarWriter,
     ) -> None:
         """One history row (it ends up in metrics.json), TensorBoard scalars and a console
         line: loss, speed and validation metrics of the finished epoch."""
         steps_run = max(1, state["step_in_epoch"])
-        record = {
+        record: EpochRecord = {
             "epoch": epoch + 1,
             "train_loss": state["epoch_loss_sum"] / steps_run,
             "images_per_second": steps_run
             * min(self.cfg.batch_size, self.n_train)
             / max(epoch_seconds, 1e-9),
-            **{f"val_{k}": v for k, v in val.items()},
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_roc_auc": val["roc_auc"],
+            "val_f1": val["f1"],
         }
         state["history"].append(record)
         for key, value in record.items():
             if key != "epoch" and value is not None:
-                writer.add_scalar(f"epoch/{key}", value, epoch + 1)
+                writer.add_scalar(f"epoch/{key}", cast(float, value), epoch + 1)
         if self.progress:
             tqdm.write(
                 f"epoch {epoch + 1}: train loss {record['train_loss']:.4f}  "
@@ -665,12 +664,13 @@ class Trainer:
                 f"auc {val['roc_auc']:.5f}  ({record['images_per_second']:.0f} img/s)"
             )
 
-    def _track_best(self, state: dict[str, Any], epoch: int, val: dict[str, Any]) -> None:
+    def _track_best(self, state: TrainState, epoch: int, val: ValMetrics) -> None:
         """Keep the weights of the best epoch so far (validation ROC-AUC, then loss), and
         stop early after ``early_stopping_patience`` epochs without a better one."""
         score = [val["roc_auc"] or 0.0, -val["loss"]]
         if state["best_score"] is None or score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch + 1, epochs_since_best=0)
+            state["best_score"], state["best_epoch"] = score, epoch + 1
+            state["epochs_since_best"] = 0
             self._save_best()
         else:
             state["epochs_since_best"] += 1
@@ -681,13 +681,13 @@ class Trainer:
     # -- the bundle -------------------------------------------------------------------
     def _metrics_by_source(
         self, labels: np.ndarray, probs: np.ndarray, threshold: float
-    ) -> dict[str, dict[str, Any]]:
+    ) -> dict[str, SourceMetrics]:
         """Validation metrics of each source (multi-source runs), at the run's threshold."""
         by_path = {it.path: it.source for it in self.val_items}
         sources = np.array([by_path.get(p) or "" for p in self.val_set.paths])
         if len(set(sources.tolist()) - {""}) < 2:
             return {}
-        table: dict[str, dict[str, Any]] = {}
+        table: dict[str, SourceMetrics] = {}
         for name in sorted(set(sources.tolist())):
             mask = sources == name
             m = binary_metrics(labels[mask], probs[mask], threshold, bootstrap=0)
@@ -699,12 +699,37 @@ class Trainer:
             }
         return table
 
-    def _finish(self, state: dict[str, Any]) -> TrainResult:
+    def _finish(self, state: TrainState) -> TrainResult:
+        """The run's end: the best epoch's weights, the threshold chosen on validation, the
+        bundle and metrics.json."""
+        self._load_best()
+        final = self._final_metrics()
+        # torch's stubs lack Module.to(device, memory_format=...), which it accepts
+        self.model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        bundle_dir = save_bundle(
+            self.run_dir / "bundle", self.model, self._bundle_meta(state, final)
+        )
+        self._write_summary(state, bundle_dir, final)
+        return TrainResult(
+            run_dir=self.run_dir,
+            bundle_dir=bundle_dir,
+            val_metrics=final.val,
+            test_metrics=final.test,
+            epochs_run=state["epoch"],
+            stopped_early=state["stopped_early"],
+            history=state["history"],
+        )
+
+    def _load_best(self) -> None:
         from safetensors.torch import load_file
 
         best = self.ckpt_dir / "best.safetensors"
         if best.is_file():
             self.model.load_state_dict(load_file(str(best)))
+
+    def _final_metrics(self) -> _FinalMetrics:
+        """The threshold (the recipe's policy on the validation scores), and the validation
+        (overall and per source) and test metrics at it."""
         decision = self.recipe.decision
         logits = self.predict_logits(self.val_set.images)
         probs = torch.sigmoid(logits).numpy()
@@ -720,13 +745,16 @@ class Trainer:
             self.skipped += test_set.skipped
             test_probs = torch.sigmoid(self.predict_logits(test_set.images)).numpy()
             test_metrics = binary_metrics(test_set.labels.numpy(), test_probs, threshold)
-        # torch's stubs lack Module.to(device, memory_format=...), which it accepts
-        self.model.to("cpu", memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-        meta = BundleMeta(
+        return _FinalMetrics(threshold, val_metrics, by_source, test_metrics)
+
+    def _bundle_meta(self, state: TrainState, final: _FinalMetrics) -> BundleMeta:
+        """The bundle's metadata: preprocessing, threshold, how it was trained, on what."""
+        decision = self.recipe.decision
+        return BundleMeta(
             architecture=self.recipe.model.name,
             preprocessing=self.pre,
             model_kwargs={"drop_rate": self.recipe.model.drop_rate, **self.recipe.model.kwargs},
-            threshold=threshold,
+            threshold=final.threshold,
             unsure_margin=decision.unsure_margin,
             data_fingerprint=self.source.fingerprint(),
             training={
@@ -747,17 +775,18 @@ class Trainer:
                 "threshold_policy": decision.threshold_policy,
                 "seed": self.cfg.seed,
             },
-            metrics={k: v for k, v in val_metrics.items() if not isinstance(v, dict)}
-            | ({"by_source": by_source} if by_source else {}),
+            metrics={k: v for k, v in final.val.items() if not isinstance(v, dict)}
+            | ({"by_source": final.by_source} if final.by_source else {}),
             card=self.recipe.card.model_dump(exclude_none=True) if self.recipe.card else {},
             faces=self.faces.policy.to_dict() if self.faces else None,
         )
-        bundle_dir = save_bundle(self.run_dir / "bundle", self.model, meta)
-        summary = {
+
+    def _write_summary(self, state: TrainState, bundle_dir: Path, final: _FinalMetrics) -> None:
+        summary: TrainSummary = {
             "bundle": str(bundle_dir),
-            "val": val_metrics,
-            "val_by_source": by_source,
-            "test": test_metrics,
+            "val": final.val,
+            "val_by_source": final.by_source,
+            "test": final.test,
             "history": state["history"],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "epochs_run": state["epoch"],
@@ -765,15 +794,16 @@ class Trainer:
             "train_seconds": state["train_seconds"],
         }
         (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        return TrainResult(
-            run_dir=self.run_dir,
-            bundle_dir=bundle_dir,
-            val_metrics=val_metrics,
-            test_metrics=test_metrics,
-            epochs_run=state["epoch"],
-            stopped_early=state["stopped_early"],
-            history=state["history"],
-        )
+
+
+@dataclass
+class _FinalMetrics:
+    """The end of a run: the chosen threshold and the metrics at it."""
+
+    threshold: float
+    val: BinaryMetrics
+    by_source: dict[str, SourceMetrics]
+    test: BinaryMetrics | None
 
 
 def face_selector(recipe: Recipe) -> FaceSelector | None:
@@ -901,7 +931,7 @@ def train_folds(
     progress: bool = True,
     command: str = "",
     data_dir: str | Path | None = None,
-) -> dict[str, Any]:
+) -> FoldSummary:
     """K-fold: one bundle per fold in RUN/fold{i}/bundle and a mean ± std summary."""
     if folds < 2:
         raise ConfigError("--folds must be at least 2")
@@ -909,7 +939,7 @@ def train_folds(
     source, recipe, items = _open_run(
         source_spec, recipe, run_dir, resume, folds, progress, data_dir
     )
-    results = []
+    results: list[BinaryMetrics] = []
     for k in range(folds):
         fold_dir = run_dir / f"fold{k}"
         if (fold_dir / "metrics.json").is_file() and resume:
@@ -925,11 +955,22 @@ def train_folds(
             command=command,
         )
         results.append(trainer.fit(resume=resume).val_metrics)
-    keys = ["accuracy", "precision", "recall", "f1", "roc_auc", "average_precision"]
-    summary: dict[str, Any] = {"folds": folds, "per_fold": results}
-    for key in keys:
-        values = np.array([r[key] for r in results if r.get(key) is not None], dtype=float)
-        summary[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1))}
+
+    def over_folds(key: str) -> MeanStd:
+        found = [r.get(key) for r in results]
+        values = np.array([v for v in found if v is not None], dtype=float)
+        return {"mean": float(values.mean()), "std": float(values.std(ddof=1))}
+
+    summary: FoldSummary = {
+        "folds": folds,
+        "per_fold": results,
+        "accuracy": over_folds("accuracy"),
+        "precision": over_folds("precision"),
+        "recall": over_folds("recall"),
+        "f1": over_folds("f1"),
+        "roc_auc": over_folds("roc_auc"),
+        "average_precision": over_folds("average_precision"),
+    }
     if distributed.current().is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
