@@ -6,7 +6,7 @@ and the CLI read the same dictionaries.
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from fakescope.evaluation.results import PathReason
 
@@ -77,6 +77,7 @@ class _WrittenFiles(TypedDict, total=False):
 
     plots: dict[str, str]
     report: str
+    faces: dict[str, Any] | None  # with --faces: the crop policy and faces found
 
 
 class RobustnessResult(_WrittenFiles):
