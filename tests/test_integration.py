@@ -37,7 +37,7 @@ def test_brief_training_on_a_cifake_subset_reaches_85_percent(
 
 
 def test_shipped_detector_on_real_cifake_images(shared_data: Path, tmp_path: Path) -> None:
-    detector = Detector.load()
+    detector = Detector.load("cifake")
     assert detector.meta.training["n_train"] > 50_000
     source = open_source(shared_data / "cifake_train.zip")
     items = source.items[::50]  # 2,000 images across both classes
@@ -65,12 +65,12 @@ def test_robustness_of_the_shipped_detector_on_cifake(shared_data: Path, tmp_pat
         attacks=("fgsm", "pgd"), eps=(2 / 255,), steps=3, max_images=200, examples=2
     )
     result = robustness(
-        Detector.load(), shared_data / "cifake_train.zip", tmp_path, config, progress=False
+        Detector.load("cifake"), shared_data / "cifake_train.zip", tmp_path, config, progress=False
     )
-    clean = result["rows"][0]["results"]["default_detector"]
+    clean = result["rows"][0]["results"]["cifake_detector"]
     assert result["n"] == 200 and clean["accuracy"] > 0.9
     assert len(result["rows"]) == 14  # clean + 13 corruption/severity rows
-    assert all(0 <= r["results"]["default_detector"]["accuracy"] <= 1 for r in result["rows"])
+    assert all(0 <= r["results"]["cifake_detector"]["accuracy"] <= 1 for r in result["rows"])
     pgd = next(r for r in result["attacks"]["rows"] if r["name"] == "pgd")
-    assert pgd["results"]["default_detector"]["accuracy"] < clean["accuracy"]
+    assert pgd["results"]["cifake_detector"]["accuracy"] < clean["accuracy"]
     assert (tmp_path / "report.html").is_file() and (tmp_path / "robustness.png").is_file()

@@ -305,12 +305,14 @@ def test_default_detector_onnx_parity_on_real_cifake_images(
     shared_data: Path, tmp_path: Path
 ) -> None:
     cifake = shared_data / "cifake_train.zip"
-    result = export_onnx(None, tmp_path / "default.onnx", check_images=[str(cifake)], check_n=512)
+    result = export_onnx(
+        "cifake", tmp_path / "default.onnx", check_images=[str(cifake)], check_n=512
+    )
     assert result.parity.source == "given" and result.parity.n == 512
     assert result.parity.max_abs_diff_p <= TOLERANCE
 
     paths = collect_inputs([str(cifake)])[0][::400]  # 250 real and fake CIFAKE images
-    torch_detector = Detector.load(device="cpu")
+    torch_detector = Detector.load("cifake", device="cpu")
     onnx_detector = Detector.load(tmp_path / "default.onnx", runtime="onnx")
     torch_results = torch_detector.predict(paths)
     onnx_results = onnx_detector.predict(paths, batch_size=33)

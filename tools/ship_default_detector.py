@@ -1,6 +1,6 @@
 """Copy a trained CIFAKE bundle into the package as a shipped detector, with its model card.
 
-    python tools/ship_default_detector.py runs/default                  # recipe `default`
+    python tools/ship_default_detector.py runs/default --name cifake    # recipe `default`
     python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
     python tools/ship_default_detector.py runs/general --name general   # recipe `general`
 
@@ -40,11 +40,11 @@ SUMMARY = (
     "photos versus 50,000 Stable Diffusion 1.4 images, all 32x32 JPEG (Bird & Lotfi, 2023)."
 )
 CARDS = {
-    "default": {
-        "title": "fakescope default detector (CIFAKE, EfficientNet-Lite0)",
+    "cifake": {
+        "title": "fakescope cifake detector (CIFAKE, EfficientNet-Lite0)",
         "summary": SUMMARY,
         "intended_use": (
-            "The detector `fakescope predict` uses when no bundle is given: screening small "
+            "`--bundle cifake` (the default detector until 2026-12-01): screening small "
             "or downscaled images for Stable-Diffusion-style generation, and a reference point "
             "for detectors you train on your own data. EfficientNet-Lite0 from ImageNet weights, "
             "fine-tuned at 64x64: images are resized to 64x64 first (CIFAKE's 32x32 images are "
@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path, help="run folder of `fakescope train` (holds bundle/)")
     parser.add_argument(
-        "--name", choices=sorted(SHIPPED_DETECTORS), default="default", help="shipped detector"
+        "--name", choices=sorted(SHIPPED_DETECTORS), default="general", help="shipped detector"
     )
     args = parser.parse_args()
     model, meta = load_bundle(args.run / "bundle")  # refuses a damaged bundle

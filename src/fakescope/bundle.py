@@ -413,8 +413,9 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
 
 # -- shipped detectors and names -----------------------------------------------------------
 SHIPPED_DETECTORS: dict[str, str] = {
-    "default": "default_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
-    "cifake": "default_detector",  # the same detector, by what it knows
+    "default": "general_detector",  # the general detector, used when no bundle is given
+    "general": "general_detector",  # EfficientNet-Lite0 on five sources, native crops
+    "cifake": "cifake_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
     "faces": "faces_detector",  # the face specialist (configs/faces.yaml), once it is shipped
 }
