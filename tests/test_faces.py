@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +35,8 @@ needs_mtcnn = pytest.mark.skipif(not mtcnn_available(), reason="facenet-pytorch 
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_thread: None) -> None:
+    """Every test here on one torch thread (the shared `one_thread` fixture)."""
 
 
 @pytest.fixture(scope="module")

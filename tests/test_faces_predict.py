@@ -9,7 +9,6 @@ import csv
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +38,8 @@ pytestmark = pytest.mark.skipif(not mtcnn_available(), reason="facenet-pytorch i
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_thread(one_thread: None) -> None:
+    """Every test here on one torch thread (the shared `one_thread` fixture)."""
 
 
 def tiny_bundle(folder: Path, faces: dict | None = None, seed: int = 0) -> Path:
