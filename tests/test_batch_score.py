@@ -110,9 +110,15 @@ def test_ray_job_writes_parquet_equal_to_predict(
     assert not list(out.parent.glob("*.tmp"))
     missing = [row for row in rows if row["path"] == mixed_inputs[-1]]
     assert missing == [
-        {"path": mixed_inputs[-1], "p_fake": None, "label": None, "unsure": None,
-         "error": "does not exist"}
-    ]  # fmt: skip
+        {
+            "path": mixed_inputs[-1],
+            "p_fake": None,
+            "label": None,
+            "unsure": None,
+            "error": "does not exist",
+        }
+        | {name: None for name in SCHEMA.names[5:]}
+    ]  # fmt: skip (the columns after the first five: pixels, domain, evidence)
     _assert_same_as_predict(rows, detector, mixed_inputs)
 
 
