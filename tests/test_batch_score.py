@@ -16,7 +16,7 @@ from fakescope.errors import ScoringError
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
-    return Detector.load(device="cpu")  # the shipped 32x32 CIFAKE detector
+    return Detector.load("cifake", device="cpu")  # the shipped 64 px CIFAKE detector
 
 
 @pytest.fixture(scope="module")

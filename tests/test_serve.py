@@ -68,7 +68,7 @@ def test_predict_matches_the_library_for_several_images(server: str, detector: D
         assert {k: v for k, v in result.items() if k != "filename"} == want
     assert body["model"]["threshold"] == pytest.approx(detector.threshold)
     assert body["model"]["unsure_band"] == pytest.approx(list(detector.meta.unsure_band))
-    assert body["model"]["input_size"] == detector.preprocessing.input_size == 64
+    assert body["model"]["input_size"] == detector.preprocessing.input_size  # the default's
 
 
 def test_concurrent_requests_are_batched_and_scored_as_alone(

@@ -109,7 +109,12 @@ class Preprocessing:
         if min(w, h) >= self.input_size:
             return img
         scale = self.input_size / min(w, h)
-        size = (max(self.input_size, round(w * scale)), max(self.input_size, round(h * scale)))
+        # a sliver (say 1 x 5000 px) would grow to 160 x 800,000: the long side is capped
+        cap = max(self.input_size, w, h)
+        size = (
+            min(cap, max(self.input_size, round(w * scale))),
+            min(cap, max(self.input_size, round(h * scale))),
+        )
         return img.resize(size, _INTERPOLATION[self.interpolation], reducing_gap=3.0)
 
     def crop_boxes(self, width: int, height: int) -> list[tuple[int, int, int, int]]:

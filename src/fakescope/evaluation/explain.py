@@ -204,9 +204,8 @@ def overlay(
     rgb = image.convert("RGB")
     if max(rgb.size) > MAX_DISPLAY_SIZE:
         scale = MAX_DISPLAY_SIZE / max(rgb.size)
-        rgb = rgb.resize(
-            (round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.BICUBIC
-        )
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC)
     cam = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float32)), 0.0, 1.0)
     if cam.shape != (rgb.height, rgb.width):
         resized = Image.fromarray(cam, mode="F").resize(rgb.size, Image.Resampling.BILINEAR)
