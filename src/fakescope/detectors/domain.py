@@ -14,7 +14,7 @@ bundle.json under ``domain``, so it is verified like the weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,16 +186,7 @@ def fit_domain(
     if sizes is not None and len(sizes):
         short = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).min(axis=1)
         short_side = (float(np.quantile(short, 0.01)), float(np.quantile(short, 0.99)))
-    return DomainModel(
-        center=center,
-        components=components,
-        class_means=class_means,
-        precision=model.precision,
-        threshold=max(threshold, 1e-6),
-        quantile=quantile,
-        n_fit=len(feats),
-        short_side=short_side,
-    )
+    return replace(model, threshold=max(threshold, 1e-6), short_side=short_side)
 
 
 def attach_domain(bundle: Path, model: DomainModel) -> dict[str, Any]:
