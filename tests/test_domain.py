@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakescope.detectors.domain import DomainModel, fit_domain
+from fakescope.data.sources import Item
+from fakescope.detectors.domain import DomainModel, fit_domain, weighted_quantile
 from fakescope.errors import ConfigError
+from fakescope.evaluation.domain import _even_sample, _groups
 from fakescope.evaluation.selective import selective_risk
 
 
@@ -41,6 +43,62 @@ def test_domain_model_round_trips_through_its_file(tmp_path: Path) -> None:
     assert again.fields() == model.fields()
     with pytest.raises(ConfigError, match="fitted on 32"):
         model.scores(np.zeros((2, 5)))
+
+
+def test_a_small_source_gets_its_own_gaussian_and_an_equal_say_in_the_threshold(
+    tmp_path: Path,
+) -> None:
+    """2,000 images of a big source and 60 of a small one far from it: with one Gaussian per
+    class and an image-weighted threshold, the small source's unseen images fall outside;
+    with one per (source, class) and every source weighing the same, they are in-domain,
+    while images unlike either source stay outside."""
+    rng = np.random.default_rng(2)
+    big, small = _features(rng, 2000), _features(rng, 60, shift=3.0)
+    train = np.concatenate([big, small])
+    labels = np.concatenate([np.repeat([0, 1], 1000), np.repeat([0, 1], 30)])
+    groups = np.concatenate([np.repeat([0, 1], 1000), np.repeat([2, 3], 30)])
+    val_big, val_small = _features(rng, 400), _features(rng, 40, shift=3.0)
+    val = np.concatenate([val_big, val_small])
+    weights = np.concatenate([np.full(400, 1 / 400), np.full(40, 1 / 40)])
+    names = ("big/real", "big/fake", "small/real", "small/fake")
+    unseen_small, foreign = _features(rng, 200, shift=3.0), _features(rng, 200, shift=-5.0)
+
+    plain = fit_domain(train, labels, val, dims=16)
+    grouped = fit_domain(train, groups, val, dims=16, group_names=names, val_weights=weights)
+    assert np.mean(plain.scores(unseen_small) <= 1.0) < 0.5
+    assert np.mean(grouped.scores(unseen_small) <= 1.0) > 0.85
+    assert np.mean(grouped.scores(foreign) > 1.0) > 0.99
+    assert np.mean(grouped.scores(val_small) <= 1.0) >= 0.9
+    assert grouped.groups == names and grouped.class_means.shape == (4, 16)
+    grouped.save(tmp_path)
+    assert DomainModel.load(tmp_path, grouped.fields()).groups == names
+    with pytest.raises(ConfigError, match="do not index"):
+        fit_domain(train, groups, val, group_names=names[:2])
+
+
+def test_weighted_quantile() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    assert weighted_quantile(values, 0.5) == 2.0 and weighted_quantile(values, 0.95) == 4.0
+    assert weighted_quantile(values, 0.5, np.array([0.0, 0.0, 1.0, 1.0])) == 3.0
+    with pytest.raises(ConfigError):
+        weighted_quantile(values, 0.5, np.zeros(4))
+
+
+def test_domain_images_are_drawn_evenly_from_each_source_and_class() -> None:
+    items = [Item(f"big/{i}", i % 2, "train", source="big") for i in range(1000)]
+    items += [Item(f"small/{i}", i % 2, "train", source="small") for i in range(40)]
+    chosen = _even_sample(items, 400, np.random.default_rng(0))
+    counts = {(s, lab): 0 for s in ("big", "small") for lab in (0, 1)}
+    for it in chosen:
+        counts[(it.source or "", int(it.label or 0))] += 1
+    # the small source gives all it has (20 + 20); the big one shares the rest evenly
+    assert counts == {("big", 0): 180, ("big", 1): 180, ("small", 0): 20, ("small", 1): 20}
+    names, index, weights = _groups(chosen, chosen)
+    assert names == ("big/real", "big/fake", "small/real", "small/fake")
+    assert weights is not None and weights.sum() == pytest.approx(2.0)  # one per source
+    assert {names[i] for i in index} == set(names)
+    single = [Item(f"x/{i}", i % 2, "train") for i in range(10)]
+    assert _groups(single, single)[0] is None
 
 
 def test_selective_risk_counts_coverage_risk_and_aurc() -> None:

@@ -1,8 +1,13 @@
-"""Copy a trained CIFAKE bundle into the package as a shipped detector, with its model card.
+"""Copy a trained bundle into the package as a shipped detector, with its model card.
 
     python tools/ship_default_detector.py runs/default --name cifake    # recipe `default`
     python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
     python tools/ship_default_detector.py runs/general --name general   # recipe `general`
+    python tools/ship_default_detector.py runs/faces --name faces       # recipe `faces`
+
+A detector trained on face crops (its bundle records a face crop policy) is measured on the
+faces of its validation images, cropped the way `--faces` crops them; a recipe with its own
+`card:` (configs/faces.yaml) keeps that text.
 
 The bundle is re-verified, its weights stored as float16 (half the size; they load into
 the float32 model), its validation metrics measured again with those weights on the run's
@@ -118,6 +123,7 @@ def main() -> None:
         args.run / "manifest.csv",
         args.run / "shipped-eval",
         split="val",
+        faces=bool(meta.faces),
     )
     numbers = {
         k: v for k, v in metrics.items() if isinstance(v, float | int) and k != "temperature"
@@ -125,7 +131,10 @@ def main() -> None:
     training = {**meta.training, "trained_metrics_fp32": meta.metrics}
     if meta.metrics.get("by_source"):  # per source, as measured at training time (float32)
         numbers["by_source"] = meta.metrics["by_source"]
-    update_meta(target, card=CARDS[args.name], metrics=numbers, training=training)
+    card = CARDS.get(args.name) or meta.card
+    if not card:
+        raise SystemExit(f"no model card text for {args.name!r}: add one to CARDS or the recipe")
+    update_meta(target, card=card, metrics=numbers, training=training)
     print(f"shipped {args.run / 'bundle'} -> {target} as {args.name!r} (float16 weights)")
     before, after = meta.metrics["accuracy"], numbers["accuracy"]
     print(f"validation accuracy: float32 {before:.4f}, float16 {after:.4f}")

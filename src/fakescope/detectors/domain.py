@@ -4,9 +4,11 @@ A detector is only trustworthy on images like the ones it was trained on. Each b
 carry a compact description of its training data: class-conditional Gaussians with one
 shared covariance on the penultimate features, in a PCA space of a few dozen dimensions
 (Lee et al., "A Simple Unified Framework for Detecting Out-of-Distribution Samples and
-Adversarial Attacks", NeurIPS 2018). An image's distance is its Mahalanobis distance to the
-nearer class mean; the threshold is chosen on validation images (by default 95% of them are
-in-domain). The domain *score* is distance / threshold: at most 1 in-domain, above 1 outside.
+Adversarial Attacks", NeurIPS 2018). A detector trained on several sources gets one Gaussian
+per source and class, so that a small source is described as well as a big one. An image's
+distance is its Mahalanobis distance to the nearest mean; the threshold is chosen on
+validation images (by default 95% of them are in-domain, each source weighing the same).
+The domain *score* is distance / threshold: at most 1 in-domain, above 1 outside.
 
 Stored in the bundle as ``domain.safetensors`` (float32 arrays) with its fields and checksum in
 bundle.json under ``domain``, so it is verified like the weights.
@@ -32,11 +34,12 @@ _RIDGE = 1e-3  # shrinkage towards the identity, relative to the mean variance
 
 @dataclass(frozen=True)
 class DomainModel:
-    """Class-conditional Gaussians (shared covariance) on PCA-projected features."""
+    """Group-conditional Gaussians (shared covariance) on PCA-projected features; the groups
+    are the classes, or (source, class) pairs for a multi-source detector."""
 
     center: np.ndarray  # (D,) feature mean
     components: np.ndarray  # (k, D) PCA directions
-    class_means: np.ndarray  # (C, k) class means in PCA space
+    class_means: np.ndarray  # (G, k) group means in PCA space
     precision: np.ndarray  # (k, k) inverse shared covariance
     threshold: float  # distance at the chosen validation quantile
     quantile: float  # share of validation images that count as in-domain
@@ -45,6 +48,7 @@ class DomainModel:
     # resizes its input sees a much larger or smaller image only after resizing has
     # destroyed what it learned from, so such an image is outside its domain too
     short_side: tuple[float, float] | None = None
+    groups: tuple[str, ...] | None = None  # the name of each mean, when they are not 0/1
 
     @property
     def dims(self) -> int:
@@ -55,7 +59,7 @@ class DomainModel:
         return int(self.components.shape[1])
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance (N,) of each feature row to the nearer class mean."""
+        """Mahalanobis distance (N,) of each feature row to the nearest group mean."""
         feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
         if feats.shape[1] != self.feature_dim:
             raise ConfigError(
@@ -98,6 +102,7 @@ class DomainModel:
             "quantile": self.quantile,
             "n_fit": self.n_fit,
             "short_side": None if self.short_side is None else list(self.short_side),
+            "groups": None if self.groups is None else list(self.groups),
         }
 
     def save(self, folder: Path) -> dict[str, Any]:
@@ -131,6 +136,7 @@ class DomainModel:
             quantile=float(fields["quantile"]),
             n_fit=int(fields.get("n_fit", 0)),
             short_side=_pair(fields.get("short_side")),
+            groups=tuple(fields["groups"]) if fields.get("groups") else None,
         )
 
 
@@ -141,6 +147,18 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
+def weighted_quantile(values: np.ndarray, q: float, weights: np.ndarray | None = None) -> float:
+    """The `q` quantile of `values`, each counted with its weight (equal weights: the plain
+    quantile's lower value)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if len(w) != len(v) or np.any(w < 0) or w.sum() <= 0:
+        raise ConfigError("quantile weights must be non-negative, one per value, not all zero")
+    order = np.argsort(v)
+    cumulative = np.cumsum(w[order]) / w.sum()
+    return float(v[order][min(int(np.searchsorted(cumulative, q - 1e-12)), len(v) - 1)])
+
+
 def fit_domain(
     features: np.ndarray,
     labels: np.ndarray,
@@ -149,10 +167,14 @@ def fit_domain(
     dims: int = DEFAULT_DIMS,
     quantile: float = DEFAULT_QUANTILE,
     sizes: np.ndarray | None = None,
+    group_names: tuple[str, ...] | None = None,
+    val_weights: np.ndarray | None = None,
 ) -> DomainModel:
-    """Fit the Gaussians on training features (N, D) with labels 0/1, then choose the
-    threshold so that `quantile` of the validation features count as in-domain. With the
-    training images' (width, height) `sizes`, also record the range of their shorter sides
+    """Fit the Gaussians on training features (N, D) with group labels (0/1 classes, or the
+    index of each image's (source, class) pair in `group_names`), then choose the threshold so
+    that `quantile` of the validation features count as in-domain (each counted with its
+    `val_weights`, e.g. 1 / images of its source so that every source weighs the same). With
+    the training images' (width, height) `sizes`, also record the range of their shorter sides
     (for detectors that resize their input: `fakescope.evaluation.domain` decides)."""
     feats = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     y = np.asarray(labels).astype(int).ravel()
@@ -160,16 +182,18 @@ def fit_domain(
         raise ConfigError("a domain model needs at least 4 training and 2 validation images")
     if not 0.5 <= quantile < 1.0:
         raise ConfigError(f"the in-domain quantile must be in [0.5, 1), got {quantile}")
+    groups = [int(g) for g in np.unique(y)]
+    if group_names is not None and (min(groups) < 0 or max(groups) >= len(group_names)):
+        raise ConfigError(f"group labels {groups} do not index the {len(group_names)} names")
     center = feats.mean(axis=0)
     centered = feats - center
     k = max(1, min(dims, feats.shape[1], len(feats) - 1))
     _, _, vt = np.linalg.svd(centered, full_matrices=False)
     components = vt[:k]
     z = centered @ components.T
-    classes = [c for c in (0, 1) if np.any(y == c)]
-    class_means = np.stack([z[y == c].mean(axis=0) for c in classes])
-    residual = np.concatenate([z[y == c] - z[y == c].mean(axis=0) for c in classes])
-    cov = residual.T @ residual / max(1, len(residual) - len(classes))
+    class_means = np.stack([z[y == g].mean(axis=0) for g in groups])
+    residual = np.concatenate([z[y == g] - z[y == g].mean(axis=0) for g in groups])
+    cov = residual.T @ residual / max(1, len(residual) - len(groups))
     cov += np.eye(k) * _RIDGE * max(float(np.trace(cov)) / k, 1e-12)
     model = DomainModel(
         center=center,
@@ -179,9 +203,9 @@ def fit_domain(
         threshold=1.0,
         quantile=quantile,
         n_fit=len(feats),
+        groups=None if group_names is None else tuple(group_names[g] for g in groups),
     )
-    val = model.distances(val_features)
-    threshold = float(np.quantile(val, quantile))
+    threshold = weighted_quantile(model.distances(val_features), quantile, val_weights)
     short_side = None
     if sizes is not None and len(sizes):
         short = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).min(axis=1)

@@ -4,6 +4,10 @@ The Gaussians are fitted on training images and the in-domain threshold is chose
 images (validation), so that the chosen share of unseen in-domain images counts as in-domain.
 With a manifest from `fakescope train` or `fakescope data split`, its train and val splits
 are used; otherwise a seeded random fifth of the source is held out for the threshold.
+
+Images are drawn evenly from each (source, class) pair, so that a small source (a few hundred
+modern photos beside 10,000 CIFAKE thumbnails) gets a Gaussian of its own and counts as much
+as a big one when the threshold is chosen. A single-source manifest has one pair per class.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ class DomainFit:
 def _features(
     detector: TorchDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Penultimate features, labels and original (width, height) of the readable items; of
-    their largest faces for a detector trained on face crops (what it is asked about)."""
+    """Penultimate features of the readable items, their indices in `items` and their original
+    (width, height); of their largest faces for a detector trained on face crops (what it is
+    asked about). Unreadable items are skipped (decode_items reports them)."""
     faces = FaceSelector(detector.face_policy) if detector.meta.faces else None
     decoded = decode_items(
         items, read_bytes, detector.preprocessing, progress=progress, faces=faces
@@ -49,7 +54,29 @@ def _features(
     for start in range(0, len(decoded), 256):
         _, f = detector.logits_and_features(decoded.images[start : start + 256])
         feats.append(f.numpy())
-    return np.concatenate(feats), decoded.labels.numpy().astype(int), decoded.sizes
+    position = {it.path: i for i, it in enumerate(items)}
+    kept = np.array([position[path] for path in decoded.paths], dtype=int)
+    return np.concatenate(feats), kept, decoded.sizes
+
+
+def _group_key(item: Item) -> tuple[str, int]:
+    return (item.source or "", int(item.label or 0))
+
+
+def _even_sample(items: list[Item], budget: int, rng: np.random.Generator) -> list[Item]:
+    """At most `budget` items, split evenly over the (source, class) pairs; a pair with fewer
+    items than its share gives the rest to the others."""
+    by_group: dict[tuple[str, int], list[Item]] = {}
+    for it in items:
+        by_group.setdefault(_group_key(it), []).append(it)
+    chosen: list[Item] = []
+    left = budget
+    for n_left, key in enumerate(sorted(by_group, key=lambda k: len(by_group[k])), start=0):
+        pool = by_group[key]
+        take = min(len(pool), left // (len(by_group) - n_left))
+        chosen += [pool[i] for i in sorted(rng.choice(len(pool), take, replace=False))]
+        left -= take
+    return sorted(chosen, key=lambda it: it.path)
 
 
 def _train_val(items: list[Item], max_images: int, seed: int) -> tuple[list[Item], list[Item]]:
@@ -60,11 +87,24 @@ def _train_val(items: list[Item], max_images: int, seed: int) -> tuple[list[Item
         order = rng.permutation(len(items))
         cut = max(2, len(items) // 5)
         val, train = [items[i] for i in order[:cut]], [items[i] for i in order[cut:]]
-    if len(train) > max_images:
-        train = [train[i] for i in sorted(rng.choice(len(train), max_images, replace=False))]
-    if len(val) > max_images // 2:
-        val = [val[i] for i in sorted(rng.choice(len(val), max_images // 2, replace=False))]
-    return train, val
+    return _even_sample(train, max_images, rng), _even_sample(val, max_images // 2, rng)
+
+
+def _groups(train: list[Item], val: list[Item]) -> tuple[tuple[str, ...] | None, np.ndarray,
+                                                         np.ndarray | None]:  # fmt: skip
+    """Group names (None for a single source: the classes), each training item's group
+    index, and the validation weights that make every source weigh the same."""
+    sources = sorted({it.source or "" for it in train})
+    if len(sources) < 2:
+        return None, np.array([int(it.label or 0) for it in train]), None
+    keys = sorted({_group_key(it) for it in train})
+    index = {key: i for i, key in enumerate(keys)}
+    names = tuple(f"{src}/{'fake' if label else 'real'}" for src, label in keys)
+    per_source: dict[str, int] = {}
+    for it in val:
+        per_source[it.source or ""] = per_source.get(it.source or "", 0) + 1
+    weights = np.array([1.0 / per_source[it.source or ""] for it in val])
+    return names, np.array([index[_group_key(it)] for it in train]), weights
 
 
 def fit_bundle_domain(
@@ -95,13 +135,23 @@ def fit_bundle_domain(
     if len(items) < 10:
         raise SourceError(f"{data.location}: a domain model needs at least 10 labelled images")
     train, val = _train_val(items, max_images, seed)
-    train_f, train_y, sizes = _features(detector, train, data.read_bytes, progress)
-    val_f, _, _ = _features(detector, val, data.read_bytes, progress)
+    train_f, train_idx, sizes = _features(detector, train, data.read_bytes, progress)
+    val_f, val_idx, _ = _features(detector, val, data.read_bytes, progress)
+    # unreadable images are skipped: keep the readable ones' groups and weights
+    names, groups, weights = _groups(train, val)
+    groups, weights = groups[train_idx], None if weights is None else weights[val_idx]
     # a detector that resizes its input also knows only the image sizes it was trained on;
     # one that reads native-resolution crops sees the same pixels whatever the image size
     resizes = not detector.preprocessing.multi_crop
     model = fit_domain(
-        train_f, train_y, val_f, dims=dims, quantile=quantile, sizes=sizes if resizes else None
+        train_f,
+        groups,
+        val_f,
+        dims=dims,
+        quantile=quantile,
+        sizes=sizes if resizes else None,
+        group_names=names,
+        val_weights=weights,
     )
     attach_domain(path, model)
     return DomainFit(
@@ -111,5 +161,5 @@ def fit_bundle_domain(
         threshold=model.threshold,
         quantile=quantile,
         dims=model.dims,
-        in_domain_val=float(np.mean(model.scores(val_f) <= 1.0)),
+        in_domain_val=float(np.average(model.scores(val_f) <= 1.0, weights=weights)),
     )
