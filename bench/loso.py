@@ -7,6 +7,12 @@ up to N real and N fake images of the source left out, at the threshold it chose
 validation data. One row per left-out source, plus the mean; and for comparison the same
 run's validation ROC-AUC on the sources it did see.
 
+Each run's bundle also gets its domain model (`fakescope domain`, fitted on the sources it
+saw), so the row says too whether the detector *knew* it was looking at something new: the
+share of the left-out images it called in-domain, its coverage (confident answers), the
+confidently wrong share and the real images it confidently called fake, which are the
+figures of the issue's in-the-wild bars.
+
     FAKESCOPE_DATA_DIR=../shared/data python bench/loso.py --minutes 10 --n 300
     python bench/loso.py --only modern_photos --minutes 20      # one row
 
@@ -22,9 +28,11 @@ from pathlib import Path
 import numpy as np
 from _common import DATA, machine, peak_rss_mb, write_labels_csv
 
+from fakescope.bundle import read_meta
 from fakescope.config import load_recipe, validate_recipe
 from fakescope.data.sources import open_source
 from fakescope.detectors import load_detector
+from fakescope.evaluation.domain import fit_bundle_domain
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.training.trainer import train
 
@@ -73,6 +81,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="left-out source(s) to run")
     parser.add_argument("--out", default="runs/loso")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--domain-images", type=int, default=2000, help="training images for each domain model"
+    )
     args = parser.parse_args()
     recipe = load_recipe(args.config)
     if not recipe.data.sources:
@@ -87,6 +98,11 @@ def main() -> None:
         out = Path(args.out) / name
         bundle = run_without(recipe_data, name, out, args.minutes)
         seen = json.loads((out / "metrics.json").read_text())["val"]
+        if not read_meta(bundle).get("domain"):
+            fit = fit_bundle_domain(
+                bundle, out / "manifest.csv", max_images=args.domain_images, progress=False
+            )
+            print(f"{name}: domain model on {fit.n_train} images, {fit.n_val} for its threshold")
         manifest = held_out_manifest(out / "held_out.csv", DATA / spec.path, args.n, args.seed)
         metrics = evaluate(
             load_detector(bundle, device="cpu"),
@@ -97,28 +113,43 @@ def main() -> None:
             bootstrap=200,
             provenance=False,
         )
+        sel = metrics["selective"]["overall"]
+        in_domain = 1.0 - sel["out_of_domain"] / max(1, sel["n"])
         rows.append(
             {
                 "left_out": name,
                 "n": metrics["n"],
                 "roc_auc": metrics["roc_auc"],
                 "accuracy": metrics["accuracy"],
+                "in_domain": in_domain,
+                "coverage": sel["coverage"],
+                "confident_wrong": sel["confident_wrong"],
+                "real_called_fake_confidently": sel["real_called_fake_confidently"],
                 "seen_val_roc_auc": seen["roc_auc"],
                 "minutes": args.minutes,
             }
         )
         print(f"{name}: ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}")
     print()
-    print("| left out | n | ROC-AUC on it | accuracy on it | val ROC-AUC on the others |")
-    print("|---|---|---|---|---|")
+    print(
+        "| left out | n | ROC-AUC on it | accuracy on it | in-domain | coverage "
+        "| confident-wrong | reals confidently called fake | val ROC-AUC on the others |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    pct = ("in_domain", "coverage", "confident_wrong", "real_called_fake_confidently")
     for r in rows:
         print(
-            f"| {r['left_out']} | {r['n']} | {r['roc_auc']:.3f} | {r['accuracy']:.3f} "
-            f"| {r['seen_val_roc_auc']:.3f} |"
+            f"| {r['left_out']} | {r['n']} | {r['roc_auc']:.3f} | {r['accuracy']:.3f} | "
+            + " | ".join(f"{100 * r[k]:.1f}%" for k in pct)
+            + f" | {r['seen_val_roc_auc']:.3f} |"
         )
     if rows:
-        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("roc_auc", "accuracy")}
-        print(f"| **mean** | | {mean['roc_auc']:.3f} | {mean['accuracy']:.3f} | |")
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in ("roc_auc", "accuracy", *pct)}
+        print(
+            f"| **mean** | | {mean['roc_auc']:.3f} | {mean['accuracy']:.3f} | "
+            + " | ".join(f"{100 * mean[k]:.1f}%" for k in pct)
+            + " | |"
+        )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "loso.json").write_text(json.dumps(rows, indent=2))
     print(f"\npeak RSS {peak_rss_mb():.0f} MB; rows in {Path(args.out) / 'loso.json'}")
