@@ -23,6 +23,7 @@ from fakescope.evaluation.explain import (
     resolve_layers,
     select_gallery,
 )
+from fakescope.faces import FaceBox, FaceCropPolicy, FaceFinder, FaceSelector
 from fakescope.models import create_model
 from fakescope.models.registry import feature_module_names
 
@@ -237,3 +238,37 @@ def test_gallery_draws_a_png(tmp_path: Path) -> None:
         assert png.format == "PNG" and png.width > 300
     with pytest.raises(ConfigError, match="unknown labels"):
         gallery(detector, paths, ["x"] * 6, p, 0.5, tmp_path / "bad.png")
+
+
+class _OneBoxFinder(FaceFinder):
+    """Finds one face at a fixed box in images wider than 50 px, none in smaller ones."""
+
+    kind = "stub"
+
+    def find(self, images):  # type: ignore[no-untyped-def]
+        return [[FaceBox(20, 10, 40, 40)] if img.width > 50 else [] for img in images]
+
+
+def test_explain_faces_maps_the_face_crop_predict_faces_scores(tmp_path: Path) -> None:
+    """`explain --faces`: the map is of the crop `predict --faces` scores (same p(fake)); the
+    PNG says where the face was; an image without a face is explained whole, saying so."""
+    detector = tiny_resnet_se()
+    rng = np.random.default_rng(3)
+    big = Image.fromarray(rng.integers(0, 256, (90, 100, 3), dtype=np.uint8))
+    small = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    big.save(tmp_path / "face.png")
+    small.save(tmp_path / "none.png")
+    policy = FaceCropPolicy(margin=0.0, square=True, min_size=10)
+    selector = FaceSelector(policy, finder=_OneBoxFinder())
+    written = explain_files(
+        detector, [tmp_path / "face.png", tmp_path / "none.png"], tmp_path / "out", faces=selector
+    )
+    crop = big.crop((20, 10, 60, 50))
+    p_crop, p_small, p_whole = detector.predict_images([crop, small, big])
+    with Image.open(written[0]) as png:
+        assert png.text["face_box"] == "20,10,40,40"
+        assert float(png.text["p_fake"]) == pytest.approx(float(p_crop), abs=1e-5)
+        assert abs(float(p_whole) - float(p_crop)) > 1e-6  # the crop, not the whole image
+    with Image.open(written[1]) as png:
+        assert png.text["face_box"] == "none"
+        assert float(png.text["p_fake"]) == pytest.approx(float(p_small), abs=1e-5)

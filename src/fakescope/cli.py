@@ -742,18 +742,28 @@ def explain(
     layers: Annotated[
         list[str] | None, typer.Option("--layers", help="Layer(s) for (multi-layer) Grad-CAM.")
     ] = None,
+    faces: Annotated[
+        bool,
+        typer.Option(
+            "--faces",
+            help="Explain the largest face of each image (the crop `predict --faces` scores); "
+            "without --bundle, the shipped face specialist if installed.",
+        ),
+    ] = False,
 ) -> None:
     """Grad-CAM overlays: where in each image the detector found evidence of 'fake'."""
     from fakescope.data.sources import collect_inputs
     from fakescope.detectors import load_detector
     from fakescope.evaluation.explain import explain_files
+    from fakescope.faces import FaceSelector
 
-    detector = load_detector(bundle)
+    detector = load_detector(_face_bundle(bundle, faces))
     detector.require("explain", "Grad-CAM")  # before any image is read
     images, problems = collect_inputs(paths)
     for path, reason in problems:
         console.print(f"[yellow]{path}: {reason}[/]")
-    written = explain_files(detector, images, out_dir, layers or None)
+    selector = FaceSelector(detector.face_policy) if faces else None
+    written = explain_files(detector, images, out_dir, layers or None, faces=selector)
     console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
 
 

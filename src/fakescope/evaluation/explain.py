@@ -35,6 +35,7 @@ from fakescope.models.registry import feature_module_names
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
+    from fakescope.faces import FaceSelector
 
 DEFAULT_BATCH_SIZE = 16
 MIN_DISPLAY_SIZE = 128  # 32 px inputs are unreadable at their own size
@@ -251,6 +252,14 @@ def _captioned_pair(view: Image.Image, cam: np.ndarray, caption: str) -> Image.I
     return canvas
 
 
+def _face_caption(box: Any) -> str:
+    """The caption's face part: where the explained face is, or that none was found."""
+    if box is None:
+        return "  no face found: whole image"
+    x, y, w, h = box.xywh
+    return f"  face at {x},{y},{w},{h}"
+
+
 def _load(path: str) -> Image.Image | str:
     try:
         return load_image(read_item_bytes(path), path)
@@ -268,11 +277,14 @@ def explain_files(
     *,
     target: str = "fake",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    faces: FaceSelector | None = None,
 ) -> list[Path]:
     """Write ``<stem>_gradcam.png`` per readable image: the image as the model saw it next to
     its Grad-CAM overlay, captioned with p(fake) and the verdict (also in the PNG's text
-    chunks ``p_fake``, ``label``, ``source``, ``layers``). Unreadable files are skipped with a
-    warning. Returns the written paths in input order."""
+    chunks ``p_fake``, ``label``, ``source``, ``layers``). With `faces`, the map is of the
+    largest face's crop, the one `predict --faces` scores (chunk ``face_box``: x,y,w,h in the
+    original image, or none found and the whole image explained). Unreadable files are
+    skipped with a warning. Returns the written paths in input order."""
     names = resolve_layers(detector.torch_model("Grad-CAM"), layers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -289,13 +301,20 @@ def explain_files(
         if not good:
             continue
         images = [img for _, img in good]
+        notes = [""] * len(images)
+        if faces is not None:
+            selections = faces.largest(images)
+            images = [sel.image for sel in selections]
+            notes = [_face_caption(sel.face_box) for sel in selections]
         cams = gradcam(detector, images, names, target=target, batch_size=batch_size)
         probabilities = detector.predict_images(images)
-        for (path, img), cam, p in zip(good, cams, probabilities, strict=True):
+        for (path, _), img, note, cam, p in zip(
+            good, images, notes, cams, probabilities, strict=True
+        ):
             label, unsure = detector.verdict(float(p))
             verdict = f"{label} (unsure)" if unsure else label
             view = detector.preprocessing.resize_image(img)
-            picture = _captioned_pair(view, cam, f"p(fake)={p:.3f}  {verdict}")
+            picture = _captioned_pair(view, cam, f"p(fake)={p:.3f}  {verdict}{note}")
             info = PngImagePlugin.PngInfo()
             for key, value in (
                 ("p_fake", f"{p:.6f}"),
@@ -304,6 +323,9 @@ def explain_files(
                 ("layers", ",".join(names)),
             ):
                 info.add_text(key, value)
+            if faces is not None:
+                at = note.removeprefix("  face at ")
+                info.add_text("face_box", "none" if at == note else at)
             target_path = _unique_png(out, Path(_item_name(path)).stem, taken)
             picture.save(target_path, format="PNG", pnginfo=info)
             written.append(target_path)
