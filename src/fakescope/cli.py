@@ -705,6 +705,8 @@ def domain(
         f"{fit.threshold:.3f} keeps {fit.in_domain_val:.1%} of {fit.n_val} validation images "
         f"in-domain\nbundle updated: {fit.bundle}"
     )
+    for name, share in fit.in_domain_by_source.items():
+        console.print(f"  {name}: {share:.1%} of its validation images in-domain")
 
 
 @app.command("compare")

@@ -37,7 +37,8 @@ class DomainFit:
     threshold: float
     quantile: float
     dims: int
-    in_domain_val: float  # share of validation images in-domain (≈ quantile)
+    in_domain_val: float  # share of validation images in-domain (≈ quantile; sources equal)
+    in_domain_by_source: dict[str, float]  # the same per source (multi-source data only)
 
 
 def _features(
@@ -154,6 +155,11 @@ def fit_bundle_domain(
         val_weights=weights,
     )
     attach_domain(path, model)
+    inside = model.scores(val_f) <= 1.0
+    val_sources = np.array([val[i].source or "" for i in val_idx])
+    by_source: dict[str, float] = {}
+    if names is not None:  # several sources: how each fares at the shared threshold
+        by_source = {str(n): float(inside[val_sources == n].mean()) for n in np.unique(val_sources)}
     return DomainFit(
         bundle=path,
         n_train=len(train_f),
@@ -161,5 +167,6 @@ def fit_bundle_domain(
         threshold=model.threshold,
         quantile=quantile,
         dims=model.dims,
-        in_domain_val=float(np.average(model.scores(val_f) <= 1.0, weights=weights)),
+        in_domain_val=float(np.average(inside, weights=weights)),
+        in_domain_by_source=by_source,
     )
