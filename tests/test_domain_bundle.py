@@ -103,3 +103,27 @@ def test_a_bundle_rewritten_with_its_domain_file_still_verifies(
     )
     detector = load_detector(copy, device="cpu")
     assert detector.meta.domain == meta.domain and detector.domain is not None
+
+
+def test_a_multi_source_manifest_gets_one_gaussian_per_source_and_class(tmp_path: Path) -> None:
+    """A manifest naming two sources (one big, one small): the domain model keeps a mean per
+    (source, class), draws the small source whole, and reports each source's in-domain share."""
+    rows = ["path,label,split,source"]
+    for name, n, size in (("big", 50, 32), ("small", 12, 64)):
+        data = make_dataset(tmp_path / name, n_per_class=n, size=size, seed=len(name))
+        for i, path in enumerate(sorted(data.rglob("*.png"))):
+            label = 0 if path.parent.name == "real" else 1
+            rows.append(f"{path},{label},{'val' if i % 4 == 0 else 'train'},{name}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    bundle = tiny_bundle(tmp_path / "bundle")
+    fit = fit_bundle_domain(bundle, manifest, max_images=80, progress=False)
+    assert set(fit.in_domain_by_source) == {"big", "small"}
+    assert all(0.0 <= share <= 1.0 for share in fit.in_domain_by_source.values())
+    # 93 training images, 80 drawn: all 18 of the small source, 62 of the big one; the 31
+    # validation images are fewer than the budget of 40 and all used
+    assert (fit.n_train, fit.n_val) == (80, 31)
+    domain = read_meta(bundle)["domain"]
+    assert domain["groups"] == ["big/real", "big/fake", "small/real", "small/fake"]
+    (r,) = load_detector(bundle, device="cpu").predict([_unlike_toys(1)])
+    assert r.domain_score is not None
