@@ -177,11 +177,14 @@ def test_the_face_specialist_is_used_only_when_installed(
 ) -> None:
     import fakescope.bundle as bundle_module
 
-    if not shipped_available("faces"):
-        with pytest.raises(BundleError, match="'faces' is not installed"):
-            resolve_bundle_path("faces")
-        name, note = face_detector_or_default()
-        assert name == "default" and "not installed" in note
+    assert shipped_available("faces")  # it ships with the package
+    assert read_meta(resolve_bundle_path("faces"))["faces"]["margin"] == 0.25
+    # a copy of fakescope without it (a slimmed-down install) falls back with a note
+    monkeypatch.setattr(bundle_module, "shipped_bundle_path", lambda name="default": tmp_path)
+    with pytest.raises(BundleError, match="'faces' is not installed"):
+        resolve_bundle_path("faces")
+    name, note = face_detector_or_default()
+    assert name == "default" and note is not None and "not installed" in note
     installed = tiny_bundle(tmp_path / "faces_detector")
     monkeypatch.setattr(bundle_module, "shipped_bundle_path", lambda name="default": installed)
     assert face_detector_or_default() == ("faces", None)
