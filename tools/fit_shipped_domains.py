@@ -23,27 +23,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from rebuild_manifest import rebuilt_manifest
+
 from fakescope.bundle import SHIPPED_DETECTORS, read_meta, shipped_available, shipped_bundle_path
-from fakescope.config import validate_recipe
 from fakescope.evaluation.domain import fit_bundle_domain
-from fakescope.training.run_manifest import prepare_split
-from fakescope.training.trainer import open_training_source
-
-
-def rebuilt_manifest(name: str, data_dir: Path, folder: Path) -> Path:
-    """The training manifest of shipped detector `name`, rebuilt from its recorded recipe."""
-    training = read_meta(shipped_bundle_path(name))["training"]
-    recipe = validate_recipe(training["recipe"])
-    manifest = folder / f"{name}-manifest.csv"
-    source = open_training_source(None, recipe, data_dir)
-    items = prepare_split(source, recipe.data, seed=recipe.train.seed, manifest_path=manifest)
-    counts = {s: sum(it.split == s for it in items) for s in ("train", "val")}
-    if (counts["train"], counts["val"]) != (training["n_train"], training["n_val"]):
-        raise SystemExit(
-            f"{name}: the rebuilt split has {counts} images, the bundle was trained on "
-            f"{training['n_train']} / {training['n_val']}: is {data_dir} the same data?"
-        )
-    return manifest
 
 
 def main() -> None:
@@ -66,7 +49,9 @@ def main() -> None:
         for name in names:
             recipe = read_meta(shipped_bundle_path(name))["training"].get("recipe") or {}
             multi = bool((recipe.get("data") or {}).get("sources"))
-            data = rebuilt_manifest(name, args.data, Path(tmp)) if multi else args.data
+            data = (
+                rebuilt_manifest(name, args.data, Path(tmp) / f"{name}.csv") if multi else args.data
+            )
             fit = fit_bundle_domain(
                 name, data, max_images=args.max_images, allow_shipped=True, progress=True
             )
