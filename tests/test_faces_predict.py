@@ -327,14 +327,19 @@ def test_cli_predict_faces_on_images(detector: Detector, tmp_path: Path) -> None
     assert "face at x=" in table.stdout
 
 
-def test_cli_faces_without_a_bundle_says_which_detector_scored(tmp_path: Path) -> None:
-    if shipped_available("faces"):
-        pytest.skip("the face specialist is installed")
+def test_cli_faces_without_a_bundle_uses_the_face_specialist(tmp_path: Path) -> None:
+    """--faces with no --bundle: the shipped face specialist scores the face (same p(fake) as
+    --bundle faces), without the fallback note."""
     face_photo().save(tmp_path / "face.png")
-    done = _fakescope("predict", tmp_path / "face.png", "--faces", "--format", "json")
+    args = ("predict", tmp_path / "face.png", "--faces", "--format", "json", "--no-provenance")
+    done = _fakescope(*args)
     assert done.returncode == 0, done.stderr
-    assert "face specialist is not installed" in done.stderr
-    assert json.loads(done.stdout)[0]["face_box"] is not None
+    assert "face specialist is not installed" not in done.stderr
+    named = _fakescope(*args, "--bundle", "faces")
+    row, same = json.loads(done.stdout)[0], json.loads(named.stdout)[0]
+    assert row["face_box"] is not None and row["p_fake"] == same["p_fake"]
+    general = json.loads(_fakescope(*args, "--bundle", "general").stdout)[0]
+    assert general["p_fake"] != row["p_fake"]
 
 
 # -- real photos -------------------------------------------------------------------------------
