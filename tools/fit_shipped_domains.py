@@ -44,9 +44,8 @@ def main() -> None:
     missing = [name for name in args.name if not shipped_available(name)]
     if missing:
         raise SystemExit(f"not installed with this copy of fakescope: {', '.join(missing)}")
-    names = args.name
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for name in args.name:
             recipe = read_meta(shipped_bundle_path(name))["training"].get("recipe") or {}
             multi = bool((recipe.get("data") or {}).get("sources"))
             data = (

@@ -13,6 +13,7 @@ as a big one when the threshold is chosen. A single-source manifest has one pair
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def _even_sample(items: list[Item], budget: int, rng: np.random.Generator) -> li
         by_group.setdefault(_group_key(it), []).append(it)
     chosen: list[Item] = []
     left = budget
-    for n_left, key in enumerate(sorted(by_group, key=lambda k: len(by_group[k])), start=0):
+    for n_left, key in enumerate(sorted(by_group, key=lambda k: len(by_group[k]))):
         pool = by_group[key]
         take = min(len(pool), left // (len(by_group) - n_left))
         chosen += [pool[i] for i in sorted(rng.choice(len(pool), take, replace=False))]
@@ -101,9 +102,7 @@ def _groups(train: list[Item], val: list[Item]) -> tuple[tuple[str, ...] | None,
     keys = sorted({_group_key(it) for it in train})
     index = {key: i for i, key in enumerate(keys)}
     names = tuple(f"{src}/{'fake' if label else 'real'}" for src, label in keys)
-    per_source: dict[str, int] = {}
-    for it in val:
-        per_source[it.source or ""] = per_source.get(it.source or "", 0) + 1
+    per_source = Counter(it.source or "" for it in val)
     weights = np.array([1.0 / per_source[it.source or ""] for it in val])
     return names, np.array([index[_group_key(it)] for it in train]), weights
 

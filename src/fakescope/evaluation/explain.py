@@ -35,7 +35,7 @@ from fakescope.models.registry import feature_module_names
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
-    from fakescope.faces import FaceSelector
+    from fakescope.faces import FaceBox, FaceSelector
 
 DEFAULT_BATCH_SIZE = 16
 MIN_DISPLAY_SIZE = 128  # 32 px inputs are unreadable at their own size
@@ -252,12 +252,14 @@ def _captioned_pair(view: Image.Image, cam: np.ndarray, caption: str) -> Image.I
     return canvas
 
 
-def _face_caption(box: Any) -> str:
+def _face_at(box: FaceBox | None) -> str:
+    """Where the explained face is ("x,y,w,h" in the original image), or "none"."""
+    return "none" if box is None else ",".join(str(v) for v in box.xywh)
+
+
+def _face_caption(box: FaceBox | None) -> str:
     """The caption's face part: where the explained face is, or that none was found."""
-    if box is None:
-        return "  no face found: whole image"
-    x, y, w, h = box.xywh
-    return f"  face at {x},{y},{w},{h}"
+    return "  no face found: whole image" if box is None else f"  face at {_face_at(box)}"
 
 
 def _load(path: str) -> Image.Image | str:
@@ -301,16 +303,17 @@ def explain_files(
         if not good:
             continue
         images = [img for _, img in good]
-        notes = [""] * len(images)
+        boxes: list[FaceBox | None] = [None] * len(images)
         if faces is not None:
             selections = faces.largest(images)
             images = [sel.image for sel in selections]
-            notes = [_face_caption(sel.face_box) for sel in selections]
+            boxes = [sel.face_box for sel in selections]
         cams = gradcam(detector, images, names, target=target, batch_size=batch_size)
         probabilities = detector.predict_images(images)
-        for (path, _), img, note, cam, p in zip(
-            good, images, notes, cams, probabilities, strict=True
+        for (path, _), img, box, cam, p in zip(
+            good, images, boxes, cams, probabilities, strict=True
         ):
+            note = _face_caption(box) if faces is not None else ""
             label, unsure = detector.verdict(float(p))
             verdict = f"{label} (unsure)" if unsure else label
             view = detector.preprocessing.resize_image(img)
@@ -324,8 +327,7 @@ def explain_files(
             ):
                 info.add_text(key, value)
             if faces is not None:
-                at = note.removeprefix("  face at ")
-                info.add_text("face_box", "none" if at == note else at)
+                info.add_text("face_box", _face_at(box))
             target_path = _unique_png(out, Path(_item_name(path)).stem, taken)
             picture.save(target_path, format="PNG", pnginfo=info)
             written.append(target_path)
