@@ -150,3 +150,82 @@ def test_jpeg_matches_pillow_round_trip() -> None:
         buf.seek(0)
         reference = np.asarray(Image.open(buf).convert("RGB"))
         assert np.abs(y[i].permute(1, 2, 0).numpy().astype(int) - reference).max() <= 1
+
+
+def _enlarged(x: torch.Tensor, size: int) -> torch.Tensor:
+    """What native-resolution preprocessing makes of small images: enlarged to `size`."""
+    from PIL import Image
+
+    from fakescope.data.transforms import Preprocessing
+
+    pre = Preprocessing(input_size=size, resize="native", crops=1)
+    arrays = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in x]
+    return pre.batch_from_images(arrays)[:, 0]
+
+
+@pytest.mark.parametrize(
+    ("aug", "min_psnr"),
+    [
+        (RobustAugment(p_blur=1.0, blur_max=1e-9), 42),  # the shrink-enlarge round trip alone
+        (RobustAugment(p_blur=1.0, blur_max=2.0), 42),
+        (RobustAugment(p_jpeg=1.0, jpeg_min=40, jpeg_max=40), 32),  # JPEG magnifies rounding
+    ],
+)
+def test_native_degradation_is_the_enlarged_degraded_picture(
+    aug: RobustAugment, min_psnr: float
+) -> None:
+    """A 32 px picture seen at 160 px is degraded at 32 px, then enlarged: what a file
+    degraded in the world (and by `fakescope robustness`) looks like to the detector."""
+    small = _photo_like(n=4, size=32, seed=2)
+    view = _enlarged(small, 160)
+    native = aug(view, torch.Generator().manual_seed(0), torch.full((4,), 32))
+    at_input = aug(view, torch.Generator().manual_seed(0))
+    expected = _enlarged(aug(small, torch.Generator().manual_seed(0)), 160)
+    assert native.shape == view.shape and native.dtype == torch.uint8
+    assert _psnr(native, expected) > min_psnr
+    if aug.blur_max > 1 or aug.p_jpeg:  # degrading the enlargement is something else
+        assert _psnr(native, expected) > _psnr(at_input, expected) + 8
+
+
+def test_native_blur_is_the_pictures_blur_not_the_enlargements() -> None:
+    small = _photo_like(n=2, size=32, seed=4)
+    view = _enlarged(small, 160)
+    aug = RobustAugment(p_blur=1.0, blur_max=2.0)
+    native = aug(view, torch.Generator().manual_seed(1), torch.tensor([32, 32]))
+    at_input = aug(view, torch.Generator().manual_seed(1))
+    # the same sigma, 5x larger in the enlargement's pixels: far more detail is lost
+    assert _psnr(native, view) < _psnr(at_input, view) - 3
+
+
+def test_images_not_enlarged_are_degraded_at_input_size_as_before() -> None:
+    x = _photo_like(n=6, size=48, seed=6)
+    aug = RobustAugment(p_rescale=0.5, p_blur=0.5, p_jpeg=0.5, p_noise=0.5)
+    plain = aug(x, torch.Generator().manual_seed(9))
+    zeros = aug(x, torch.Generator().manual_seed(9), torch.zeros(6, dtype=torch.long))
+    larger = aug(x, torch.Generator().manual_seed(9), torch.full((6,), 300))
+    assert torch.equal(plain, zeros) and torch.equal(plain, larger)
+    mixed = aug(x, torch.Generator().manual_seed(9), torch.tensor([0, 24, 0, 24, 0, 0]))
+    untouched = [0, 2, 4, 5]
+    assert torch.equal(mixed[untouched], plain[untouched])
+    with pytest.raises(ValueError, match="one value per image"):
+        aug(x, torch.Generator().manual_seed(9), torch.zeros(5, dtype=torch.long))
+
+
+def test_native_sides_are_the_shorter_sides_of_enlarged_images_only() -> None:
+    from fakescope.data.transforms import native_sides
+
+    sizes = np.array([[32, 32], [100, 150], [224, 224], [1280, 720], [160, 90]])
+    assert native_sides(sizes, 160).tolist() == [32, 100, 0, 0, 90]
+
+
+def test_degrading_at_native_resolution_needs_native_crops_and_a_cache() -> None:
+    from pydantic import ValidationError
+
+    from fakescope.config import DataConfig
+
+    degrade = {"p_blur": 0.5, "at": "native"}
+    DataConfig(resize="native", augment={"degrade": degrade})
+    with pytest.raises(ValidationError, match="needs resize 'native'"):
+        DataConfig(resize="squash", augment={"degrade": degrade})
+    with pytest.raises(ValidationError, match="needs the images' sizes"):
+        DataConfig(resize="native", cache="none", augment={"degrade": degrade})

@@ -97,3 +97,30 @@ def test_multi_source_native_crop_run(two_sources: Path, tmp_path: Path) -> None
     assert detector.preprocessing.crops == 2 and detector.preprocessing.resize == "native"
     (r,) = detector.predict([Image.fromarray(np.full((40, 64, 3), 128, np.uint8))])
     assert r.max_crop_p_fake is not None
+
+
+def test_degradations_at_native_resolution_get_each_images_own_size(
+    two_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 32 px images, enlarged to 40, are degraded at 32; the 48 px ones are not enlarged."""
+    from fakescope.data.transforms import Augmentation
+
+    seen: list[torch.Tensor] = []
+    real_call = Augmentation.__call__
+
+    def spy(self: Augmentation, batch: torch.Tensor, generator: torch.Generator,
+            native_sides: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        assert native_sides is not None and native_sides.shape == (batch.shape[0],)
+        seen.append(native_sides)
+        return real_call(self, batch, generator, native_sides)
+
+    monkeypatch.setattr(Augmentation, "__call__", spy)
+    recipe = _recipe(
+        sources=[{"path": "big/toy.zip", "name": "big"}, {"path": "small/toy", "name": "small"}],
+        input_size=40,
+        resize="native",
+        augment={"degrade": {"p_blur": 1.0, "blur_max": 1.0, "at": "native"}},
+    )
+    recipe["train"] = {**recipe["train"], "epochs": 1}  # type: ignore[dict-item]
+    train(None, validate_recipe(recipe), tmp_path / "run", progress=False, data_dir=two_sources)
+    assert seen and set(torch.cat(seen).tolist()) == {0, 32}

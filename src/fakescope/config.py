@@ -41,6 +41,12 @@ class DegradeConfig(_Strict):
     jpeg_max: int = Field(100, ge=1, le=100)
     p_noise: float = Field(0.0, ge=0.0, le=1.0)
     noise_max: float = Field(0.1, ge=0.0, le=1.0, description="max noise sigma, [0, 1] scale")
+    at: Literal["input", "native"] = Field(
+        "input",
+        description="'native' (resize 'native' only): an image that preprocessing enlarged "
+        "(a 32 px thumbnail seen at 160 px) is degraded at its own resolution, as files are "
+        "degraded in the world; 'input': every image at the model's input size",
+    )
 
     @model_validator(mode="after")
     def _jpeg_range(self) -> DegradeConfig:
@@ -110,6 +116,12 @@ class DataConfig(_Strict):
     def _crops_need_native(self) -> DataConfig:
         if self.crops > 1 and self.resize != "native":
             raise ValueError(f"crops={self.crops} needs resize 'native'")
+        if self.augment.degrade.at == "native" and self.resize != "native":
+            raise ValueError("augment.degrade.at 'native' needs resize 'native'")
+        if self.augment.degrade.at == "native" and self.cache == "none":
+            raise ValueError(
+                "augment.degrade.at 'native' needs the images' sizes: set cache 'memory' or 'disk'"
+            )
         names = [s.label for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")

@@ -183,6 +183,13 @@ def grid_shape(crops: int, width: int, height: int) -> tuple[int, int]:
     return min(pairs, key=lambda rc: abs(np.log((rc[1] / rc[0]) / aspect)))
 
 
+def native_sides(sizes: np.ndarray, input_size: int) -> torch.Tensor:
+    """Per image (width, height) -> its shorter side where `native_view` enlarges it to
+    `input_size`, else 0 (for `RobustAugment`'s native-resolution degradations)."""
+    shorter = np.asarray(sizes, dtype=np.int64).reshape(-1, 2).min(axis=1)
+    return torch.from_numpy(np.where(shorter < input_size, shorter, 0))
+
+
 def pick_crops(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(B, K, 3, S, S) -> (B, 3, S, S): one random crop per image (training on native-
     resolution crops sees a different part of each image every epoch)."""
@@ -200,9 +207,15 @@ class Augmentation:
     pad_crop: int = 0
     degrade: RobustAugment | None = None
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        batch: torch.Tensor,
+        generator: torch.Generator,
+        native_sides: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`native_sides`: see `RobustAugment` (degradations at each image's own resolution)."""
         if self.degrade is not None and self.degrade.active:
-            batch = self.degrade(batch, generator)
+            batch = self.degrade(batch, generator, native_sides)
         if self.hflip:
             flip = torch.rand(batch.shape[0], generator=generator) < 0.5
             if flip.any():

@@ -140,6 +140,13 @@ class RobustAugment:
     by a factor in [rescale_min, 1], a Gaussian blur with sigma in [0, blur_max], a JPEG
     re-compression with quality in [jpeg_min, jpeg_max] and Gaussian noise with sigma in
     [0, noise_max]. All draws come from `generator`, so a resumed run repeats them exactly.
+
+    `native_sides` (one int per image, 0 for none) says which images are crops of a picture
+    that preprocessing enlarged from a shorter side of that many pixels (a 32 px CIFAKE
+    thumbnail is seen at 160 px). Those are shrunk back to their own resolution, degraded
+    there and enlarged again, so a blur of sigma 1 is a blur of 1 pixel of the picture, as
+    when a file is degraded in the world (and as `fakescope robustness` degrades it), not of
+    one pixel of its enlargement.
     """
 
     p_rescale: float = 0.0
@@ -156,12 +163,39 @@ class RobustAugment:
     def active(self) -> bool:
         return max(self.p_rescale, self.p_blur, self.p_jpeg, self.p_noise) > 0
 
-    def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self,
+        batch: torch.Tensor,
+        generator: torch.Generator,
+        native_sides: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         _check(batch)
         n = batch.shape[0]
         # Draw every random number up front, in a fixed order, whatever the batch content.
         u = torch.rand((n, 8), generator=generator, dtype=torch.float64)
         noise = torch.randn(batch.shape, generator=generator) if self.p_noise > 0 else None
+        h, w = batch.shape[-2:]
+        sides = _enlarged_sides(native_sides, n, min(h, w))
+        if not sides:
+            return self._degrade(batch, u, noise)
+        out = batch.clone()
+        at_input = [i for i in range(n) if i not in sides]
+        if at_input:
+            rows = torch.tensor(at_input)
+            out[rows] = self._degrade(batch[rows], u[rows], None if noise is None else noise[rows])
+        for side in sorted(set(sides.values())):
+            rows = torch.tensor([i for i, s in sides.items() if s == side])
+            small = (max(1, round(h * side / min(h, w))), max(1, round(w * side / min(h, w))))
+            own = _resize_uint8(batch[rows], small, antialias=True)
+            part = None if noise is None else noise[rows][..., : small[0], : small[1]]
+            degraded = self._degrade(own, u[rows], part)
+            out[rows] = _resize_uint8(degraded, (h, w), antialias=False)
+        return out
+
+    def _degrade(
+        self, batch: torch.Tensor, u: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The degradations on `batch` with its images' draws `u` (n, 8) and `noise`."""
         out = batch.clone()
         # Each step works on the subset of images it applies to, batched: per-image Python
         # loops cost more than the training step itself at 32 px.
@@ -182,6 +216,25 @@ class RobustAugment:
             noisy = out[idx].float() + noise[idx] * sigma
             out[idx] = noisy.round_().clamp_(0, 255).to(torch.uint8)
         return out
+
+
+def _enlarged_sides(native_sides: torch.Tensor | None, n: int, side: int) -> dict[int, int]:
+    """{image index: its own shorter side} for the images enlarged to `side` pixels."""
+    if native_sides is None:
+        return {}
+    if native_sides.shape != (n,):
+        raise ValueError(
+            f"native_sides must hold one value per image ({n}), got {tuple(native_sides.shape)}"
+        )
+    return {i: int(s) for i, s in enumerate(native_sides.tolist()) if 0 < int(s) < side}
+
+
+def _resize_uint8(batch: torch.Tensor, size: tuple[int, int], *, antialias: bool) -> torch.Tensor:
+    """Bicubic resize of a uint8 batch (antialiased when shrinking), rounded and clamped."""
+    x = F.interpolate(
+        batch.float(), size=size, mode="bicubic", antialias=antialias, align_corners=False
+    )
+    return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _rescale_each(batch: torch.Tensor, factors: list[float]) -> torch.Tensor:

@@ -25,7 +25,7 @@ from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
 from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
 from fakescope.data.sources import Item, Source, open_source
-from fakescope.data.transforms import Augmentation, Preprocessing, pick_crops
+from fakescope.data.transforms import Augmentation, Preprocessing, native_sides, pick_crops
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
@@ -220,8 +220,9 @@ class Trainer:
         self.augment = Augmentation(
             hflip=aug.hflip,
             pad_crop=aug.pad_crop,
-            degrade=RobustAugment(**aug.degrade.model_dump()),
+            degrade=RobustAugment(**aug.degrade.model_dump(exclude={"at"})),
         )
+        self.degrade_native = aug.degrade.at == "native" and self.pre.multi_crop
 
     # -- data -------------------------------------------------------------------------
     def _decode(self, items: list[Item], desc: str) -> DecodedSet:
@@ -291,21 +292,41 @@ class Trainer:
         bs = self.cfg.batch_size
         return max(1, self.n_train // bs) if self.n_train > bs else 1
 
-    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Training batches of epoch `epoch` from step `start`, in a seeded order."""
+    def _native_sides(self) -> torch.Tensor | None:
+        """Per training image, its own shorter side where preprocessing enlarges it (else 0),
+        for degradations at native resolution; None when the recipe degrades at input size."""
+        if not self.degrade_native or self.train_set is None:
+            return None
+        if self.train_set.sizes is None:
+            raise ConfigError(
+                "augment.degrade.at 'native' needs the images' sizes, which this disk cache "
+                "predates: delete it (data.cache_dir, or ~/.cache/fakescope) to decode again"
+            )
+        return native_sides(self.train_set.sizes, self.pre.input_size)
+
+    def _batches(
+        self, epoch: int, start: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """Training batches of epoch `epoch` from step `start`, in a seeded order, each with
+        its images' native shorter sides (see `_native_sides`) or None."""
         bs = min(self.cfg.batch_size, self.n_train)
         order = self._epoch_order(epoch)
         steps = self._steps_per_epoch()
         if self.train_set is not None:
+            sides = self._native_sides()
             for step in range(start, steps):
                 index = order[step * bs : (step + 1) * bs]
-                yield self.train_set.images[index], self.train_set.labels[index]
+                yield (
+                    self.train_set.images[index],
+                    self.train_set.labels[index],
+                    None if sides is None else sides[index],
+                )
             return
         subset = Subset(self.stream, order[start * bs : steps * bs].tolist())
         loader = DataLoader(subset, batch_size=bs, num_workers=self.recipe.data.workers)
         for images, labels in loader:
             keep = labels >= 0
-            yield images[keep], labels[keep].float()
+            yield images[keep], labels[keep].float(), None
 
     # -- model and optimisation -------------------------------------------------------
     def _build(self) -> None:
@@ -577,11 +598,11 @@ class Trainer:
             disable=not self.progress,
             leave=False,
         )
-        for images, labels in self._batches(epoch, state["step_in_epoch"]):
+        for images, labels, sides in self._batches(epoch, state["step_in_epoch"]):
             elapsed = state["train_seconds"] + time.perf_counter() - started
             lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
             # native-resolution crops: one random crop of each image, a new one every epoch
-            batch = self.augment(pick_crops(images, aug_gen), aug_gen)
+            batch = self.augment(pick_crops(images, aug_gen), aug_gen, sides)
             batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
             loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
             state["epoch_loss_sum"] += loss
