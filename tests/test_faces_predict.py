@@ -450,6 +450,58 @@ def test_api_faces_true_reports_the_face_box_or_the_note(detector: Detector) -> 
     assert bad.status_code == 400 and "faces must be true or false" in bad.text
 
 
+def test_api_faces_true_goes_to_the_face_detector_when_the_server_has_one(
+    detector: Detector, tmp_path: Path
+) -> None:
+    """A server of the default detector hands faces=true requests to the face specialist
+    (its own model thread, its own face crop policy); other requests stay with its own."""
+    from fastapi.testclient import TestClient
+
+    from fakescope.serve import create_app
+    from fakescope.serve.app import model_summary
+
+    policy = {"margin": 0.5, "square": True, "min_size": 24}
+    specialist = load_detector(tiny_bundle(tmp_path / "faces", faces=policy, seed=7), device="cpu")
+    images = [face_photo(), no_face()]
+    uploads = [
+        ("files", ("face.png", _png(images[0]), "image/png")),
+        ("files", ("n.png", _png(images[1]), "image/png")),
+    ]
+    by_specialist = predict_inputs(specialist, images, faces=True, provenance=False)
+    by_server = predict_inputs(detector, images, provenance=False)
+    with TestClient(create_app(detector, face_detector=specialist)) as client:
+        assert client.get("/readyz").json() == {"status": "ready"}  # both model threads
+        faces = client.post("/v1/predict?faces=true", files=uploads).json()
+        plain = client.post("/v1/predict", files=uploads).json()
+        card = client.get("/v1/model").json()
+    for got, want in zip(faces["results"], by_specialist, strict=True):
+        assert got["p_fake_pixels"] == pytest.approx(want.p_fake_pixels, abs=1e-5)
+        assert got["face_box"] == want.face_box  # cropped by the specialist's own policy
+    assert faces["results"][1]["face_note"] == NO_FACE_NOTE
+    assert faces["model"] == model_summary(specialist)
+    for got, want in zip(plain["results"], by_server, strict=True):
+        assert got["p_fake_pixels"] == pytest.approx(want.p_fake_pixels, abs=1e-5)
+    assert plain["model"] == model_summary(detector)
+    assert card["faces_model"] == model_summary(specialist)
+    with TestClient(create_app(detector)) as client:
+        assert client.get("/v1/model").json()["faces_model"] is None
+
+
+def test_serve_picks_the_face_specialist_only_for_the_default_detector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fakescope.bundle
+    from fakescope.serve.server import faces_detector_name
+
+    monkeypatch.setattr(fakescope.bundle, "shipped_available", lambda name: name == "faces")
+    assert faces_detector_name(None, None) == "faces"  # `fakescope serve`, no bundle
+    assert faces_detector_name("cifake", None) is None  # the given bundle scores faces too
+    assert faces_detector_name("cifake", "faces") == "faces"
+    assert faces_detector_name(None, "same") is None
+    monkeypatch.setattr(fakescope.bundle, "shipped_available", lambda name: False)
+    assert faces_detector_name(None, None) is None  # not installed: the default, with a warning
+
+
 @pytest.mark.integration
 @pytest.mark.browser
 def test_page_draws_the_face_box_when_asked_to_score_the_face(

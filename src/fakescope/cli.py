@@ -858,6 +858,14 @@ def serve(
     runtime: Annotated[
         Runtime, typer.Option(help="torch, or onnx (onnxruntime; Grad-CAM needs torch).")
     ] = Runtime.torch,
+    faces_bundle: Annotated[
+        str | None,
+        typer.Option(
+            help="Detector for faces=true requests (a bundle or shipped name; 'same': the "
+            "served one). Default: the face specialist when serving the default detector, "
+            "else the served one."
+        ),
+    ] = None,
 ) -> None:
     """Serve the detector over HTTP (FastAPI + uvicorn): API, docs at /docs, web page at /."""
     from fakescope.serve.server import run_server
@@ -881,6 +889,7 @@ def serve(
         threads=threads,
         access_log=access_log,
         runtime=runtime.value,
+        faces_bundle=faces_bundle,
     )
 
 

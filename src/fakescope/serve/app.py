@@ -226,18 +226,27 @@ def _api_key_check(settings: ServeSettings) -> Callable[[Request], Awaitable[Non
     return require_api_key
 
 
-def create_app(detector: Detector, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    detector: Detector,
+    settings: ServeSettings | None = None,
+    *,
+    face_detector: Detector | None = None,
+) -> FastAPI:
     """The HTTP API and web page for one detector. The model thread starts with the app's
-    lifespan (uvicorn, or ``with TestClient(app)``)."""
+    lifespan (uvicorn, or ``with TestClient(app)``).
+
+    `face_detector`: the detector that scores requests with faces=true (the face specialist,
+    when the server runs the default detector), with its own model thread; None: `detector`
+    scores faces too."""
     settings = settings or ServeSettings()
-    batcher = _micro_batcher(detector, settings)
-    app = _bare_app(batcher, settings)
-    decode = _upload_decoder(detector, settings)
+    main = Scorer.for_detector(detector, settings)
+    faces = main if face_detector is None else Scorer.for_detector(face_detector, settings)
+    app = _bare_app(main.batcher, settings, [] if faces is main else [faces.batcher])
     authorized = [Depends(_api_key_check(settings))]
-    _add_page_and_ops_routes(app, batcher)
-    _add_model_route(app, detector, authorized)
-    _add_predict_route(app, detector, settings, batcher, decode, authorized)
-    _add_explain_route(app, detector, settings, batcher, decode, authorized)
+    _add_page_and_ops_routes(app, main.batcher, faces.batcher)
+    _add_model_route(app, detector, authorized, None if faces is main else faces.detector)
+    _add_predict_route(app, main, faces, settings, authorized)
+    _add_explain_route(app, detector, settings, main.batcher, main.decode, authorized)
     return app
 
 
@@ -257,6 +266,26 @@ Decoder = Callable[..., Awaitable[Decoded]]
 Batcher = MicroBatcher[ImageScore]
 
 
+@dataclass
+class Scorer:
+    """A detector as the server runs it: its model thread (micro-batcher), its upload
+    decoder (with its face crop policy) and the summary that goes with its verdicts."""
+
+    detector: Detector
+    batcher: Batcher
+    decode: Decoder
+    summary: dict[str, Any]
+
+    @classmethod
+    def for_detector(cls, detector: Detector, settings: ServeSettings) -> Scorer:
+        return cls(
+            detector,
+            _micro_batcher(detector, settings),
+            _upload_decoder(detector, settings),
+            model_summary(detector),
+        )
+
+
 def _micro_batcher(detector: Detector, settings: ServeSettings) -> Batcher:
     """One model thread that scores images from concurrent requests together; warmed up on
     a blank input of the bundle's shape so the first request is not the slow one."""
@@ -269,17 +298,21 @@ def _micro_batcher(detector: Detector, settings: ServeSettings) -> Batcher:
     )
 
 
-def _bare_app(batcher: Batcher, settings: ServeSettings) -> FastAPI:
-    """The app with its lifespan (the model thread), error handlers, CORS and access log,
-    and no routes yet: everything every route relies on."""
+def _bare_app(batcher: Batcher, settings: ServeSettings, others: list[Batcher]) -> FastAPI:
+    """The app with its lifespan (the model threads: `batcher`'s and `others`'), error
+    handlers, CORS and access log, and no routes yet: everything every route relies on."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
+        started: list[Batcher] = []
         try:
+            for each in (batcher, *others):
+                each.start()
+                started.append(each)
             yield
         finally:
-            batcher.stop()
+            for each in reversed(started):
+                each.stop()
 
     app = FastAPI(
         title="fakescope",
@@ -348,7 +381,7 @@ def _overloaded(exc: Overloaded) -> ApiError:
     return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
 
 
-def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher) -> None:
+def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher, faces: Batcher) -> None:
     """The web page and the probes an orchestrator polls; none of them needs the API key."""
 
     @app.get("/", include_in_schema=False)
@@ -363,14 +396,19 @@ def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher) -> None:
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: the model is loaded and warmed up")
     async def readyz() -> JSONResponse:
-        if batcher.running and batcher.ready.is_set():
+        if all(b.running and b.ready.is_set() for b in (batcher, faces)):
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
 
-def _add_model_route(app: FastAPI, detector: Detector, authorized: list[Any]) -> None:
-    """GET /v1/model: the model card, so a client can tell which detector answered."""
+def _add_model_route(
+    app: FastAPI, detector: Detector, authorized: list[Any], face_detector: Detector | None
+) -> None:
+    """GET /v1/model: the model card, so a client can tell which detector answered, and
+    `faces_model`: the summary of the detector that scores faces=true requests (null: this
+    one)."""
     summary = model_summary(detector)
+    faces_summary = None if face_detector is None else model_summary(face_detector)
 
     @app.get("/v1/model", tags=["model"], dependencies=authorized, summary="The model card")
     async def model_card() -> dict[str, Any]:
@@ -381,21 +419,21 @@ def _add_model_route(app: FastAPI, detector: Detector, authorized: list[Any]) ->
             "domain": summary["domain"],  # null when the bundle cannot tell its domain
             "summary": summary,
             "model_card_markdown": render_model_card(detector.meta),
+            "faces_model": faces_summary,
         }
 
 
 def _add_predict_route(
     app: FastAPI,
-    detector: Detector,
+    main: Scorer,
+    face_scorer: Scorer,
     settings: ServeSettings,
-    batcher: Batcher,
-    decode: Decoder,
     authorized: list[Any],
 ) -> None:
     """POST /v1/predict: every uploaded image decoded and its provenance read, its pixels
     scored in the shared batches, then both joined by `fakescope.inference.verdict` (the
-    rule the CLI and Python API use)."""
-    summary = model_summary(detector)
+    rule the CLI and Python API use). faces=true requests go to `face_scorer`, whose
+    summary then comes with the results."""
 
     @app.post(
         "/v1/predict",
@@ -410,8 +448,10 @@ def _add_predict_route(
         fields: dict[str, str] = {}
         uploads = await read_uploads(request, settings, settings.max_files, fields)
         faces = _faces_flag(request, fields)
+        scorer = face_scorer if faces else main
+        detector, batcher = scorer.detector, scorer.batcher
         with batcher.expect(len(uploads)) as expected:  # the model thread waits for these
-            decoded = [await decode(upload, faces=faces) for upload in uploads]
+            decoded = [await scorer.decode(upload, faces=faces) for upload in uploads]
             try:
                 scores = await batcher.score([d.array for d in decoded], expected)
             except Overloaded as exc:
@@ -430,7 +470,7 @@ def _add_predict_route(
             prediction = (judged.with_face(item.face) if item.face else judged).to_dict()
             del prediction["path"], prediction["error"]  # failures are 4xx, not results
             results.append({"filename": upload.filename, **prediction})
-        return {"results": results, "model": summary}
+        return {"results": results, "model": scorer.summary}
 
 
 def _add_explain_route(

@@ -65,8 +65,10 @@ def run_server(
     threads: int = 1,
     access_log: bool = True,
     runtime: str = "torch",
+    faces_bundle: str | os.PathLike | None = None,
 ) -> None:
-    """Load the bundle and serve it until interrupted."""
+    """Load the bundle (and the detector for faces=true requests, see `faces_detector_name`)
+    and serve them until interrupted."""
     import uvicorn
 
     from fakescope.detectors import Detector
@@ -76,9 +78,38 @@ def run_server(
     configure_torch_threads(threads)
     return_large_blocks_to_the_os()
     detector = Detector.load(bundle, device="cpu", runtime=runtime)
+    faces_name = faces_detector_name(bundle, faces_bundle)
+    face_detector = None
+    if faces_name is not None:
+        face_detector = Detector.load(faces_name, device="cpu", runtime=runtime)
     if access_log:
         configure_access_log()
     else:
         logging.getLogger(LOGGER_NAME).disabled = True
-    app = create_app(detector, settings)
+    app = create_app(detector, settings, face_detector=face_detector)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+
+
+SAME = "same"
+"""`--faces-bundle same`: the served detector scores faces=true requests too."""
+
+
+def faces_detector_name(
+    bundle: str | os.PathLike | None, faces_bundle: str | os.PathLike | None
+) -> str | os.PathLike | None:
+    """The detector that scores faces=true requests, None for the served one itself.
+
+    As `predict --faces`: a server of the default detector (no bundle given) hands faces to
+    the shipped face specialist when it is installed; a server of a given bundle scores
+    faces with it, unless `faces_bundle` names another (or ``same``)."""
+    if faces_bundle is not None:
+        return None if str(faces_bundle) == SAME else faces_bundle
+    if bundle is not None:
+        return None
+    from fakescope.bundle import FACE_DETECTOR, shipped_available
+
+    if shipped_available(FACE_DETECTOR):
+        return FACE_DETECTOR
+    log = logging.getLogger(LOGGER_NAME)
+    log.warning("the face specialist is not installed: faces=true uses the default detector")
+    return None
