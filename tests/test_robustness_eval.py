@@ -154,3 +154,43 @@ def test_options_parse_and_bad_ones_are_refused() -> None:
         parse_number("two/255")
     with pytest.raises(ConfigError, match="unknown attack"):
         RobustnessConfig(attacks=("cw",))
+
+
+@pytest.mark.slow
+def test_images_from_several_sources_get_a_per_source_table(
+    bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """A multi-source manifest (its source column): each row also breaks accuracy and its
+    drop down by source, in robustness.json, the report and the CLI's table."""
+    from fakescope.robustness.report import source_table_rows
+
+    rows = ["path,label,source"]
+    for name, size, seed in (("thumbs", 32, 3), ("photos", 48, 4)):
+        folder = make_dataset(tmp_path / name, n_per_class=6, size=size, seed=seed)
+        rows += [f"{p},{p.parent.name},{name}" for p in sorted(Path(folder).rglob("*.png"))]
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    detector = Detector.load(bundles["a"], device="cpu")
+    config = RobustnessConfig(severities={"gaussian_blur": (2.0,)})
+    result = robustness(detector, manifest, tmp_path / "rob", config, progress=False)
+
+    clean, blurred = (row["results"]["a"] for row in result["rows"])
+    for row in (clean, blurred):
+        cells = row["by_source"]
+        assert set(cells) == {"thumbs", "photos"}
+        assert cells["thumbs"]["n"] == cells["photos"]["n"] == 12
+        overall = sum(c["accuracy"] * c["n"] for c in cells.values()) / 24
+        assert overall == pytest.approx(row["accuracy"])
+    for source, cell in blurred["by_source"].items():
+        before = clean["by_source"][source]["accuracy"]
+        assert cell["accuracy_drop"] == pytest.approx(before - cell["accuracy"])
+    assert clean["by_source"]["thumbs"]["accuracy_drop"] == 0.0
+    headers, body = source_table_rows(result, "a") or ([], [])
+    assert headers == ["condition", "severity", "photos acc", "photos Δacc", "thumbs acc",
+                       "thumbs Δacc"]  # fmt: skip
+    assert [r[0] for r in body] == ["clean", "gaussian_blur"]
+    assert "By source" in (tmp_path / "rob" / "report.html").read_text()
+
+    single = robustness(detector, tmp_path / "thumbs", tmp_path / "one", config, progress=False)
+    assert "by_source" not in single["rows"][0]["results"]["a"]
+    assert source_table_rows(single, "a") is None

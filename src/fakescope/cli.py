@@ -953,7 +953,7 @@ def robustness(
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
     from fakescope.detectors import load_detector
     from fakescope.evaluation.evaluate import model_names
-    from fakescope.robustness.report import table_rows
+    from fakescope.robustness.report import source_table_rows, table_rows
     from fakescope.robustness.sweep import (
         DEFAULT_EPS,
         RobustnessConfig,
@@ -991,6 +991,13 @@ def robustness(
     for row in body:
         table.add_row(*(fmt(v) for v in row))
     out.print(table)
+    for model in result["models"]:
+        by_source = source_table_rows(result, model["name"])
+        if by_source is not None:
+            per_source = Table(*by_source[0], title=f"{model['name']}: accuracy by source")
+            for row in by_source[1]:
+                per_source.add_row(*(fmt(v) for v in row))
+            out.print(per_source)
     console.print(f"results: {out_dir / 'robustness.json'}\nreport:  {out_dir / 'report.html'}")
 
 

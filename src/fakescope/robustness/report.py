@@ -56,6 +56,29 @@ def table_rows(
     return headers, body
 
 
+def source_table_rows(
+    result: RobustnessResult, name: str
+) -> tuple[list[str], list[list[object]]] | None:
+    """Model `name`'s accuracy and its drop from clean per source (one column pair each)
+    under every corruption, when the images came from several named sources; else None."""
+    rows = list(result["rows"])
+    sources = list(rows[0]["results"][name].get("by_source", {}))
+    if not sources:
+        return None
+    headers = ["condition", "severity"] + [
+        f"{source} {label}" for source in sources for label in ("acc", "Δacc")
+    ]
+    body = []
+    for row in rows:
+        cells: list[object] = list(condition_label(row))
+        by_source = row["results"][name].get("by_source", {})
+        for source in sources:
+            cell = by_source.get(source)
+            cells += [None, None] if cell is None else [cell["accuracy"], cell["accuracy_drop"]]
+        body.append(cells)
+    return headers, body
+
+
 def robustness_report(
     result: RobustnessResult, plots: Mapping[str, str | os.PathLike], out: Path
 ) -> ReportBuilder:
@@ -63,6 +86,9 @@ def robustness_report(
     builder = ReportBuilder("fakescope robustness", subtitle=str(result["source"]))
     builder.add_section("Summary", _summary(result), id="summary")
     builder.add_section("Corruptions", _corruptions(result, plots), id="corruptions")
+    by_source = _by_source(result)
+    if by_source:
+        builder.add_section("By source", by_source, id="by-source")
     if result["attacks"]["rows"]:
         builder.add_section("Attacks", _attacks(result, plots, out), id="attacks")
     return builder
@@ -112,6 +138,23 @@ def _corruptions(result: RobustnessResult, plots: Mapping[str, str | os.PathLike
             else ""
         )
     )
+
+
+def _by_source(result: RobustnessResult) -> str:
+    """Per model, the corruption table split by source (empty for a single source)."""
+    parts = []
+    for model in result["models"]:
+        table = source_table_rows(result, model["name"])
+        if table is not None:
+            title = f"<h3>{model['name']}</h3>" if len(result["models"]) > 1 else ""
+            parts.append(title + table_html(*table, row_classes=["mean"] + [""] * len(table[1])))
+    if not parts:
+        return ""
+    return paragraph(
+        "The images came from several sources (the manifest's source column): accuracy "
+        "and its drop from clean on each source's images, at the bundle's threshold. A "
+        "corruption that costs little overall may cost much on one source."
+    ) + "".join(parts)
 
 
 def _attacks(result: RobustnessResult, plots: Mapping[str, str | os.PathLike], out: Path) -> str:

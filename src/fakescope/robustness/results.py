@@ -6,7 +6,7 @@ and the CLI read the same dictionaries.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from fakescope.evaluation.results import PathReason
 
@@ -25,6 +25,17 @@ class RowResult(TypedDict):
     roc_auc: float | None
     accuracy_drop: float | None
     roc_auc_drop: float | None
+    by_source: NotRequired[dict[str, SourceCell]]  # images from several named sources
+
+
+class SourceCell(TypedDict):
+    """One detector under one condition on the images of one source (a multi-source
+    manifest's `source` column): where a corruption hurts."""
+
+    n: int
+    accuracy: float | None
+    roc_auc: float | None
+    accuracy_drop: float | None
 
 
 class RobustnessRow(TypedDict):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -302,10 +302,14 @@ def _drop(clean: float | None, now: float | None) -> float | None:
 
 
 def _result(
-    labels: np.ndarray, p_fake: np.ndarray, threshold: float, clean: RowResult | None
+    labels: np.ndarray,
+    p_fake: np.ndarray,
+    threshold: float,
+    clean: RowResult | None,
+    groups: Mapping[str, np.ndarray] | None = None,
 ) -> RowResult:
     """One detector's cell of a row (accuracies, F1, ROC-AUC); drops against `clean` (none
-    given: this is the clean row, drops 0)."""
+    given: this is the clean row, drops 0); with `groups`, the same per source."""
     row = group_row("", labels, p_fake, threshold)
     result: RowResult = {
         "n": row["n"],
@@ -320,6 +324,18 @@ def _result(
     if clean is not None:
         result["accuracy_drop"] = _drop(clean["accuracy"], result["accuracy"])
         result["roc_auc_drop"] = _drop(clean["roc_auc"], result["roc_auc"])
+    if groups:
+        result["by_source"] = {}
+        for source, index in groups.items():
+            part = group_row(source, labels[index], p_fake[index], threshold)
+            before = None if clean is None else clean.get("by_source", {}).get(source)
+            drop = 0.0 if before is None else _drop(before["accuracy"], part["accuracy"])
+            result["by_source"][source] = {
+                "n": part["n"],
+                "accuracy": part["accuracy"],
+                "roc_auc": part["roc_auc"],
+                "accuracy_drop": drop,
+            }
     return result
 
 
@@ -331,6 +347,7 @@ class _CleanAndCorruptedScores:
     scores: dict[tuple[int, int], list[np.ndarray]] = field(default_factory=dict)
     labels_parts: list[np.ndarray] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    sources: list[str | None] = field(default_factory=list)  # each read image's source name
     skipped: list[tuple[str, str]] = field(default_factory=list)
     example_rows: list[list[np.ndarray]] = field(default_factory=list)
 
@@ -460,6 +477,7 @@ def _decode_good(
     chunk_labels = [it.label for it, _ in good]  # None (unlabelled) fails here
     scored.labels_parts.append(np.array(chunk_labels, dtype=int))
     scored.paths += [it.path for it, _ in good]
+    scored.sources += [it.source for it, _ in good]
     return [arr for _, arr in good]
 
 
@@ -488,17 +506,30 @@ def _corruption_rows(
     """The clean row first, then one row per corruption and severity, whose drops are
     measured against that detector's clean row (always at the bundle's own threshold)."""
     clean = _row("clean", "clean", None, None)
+    groups = _source_groups(scored.sources)
     for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
         p = scored.p_fake(-1, det_index)
-        clean["results"][name] = _result(labels, p, detector.threshold, None)
+        clean["results"][name] = _result(labels, p, detector.threshold, None, groups)
     rows = [clean]
     for cond_index, (corruption, severity) in enumerate(conditions):
         row = _row("corruption", corruption, severity, SEVERITY_UNITS.get(corruption))
         for det_index, (name, detector) in enumerate(zip(names, detectors, strict=True)):
             p = scored.p_fake(cond_index, det_index)
-            row["results"][name] = _result(labels, p, detector.threshold, clean["results"][name])
+            row["results"][name] = _result(
+                labels, p, detector.threshold, clean["results"][name], groups
+            )
         rows.append(row)
     return rows
+
+
+def _source_groups(sources: Sequence[str | None]) -> dict[str, np.ndarray]:
+    """{source name: indices of its images} when the images come from several named
+    sources (a multi-source manifest), else {} (no per-source breakdown)."""
+    names = sorted({s for s in sources if s})
+    if len(names) < 2:
+        return {}
+    column = np.array([s or "" for s in sources])
+    return {name: np.flatnonzero(column == name) for name in names}
 
 
 def _result_document(
