@@ -6,14 +6,28 @@ and the CLI read the same dictionaries.
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, TypedDict
 
 from fakescope.evaluation.results import PathReason
 
 RowKind = Literal["clean", "corruption", "attack"]
 
 
-class RowResult(TypedDict):
+class SourceCell(TypedDict):
+    """One detector under one condition on the images of one source (a multi-source
+    manifest's `source` column): where a corruption hurts."""
+
+    n: int
+    accuracy: float | None
+    roc_auc: float | None
+    accuracy_drop: float | None
+
+
+class _BySource(TypedDict, total=False):
+    by_source: dict[str, SourceCell]  # only when the images come from several named sources
+
+
+class RowResult(_BySource):
     """One detector under one condition, at its bundle's threshold; drops against its clean
     row (0 on the clean row itself)."""
 
@@ -25,17 +39,6 @@ class RowResult(TypedDict):
     roc_auc: float | None
     accuracy_drop: float | None
     roc_auc_drop: float | None
-    by_source: NotRequired[dict[str, SourceCell]]  # images from several named sources
-
-
-class SourceCell(TypedDict):
-    """One detector under one condition on the images of one source (a multi-source
-    manifest's `source` column): where a corruption hurts."""
-
-    n: int
-    accuracy: float | None
-    roc_auc: float | None
-    accuracy_drop: float | None
 
 
 class RobustnessRow(TypedDict):
