@@ -5,7 +5,9 @@ shown for one second, drifting across a grey background), then scores EVERY fram
 (fps=25, so decoding, face detection and the model all run 250 times) and reports frames/s,
 plus the wall time at the default sampling (2 frames per second of video). Faces are found
 by MTCNN (``--face-finder auto``) or, for comparison, OpenCV's Haar cascade (``haar``).
-    python bench/video.py [--seconds 10] [--face-finder auto|mtcnn|haar]
+As `fakescope predict VIDEO` does, whole frames are scored by the default detector and faces
+by the shipped face specialist, unless ``--bundle`` names one detector for both.
+    python bench/video.py [--seconds 10] [--face-finder auto|mtcnn|haar] [--bundle NAME]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from videogen import write_video  # noqa: E402  (the tests' PyAV encoder)
 
+from fakescope.bundle import face_detector_or_default  # noqa: E402
 from fakescope.data.sources import open_source  # noqa: E402
 from fakescope.detectors import Detector  # noqa: E402
 from fakescope.video import VideoOptions, predict_video  # noqa: E402
@@ -53,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--face-finder", default="auto", choices=["auto", "mtcnn", "haar"])
+    parser.add_argument("--bundle", help="one detector for every row (default: as the CLI)")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,9 +65,10 @@ def main() -> None:
         print(f"clip: {args.seconds} s, {FPS} fps, {WIDTH}x{HEIGHT} H.264 ({total} frames); "
               f"face finder: {args.face_finder}")  # fmt: skip
         for runtime in ("torch", "onnx"):
-            detector = Detector.load(None, device="cpu", runtime=runtime)
-            predict_video(detector, clip, VideoOptions(fps=2, max_frames=2))  # warm-up
             for faces in (False, True):
+                name = args.bundle or (face_detector_or_default()[0] if faces else "default")
+                detector = Detector.load(name, device="cpu", runtime=runtime)
+                predict_video(detector, clip, VideoOptions(fps=2, max_frames=2))  # warm-up
                 finder = args.face_finder
                 every = VideoOptions(fps=FPS, max_frames=total, faces=faces, face_finder=finder)
                 started = time.perf_counter()
@@ -74,7 +79,7 @@ def main() -> None:
                 sampled = predict_video(detector, clip, default)
                 sampled_s = time.perf_counter() - started
                 print(
-                    f"{runtime:5s} faces={'on ' if faces else 'off'}  every frame: "
+                    f"{runtime:5s} {name:8s} faces={'on ' if faces else 'off'}  every frame: "
                     f"{result.frames_sampled / elapsed:6.1f} frames/s "
                     f"({result.frames_scored} scored)   default 2 fps: "
                     f"{sampled.frames_sampled} frames in {sampled_s:.2f} s "
