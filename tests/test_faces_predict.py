@@ -25,6 +25,7 @@ from fakescope.bundle import (
     resolve_bundle_path,
     save_bundle,
     shipped_available,
+    update_meta,
 )
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector, load_detector
@@ -517,14 +518,25 @@ def test_page_draws_the_face_box_when_asked_to_score_the_face(
     image = face_photo()
     path = tmp_path / "face.png"
     image.save(path)
-    box = predict_inputs(detector, [image], faces=True, provenance=False)[0].face_box
+    # the server hands faces to its face detector, as `fakescope serve` does with the specialist
+    specialist_path = tiny_bundle(tmp_path / "specialist", seed=5)
+    update_meta(specialist_path, card={"title": "tiny face specialist"})
+    specialist = load_detector(specialist_path, device="cpu")
+    box = predict_inputs(specialist, [image], faces=True, provenance=False)[0].face_box
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
         )
-        with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        app = create_app(detector, ServeSettings(max_wait_ms=5), face_detector=specialist)
+        with thread_server(app) as url:
             page = browser.new_page()
             page.goto(url)
+            page.wait_for_function(
+                "!document.getElementById('model-info').textContent.includes('loading')"
+            )
+            assert (
+                "faces scored by tiny face specialist" in page.locator("#model-info").inner_text()
+            )
             page.check("[data-testid=faces-checkbox]")
             page.set_input_files("#file-input", str(path))
             card = page.locator("[data-testid=result]").first

@@ -2,7 +2,7 @@
 
     python tools/ship_default_detector.py runs/default --name cifake    # recipe `default`
     python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
-    python tools/ship_default_detector.py runs/general --name general   # recipe `general`
+    python tools/ship_default_detector.py runs/general-tune --name general  # `general_tune`
     python tools/ship_default_detector.py runs/faces --name faces       # recipe `faces`
 
 A detector trained on face crops (its bundle records a face crop policy) is measured on the
@@ -82,7 +82,9 @@ CARDS = {
             "CIFAKE thumbnails (Stable Diffusion 1.4 vs CIFAR-10), StyleGAN2 faces vs real "
             "portraits, classic LFW face swaps, DFDC deepfake face crops and photos from "
             "modern diffusion services, sampled equally, on 160 px crops at each image's own "
-            "resolution."
+            "resolution: 60 minutes from ImageNet weights (configs/general.yaml), then 30 "
+            "minutes of fine-tuning under degradations applied at each picture's own "
+            "resolution (configs/general_tune.yaml)."
         ),
         "intended_use": (
             "The detector fakescope uses when no bundle is given: a first screen of photos, "
@@ -98,7 +100,8 @@ CARDS = {
             "may be scored near chance, and the leave-one-source-out figures in BENCHMARKS.md "
             "are the honest estimate of that, not the validation metrics below, which come "
             "from held-out images of the same five sources. It saw JPEG re-compression, "
-            "rescaling, blur and noise on both classes. Route 'unsure' verdicts to a person, "
+            "rescaling, blur and noise on both classes, at each picture's own resolution. "
+            "Route 'unsure' verdicts to a person, "
             "and never use a single score as proof that an image is fake."
         ),
     },

@@ -45,7 +45,8 @@ async function loadModel() {
   info.textContent =
     `${card.summary.title} · input ${card.summary.input_size}×${card.summary.input_size} · ` +
     `threshold ${card.summary.threshold.toFixed(3)} · unsure between ${low.toFixed(2)} and ${high.toFixed(2)} · ` +
-    knows;
+    knows +
+    (card.faces_model ? ` · faces scored by ${card.faces_model.title}` : "");
 }
 
 // What each piece of provenance evidence says, and how far it can be trusted, in words.
