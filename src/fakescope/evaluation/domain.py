@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fakescope.bundle import is_shipped, resolve_bundle_path
 from fakescope.data.cache import ReadBytes, decode_items
@@ -53,9 +54,12 @@ def _features(
         items, read_bytes, detector.preprocessing, progress=progress, faces=faces
     )
     feats = []
+    bar = tqdm(total=len(decoded), desc="features", unit="img", disable=not progress, leave=False)
     for start in range(0, len(decoded), 256):
         _, f = detector.logits_and_features(decoded.images[start : start + 256])
         feats.append(f.numpy())
+        bar.update(len(f))
+    bar.close()
     position = {it.path: i for i, it in enumerate(items)}
     kept = np.array([position[path] for path in decoded.paths], dtype=int)
     return np.concatenate(feats), kept, decoded.sizes
