@@ -9,6 +9,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -471,7 +472,11 @@ def test_api_faces_true_goes_to_the_face_detector_when_the_server_has_one(
     by_specialist = predict_inputs(specialist, images, faces=True, provenance=False)
     by_server = predict_inputs(detector, images, provenance=False)
     with TestClient(create_app(detector, face_detector=specialist)) as client:
-        assert client.get("/readyz").json() == {"status": "ready"}  # both model threads
+        # ready once both model threads have warmed up
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/readyz").json() == {"status": "ready"}
         faces = client.post("/v1/predict?faces=true", files=uploads).json()
         plain = client.post("/v1/predict", files=uploads).json()
         card = client.get("/v1/model").json()
