@@ -240,12 +240,13 @@ def create_app(
     scores faces too."""
     settings = settings or ServeSettings()
     main = Scorer.for_detector(detector, settings)
-    faces = main if face_detector is None else Scorer.for_detector(face_detector, settings)
-    app = _bare_app(main.batcher, settings, [] if faces is main else [faces.batcher])
+    specialist = None if face_detector is None else Scorer.for_detector(face_detector, settings)
+    model_threads = [main.batcher] + ([specialist.batcher] if specialist else [])
+    app = _bare_app(model_threads, settings)
     authorized = [Depends(_api_key_check(settings))]
-    _add_page_and_ops_routes(app, main.batcher, faces.batcher)
-    _add_model_route(app, detector, authorized, None if faces is main else faces.detector)
-    _add_predict_route(app, main, faces, settings, authorized)
+    _add_page_and_ops_routes(app, model_threads)
+    _add_model_route(app, main, specialist, authorized)
+    _add_predict_route(app, main, specialist or main, settings, authorized)
     _add_explain_route(app, detector, settings, main.batcher, main.decode, authorized)
     return app
 
@@ -298,15 +299,15 @@ def _micro_batcher(detector: Detector, settings: ServeSettings) -> Batcher:
     )
 
 
-def _bare_app(batcher: Batcher, settings: ServeSettings, others: list[Batcher]) -> FastAPI:
-    """The app with its lifespan (the model threads: `batcher`'s and `others`'), error
+def _bare_app(model_threads: list[Batcher], settings: ServeSettings) -> FastAPI:
+    """The app with its lifespan (the model threads, the main detector's first), error
     handlers, CORS and access log, and no routes yet: everything every route relies on."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started: list[Batcher] = []
         try:
-            for each in (batcher, *others):
+            for each in model_threads:
                 each.start()
                 started.append(each)
             yield
@@ -321,7 +322,7 @@ def _bare_app(batcher: Batcher, settings: ServeSettings, others: list[Batcher]) 
         "an unsure band, and Grad-CAM overlays from a fakescope detector bundle.",
         lifespan=lifespan,
     )
-    app.state.batcher = batcher
+    app.state.batcher = model_threads[0]
     app.state.settings = settings
     install_error_handlers(app)
     if settings.cors_origins:
@@ -381,7 +382,7 @@ def _overloaded(exc: Overloaded) -> ApiError:
     return ApiError(503, "overloaded", f"server busy: {exc}", headers={"Retry-After": "1"})
 
 
-def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher, faces: Batcher) -> None:
+def _add_page_and_ops_routes(app: FastAPI, model_threads: list[Batcher]) -> None:
     """The web page and the probes an orchestrator polls; none of them needs the API key."""
 
     @app.get("/", include_in_schema=False)
@@ -396,19 +397,19 @@ def _add_page_and_ops_routes(app: FastAPI, batcher: Batcher, faces: Batcher) -> 
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: the model is loaded and warmed up")
     async def readyz() -> JSONResponse:
-        if all(b.running and b.ready.is_set() for b in (batcher, faces)):
+        if all(b.running and b.ready.is_set() for b in model_threads):
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "starting"}, status_code=503)
 
 
 def _add_model_route(
-    app: FastAPI, detector: Detector, authorized: list[Any], face_detector: Detector | None
+    app: FastAPI, main: Scorer, specialist: Scorer | None, authorized: list[Any]
 ) -> None:
     """GET /v1/model: the model card, so a client can tell which detector answered, and
     `faces_model`: the summary of the detector that scores faces=true requests (null: this
     one)."""
-    summary = model_summary(detector)
-    faces_summary = None if face_detector is None else model_summary(face_detector)
+    detector, summary = main.detector, main.summary
+    faces_summary = None if specialist is None else specialist.summary
 
     @app.get("/v1/model", tags=["model"], dependencies=authorized, summary="The model card")
     async def model_card() -> dict[str, Any]:

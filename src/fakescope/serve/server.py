@@ -106,10 +106,10 @@ def faces_detector_name(
         return None if str(faces_bundle) == SAME else faces_bundle
     if bundle is not None:
         return None
-    from fakescope.bundle import FACE_DETECTOR, shipped_available
+    from fakescope.bundle import face_detector_or_default
 
-    if shipped_available(FACE_DETECTOR):
-        return FACE_DETECTOR
-    log = logging.getLogger(LOGGER_NAME)
-    log.warning("the face specialist is not installed: faces=true uses the default detector")
-    return None
+    name, note = face_detector_or_default()
+    if note:  # not installed: the served default detector scores faces, and the log says so
+        logging.getLogger(LOGGER_NAME).warning(note)
+        return None
+    return name

@@ -258,6 +258,7 @@ class Trainer:
             self.skipped += self.train_set.skipped
             self.n_train = len(self.train_set)
             self.train_labels = self.train_set.labels
+        self.train_sides = self._native_sides()  # before any training step: may refuse
         self.val_set = self._decode(self.val_items, "decode val")
         self.skipped += self.val_set.skipped
         if self.n_train == 0 or len(self.val_set) == 0:
@@ -308,12 +309,12 @@ class Trainer:
         self, epoch: int, start: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """Training batches of epoch `epoch` from step `start`, in a seeded order, each with
-        its images' native shorter sides (see `_native_sides`) or None."""
+        its images' native shorter sides (`train_sides`) or None."""
         bs = min(self.cfg.batch_size, self.n_train)
         order = self._epoch_order(epoch)
         steps = self._steps_per_epoch()
         if self.train_set is not None:
-            sides = self._native_sides()
+            sides = self.train_sides
             for step in range(start, steps):
                 index = order[step * bs : (step + 1) * bs]
                 yield (
