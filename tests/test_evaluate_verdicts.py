@@ -251,5 +251,5 @@ def test_calibrate_bundle_refuses_shipped_and_ensemble_bundles_before_scoring(
     (tmp_path / "ens").mkdir()
     meta = {"format": "fakescope-bundle", "kind": "ensemble"}
     (tmp_path / "ens" / "bundle.json").write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="an ensemble bundle has no temperature of its own"):
+    with pytest.raises(BundleError, match="an ensemble bundle has no temperature"):
         calibration.calibrate_bundle(tmp_path / "ens", toy_folder, progress=False)

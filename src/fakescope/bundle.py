@@ -76,15 +76,32 @@ class BundleMeta:
     versions: dict[str, str] = field(default_factory=dict)
     domain: dict[str, Any] | None = None  # the domain model's fields (see detectors.domain)
     faces: dict[str, Any] | None = None  # the face crop policy it was trained on (faces.py)
+    # the band fitted to a false-accusation budget (evaluation.unsure_band); None: the margin
+    unsure_fit: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.unsure_fit is not None:
+            low, high = self.unsure_fit["band"]
+            if not 0.0 <= low <= self.threshold <= high <= 1.0:
+                raise BundleError(
+                    f"the fitted unsure band [{low}, {high}] must hold the threshold "
+                    f"{self.threshold}; refit it: fakescope unsure-band BUNDLE VAL"
+                )
 
     @property
     def unsure_band(self) -> tuple[float, float]:
+        """unsure when low < p(fake) < high: the fitted band, else threshold +/- margin."""
+        if self.unsure_fit is not None:
+            low, high = self.unsure_fit["band"]
+            return float(low), float(high)
         return unsure_band(self.threshold, self.unsure_margin)
 
     def to_dict(self) -> dict[str, Any]:
         optional: dict[str, Any] = {"domain": self.domain} if self.domain is not None else {}
         if self.faces is not None:
             optional["faces"] = self.faces
+        if self.unsure_fit is not None:
+            optional["unsure_fit"] = self.unsure_fit
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -130,6 +147,7 @@ class BundleMeta:
             versions=dict(data.get("versions", {})),
             domain=dict(data["domain"]) if data.get("domain") else None,
             faces=dict(data["faces"]) if data.get("faces") else None,
+            unsure_fit=dict(data["unsure_fit"]) if data.get("unsure_fit") else None,
         )
 
 

@@ -665,9 +665,9 @@ def calibrate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Fit the temperature on validation data and store it in the bundle (re-signed)."""
-    from fakescope.evaluation.calibration import calibrate_bundle, check_calibratable
+    from fakescope.evaluation.calibration import calibrate_bundle, check_rewritable
 
-    check_calibratable(bundle, val_source)  # the library's refusal, before anything loads
+    check_rewritable(bundle, val_source)  # the library's refusal, before anything loads
     from fakescope.evaluation.report import fmt
 
     result = calibrate_bundle(bundle, val_source, split=split, progress=not quiet)
@@ -676,6 +676,73 @@ def calibrate(
         table.add_row(key, fmt(result["before"][key]), fmt(result["after"][key]))
     out.print(table)
     console.print(f"bundle updated: {bundle} (decisions unchanged; probabilities recalibrated)")
+
+
+@app.command("unsure-band")
+def unsure_band(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (updated in place).")],
+    val_source: Annotated[
+        str, typer.Argument(help="Labelled validation data: folder, archive, CSV or manifest.")
+    ],
+    max_real_called_fake: Annotated[
+        float, typer.Option(help="Share of real images that may be confidently called fake.")
+    ] = 0.05,
+    max_fake_called_real: Annotated[
+        float, typer.Option(help="Share of fakes that may be confidently called real.")
+    ] = 0.10,
+    pooled: Annotated[
+        bool, typer.Option("--pooled", help="Pool the sources instead of holding each to it.")
+    ] = False,
+    split: Annotated[
+        str | None, typer.Option(help="Split of VAL_SOURCE (default: 'val' if it has one).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Widen the unsure band until, on validation data, each source stays within a budget of
+    confident mistakes (real images called fake above all); store it in the bundle."""
+    from fakescope.evaluation.calibration import check_rewritable
+    from fakescope.evaluation.report import fmt
+    from fakescope.evaluation.unsure_band import fit_bundle_band
+
+    for name, value in (
+        ("--max-real-called-fake", max_real_called_fake),
+        ("--max-fake-called-real", max_fake_called_real),
+    ):
+        if not 0.0 < value < 0.5:
+            raise typer.BadParameter(f"{name} must be in (0, 0.5), not {value}")
+    check_rewritable(bundle, val_source, command="unsure-band")
+    fit = fit_bundle_band(
+        bundle,
+        val_source,
+        split=split,
+        max_real_called_fake=max_real_called_fake,
+        max_fake_called_real=max_fake_called_real,
+        by_source=not pooled,
+        progress=not quiet,
+    )
+    table = Table(
+        "images",
+        "n",
+        "reals called fake",
+        "fakes called real",
+        "answered confidently",
+        title=f"unsure band [{fit['band'][0]:.3f}, {fit['band'][1]:.3f}], threshold "
+        f"{fit['threshold']:.3f}",
+    )
+    rows = [*fit["sources"].items(), ("all (fitted)", fit["fitted"])]
+    rows.append(("all (cross-fit estimate)", fit["cross_fit"]))
+    for name, r in rows:
+        table.add_row(
+            name,
+            str(r["n"]),
+            fmt(r["real_called_fake"]),
+            fmt(r["fake_called_real"]),
+            fmt(r["coverage"]),
+        )
+    out.print(table)
+    console.print(
+        f"bundle updated: {bundle} (labels unchanged; p(fake) in the band is now 'unsure')"
+    )
 
 
 @app.command("domain")

@@ -189,6 +189,17 @@ class DecisionConfig(_Strict):
     threshold_policy: Literal["max_f1", "youden", "fixed"] = "max_f1"
     fixed_threshold: float = Field(0.5, gt=0.0, lt=1.0)
     unsure_margin: float = Field(0.1, ge=0.0, lt=0.5, description="unsure if |p - t| < margin")
+    unsure_policy: Literal["margin", "risk"] = Field(
+        "margin",
+        description="margin: the band is threshold +/- margin; risk: the band is widened on "
+        "validation data until every source keeps within the budgets below",
+    )
+    max_real_called_fake: float = Field(
+        0.05, gt=0.0, lt=0.5, description="risk: share of reals confidently called fake"
+    )
+    max_fake_called_real: float = Field(
+        0.10, gt=0.0, lt=0.5, description="risk: share of fakes confidently called real"
+    )
 
 
 class CardConfig(_Strict):

@@ -102,8 +102,30 @@ def _model_section(meta: BundleMeta) -> list[str]:
         f"- decision threshold: {meta.threshold:.4f} (chosen on validation data, "
         f"policy `{meta.training.get('threshold_policy', 'max_f1')}`)",
         f"- temperature: {meta.temperature:.4f}",
-        f"- unsure band: p(fake) in [{meta.unsure_band[0]:.3f}, {meta.unsure_band[1]:.3f}]",
+        f"- unsure band: p(fake) in [{meta.unsure_band[0]:.3f}, {meta.unsure_band[1]:.3f}]"
+        + _band_origin(meta),
     ]
+
+
+def _band_origin(meta: BundleMeta) -> str:
+    """How the unsure band was set: the margin, or fitted to a budget (with its estimate)."""
+    fit = meta.unsure_fit
+    if not fit:
+        return f" (threshold +/- {meta.unsure_margin:g})"
+    cross = fit.get("cross_fit", {})
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    worst = "every source" if fit.get("by") == "source" else "the pooled validation images"
+    return (
+        f", fitted on validation data so that on {worst} at most "
+        f"{pct(fit.get('max_real_called_fake'))} of real images are confidently called fake and "
+        f"at most {pct(fit.get('max_fake_called_real'))} of fakes confidently called real; "
+        f"estimated on new images of the same sources (two-fold cross-fit): reals called fake "
+        f"{pct(cross.get('real_called_fake'))}, fakes called real "
+        f"{pct(cross.get('fake_called_real'))}, answered confidently {pct(cross.get('coverage'))}"
+    )
 
 
 def _training_section(meta: BundleMeta) -> list[str]:

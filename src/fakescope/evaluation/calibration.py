@@ -102,10 +102,13 @@ def calibration_summary(
     }
 
 
-def check_calibratable(bundle: str | os.PathLike, val_source: str | os.PathLike) -> None:
-    """Refuse, before a single image is decoded, a bundle that calibrate cannot rewrite in
-    place: a shipped detector (read-only, part of the package), an ensemble (no temperature
-    of its own) or a folder that is not a valid bundle. Each message says what to do."""
+def check_rewritable(
+    bundle: str | os.PathLike, val_source: str | os.PathLike, *, command: str = "calibrate"
+) -> None:
+    """Refuse, before a single image is decoded, a bundle that `command` (calibrate,
+    unsure-band) cannot rewrite in place: a shipped detector (read-only, part of the
+    package), an ensemble (its fields are fitted from its members) or a folder that is not a
+    valid bundle. Each message says what to do."""
     folder = resolve_bundle_path(bundle)
     val = shlex.quote(str(val_source))
     for name in SHIPPED_DETECTORS:
@@ -113,15 +116,16 @@ def check_calibratable(bundle: str | os.PathLike, val_source: str | os.PathLike)
         if folder.resolve() == shipped.resolve():
             copy = f"my-{name}-detector"
             raise BundleError(
-                f"{bundle}: the shipped '{name}' detector is read-only (calibrate rewrites a "
-                f"bundle in place); calibrate a copy instead: cp -r {shlex.quote(str(shipped))} "
-                f"{copy} && fakescope calibrate {copy} {val}"
+                f"{bundle}: the shipped '{name}' detector is read-only ({command} rewrites a "
+                f"bundle in place); use a copy instead: cp -r {shlex.quote(str(shipped))} "
+                f"{copy} && fakescope {command} {copy} {val}"
             )
     if is_ensemble(folder):
         raise BundleError(
-            f"{bundle}: an ensemble bundle has no temperature of its own (its members' "
-            "calibrated probabilities are combined); calibrate each member bundle, then "
-            f"rebuild the ensemble: fakescope ensemble MEMBER... --val {val} --out {bundle}"
+            f"{bundle}: an ensemble bundle has no temperature or band of its own (its "
+            f"members' calibrated probabilities are combined); run {command} on each member "
+            f"bundle, then rebuild the ensemble: fakescope ensemble MEMBER... --val {val} "
+            f"--out {bundle}"
         )
     read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
 
@@ -138,9 +142,10 @@ def calibrate_bundle(
     the bundle, re-signed. Returns ECE, log-loss and accuracy before and after.
 
     `split` defaults to "val" when the source has a val split, else all labelled images.
-    Shipped detectors and ensembles are refused first (`check_calibratable`).
+    Shipped detectors and ensembles are refused first (`check_rewritable`). A fitted unsure
+    band moves with the threshold (same decisions, same unsure images).
     """
-    check_calibratable(bundle_path, val_source)
+    check_rewritable(bundle_path, val_source)
     detector = load_detector(bundle_path, device=device)
     source = open_source(val_source)
     split = validation_split(source, split)
@@ -153,11 +158,9 @@ def calibrate_bundle(
         )
     old_t, old_threshold = detector.meta.temperature, detector.threshold
     new_t = fit_temperature(z, y)
+    p_old, p_new = probabilities(z, old_t), probabilities(z, new_t)
     new_threshold = _same_decisions_threshold(
-        convert_threshold(old_threshold, old_t, new_t),
-        probabilities(z, old_t),
-        old_threshold,
-        probabilities(z, new_t),
+        convert_threshold(old_threshold, old_t, new_t), p_old, old_threshold, p_new
     )
     result = {
         "bundle": str(bundle_path),
@@ -168,12 +171,24 @@ def calibrate_bundle(
         "after": calibration_summary(z, y, new_t, new_threshold),
         "unreadable": [{"path": p, "reason": r} for p, r in scored.skipped],
     }
-    stored = read_meta(bundle_path).get("metrics", {})
+    meta = read_meta(bundle_path)
     calibration = {k: result[k] for k in ("val_source", "val_split", "n", "before", "after")}
+    changes: dict[str, Any] = {}
+    if fit := meta.get("unsure_fit"):
+        low, high = fit["band"]  # confident real at p <= low, confident fake at p >= high
+        new_low = -_same_decisions_threshold(
+            -convert_threshold(low, old_t, new_t), -p_old, -low, -p_new
+        )
+        new_high = _same_decisions_threshold(
+            convert_threshold(high, old_t, new_t), p_old, high, p_new
+        )
+        band = [min(new_low, new_threshold), max(new_high, new_threshold)]
+        changes["unsure_fit"] = {**fit, "band": band, "threshold": new_threshold}
     update_meta(
         bundle_path,
         temperature=new_t,
         threshold=new_threshold,
-        metrics={**stored, "calibration": calibration},
+        metrics={**meta.get("metrics", {}), "calibration": calibration},
+        **changes,
     )
     return result

@@ -765,7 +765,11 @@ def _pooled_metrics(
         per_group = per_group_table([(n, s.labels, s.p_fake) for n, s in groups], threshold, by=by)
         if by == "generator":
             per_group["note"] = "Reals without a generator are counted in every row."
-    low, high = _band(threshold, detector.meta.unsure_margin)
+    low, high = (
+        detector.meta.unsure_band  # fitted or not, the band the verdicts were decided with
+        if threshold == detector.threshold
+        else _band(threshold, detector.meta.unsure_margin)
+    )
     selective: SelectiveSummary | None = None
     if scored.predictions is not None:
         selective = selective_summary(scored, groups, threshold=threshold, band=(low, high), by=by)

@@ -29,6 +29,7 @@ from fakescope.data.transforms import Augmentation, Preprocessing, native_sides,
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
+from fakescope.evaluation.unsure_band import BandFit, fit_unsure_band
 from fakescope.faces import FaceCropPolicy, FaceSelector
 from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import backbone_parameters, classifier_parameters
@@ -701,12 +702,16 @@ class Trainer:
                 state["stopped_early"] = True
 
     # -- the bundle -------------------------------------------------------------------
+    def _val_sources(self) -> np.ndarray:
+        """The source name of each validation image ("" where it has none)."""
+        by_path = {it.path: it.source for it in self.val_items}
+        return np.array([by_path.get(p) or "" for p in self.val_set.paths])
+
     def _metrics_by_source(
         self, labels: np.ndarray, probs: np.ndarray, threshold: float
     ) -> dict[str, SourceMetrics]:
         """Validation metrics of each source (multi-source runs), at the run's threshold."""
-        by_path = {it.path: it.source for it in self.val_items}
-        sources = np.array([by_path.get(p) or "" for p in self.val_set.paths])
+        sources = self._val_sources()
         if len(set(sources.tolist()) - {""}) < 2:
             return {}
         table: dict[str, SourceMetrics] = {}
@@ -761,13 +766,25 @@ class Trainer:
         )
         val_metrics = binary_metrics(y_val, probs, threshold)
         by_source = self._metrics_by_source(y_val, probs, threshold)
+        band = None
+        if decision.unsure_policy == "risk":
+            sources = self._val_sources()
+            band = fit_unsure_band(
+                y_val,
+                probs,
+                threshold,
+                margin=decision.unsure_margin,
+                max_real_called_fake=decision.max_real_called_fake,
+                max_fake_called_real=decision.max_fake_called_real,
+                sources=sources if len(set(sources.tolist())) > 1 else None,
+            )
         test_metrics = None
         if self.test_items:
             test_set = self._decode(self.test_items, "decode test")
             self.skipped += test_set.skipped
             test_probs = torch.sigmoid(self.predict_logits(test_set.images)).numpy()
             test_metrics = binary_metrics(test_set.labels.numpy(), test_probs, threshold)
-        return _FinalMetrics(threshold, val_metrics, by_source, test_metrics)
+        return _FinalMetrics(threshold, val_metrics, by_source, test_metrics, band)
 
     def _bundle_meta(self, state: TrainState, final: _FinalMetrics) -> BundleMeta:
         """The bundle's metadata: preprocessing, threshold, how it was trained, on what."""
@@ -778,6 +795,7 @@ class Trainer:
             model_kwargs={"drop_rate": self.recipe.model.drop_rate, **self.recipe.model.kwargs},
             threshold=final.threshold,
             unsure_margin=decision.unsure_margin,
+            unsure_fit=dict(final.band) if final.band else None,
             data_fingerprint=self.source.fingerprint(),
             training={
                 "source": self.source.location,
@@ -826,6 +844,7 @@ class _FinalMetrics:
     val: BinaryMetrics
     by_source: dict[str, SourceMetrics]
     test: BinaryMetrics | None
+    band: BandFit | None = None  # the unsure band fitted to the recipe's budget
 
 
 def face_selector(recipe: Recipe) -> FaceSelector | None:
