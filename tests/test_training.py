@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny import tiny_model, tiny_recipe
+from tiny import tiny_model, tiny_recipe, tiny_recipe_data
 
 from fakescope.config import apply_overrides, load_recipe, validate_recipe
 from fakescope.errors import ConfigError
@@ -138,6 +138,21 @@ def test_existing_run_needs_resume(toy_folder: Path, tmp_path: Path) -> None:
         train(toy_folder, None, tmp_path / "other", resume=True, progress=False)
     with pytest.raises(ConfigError, match="different"):
         train(toy_folder, tiny_recipe(epochs=5), tmp_path / "run", resume=True, progress=False)
+
+
+def test_missing_starting_weights_are_refused_before_any_decoding(
+    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakescope.training import trainer
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded images before refusing")
+
+    monkeypatch.setattr(trainer, "load_or_decode", no_decoding)
+    data = tiny_recipe_data(epochs=1)
+    data["model"]["pretrained_path"] = str(tmp_path / "runs" / "stage1" / "bundle")
+    with pytest.raises(ConfigError, match=r"model.pretrained_path: .*stage1/bundle does not exist"):
+        train(toy_folder, validate_recipe(data), tmp_path / "run", progress=False)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

@@ -189,3 +189,25 @@ def test_the_cli_fits_a_copy_and_refuses_the_shipped_detector(
     stored = json.loads((copy / "bundle.json").read_text())
     assert stored["unsure_fit"]["max_real_called_fake"] == 0.1
     assert "unsure_fit" not in read_meta(bundle)  # the original is untouched
+
+
+def test_a_face_detector_is_scored_on_faces_cropped_as_it_was_trained(
+    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakescope.evaluation import evaluate as evaluate_module
+    from fakescope.faces import FaceCropPolicy, FaceSelector
+
+    policy = FaceCropPolicy(margin=0.4)
+    bundle = tiny_bundle(tmp_path / "faces", threshold=0.5, faces=policy.to_dict())
+    real_score_items = evaluate_module.score_items
+    seen: list[object] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("faces"))
+        return real_score_items(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evaluate_module, "score_items", spy)
+    fit_bundle_band(bundle, toy_folder, progress=False)
+    assert isinstance(seen[0], FaceSelector) and seen[0].policy.margin == 0.4
+    fit_bundle_band(tiny_bundle(tmp_path / "whole", threshold=0.5), toy_folder, progress=False)
+    assert seen[1] is None  # a whole-image detector is scored on whole images

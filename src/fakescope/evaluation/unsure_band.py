@@ -188,7 +188,8 @@ def fit_bundle_band(
     device: str = "auto",
 ) -> BandFit:
     """Fit the bundle's unsure band on validation data (its calibrated p(fake), per source
-    when the source names them) and store it in the bundle, re-signed.
+    when the source names them; the largest faces for a detector trained on face crops) and
+    store it in the bundle, re-signed.
 
     `split` defaults to "val" when the source has one. Shipped detectors and ensembles are
     refused first (`check_rewritable`)."""
@@ -199,13 +200,16 @@ def fit_bundle_band(
     from fakescope.errors import SourceError
     from fakescope.evaluation.calibration import check_rewritable
     from fakescope.evaluation.evaluate import score_items, select_items, validation_split
+    from fakescope.faces import FaceSelector
 
     check_rewritable(bundle_path, val_source, command="unsure-band")
     detector = load_detector(bundle_path, device=device)
     source = open_source(val_source)
     split = validation_split(source, split)
     items = select_items(source, split)
-    scored = score_items(detector, source, items, progress=progress)
+    # a detector trained on face crops is scored on the faces, cropped as it was trained
+    faces = FaceSelector(detector.face_policy) if detector.meta.faces else None
+    scored = score_items(detector, source, items, progress=progress, faces=faces)
     y = scored.labels
     if not (np.any(y == 0) and np.any(y == 1)):
         raise SourceError(f"{source.location}: the band needs real and fake validation images")

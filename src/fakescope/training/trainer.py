@@ -212,6 +212,13 @@ class Trainer:
         self.test_items = [it for it in items if it.split == "test"]
         if not self.val_items:
             raise ConfigError(f"no validation images (split {val_split!r}) in {source.location}")
+        start = recipe.model.pretrained_path
+        if start is not None and not resolve_bundle_path(start).exists():
+            raise ConfigError(
+                f"model.pretrained_path: {start} does not exist (a relative path is read from "
+                f"{Path.cwd()}); train the run it names first, or choose other starting "
+                "weights: --set model.pretrained_path=FILE|BUNDLE|general"
+            )
         if self.dist.world_size > self.cfg.batch_size:
             raise ConfigError(
                 f"train.batch_size {self.cfg.batch_size} is smaller than the number of "
