@@ -702,14 +702,12 @@ def unsure_band(
     confident mistakes (real images called fake above all); store it in the bundle."""
     from fakescope.evaluation.calibration import check_rewritable
     from fakescope.evaluation.report import fmt
-    from fakescope.evaluation.unsure_band import fit_bundle_band
+    from fakescope.evaluation.unsure_band import check_budgets, fit_bundle_band
 
-    for name, value in (
-        ("--max-real-called-fake", max_real_called_fake),
-        ("--max-fake-called-real", max_fake_called_real),
-    ):
-        if not 0.0 < value < 0.5:
-            raise typer.BadParameter(f"{name} must be in (0, 0.5), not {value}")
+    try:
+        check_budgets(max_real_called_fake, max_fake_called_real)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--{str(exc).replace('_', '-')}") from exc
     check_rewritable(bundle, val_source, command="unsure-band")
     fit = fit_bundle_band(
         bundle,

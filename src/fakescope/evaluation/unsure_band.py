@@ -107,6 +107,16 @@ def _edges(
     return max(0.0, low), min(1.0, high)
 
 
+def check_budgets(max_real_called_fake: float, max_fake_called_real: float) -> None:
+    """Refuse a budget outside (0, 0.5): ValueError naming it."""
+    for name, value in (
+        ("max_real_called_fake", max_real_called_fake),
+        ("max_fake_called_real", max_fake_called_real),
+    ):
+        if not 0.0 < value < 0.5:
+            raise ValueError(f"{name} must be in (0, 0.5), not {value}")
+
+
 def fit_unsure_band(
     labels: np.ndarray,
     p_fake: np.ndarray,
@@ -124,12 +134,7 @@ def fit_unsure_band(
     widest edge wins); without, the images are pooled. Sources (or a pooled set) with
     fewer than MIN_CLASS_IMAGES reals (fakes) do not move the upper (lower) edge.
     """
-    for name, value in (
-        ("max_real_called_fake", max_real_called_fake),
-        ("max_fake_called_real", max_fake_called_real),
-    ):
-        if not 0.0 < value < 0.5:
-            raise ValueError(f"{name} must be in (0, 0.5), not {value}")
+    check_budgets(max_real_called_fake, max_fake_called_real)
     y, p = np.asarray(labels).astype(int), np.asarray(p_fake, dtype=np.float64)
     if len(y) != len(p):
         raise ValueError(f"{len(y)} labels but {len(p)} probabilities")
