@@ -153,18 +153,20 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_calibrate_refuses_what_it_cannot_rewrite_before_any_work(
-    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("command", ["calibrate", "unsure-band"])
+def test_rewriting_commands_refuse_what_they_cannot_rewrite_before_any_work(
+    command: str, toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
     from fakescope import cli
     from fakescope.bundle import shipped_bundle_path
     from fakescope.errors import BundleError
-    from fakescope.evaluation import calibration
+    from fakescope.evaluation import calibration, unsure_band
 
     calls = []
     monkeypatch.setattr(calibration, "calibrate_bundle", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(unsure_band, "fit_bundle_band", lambda *a, **k: calls.append(a))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "ens").mkdir()
     ensemble_meta = {"format": "fakescope-bundle", "kind": "ensemble"}  # enough to be one
@@ -174,20 +176,21 @@ def test_calibrate_refuses_what_it_cannot_rewrite_before_any_work(
     expected = {
         "default": "the shipped 'default' detector is read-only",
         str(shipped): "the shipped 'scratch' detector is read-only",
-        "ens": "an ensemble bundle has no temperature of its own",
+        "ens": "an ensemble bundle has no temperature or band of its own",
         "plain-folder": "not a fakescope bundle (bundle.json is missing)",
         "nowhere": "no such bundle",
     }
     for bundle, reason in expected.items():
-        result = CliRunner().invoke(cli.app, ["calibrate", bundle, str(toy_folder)])
+        result = CliRunner().invoke(cli.app, [command, bundle, str(toy_folder)])
         assert isinstance(result.exception, BundleError), (bundle, result.output)
         assert reason in str(result.exception), str(result.exception)
     assert not calls  # refused before any image was decoded or scored
     # what to do instead, as a command that works
-    result = CliRunner().invoke(cli.app, ["calibrate", "default", str(toy_folder)])
+    result = CliRunner().invoke(cli.app, [command, "default", str(toy_folder)])
     assert f"cp -r {shipped_bundle_path('default')} my-default-detector" in str(result.exception)
-    assert f"fakescope calibrate my-default-detector {toy_folder}" in str(result.exception)
-    result = CliRunner().invoke(cli.app, ["calibrate", "ens", str(toy_folder)])
+    assert f"fakescope {command} my-default-detector {toy_folder}" in str(result.exception)
+    result = CliRunner().invoke(cli.app, [command, "ens", str(toy_folder)])
+    assert f"run {command} on each member bundle" in str(result.exception)
     assert f"fakescope ensemble MEMBER... --val {toy_folder} --out ens" in str(result.exception)
 
 

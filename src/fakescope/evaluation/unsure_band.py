@@ -53,9 +53,17 @@ class BandFit(TypedDict):
 def band_rates(labels: np.ndarray, p_fake: np.ndarray, threshold: float, band: Any) -> BandRates:
     """Shares of reals called fake and fakes called real confidently (outside the band),
     and the share of images answered confidently."""
-    y, p = np.asarray(labels).astype(int), np.asarray(p_fake, dtype=np.float64)
-    low, high = float(band[0]), float(band[1])
-    confident = ~((p > low) & (p < high))
+    p = np.asarray(p_fake, dtype=np.float64)
+    return _rates(labels, p, threshold, _confident(p, band))
+
+
+def _confident(p: np.ndarray, band: Any) -> np.ndarray:
+    """Per image, whether it is answered confidently: outside the band (low, high)."""
+    return ~((p > float(band[0])) & (p < float(band[1])))
+
+
+def _rates(labels: np.ndarray, p: np.ndarray, threshold: float, confident: np.ndarray) -> BandRates:
+    y = np.asarray(labels).astype(int)
     fake = p >= threshold
     reals, fakes = y == 0, y == 1
     return {
@@ -142,23 +150,12 @@ def fit_unsure_band(
     budget = (threshold, margin, max_real_called_fake, max_fake_called_real)
     band = _edges(y, p, groups, *budget)
 
-    # two-fold cross-fit: each half is counted with the band fitted on the other half
+    # two-fold cross-fit: each half is decided by the band fitted on the other half
     halves = np.random.default_rng(seed).permutation(len(y)) % 2 == 0
-    confident_wrong_real = confident_wrong_fake = confident = 0
+    confident = np.zeros(len(y), dtype=bool)
     for held in (halves, ~halves):
-        fitted = _edges(y[~held], p[~held], groups[~held], *budget)
-        rates = band_rates(y[held], p[held], threshold, fitted)
-        n_real, n_fake = int((y[held] == 0).sum()), int((y[held] == 1).sum())
-        confident_wrong_real += round((rates["real_called_fake"] or 0.0) * n_real)
-        confident_wrong_fake += round((rates["fake_called_real"] or 0.0) * n_fake)
-        confident += round(rates["coverage"] * int(held.sum()))
-    n_real, n_fake = int((y == 0).sum()), int((y == 1).sum())
-    cross: BandRates = {
-        "n": len(y),
-        "real_called_fake": confident_wrong_real / n_real if n_real else None,
-        "fake_called_real": confident_wrong_fake / n_fake if n_fake else None,
-        "coverage": confident / len(y) if len(y) else 0.0,
-    }
+        confident[held] = _confident(p[held], _edges(y[~held], p[~held], groups[~held], *budget))
+    cross = _rates(y, p, threshold, confident)
     per_source = (
         {
             str(g): band_rates(y[groups == g], p[groups == g], threshold, band)
