@@ -87,6 +87,7 @@ def test_small_sources_do_not_move_the_edges_and_bad_budgets_are_refused() -> No
     p = np.linspace(0.0, 1.0, 20)  # reals reach 0.47, fakes start at 0.53
     fit = fit_unsure_band(y, p, 0.5, margin=0.05, sources=np.array(["tiny"] * 20, dtype=object))
     assert fit["band"] == pytest.approx([0.45, 0.55])  # too few to estimate: the margin band
+    assert fit["by"] == "pooled" and fit["sources"] == {}  # one source: nothing to hold apart
     for bad in (0.0, 0.5, 1.2):
         with pytest.raises(ValueError, match="max_real_called_fake must be in"):
             fit_unsure_band(y, p, 0.5, max_real_called_fake=bad)

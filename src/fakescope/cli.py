@@ -727,8 +727,11 @@ def unsure_band(
         title=f"unsure band [{fit['band'][0]:.3f}, {fit['band'][1]:.3f}], threshold "
         f"{fit['threshold']:.3f}",
     )
-    rows = [*fit["sources"].items(), ("all (fitted)", fit["fitted"])]
-    rows.append(("all (cross-fit estimate)", fit["cross_fit"]))
+    rows = [
+        *fit["sources"].items(),
+        ("all (fitted)", fit["fitted"]),
+        ("all (cross-fit estimate)", fit["cross_fit"]),
+    ]
     for name, r in rows:
         table.add_row(
             name,

@@ -138,14 +138,17 @@ def fit_unsure_band(
 ) -> BandFit:
     """Fit the band to the budget on validation labels and calibrated p(fake).
 
-    With `sources` (one name per image), every source must keep within the budget (the
-    widest edge wins); without, the images are pooled. Sources (or a pooled set) with
-    fewer than MIN_CLASS_IMAGES reals (fakes) do not move the upper (lower) edge.
+    With `sources` naming two or more sources (one name per image), every source must keep
+    within the budget (the widest edge wins); otherwise the images are pooled. Sources (or
+    a pooled set) with fewer than MIN_CLASS_IMAGES reals (fakes) do not move the upper
+    (lower) edge.
     """
     check_budgets(max_real_called_fake, max_fake_called_real)
     y, p = np.asarray(labels).astype(int), np.asarray(p_fake, dtype=np.float64)
     if len(y) != len(p):
         raise ValueError(f"{len(y)} labels but {len(p)} probabilities")
+    if sources is not None and len(set(np.asarray(sources).tolist())) < 2:
+        sources = None  # one source: nothing to hold apart
     groups = np.asarray(sources, dtype=object) if sources is not None else np.zeros(len(y), int)
     budget = (threshold, margin, max_real_called_fake, max_fake_called_real)
     band = _edges(y, p, groups, *budget)
@@ -217,7 +220,6 @@ def fit_bundle_band(
         raise SourceError(f"{source.location}: the band needs real and fake validation images")
     names = {it.path: it.source or "" for it in items}
     sources = np.array([names.get(p, "") for p in scored.paths], dtype=object)
-    use_sources = by_source and len(set(sources.tolist())) > 1
     fit = fit_unsure_band(
         y,
         scored.p_fake,
@@ -225,7 +227,7 @@ def fit_bundle_band(
         margin=detector.meta.unsure_margin,
         max_real_called_fake=max_real_called_fake,
         max_fake_called_real=max_fake_called_real,
-        sources=sources if use_sources else None,
+        sources=sources if by_source else None,
     )
     stored = read_meta(bundle_path).get("metrics", {})
     where = {"val_source": str(source.location), "val_split": split}

@@ -715,10 +715,10 @@ class Trainer:
         return np.array([by_path.get(p) or "" for p in self.val_set.paths])
 
     def _metrics_by_source(
-        self, labels: np.ndarray, probs: np.ndarray, threshold: float
+        self, labels: np.ndarray, probs: np.ndarray, threshold: float, sources: np.ndarray
     ) -> dict[str, SourceMetrics]:
-        """Validation metrics of each source (multi-source runs), at the run's threshold."""
-        sources = self._val_sources()
+        """Validation metrics of each source (multi-source runs), at the run's threshold;
+        `sources` names each validation image's source (`_val_sources`)."""
         if len(set(sources.tolist()) - {""}) < 2:
             return {}
         table: dict[str, SourceMetrics] = {}
@@ -772,10 +772,10 @@ class Trainer:
             y_val, probs, decision.threshold_policy, decision.fixed_threshold
         )
         val_metrics = binary_metrics(y_val, probs, threshold)
-        by_source = self._metrics_by_source(y_val, probs, threshold)
+        sources = self._val_sources()
+        by_source = self._metrics_by_source(y_val, probs, threshold, sources)
         band = None
         if decision.unsure_policy == "risk":
-            sources = self._val_sources()
             band = fit_unsure_band(
                 y_val,
                 probs,
@@ -783,7 +783,7 @@ class Trainer:
                 margin=decision.unsure_margin,
                 max_real_called_fake=decision.max_real_called_fake,
                 max_fake_called_real=decision.max_fake_called_real,
-                sources=sources if len(set(sources.tolist())) > 1 else None,
+                sources=sources,
             )
         test_metrics = None
         if self.test_items:
