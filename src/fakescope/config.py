@@ -106,6 +106,12 @@ class DataConfig(_Strict):
     cache: Literal["memory", "disk", "none"] = "memory"
     cache_dir: str | None = None
     group_duplicates: Literal["none", "exact", "near"] = "exact"
+    keep_splits_of: str | None = Field(
+        None,
+        description="an earlier run (folder or its manifest.csv): its validation images stay "
+        "held out and its training images stay in training; images new to this run are split "
+        "as usual (for a stage-2 run that starts from that run's weights)",
+    )
     workers: int = Field(2, ge=0, description="DataLoader workers when cache is 'none'")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     faces: FacesConfig | None = Field(

@@ -37,7 +37,7 @@ from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
 from fakescope.training import distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from fakescope.training.run_manifest import prepare_split
+from fakescope.training.run_manifest import prepare_split, read_earlier_splits
 from fakescope.training.state import (
     CheckpointInfo,
     EpochRecord,
@@ -907,6 +907,16 @@ def open_training_source(
     return MultiSource(specs, data_dir=root, seed=recipe.train.seed)
 
 
+def _earlier_splits(recipe: Recipe, run_dir: Path, folds: int | None) -> dict[str, str] | None:
+    """The splits `data.keep_splits_of` names, while the run has no manifest of its own."""
+    keep = recipe.data.keep_splits_of
+    if keep is None or (run_dir / "manifest.csv").is_file():
+        return None
+    if folds:
+        raise ConfigError("data.keep_splits_of and --folds exclude each other")
+    return read_earlier_splits(keep)
+
+
 def _open_run(
     source_spec: str | Path | None,
     recipe: Recipe | None,
@@ -923,7 +933,10 @@ def _open_run(
     main = distributed.current().is_main
 
     def open_run() -> tuple[Source, Recipe, list[Item]]:
+        if recipe is not None:  # a bad data.keep_splits_of is refused before the run starts
+            _earlier_splits(recipe, run_dir, folds)
         run_recipe = _prepare_run(run_dir, recipe, resume or not main)
+        earlier = _earlier_splits(run_recipe, run_dir, folds)
         source = open_training_source(source_spec, run_recipe, data_dir)
         items = prepare_split(
             source,
@@ -932,6 +945,7 @@ def _open_run(
             manifest_path=run_dir / "manifest.csv",
             folds=folds,
             progress=progress,
+            earlier=earlier,
         )
         return source, run_recipe, items
 
