@@ -15,9 +15,14 @@ from tiny import tiny_model_section
 
 from fakescope.config import validate_recipe
 from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
-from fakescope.data.sources import CsvSource
+from fakescope.data.sources import CsvSource, Item
 from fakescope.detectors import load_detector
 from fakescope.errors import ConfigError, SourceError
+from fakescope.training.run_manifest import (
+    keep_earlier_splits,
+    prepare_split,
+    read_earlier_splits,
+)
 from fakescope.training.trainer import train
 
 
@@ -124,3 +129,60 @@ def test_degradations_at_native_resolution_get_each_images_own_size(
     recipe["train"] = {**recipe["train"], "epochs": 1}  # type: ignore[dict-item]
     train(None, validate_recipe(recipe), tmp_path / "run", progress=False, data_dir=two_sources)
     assert seen and set(torch.cat(seen).tolist()) == {0, 32}
+
+
+def test_keep_splits_of_holds_out_what_the_earlier_run_held_out() -> None:
+    earlier = {"a": "train", "b": "val", "c": "train", "t": "test"}
+    fresh = [
+        Item("a", 0, "val"), Item("b", 1, "train"), Item("c", 0, "val", group="g1"),
+        Item("t", 1, "train"),
+        Item("n1", 0, "train", group="g1"),  # grouped with c, which was trained on: train
+        Item("n2", 1, "train", group="g2"), Item("b2", 1, "train", group="g2"),
+        Item("n3", 0, "val"),  # new and alone: keeps its fresh split
+    ]  # fmt: skip
+    earlier["b2"] = "val"  # n2 is a near-duplicate of a held-out image: held out too
+    kept = {it.path: it.split for it in keep_earlier_splits(fresh, earlier, "run0")}
+    assert kept == {"a": "train", "b": "val", "c": "train", "t": "test", "n1": "train",
+                    "n2": "val", "b2": "val", "n3": "val"}  # fmt: skip
+    # a group holding both an earlier training and an earlier held-out image keeps each
+    mixed = [Item("a", 0, "val", group="g"), Item("b", 1, "train", group="g"),
+             Item("n", 0, "train", group="g")]  # fmt: skip
+    kept = {it.path: it.split for it in keep_earlier_splits(mixed, earlier, "run0")}
+    assert kept == {"a": "train", "b": "val", "n": "val"}
+    with pytest.raises(ConfigError, match="none of the 5 images of run0"):
+        keep_earlier_splits([Item("x", 0, "val")], earlier, "run0")
+
+
+def test_a_stage_two_run_keeps_stage_ones_splits(two_sources: Path, tmp_path: Path) -> None:
+    specs = [SourceSpec("big/toy.zip", "big", 1.0, max_items=20), SourceSpec("small/toy", "small")]
+    recipe = validate_recipe(_recipe(val_fraction=0.3))
+    first = prepare_split(
+        MultiSource(specs, data_dir=two_sources),
+        recipe.data,
+        seed=0,
+        manifest_path=tmp_path / "run1" / "manifest.csv",
+        progress=False,
+    )
+    earlier = read_earlier_splits(tmp_path / "run1")  # a run folder or its manifest
+    assert earlier == read_earlier_splits(tmp_path / "run1" / "manifest.csv")
+    specs[0] = SourceSpec("big/toy.zip", "big", 2.0)  # all 60 images now, weighted
+    second = prepare_split(
+        MultiSource(specs, data_dir=two_sources),
+        recipe.data,
+        seed=1,
+        manifest_path=tmp_path / "run2" / "manifest.csv",
+        progress=False,
+        earlier=earlier,
+    )
+    assert len(first) == 40 and len(second) == 80
+    assert all(it.split == earlier[it.path] for it in second if it.path in earlier)
+    new = [it for it in second if it.path not in earlier]
+    assert len(new) == 40 and {it.split for it in new} == {"train", "val"}  # split as usual
+    assert CsvSource(tmp_path / "run2" / "manifest.csv").items == second
+
+
+def test_keep_splits_of_is_refused_before_the_run_starts(two_sources: Path, tmp_path: Path) -> None:
+    data = _recipe(sources=[{"path": "small/toy"}], keep_splits_of=str(tmp_path / "stage1"))
+    with pytest.raises(ConfigError, match=r"keep_splits_of: .*stage1 is neither a run folder"):
+        train(None, validate_recipe(data), tmp_path / "run", progress=False, data_dir=two_sources)
+    assert not (tmp_path / "run").exists()  # no half-made run folder to clear away
