@@ -57,10 +57,25 @@ class DegradeConfig(_Strict):
         return self
 
 
+class SelfBlendConfig(_Strict):
+    """Self-blended fakes for face detectors (see fakescope.data.self_blend): a share of the
+    real faces of every batch pasted onto themselves, altered a little, and labelled fake."""
+
+    p: float = Field(0.0, ge=0.0, le=1.0, description="chance for each real training face")
+    max_shift: float = Field(0.03, ge=0.0, le=0.2, description="share of the side")
+    max_scale: float = Field(0.05, ge=0.0, le=0.3)
+    max_color: float = Field(0.12, ge=0.0, le=0.5, description="per-channel gain change")
+
+
 class AugmentConfig(_Strict):
     hflip: bool = True
     pad_crop: int = Field(0, ge=0, le=64)
     degrade: DegradeConfig = Field(default_factory=DegradeConfig)
+    self_blend: SelfBlendConfig = Field(
+        default_factory=SelfBlendConfig,
+        description="face crops only: blend real faces with altered copies of themselves, "
+        "labelled fake, applied before the degradations",
+    )
 
 
 class SourceConfig(_Strict):

@@ -24,6 +24,7 @@ from fakescope.bundle import BundleMeta, resolve_bundle_path, save_bundle
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
 from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
+from fakescope.data.self_blend import SelfBlend
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.data.transforms import Augmentation, Preprocessing, native_sides, pick_crops
 from fakescope.errors import ConfigError
@@ -231,6 +232,7 @@ class Trainer:
             degrade=RobustAugment(**aug.degrade.model_dump(exclude={"at"})),
         )
         self.degrade_native = aug.degrade.at == "native" and self.pre.multi_crop
+        self.self_blend = SelfBlend(**aug.self_blend.model_dump())
 
     # -- data -------------------------------------------------------------------------
     def _decode(self, items: list[Item], desc: str) -> DecodedSet:
@@ -611,7 +613,10 @@ class Trainer:
             elapsed = state["train_seconds"] + time.perf_counter() - started
             lr = self._set_lr(state["global_step"], epoch, self.dist.maximum(elapsed))
             # native-resolution crops: one random crop of each image, a new one every epoch
-            batch = self.augment(pick_crops(images, aug_gen), aug_gen, sides)
+            batch = pick_crops(images, aug_gen)
+            if self.self_blend.active:  # before the degradations, which then hit both alike
+                batch, labels = self.self_blend(batch, labels, aug_gen)
+            batch = self.augment(batch, aug_gen, sides)
             batch, labels, share = self.dist.shard(batch, labels)  # all of it, or a slice
             loss = self.dist.average(self._train_step(batch, labels, aug_gen, share))
             state["epoch_loss_sum"] += loss
