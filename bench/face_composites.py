@@ -20,9 +20,10 @@ figures then mix in images the detectors saw in training (the script says so).
         [--bundles faces,general] [--out runs/face-composites] [--seed 0]
 
 It writes OUT/real/*.jpg and OUT/fake/*.jpg (`fakescope evaluate OUT --faces` works on it)
-and prints, per detector and per region: ROC-AUC, accuracy at the detector's own threshold,
-coverage (share not unsure), composites called real with confidence and reals called fake
-with confidence.
+and prints, per detector, overall and per region (each region's row: every original against
+that region's composites) and per set of portraits: ROC-AUC, accuracy at the detector's own
+threshold, coverage (share not unsure), composites called real with confidence and reals
+called fake with confidence.
 """
 
 from __future__ import annotations
