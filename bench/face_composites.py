@@ -42,11 +42,16 @@ from _common import DATA, REPO, machine, peak_rss_mb
 from PIL import Image, ImageDraw, ImageFilter
 from sklearn.metrics import roc_auc_score
 
-from fakescope.data.sources import open_source
+from fakescope.data.sources import open_source, split_item_path
 
 REGIONS = ("eyes", "nose", "mouth", "inner_face")
 ARCHIVES = {"stylegan_faces": "stylegan_faces.zip", "faceswap_lfw": "faceswap_lfw.zip"}
 QUALITY = 92
+
+
+def member(path: str) -> str:
+    """An item's name inside its archive, the same under any --data-dir."""
+    return split_item_path(path)[1] or path
 
 
 def held_out_reals(manifest: Path | None) -> tuple[dict[str, list[str]], bool]:
@@ -56,20 +61,17 @@ def held_out_reals(manifest: Path | None) -> tuple[dict[str, list[str]], bool]:
         with open(manifest, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 if row["source"] in by_source and row["label"] == "real" and row["split"] == "val":
-                    by_source[row["source"]].append(row["path"].split("::", 1)[1])
+                    by_source[row["source"]].append(member(row["path"]))
         return by_source, True
     for name, archive in ARCHIVES.items():
         source = open_source(DATA / archive)
-        by_source[name] = [it.path.split("::", 1)[1] for it in source.items if it.label == 0]
+        by_source[name] = [member(it.path) for it in source.items if it.label == 0]
     return by_source, False
 
 
 def read_images(archive: str, members: list[str]) -> list[Image.Image]:
     source = open_source(DATA / archive)
-    wanted = set(members)
-    items = {
-        it.path.split("::", 1)[1]: it for it in source.items if it.path.split("::", 1)[1] in wanted
-    }
+    items = {member(it.path): it for it in source.items}
     return [Image.open(io.BytesIO(source.read_bytes(items[m]))).convert("RGB") for m in members]
 
 

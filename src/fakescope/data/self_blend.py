@@ -75,7 +75,7 @@ class SelfBlend:
         """The copy to paste: recoloured, scaled and shifted a little, blurred or sharpened."""
 
         def uniform(low: float, high: float, size: tuple[int, ...] = (1,)) -> torch.Tensor:
-            return low + (high - low) * torch.rand(size, generator=generator)
+            return _uniform(generator, low, high, size)
 
         c = self.max_color
         gain = uniform(1 - c, 1 + c, (3, 1, 1))
@@ -99,6 +99,13 @@ class SelfBlend:
         return out.clamp(0, 255)
 
 
+def _uniform(
+    generator: torch.Generator, low: float, high: float, size: tuple[int, ...] = (1,)
+) -> torch.Tensor:
+    """Uniform draws in [low, high) from the augmentation generator."""
+    return low + (high - low) * torch.rand(size, generator=generator)
+
+
 def face_mask(size: torch.Size | tuple[int, int], generator: torch.Generator) -> torch.Tensor:
     """A soft (H, W) mask in [0, 1]: a rippled ellipse around the centre of a face crop,
     feathered at its edge. Drawn and feathered at most 64 px on the short side, then enlarged
@@ -108,7 +115,7 @@ def face_mask(size: torch.Size | tuple[int, int], generator: torch.Generator) ->
     small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
 
     def uniform(low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand(1, generator=generator))
+        return float(_uniform(generator, low, high))
 
     cy, cx = uniform(0.46, 0.58) * small_h, uniform(0.44, 0.56) * small_w
     ry, rx = uniform(0.25, 0.40) * small_h, uniform(0.20, 0.35) * small_w

@@ -938,10 +938,12 @@ def _open_run(
     main = distributed.current().is_main
 
     def open_run() -> tuple[Source, Recipe, list[Item]]:
-        if recipe is not None:  # a bad data.keep_splits_of is refused before the run starts
-            _earlier_splits(recipe, run_dir, folds)
+        # a bad data.keep_splits_of is refused before the run starts; a run resumed without a
+        # recipe takes the one stored in its folder
+        earlier = None if recipe is None else _earlier_splits(recipe, run_dir, folds)
         run_recipe = _prepare_run(run_dir, recipe, resume or not main)
-        earlier = _earlier_splits(run_recipe, run_dir, folds)
+        if recipe is None:
+            earlier = _earlier_splits(run_recipe, run_dir, folds)
         source = open_training_source(source_spec, run_recipe, data_dir)
         items = prepare_split(
             source,
