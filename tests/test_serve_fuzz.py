@@ -6,6 +6,7 @@ stays flat. The quick run is in the fast suite; thousands of cases run under `sl
 from __future__ import annotations
 
 import io
+import statistics
 import struct
 import zlib
 from pathlib import Path
@@ -179,10 +180,12 @@ def test_odd_mode_images_are_scored_and_100_mutants_get_4xx_not_5xx() -> None:
 def test_thousands_of_mutated_uploads_leave_the_server_up_and_its_memory_flat(
     tmp_path: Path,
 ) -> None:
-    """A leak grows with every request; the allocator's high-water mark moves up and down by
-    tens of MB with the image that happens to be in flight. So RSS is sampled every 250
-    cases and the floor of the last four samples is compared with the floor of the first four
-    after warm-up (1,750 requests apart): a leak of 24 KB per request fails, a spike does not."""
+    """A leak grows with every request: RSS, sampled every 250 cases after warm-up, then
+    rises at every step (24 KB per request is 6 MB per step). The allocator moves RSS in a
+    few large steps instead: the image in flight lifts it by tens of MB and it falls back, and
+    now and then a new arena or an oneDNN cache for an unseen shape lifts it once for good
+    (CI saw one lasting 65 MB step in 3,000 cases). So the test takes the median of the
+    step-to-step changes, which one-off steps cannot move, and also bounds the total rise."""
     warmup, total, every = 500, 3000, 250
     with cli_server(log_path=tmp_path / "server.log") as (url, pid):
         process = psutil.Process(pid)
@@ -200,6 +203,7 @@ def test_thousands_of_mutated_uploads_leave_the_server_up_and_its_memory_flat(
     )
     assert sum(statuses.values()) >= total
     assert {200, 413, 415, 422} <= set(statuses)
-    assert len(samples) >= 8, samples
-    early, late = min(samples[:4]), min(samples[-4:])
-    assert late - early < 40, samples
+    assert len(samples) >= 10, samples
+    steps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
+    assert statistics.median(steps) < 3, (steps, samples)  # a leak of 12 KB per request fails
+    assert samples[-1] - samples[0] < 150, samples
