@@ -416,6 +416,14 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
         assert seen in limits
     for unseen in ("Photoshop face composites", "diffusion models"):
         assert unseen in limits and unseen in shipped.description
+    # the shipped `faces` is stage 2 (faces_tune) on top of stage 1: 90 minutes in all
+    tune = load_recipe("faces_tune")
+    assert tune.model.pretrained_path == "runs/faces/bundle"
+    assert tune.data.keep_splits_of == "runs/faces" and tune.data.faces == shipped.data.faces
+    assert shipped.train.max_minutes + (tune.train.max_minutes or 0) <= 90
+    assert tune.card == shipped.card and tune.data.input_size == shipped.data.input_size
+    trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]["name"]
+    assert trained_by == "faces_tune"
 
 
 # -- the HTTP API and the web page ---------------------------------------------------------
