@@ -15,6 +15,7 @@ figures of the issue's in-the-wild bars.
 
     FAKESCOPE_DATA_DIR=../shared/data python bench/loso.py --minutes 10 --n 300
     python bench/loso.py --only modern_photos --minutes 20      # one row
+    python bench/loso.py --set data.augment.degrade.at=native   # a recipe value changed
 
 Runs go to runs/loso/<source>/ (resumable: a finished run is reused).
 """
@@ -82,10 +83,18 @@ def main() -> None:
     parser.add_argument("--out", default="runs/loso")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, as `fakescope train --set` does",
+    )
+    parser.add_argument(
         "--domain-images", type=int, default=2000, help="training images for each domain model"
     )
     args = parser.parse_args()
-    recipe = load_recipe(args.config)
+    recipe = load_recipe(args.config, args.overrides)
     if not recipe.data.sources:
         raise SystemExit(f"recipe {args.config} lists no data.sources")
     recipe_data = recipe.model_dump(mode="json")
