@@ -25,29 +25,26 @@ import numpy as np
 import torch
 from _common import machine, peak_rss_mb
 from sklearn.metrics import roc_auc_score
-from tqdm import tqdm
 
-from fakescope.data.decode import load_image
+from fakescope.data.cache import DecodedSet, decode_items
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.detectors import Detector
 from fakescope.faces import FaceSelector
 
 
 def score(
-    detector: Detector, source: Source, items: Sequence[Item], batch: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Raw logits of each item's largest face (whole image without one): plain and mirrored."""
-    selector = FaceSelector(detector.face_policy)
-    plain, mirrored = [], []
-    for start in tqdm(range(0, len(items), batch), desc="faces", unit="batch"):
-        chunk = items[start : start + batch]
-        images = [load_image(source.read_bytes(item), item.path) for item in chunk]
-        crops = torch.from_numpy(
-            np.stack([detector.prepare(pick.image) for pick in selector.largest(images)])
-        )
-        plain.append(detector.logits(crops))
-        mirrored.append(detector.logits(torch.flip(crops, dims=[-1])))
-    return torch.cat(plain).numpy(), torch.cat(mirrored).numpy()
+    detector: Detector, source: Source, items: Sequence[Item]
+) -> tuple[DecodedSet, torch.Tensor, torch.Tensor]:
+    """Each item's largest face (whole image without one), decoded as training and evaluation
+    decode it (unreadable items skipped), with its raw logits plain and mirrored."""
+    decoded = decode_items(
+        items, source.read_bytes, detector.preprocessing, faces=FaceSelector(detector.face_policy)
+    )
+    plain = detector.logits_in_batches(decoded.images, batch_size=32, progress=True)
+    mirrored = detector.logits_in_batches(
+        torch.flip(decoded.images, dims=[-1]), batch_size=32, progress=True, desc="mirrored"
+    )
+    return decoded, plain, mirrored
 
 
 def main() -> None:
@@ -68,24 +65,28 @@ def main() -> None:
     if not items:
         raise SystemExit(f"{args.data}: no labelled images in split {args.split!r}")
     started = time.perf_counter()
-    plain, mirrored = score(detector, source, items)
+    decoded, plain_logits, mirrored_logits = score(detector, source, items)
+    plain, mirrored = plain_logits.numpy(), mirrored_logits.numpy()
     seconds = time.perf_counter() - started
-    labels = np.array([item.label for item in items])
-    names = np.array([item.source or "all" for item in items])
-    # the bundle's threshold is on p(fake); compare it in logit space (temperature applied)
-    cut = float(np.log(detector.threshold / (1 - detector.threshold)) * detector.meta.temperature)
-    print(f"{len(items)} images from {args.data}, bundle {args.bundle}, {seconds:.0f} s")
+    for path, reason in decoded.skipped:
+        print(f"skipped {path}: {reason}")
+    labels = decoded.labels.numpy().astype(int)
+    source_of = {item.path: item.source or "all" for item in items}
+    names = np.array([source_of[path] for path in decoded.paths])
+    print(f"{len(decoded)} images from {args.data}, bundle {args.bundle}, {seconds:.0f} s")
     print(f"{'source':16} {'n':>5}  ROC-AUC plain / mirrored / mean    accuracy plain / mean")
     groups = sorted(set(names)) + (["all"] if len(set(names)) > 1 else [])
     for name in groups:
-        m = np.ones(len(items), bool) if name == "all" else names == name
+        m = np.ones(len(decoded), bool) if name == "all" else names == name
         y, z0, z1 = labels[m], plain[m], mirrored[m]
         mean = (z0 + z1) / 2
-        if len(set(y)) < 2:
+        if len(set(y.tolist())) < 2:
             print(f"{name:16} {m.sum():5d}  (one class only: no ROC-AUC)")
             continue
+        # the verdict as the detector gives it: calibrated p(fake) against its threshold
+        fake = [detector.calibrate(torch.from_numpy(z)) >= detector.threshold for z in (z0, mean)]
         aucs = " / ".join(f"{roc_auc_score(y, z):.4f}" for z in (z0, z1, mean))
-        accs = " / ".join(f"{np.mean((z >= cut) == y):.4f}" for z in (z0, mean))
+        accs = " / ".join(f"{np.mean(f == y):.4f}" for f in fake)
         print(f"{name:16} {m.sum():5d}  {aucs}    {accs}")
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
