@@ -60,6 +60,61 @@ def test_recipe_file_and_overrides(tmp_path: Path) -> None:
         load_recipe(tmp_path / "list.yaml")
 
 
+def test_a_recipe_extends_another_and_holds_only_what_differs(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "name: base\ndescription: the base\n"
+        "data:\n  input_size: 96\n  sources:\n    - {path: a.zip, weight: 1.0}\n"
+        "    - {path: b.zip, weight: 1.0}\n  augment:\n    hflip: false\n"
+        "    degrade: {p_jpeg: 0.5, jpeg_min: 40}\n"
+        "train:\n  epochs: 9\n  lr: 0.001\n"
+        "card: {title: base card, limits: never saw video}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base\nname: child\n"
+        "data:\n  sources:\n    - {path: c.zip}\n  augment:\n    degrade: {jpeg_min: 60}\n"
+        "train:\n  lr: 0.0003\n"
+    )
+    recipe = load_recipe(tmp_path / "child.yaml", ["train.epochs=2"])
+    assert recipe.name == "child" and recipe.description == "the base"
+    # sections merge key by key: inherited values stay, the child's replace them
+    assert recipe.data.input_size == 96 and recipe.data.augment.hflip is False
+    assert recipe.data.augment.degrade.p_jpeg == 0.5
+    assert recipe.data.augment.degrade.jpeg_min == 60
+    assert recipe.train.lr == 0.0003 and recipe.train.epochs == 2  # --set comes last
+    assert recipe.card is not None and recipe.card.title == "base card"
+    # a list is replaced whole, never appended to
+    assert [s.path for s in recipe.data.sources] == ["c.zip"]
+    # a chain of three, and a path relative to the child
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "grandchild.yaml").write_text("extends: ../child.yaml\nname: g\n")
+    grandchild = load_recipe(tmp_path / "sub" / "grandchild.yaml")
+    assert grandchild.name == "g" and grandchild.train.lr == 0.0003
+    assert grandchild.data.input_size == 96
+    # a shipped recipe by name, when no file of that name lies beside the child
+    (tmp_path / "quicker.yaml").write_text("extends: quick\nname: quicker\n")
+    assert load_recipe(tmp_path / "quicker.yaml").train == load_recipe("quick").train
+
+
+def test_bad_extends_is_rejected_before_work_starts(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: b\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match="circle"):
+        load_recipe(tmp_path / "a.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: no_such_recipe\n")
+    with pytest.raises(ConfigError, match="orphan.yaml: extends 'no_such_recipe'.*not found"):
+        load_recipe(tmp_path / "orphan.yaml")
+    (tmp_path / "two.yaml").write_text("extends: [quick, default]\n")
+    with pytest.raises(ConfigError, match="name or path of one recipe"):
+        load_recipe(tmp_path / "two.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    (tmp_path / "on_broken.yaml").write_text("extends: broken\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_recipe(tmp_path / "on_broken.yaml")
+    (tmp_path / "bad_child.yaml").write_text("extends: quick\ntrain: {epochs: 0}\n")
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_recipe(tmp_path / "bad_child.yaml")
+
+
 def test_shipped_recipes_validate() -> None:
     recipes = Path(__file__).resolve().parents[1] / "configs"
     files = sorted(recipes.glob("*.yaml"))

@@ -276,18 +276,64 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return result
 
 
+def merge_recipes(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` laid over `base`: sections merge key by key, any other value (lists too) replaces."""
+    import copy
+
+    result = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_recipes(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _parent_recipe_path(parent: str, child: Path) -> Path:
+    """`extends: NAME` looks beside the child first (NAME or NAME.yaml), then as usual."""
+    for candidate in (child.parent / parent, child.parent / f"{parent}.yaml"):
+        if candidate.is_file():
+            return candidate
+    try:
+        return resolve_recipe_path(parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{child}: extends {parent!r}, which is not found: {exc}") from None
+
+
+def read_recipe_file(file: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file as a plain mapping, with the recipe it `extends:` (if any) laid under it."""
+    try:
+        loaded = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the recipe: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: a recipe must be a mapping, found {type(loaded).__name__}")
+    data: dict[str, Any] = dict(loaded or {})
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{file}: `extends` must be the name or path of one recipe")
+    parent_file = _parent_recipe_path(parent, file)
+    chain = (*_chain, file.resolve())
+    if parent_file.resolve() in chain:
+        loop = " -> ".join(str(p) for p in (*chain, parent_file.resolve()))
+        raise ConfigError(f"{file}: `extends` goes round in a circle: {loop}")
+    return merge_recipes(read_recipe_file(parent_file, chain), data)
+
+
 def load_recipe(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Recipe:
-    """Load and validate a recipe; any problem is a ConfigError before work starts."""
+    """Load and validate a recipe; any problem is a ConfigError before work starts.
+
+    A recipe may start with `extends: NAME` (a recipe beside it, a path, or a shipped recipe's
+    name): it then holds only what differs from that one; sections merge key by key and any
+    other value, lists such as `data.sources` included, replaces the inherited one.
+    """
     data: dict[str, Any] = {}
     if path is not None:
-        file = resolve_recipe_path(path)
-        try:
-            loaded = yaml.safe_load(file.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: a recipe must be a mapping, found {type(loaded).__name__}")
-        data = loaded or {}
+        data = read_recipe_file(resolve_recipe_path(path))
     data = apply_overrides(data, overrides or [])
     return validate_recipe(data, origin=str(path) if path else "recipe")
 
