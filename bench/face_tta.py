@@ -1,4 +1,4 @@
-"""Experiment: does a face detector gain from averaging each face's logit with its mirror's?
+"""Experiment: test-time changes to a face detector: mirror averaging, a larger input size.
 
 Test-time flipping is the cheapest test-time augmentation: the detector was trained with
 horizontal flips, so a face and its mirror are both in its domain, and averaging their logits
@@ -7,9 +7,16 @@ script scores every face crop (`--faces`: the largest face, cropped by the bundl
 policy) plainly, mirrored, and as the mean of both logits, and prints ROC-AUC per source for
 each, with accuracy at the bundle's threshold.
 
-    python bench/face_flip_tta.py [--data runs/faces-tune30/manifest.csv] [--split val]
-        [--bundle faces]
-    python bench/face_flip_tta.py --data runs/face-composites3 --split ''   # composites
+`--input-size N` scores at N x N pixels instead of the bundle's own size (the face crop is
+the same, only resized to N). Training on random crops shows objects larger than the
+centred test view does, so testing a little larger than training can match the two again
+("FixRes", Touvron et al. 2019); a convolutional network with global pooling accepts any
+size. Accuracy at the bundle's threshold is then only indicative: a new size would need its
+own threshold and unsure band.
+
+    python bench/face_tta.py [--data runs/faces-tune30/manifest.csv] [--split val]
+        [--bundle faces] [--input-size 224]
+    python bench/face_tta.py --data runs/face-composites3 --split ''   # composites
 
 `--data` is anything `fakescope evaluate` reads (a folder with real/ and fake/, an archive or
 a manifest CSV); `--split` keeps only that split of a manifest ('' keeps every image).
@@ -18,6 +25,7 @@ a manifest CSV); `--split` keeps only that split of a manifest ('' keeps every i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -52,10 +60,16 @@ def main() -> None:
     parser.add_argument("--data", default="runs/faces-tune30/manifest.csv")
     parser.add_argument("--split", default="val", help="keep this split of a manifest")
     parser.add_argument("--bundle", default="faces")
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="score at N x N px (default: the bundle's)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"machine: {machine()}")
     detector = Detector.load(args.bundle)
+    if args.input_size:
+        pre = dataclasses.replace(detector.preprocessing, input_size=args.input_size)
+        detector.meta = dataclasses.replace(detector.meta, preprocessing=pre)
     source = open_source(args.data)
     items = [
         item
@@ -73,7 +87,9 @@ def main() -> None:
     labels = decoded.labels.numpy().astype(int)
     source_of = {item.path: item.source or "all" for item in items}
     names = np.array([source_of[path] for path in decoded.paths])
-    print(f"{len(decoded)} images from {args.data}, bundle {args.bundle}, {seconds:.0f} s")
+    size = detector.preprocessing.input_size
+    print(f"{len(decoded)} images from {args.data}, bundle {args.bundle} at {size} px,", end=" ")
+    print(f"{seconds:.0f} s")
     print(f"{'source':16} {'n':>5}  ROC-AUC plain / mirrored / mean    accuracy plain / mean")
     groups = sorted(set(names)) + (["all"] if len(set(names)) > 1 else [])
     for name in groups:
