@@ -17,7 +17,9 @@ figures of the issue's in-the-wild bars.
     python bench/loso.py --only modern_photos --minutes 20      # one row
     python bench/loso.py --set data.augment.degrade.at=native   # a recipe value changed
 
-Runs go to runs/loso/<source>/ (resumable: a finished run is reused).
+Runs go to runs/loso/<source>/ (resumable: a finished run is reused, and scored again).
+The rows go to runs/loso/loso.json; a run with `--only` keeps the rows already there for the
+other sources when they were made with the same settings, and the table shows them all.
 """
 
 from __future__ import annotations
@@ -74,6 +76,22 @@ def run_without(recipe_data: dict, left_out: str, out: Path, minutes: float | No
     return bundle
 
 
+def merged_rows(path: Path, rows: list[dict], settings: dict) -> list[dict]:
+    """This run's rows plus those already in `path` for other sources with the same settings."""
+    if not path.is_file():
+        return rows
+    done = {r["left_out"] for r in rows}
+    kept = []
+    for old in json.loads(path.read_text()):
+        if old.get("left_out") in done:
+            continue
+        if old.get("settings") == settings:
+            kept.append(old)
+        else:
+            print(f"dropped the earlier {old.get('left_out')} row of {path}: other settings")
+    return kept + rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="general", help="a multi-source recipe")
@@ -98,6 +116,14 @@ def main() -> None:
     if not recipe.data.sources:
         raise SystemExit(f"recipe {args.config} lists no data.sources")
     recipe_data = recipe.model_dump(mode="json")
+    settings = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "minutes": args.minutes,
+        "n": args.n,
+        "seed": args.seed,
+        "domain_images": args.domain_images,
+    }
     print(f"machine: {machine()}")
     rows = []
     for spec in recipe.data.sources:
@@ -136,9 +162,14 @@ def main() -> None:
                 "real_called_fake_confidently": sel["real_called_fake_confidently"],
                 "seen_val_roc_auc": seen["roc_auc"],
                 "minutes": args.minutes,
+                "settings": settings,
             }
         )
         print(f"{name}: ROC-AUC {metrics['roc_auc']:.3f}, accuracy {metrics['accuracy']:.3f}")
+    results = Path(args.out) / "loso.json"
+    rows = merged_rows(results, rows, settings)
+    order = [spec.label for spec in recipe.data.sources]
+    rows.sort(key=lambda r: order.index(r["left_out"]) if r["left_out"] in order else len(order))
     print()
     print(
         "| left out | n | ROC-AUC on it | accuracy on it | in-domain | coverage "
@@ -159,9 +190,9 @@ def main() -> None:
             + " | ".join(f"{100 * mean[k]:.1f}%" for k in pct)
             + " | |"
         )
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "loso.json").write_text(json.dumps(rows, indent=2))
-    print(f"\npeak RSS {peak_rss_mb():.0f} MB; rows in {Path(args.out) / 'loso.json'}")
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(rows, indent=2))
+    print(f"\npeak RSS {peak_rss_mb():.0f} MB; rows in {results}")
 
 
 if __name__ == "__main__":
