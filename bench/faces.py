@@ -10,6 +10,9 @@ except the last set, where a box is a false alarm or a bystander). Sets:
   lfw           250x250 LFW photos and their face swaps (sampled)
   no-face       modern_photos.zip nature/city/interior photos (should get no box)
 Each finder runs with one torch thread, on the CPU, in batches of 16 where sizes match.
+A second table gives, per set, how far the largest face is rolled (its eye line from level,
+from the first MTCNN finder's landmarks): what levelling the eyes (face crop policy
+``align``) would change.
     python bench/faces.py [--sample 1000] [--finders mtcnn,mtcnn-plain,mtcnn-gray,haar] [--seed 0]
 """
 
@@ -21,6 +24,7 @@ import random
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from _common import DATA, machine, peak_rss_mb
 from PIL import Image
@@ -78,19 +82,35 @@ def main() -> None:
         "no-face": lambda: load("modern_photos.zip", None, args.seed, no_face),
     }
     finders = {name: FINDERS[name]() for name in args.finders.split(",")}
+    with_eyes = next((n for n, f in finders.items() if isinstance(f, MtcnnFaceFinder)), None)
+    rolls: dict[str, list[float]] = {}
     print(f"{'set':13s} {'images':>6s}  " + "  ".join(f"{n:>22s}" for n in finders))
     for set_name in args.sets.split(","):
         images = loaders[set_name]()
         cells = []
-        for finder in finders.values():
+        for name, finder in finders.items():
             started = time.perf_counter()
-            found = [bool(b) for start in range(0, len(images), 16)
+            found = [b for start in range(0, len(images), 16)
                      for b in finder.find(images[start : start + 16])]  # fmt: skip
             elapsed = time.perf_counter() - started
-            rate = sum(found) / len(images)
+            rate = sum(bool(b) for b in found) / len(images)
             cells.append(f"{100 * rate:6.1f} % {len(images) / elapsed:6.1f} img/s")
+            if name == with_eyes:
+                rolls[set_name] = [abs(b[0].roll) for b in found if b]
         size = "x".join(map(str, images[0].size))
         print(f"{set_name:13s} {len(images):6d}  " + "  ".join(cells) + f"   ({size})", flush=True)
+    if rolls:
+        print(f"\nroll of the largest face (degrees from level, {with_eyes} landmarks)")
+        head = ("set", "faces", "median", "p90", "> 5 deg", "> 10 deg")
+        print("{:13s} {:>6s} {:>7s} {:>6s} {:>8s} {:>9s}".format(*head))
+        for set_name, values in rolls.items():
+            if not values:
+                continue
+            v = np.asarray(values)
+            print(
+                f"{set_name:13s} {len(v):6d} {np.median(v):7.1f} {np.percentile(v, 90):6.1f} "
+                f"{100 * np.mean(v > 5):7.1f}% {100 * np.mean(v > 10):8.1f}%"
+            )
     print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 

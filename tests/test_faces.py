@@ -193,14 +193,106 @@ def test_the_policy_round_trips_through_json_and_refuses_what_it_cannot_do() -> 
     policy = FaceCropPolicy(margin=0.3, square=False, min_size=40, finder="mtcnn")
     assert FaceCropPolicy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
     assert FaceCropPolicy.from_dict({"margin": 0.1}) == FaceCropPolicy(margin=0.1)
-    with pytest.raises(ConfigError, match="unknown face crop setting.*align"):
-        FaceCropPolicy.from_dict({"margin": 0.1, "align": True})
+    aligned = FaceCropPolicy(align=True)
+    assert FaceCropPolicy.from_dict(json.loads(json.dumps(aligned.to_dict()))) == aligned
+    assert FaceCropPolicy.from_dict({"margin": 0.1}).align is False  # bundles from before it
+    with pytest.raises(ConfigError, match="unknown face crop setting.*landmarks"):
+        FaceCropPolicy.from_dict({"margin": 0.1, "landmarks": True})
     with pytest.raises(ConfigError, match="margin"):
         FaceCropPolicy(margin=-0.1)
     with pytest.raises(ConfigError, match="min_size"):
         FaceCropPolicy(min_size=0)
     with pytest.raises(ConfigError, match="finder"):
         FaceCropPolicy(finder="retinaface")
+
+
+# -- levelling the eyes (policy align) -------------------------------------------------------
+
+
+def two_eyes(roll: float, size: int = 200, spread: float = 40.0) -> tuple[Image.Image, FaceBox]:
+    """A grey picture with two dark round "eyes" on a line turned ``roll`` degrees (clockwise
+    on screen) about the centre, and the face box around them that says where they are."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (size, size), (200, 180, 160))
+    draw = ImageDraw.Draw(image)
+    c = size / 2
+    dx, dy = spread * np.cos(np.radians(roll)), spread * np.sin(np.radians(roll))
+    eyes = ((c - dx, c - dy), (c + dx, c + dy))
+    for x, y in eyes:
+        draw.ellipse((x - 6, y - 6, x + 6, y + 6), fill=(20, 20, 20))
+    return image, FaceBox(50, 50, 100, 100, 0.99, eyes)
+
+
+def eye_centres(crop: Image.Image) -> list[tuple[float, float]]:
+    """(x, y) of the dark blob in the crop's left half and in its right half."""
+    dark = np.asarray(crop.convert("L")) < 90
+    half = dark.shape[1] // 2
+    centres = []
+    for part, shift in ((dark[:, :half], 0), (dark[:, half:], half)):
+        ys, xs = np.nonzero(part)
+        centres.append((float(xs.mean()) + shift, float(ys.mean())))
+    return centres
+
+
+@pytest.mark.parametrize("roll", [-30.0, -8.0, 12.0, 35.0])
+def test_an_aligned_crop_levels_the_eyes_and_keeps_its_region(roll: float) -> None:
+    image, face = two_eyes(roll)
+    assert face.roll == pytest.approx(roll)
+    plain = crop_face(image, face, FaceCropPolicy())
+    aligned = crop_face(image, face, FaceCropPolicy(align=True))
+    assert plain.angle == 0 and aligned.angle == pytest.approx(roll)
+    assert aligned.crop_box == plain.crop_box and aligned.image.size == plain.image.size
+    (lx, ly), (rx, ry) = eye_centres(plain.image)
+    assert abs(ry - ly) > 10  # turned before
+    (lx, ly), (rx, ry) = eye_centres(aligned.image)
+    assert abs(ry - ly) < 1.5 and rx - lx == pytest.approx(80, abs=2)  # level after, same gap
+    centre = aligned.image.width / 2
+    assert (lx + rx) / 2 == pytest.approx(centre, abs=1.5)  # turned about the crop's centre
+
+
+def test_alignment_leaves_level_faces_haar_boxes_and_unaligned_policies_untouched() -> None:
+    image, face = two_eyes(20.0)
+    plain = np.asarray(crop_face(image, face, FaceCropPolicy()).image)
+    for box, policy in (
+        (face, FaceCropPolicy()),  # not asked to align
+        (FaceBox(face.x, face.y, face.w, face.h), FaceCropPolicy(align=True)),  # no eyes (Haar)
+        (two_eyes(0.6)[1], FaceCropPolicy(align=True)),  # under a degree: not resampled
+    ):
+        crop = crop_face(image, box, policy)
+        assert crop.angle == 0 and np.array_equal(np.asarray(crop.image), plain)
+
+
+def test_an_aligned_crop_at_the_border_mirrors_the_image_instead_of_black_corners() -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(60, 250, (120, 160, 3), dtype=np.uint8)  # nothing dark anywhere
+    image = Image.fromarray(pixels)
+    face = FaceBox(0, 0, 70, 70, 0.99, ((10.0, 10.0), (60.0, 40.0)))  # rolled ~31 degrees
+    crop = crop_face(image, face, FaceCropPolicy(margin=0.25, align=True))
+    assert crop.angle == pytest.approx(30.96, abs=0.01) and inside(crop.crop_box, image)
+    assert np.asarray(crop.image).min() >= 60  # corners from beyond the image are mirrored
+
+
+def test_aligned_crops_get_their_own_cache_key_and_old_keys_stay() -> None:
+    assert "align" not in FaceCropPolicy().cache_identity()  # caches made before align existed
+    assert FaceCropPolicy(align=True).cache_identity()["align"] is True
+
+
+@needs_mtcnn
+def test_mtcnn_finds_the_eyes_and_an_aligned_crop_of_a_tilted_face_is_level(
+    mtcnn: MtcnnFaceFinder,
+) -> None:
+    (upright,) = mtcnn.find_one(face_image())
+    assert upright.eyes is not None and abs(upright.roll) < 3
+    (left, _), (right, _) = upright.eyes
+    assert 85 <= left <= 105 and 135 <= right <= 155  # the drawn eyes (x 85..105, 135..155)
+    tilted = face_image().rotate(30, resample=Image.BICUBIC, fillcolor=(90, 120, 160))
+    (face,) = mtcnn.find_one(tilted)
+    assert face.roll == pytest.approx(-30, abs=6)  # turned anticlockwise: right eye higher
+    selection = select_largest_face(tilted, mtcnn, FaceCropPolicy(align=True))
+    assert selection.angle == pytest.approx(face.roll)
+    (levelled,) = mtcnn.find_one(selection.image)
+    assert abs(levelled.roll) < 4
 
 
 # -- choosing a finder, and the Haar fallback -------------------------------------------------

@@ -31,7 +31,13 @@ from fakescope.bundle import (
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector, load_detector
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.faces import NO_FACE_NOTE, FaceCropPolicy, crop_face, mtcnn_available
+from fakescope.faces import (
+    NO_FACE_NOTE,
+    FaceCropPolicy,
+    crop_face,
+    face_box_dict,
+    mtcnn_available,
+)
 from fakescope.inference import CSV_FIELDS, predict_inputs
 from fakescope.models import create_model
 from fakescope.video import VideoOptions, predict_video
@@ -166,6 +172,23 @@ def test_the_bundles_face_crop_policy_is_used(tmp_path: Path) -> None:
     big = {**policy, "min_size": 1000}
     strict = load_detector(tiny_bundle(tmp_path / "c", faces=big), device="cpu")
     assert strict.predict([image], faces=True, provenance=False)[0].face_note == NO_FACE_NOTE
+
+
+def test_a_bundle_that_aligns_scores_the_levelled_crop_of_a_tilted_face(tmp_path: Path) -> None:
+    from fakescope.faces import MtcnnFaceFinder
+
+    policy = {"margin": 0.25, "square": True, "min_size": 24, "finder": "mtcnn", "align": True}
+    detector = load_detector(tiny_bundle(tmp_path / "b", faces=policy), device="cpu")
+    assert detector.face_policy.align
+    tilted = face_photo().rotate(30, resample=Image.BICUBIC, fillcolor=(70, 90, 120))
+    (result,) = detector.predict([tilted], faces=True, provenance=False)
+    (face,) = MtcnnFaceFinder().find_one(tilted)
+    levelled = crop_face(tilted, face, detector.face_policy)
+    unturned = crop_face(tilted, face, FaceCropPolicy(**{**policy, "align": False}))
+    assert levelled.angle < -20 and result.face_box == face_box_dict(face)
+    p_levelled, p_unturned = detector.predict_images([levelled.image, unturned.image])
+    assert result.p_fake_pixels == pytest.approx(float(p_levelled), abs=1e-6)
+    assert abs(float(p_levelled) - float(p_unturned)) > 1e-6  # so the turn is what was scored
 
 
 def test_bundles_without_a_face_policy_write_no_faces_key(tmp_path: Path) -> None:
@@ -380,7 +403,7 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
         canvas = face_photo(offset=3 * i)
         canvas.paste(Image.fromarray(swapped(240, 3 * i)), (60, 20))
         canvas.save(tmp_path / "data" / "fake" / f"{i}.png")
-    policy = {"margin": 0.1, "square": True, "min_size": 30, "finder": "auto"}
+    policy = {"margin": 0.1, "square": True, "min_size": 30, "finder": "auto", "align": True}
     card = {"title": "toy faces", "limits": "Never saw a diffusion face."}
     recipe = validate_recipe(
         {
@@ -402,7 +425,7 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
     assert meta["card"] == card
     text = (result.bundle_dir / "MODEL_CARD.md").read_text()
     assert "# Model card: toy faces" in text and "Never saw a diffusion face." in text
-    assert "trained on face crops" in text
+    assert "trained on face crops" in text and "turned to level the eyes" in text
     detector = load_detector(result.bundle_dir, device="cpu")
     assert detector.face_policy == FaceCropPolicy(**policy)
     # a recipe without data.faces trains on whole images and writes no policy

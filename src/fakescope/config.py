@@ -100,6 +100,9 @@ class FacesConfig(_Strict):
     square: bool = True
     min_size: int = Field(24, ge=1, description="ignore faces smaller than this (px)")
     finder: Literal["auto", "mtcnn", "haar"] = "auto"
+    align: bool = Field(
+        False, description="turn each crop so the eyes are level (MTCNN's eye landmarks)"
+    )
 
 
 class DataConfig(_Strict):

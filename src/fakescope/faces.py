@@ -9,7 +9,8 @@ crop at training, evaluation and prediction time. This module is that one place:
   ship inside its wheel, so it works offline), ``"haar"`` (OpenCV, always installed) or
   ``"auto"`` (MTCNN when facenet-pytorch is importable, else Haar with a note saying why).
 - :class:`FaceCropPolicy` says how a box becomes a crop (margin, square, minimum face size,
-  which finder); it round-trips through a bundle's JSON with ``to_dict``/``from_dict``.
+  which finder, whether to level the eyes); it round-trips through a bundle's JSON with
+  ``to_dict``/``from_dict``.
 - :func:`crop_face` cuts one box with a policy; :func:`select_largest_faces` picks the
   largest face of each image or falls back to the whole image with a note, which is what a
   per-image or per-frame verdict needs.
@@ -26,6 +27,7 @@ on the crops as they are from 98.9 % to 99.7 % (BENCHMARKS.md, "Face finder").
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -52,6 +54,8 @@ HAAR_FALLBACK_NOTE = (
 )
 
 Box = tuple[int, int, int, int]
+Point = tuple[float, float]
+Eyes = tuple[Point, Point]
 """(x, y, w, h) in pixels of the original image."""
 
 
@@ -60,7 +64,9 @@ class FaceBox:
     """A face found in an image: (x, y, w, h) in the original image's pixels, inside it.
 
     ``confidence`` is MTCNN's face probability; OpenCV's Haar cascade gives no comparable
-    score, so its boxes carry None rather than a made-up number.
+    score, so its boxes carry None rather than a made-up number. ``eyes``: the centres of
+    the eye on the image's left and the eye on its right, (x, y) in original pixels, from
+    MTCNN's landmarks (None from the Haar cascade, which finds no landmarks).
     """
 
     x: int
@@ -68,6 +74,16 @@ class FaceBox:
     w: int
     h: int
     confidence: float | None = None
+    eyes: Eyes | None = None
+
+    @property
+    def roll(self) -> float:
+        """How far the eye line is turned from level, in degrees (positive: clockwise on
+        screen, the right eye lower); 0 without eyes."""
+        if self.eyes is None:
+            return 0.0
+        (lx, ly), (rx, ry) = self.eyes
+        return math.degrees(math.atan2(ry - ly, rx - lx))
 
     @property
     def xywh(self) -> Box:
@@ -115,9 +131,12 @@ def _to_original(
     scale: float,
     size: tuple[int, int],
     confidence: float | None,
+    eyes: Eyes | None = None,
 ) -> FaceBox | None:
     """A box found on the search copy, in original pixels and clamped inside the image; None
-    when its centre lies outside the image (a mirrored copy of a face in the added border)."""
+    when its centre lies outside the image (a mirrored copy of a face in the added border).
+    ``eyes`` (on the search copy too) are scaled alike but not clamped: an eye of a face that
+    overflows the frame may lie outside it, and the eye line is still right."""
     width, height = size
     x1, y1, x2, y2 = (v / scale for v in (x1, y1, x2, y2))
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -127,7 +146,9 @@ def _to_original(
     right, bottom = min(width, round(x2)), min(height, round(y2))
     if right - left < 1 or bottom - top < 1:
         return None
-    return FaceBox(left, top, right - left, bottom - top, confidence)
+    if eyes is not None:
+        eyes = ((eyes[0][0] / scale, eyes[0][1] / scale), (eyes[1][0] / scale, eyes[1][1] / scale))
+    return FaceBox(left, top, right - left, bottom - top, confidence, eyes)
 
 
 def _equalized_gray(copy: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
@@ -220,19 +241,19 @@ class MtcnnFaceFinder(FaceFinder):
                 copies = [_equalized_gray(c) if i in pending else c for i, c in enumerate(copies)]
             for index, boxes in self._detect(copies, pending, border).items():
                 scale, size = copies[index][1], images[index].size
-                mapped = [_to_original(*b[:4], scale, size, b[4]) for b in boxes]
+                mapped = [_to_original(*b[:4], scale, size, b[4], b[5]) for b in boxes]
                 found[index] = _largest_first([b for b in mapped if b is not None])
             pending = [i for i in pending if not found[i]]
         return found
 
     def _detect(
         self, copies: list[tuple[np.ndarray, float]], indices: list[int], border: float
-    ) -> dict[int, list[tuple[float, float, float, float, float]]]:
-        """Raw boxes (x1, y1, x2, y2 on the unpadded search copy, p) per image index."""
+    ) -> dict[int, list[tuple[float, float, float, float, float, Eyes]]]:
+        """Raw boxes (x1, y1, x2, y2 on the unpadded search copy, p, eyes) per image index."""
         groups: dict[tuple[int, int], list[int]] = {}
         for index in indices:
             groups.setdefault(copies[index][0].shape[:2], []).append(index)
-        out: dict[int, list[tuple[float, float, float, float, float]]] = {}
+        out: dict[int, list[tuple[float, float, float, float, float, Eyes]]] = {}
         for (height, width), members in groups.items():
             pad = round(border * max(height, width))
             min_face = self.min_face_size
@@ -247,16 +268,30 @@ class MtcnnFaceFinder(FaceFinder):
                 batch = np.stack([copies[i][0] for i in chunk])
                 if pad:
                     batch = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), "reflect")
-                boxes, probs = self._mtcnn.detect(batch)
-                for index, image_boxes, image_probs in zip(chunk, boxes, probs, strict=True):
+                boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+                for index, image_boxes, image_probs, image_points in zip(
+                    chunk, boxes, probs, points, strict=True
+                ):
                     if image_boxes is None:
                         continue
                     out[index] = [
-                        (x1 - pad, y1 - pad, x2 - pad, y2 - pad, float(p))
-                        for (x1, y1, x2, y2), p in zip(image_boxes, image_probs, strict=True)
+                        (x1 - pad, y1 - pad, x2 - pad, y2 - pad, float(p), _eyes(marks, pad))
+                        for (x1, y1, x2, y2), p, marks in zip(
+                            image_boxes, image_probs, image_points, strict=True
+                        )
                     ]
         self._mtcnn.min_face_size = self.min_face_size
         return out
+
+
+def _eyes(landmarks: np.ndarray, pad: int) -> Eyes:
+    """MTCNN's first two landmarks (the eye on the image's left, then on its right), on the
+    unpadded search copy."""
+    left, right = landmarks[0], landmarks[1]
+    return (
+        (float(left[0]) - pad, float(left[1]) - pad),
+        (float(right[0]) - pad, float(right[1]) - pad),
+    )
 
 
 class HaarFaceFinder(FaceFinder):
@@ -357,12 +392,18 @@ class FaceCropPolicy:
     ``min_size``: faces whose longer side is under this many pixels (original image) are
     ignored: too few pixels for a verdict, and often false detections.
     ``finder``: which face finder ("auto", "mtcnn", "haar").
+    ``align``: level the eyes. The crop region (as above) is turned about its centre by the
+    face's roll (:attr:`FaceBox.roll`), so the eye line is horizontal in the crop and every
+    face reaches the detector upright; what the turn brings in from outside the image is
+    mirrored from the border. Faces without eye landmarks (the Haar cascade's) and rolls
+    under 1 degree are cropped unturned. Off by default, and for bundles that predate it.
     """
 
     margin: float = 0.25
     square: bool = True
     min_size: int = 24
     finder: str = "auto"
+    align: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin <= 2:
@@ -376,6 +417,14 @@ class FaceCropPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def cache_identity(self) -> dict[str, Any]:
+        """The settings that decide the crops, for cache keys: ``align`` only when on, so
+        face crops cached before it existed (all unturned) keep their keys."""
+        identity = self.to_dict()
+        if not self.align:
+            del identity["align"]
+        return identity
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FaceCropPolicy:
@@ -394,11 +443,17 @@ class FaceCropPolicy:
 @dataclass(frozen=True)
 class FaceCrop:
     """A face cut out of an image: the crop, the face box and the crop's region (x, y, w, h),
-    both in the original image's pixels."""
+    both in the original image's pixels; ``angle``: degrees the region was turned about its
+    centre to level the eyes (policy ``align``; 0: cut as it is)."""
 
     image: Image.Image
     face_box: FaceBox
     crop_box: Box
+    angle: float = 0.0
+
+
+MIN_ROLL = 1.0
+"""Degrees: a face rolled less than this is cropped unturned (resampling would only blur)."""
 
 
 def crop_region(box: FaceBox | Box, size: tuple[int, int], policy: FaceCropPolicy) -> Box:
@@ -424,23 +479,59 @@ def crop_region(box: FaceBox | Box, size: tuple[int, int], policy: FaceCropPolic
 
 
 def crop_face(image: Image.Image, box: FaceBox | Box, policy: FaceCropPolicy) -> FaceCrop:
-    """Cut ``box`` out of ``image`` with ``policy`` (see :func:`crop_region`)."""
+    """Cut ``box`` out of ``image`` with ``policy`` (see :func:`crop_region`), turned to
+    level the eyes when the policy aligns and the box has them."""
     face = box if isinstance(box, FaceBox) else FaceBox(*box)
-    left, top, w, h = crop_region(face, image.size, policy)
-    return FaceCrop(image.crop((left, top, left + w, top + h)), face, (left, top, w, h))
+    region = crop_region(face, image.size, policy)
+    left, top, w, h = region
+    roll = face.roll if policy.align else 0.0
+    if abs(roll) < MIN_ROLL:
+        return FaceCrop(image.crop((left, top, left + w, top + h)), face, region)
+    return FaceCrop(_turned_crop(image, region, roll), face, region, roll)
+
+
+def _turned_crop(image: Image.Image, region: Box, degrees: float) -> Image.Image:
+    """The ``region`` (x, y, w, h) of ``image`` turned by ``degrees`` about its centre (the
+    content turns the other way, so a face rolled by ``degrees`` comes out level); pixels
+    from beyond the image are mirrored from its border (no black corners for a detector to
+    read as a trace)."""
+    import cv2
+
+    left, top, w, h = region
+    cx, cy = left + w / 2, top + h / 2
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    # output pixel (u, v) samples the image at centre + R(degrees) @ ((u, v) - half size)
+    to_source = np.array(
+        [
+            [cos, -sin, cx - cos * w / 2 + sin * h / 2],
+            [sin, cos, cy - sin * w / 2 - cos * h / 2],
+        ],
+        dtype=np.float64,
+    )
+    pixels = np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
+    turned = cv2.warpAffine(
+        pixels,
+        to_source,
+        (w, h),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT_101,
+    )
+    return Image.fromarray(turned)
 
 
 @dataclass(frozen=True)
 class FaceSelection:
     """What to score for one image: the largest face's crop, or the whole image when no face
     was found (``face_box`` None and ``note`` saying so). ``crop_box`` is the region of the
-    original image that ``image`` shows; ``faces_found`` counts faces of at least min_size."""
+    original image that ``image`` shows (turned by ``angle`` degrees about its centre when
+    the policy levels the eyes); ``faces_found`` counts faces of at least min_size."""
 
     image: Image.Image
     face_box: FaceBox | None
     crop_box: Box
     faces_found: int
     note: str | None = None
+    angle: float = 0.0
 
     def report(self) -> dict[str, Any]:
         """The fields a result row carries: ``face_box`` [x, y, w, h] or None, and the note."""
@@ -469,7 +560,9 @@ def select_largest_faces(
         faces = usable_faces(boxes, policy)
         if faces:
             crop = crop_face(image, faces[0], policy)
-            selections.append(FaceSelection(crop.image, faces[0], crop.crop_box, len(faces)))
+            selections.append(
+                FaceSelection(crop.image, faces[0], crop.crop_box, len(faces), angle=crop.angle)
+            )
         else:
             whole = (0, 0, image.width, image.height)
             selections.append(FaceSelection(image, None, whole, 0, NO_FACE_NOTE))
@@ -548,4 +641,6 @@ class FaceSelector:
             whole = (0, 0, image.width, image.height)
             return [FaceSelection(image, None, whole, 0, NO_FACE_NOTE)]
         crops = [crop_face(image, face, self.policy) for face in faces]
-        return [FaceSelection(c.image, c.face_box, c.crop_box, len(faces)) for c in crops]
+        return [
+            FaceSelection(c.image, c.face_box, c.crop_box, len(faces), angle=c.angle) for c in crops
+        ]

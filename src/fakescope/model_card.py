@@ -93,8 +93,8 @@ def _model_section(meta: BundleMeta) -> list[str]:
             "trained on face crops: the largest face of each image, found by the "
             f"`{meta.faces.get('finder', 'auto')}` face finder, margin "
             f"{meta.faces.get('margin')}, {'square' if meta.faces.get('square') else 'box'} "
-            f"crop, faces under {meta.faces.get('min_size')} px ignored; `--faces` crops "
-            "the same way"
+            f"crop{', turned to level the eyes' if meta.faces.get('align') else ''}, faces "
+            f"under {meta.faces.get('min_size')} px ignored; `--faces` crops the same way"
             if meta.faces
             else "whole images (with `--faces` the default face crop policy is used)"
         ),

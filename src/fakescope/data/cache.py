@@ -161,7 +161,7 @@ def cache_key(
     h.update(fingerprint.encode())
     h.update(json.dumps(pre.to_dict(), sort_keys=True).encode())
     if faces is not None:
-        h.update(json.dumps({"faces": faces.policy.to_dict()}, sort_keys=True).encode())
+        h.update(json.dumps({"faces": faces.policy.cache_identity()}, sort_keys=True).encode())
     for item in items:
         h.update(f"{item.path}\t{item.label}\n".encode())
     return h.hexdigest()[:24]

@@ -257,9 +257,12 @@ def _face_at(box: FaceBox | None) -> str:
     return "none" if box is None else ",".join(str(v) for v in box.xywh)
 
 
-def _face_caption(box: FaceBox | None) -> str:
-    """The caption's face part: where the explained face is, or that none was found."""
-    return "  no face found: whole image" if box is None else f"  face at {_face_at(box)}"
+def _face_caption(box: FaceBox | None, angle: float = 0.0) -> str:
+    """The caption's face part: where the explained face is (and how far its crop was turned
+    to level the eyes), or that none was found."""
+    if box is None:
+        return "  no face found: whole image"
+    return f"  face at {_face_at(box)}" + (f", turned {angle:.0f} deg" if angle else "")
 
 
 def _load(path: str) -> Image.Image | str:
@@ -304,16 +307,18 @@ def explain_files(
             continue
         images = [img for _, img in good]
         boxes: list[FaceBox | None] = [None] * len(images)
+        angles = [0.0] * len(images)
         if faces is not None:
             selections = faces.largest(images)
             images = [sel.image for sel in selections]
             boxes = [sel.face_box for sel in selections]
+            angles = [sel.angle for sel in selections]
         cams = gradcam(detector, images, names, target=target, batch_size=batch_size)
         probabilities = detector.predict_images(images)
-        for (path, _), img, box, cam, p in zip(
-            good, images, boxes, cams, probabilities, strict=True
+        for (path, _), img, box, angle, cam, p in zip(
+            good, images, boxes, angles, cams, probabilities, strict=True
         ):
-            note = _face_caption(box) if faces is not None else ""
+            note = _face_caption(box, angle) if faces is not None else ""
             label, unsure = detector.verdict(float(p))
             verdict = f"{label} (unsure)" if unsure else label
             view = detector.preprocessing.resize_image(img)
