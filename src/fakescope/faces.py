@@ -54,9 +54,10 @@ HAAR_FALLBACK_NOTE = (
 )
 
 Box = tuple[int, int, int, int]
+"""(x, y, w, h) in pixels of the original image."""
 Point = tuple[float, float]
 Eyes = tuple[Point, Point]
-"""(x, y, w, h) in pixels of the original image."""
+"""The eye on the image's left, then the one on its right: (x, y) each."""
 
 
 @dataclass(frozen=True)
