@@ -500,21 +500,16 @@ def _turned_crop(image: Image.Image, region: Box, degrees: float) -> Image.Image
 
     left, top, w, h = region
     cx, cy = left + w / 2, top + h / 2
-    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
-    # output pixel (u, v) samples the image at centre + R(degrees) @ ((u, v) - half size)
-    to_source = np.array(
-        [
-            [cos, -sin, cx - cos * w / 2 + sin * h / 2],
-            [sin, cos, cy - sin * w / 2 - cos * h / 2],
-        ],
-        dtype=np.float64,
-    )
+    # turn the content by ``degrees`` anticlockwise about the region's centre, then move
+    # that centre to the middle of the (w, h) output
+    to_crop = cv2.getRotationMatrix2D((cx, cy), degrees, 1.0)
+    to_crop[:, 2] += np.array([w / 2 - cx, h / 2 - cy])
     pixels = np.asarray(image if image.mode in ("RGB", "L") else image.convert("RGB"))
     turned = cv2.warpAffine(
         pixels,
-        to_source,
+        to_crop,
         (w, h),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REFLECT_101,
     )
     return Image.fromarray(turned)
@@ -554,20 +549,9 @@ def select_largest_faces(
     policy: FaceCropPolicy | None = None,
 ) -> list[FaceSelection]:
     """For each image, the crop of its largest face, or the whole image with a note when it
-    has none (so a verdict is always given, and it says what it is about)."""
-    policy = policy or FaceCropPolicy()
-    selections = []
-    for image, boxes in zip(images, finder.find(images), strict=True):
-        faces = usable_faces(boxes, policy)
-        if faces:
-            crop = crop_face(image, faces[0], policy)
-            selections.append(
-                FaceSelection(crop.image, faces[0], crop.crop_box, len(faces), angle=crop.angle)
-            )
-        else:
-            whole = (0, 0, image.width, image.height)
-            selections.append(FaceSelection(image, None, whole, 0, NO_FACE_NOTE))
-    return selections
+    has none (so a verdict is always given, and it says what it is about):
+    :meth:`FaceSelector.largest` with ``finder``."""
+    return FaceSelector(policy, finder).largest(images)
 
 
 def select_largest_face(
@@ -624,7 +608,7 @@ class FaceSelector:
 
     def largest(self, images: Sequence[Image.Image]) -> list[FaceSelection]:
         """Per image, the crop of its largest usable face, or the whole image with a note."""
-        return [self._select(image, boxes)[0] for image, boxes in self._found(images)]
+        return [self._select(image, boxes, 1)[0] for image, boxes in self._found(images)]
 
     def every(self, images: Sequence[Image.Image]) -> list[list[FaceSelection]]:
         """Per image, one selection per usable face (largest first), or [the whole image
@@ -637,11 +621,15 @@ class FaceSelector:
         found = self._find(images)
         return [(img, usable_faces(b, self.policy)) for img, b in zip(images, found, strict=True)]
 
-    def _select(self, image: Image.Image, faces: list[FaceBox]) -> list[FaceSelection]:
+    def _select(
+        self, image: Image.Image, faces: list[FaceBox], count: int | None = None
+    ) -> list[FaceSelection]:
+        """Crops of the first ``count`` faces (all: None), each reporting how many were found;
+        without faces, the whole image with a note."""
         if not faces:
             whole = (0, 0, image.width, image.height)
             return [FaceSelection(image, None, whole, 0, NO_FACE_NOTE)]
-        crops = [crop_face(image, face, self.policy) for face in faces]
+        crops = [crop_face(image, face, self.policy) for face in faces[:count]]
         return [
             FaceSelection(c.image, c.face_box, c.crop_box, len(faces), angle=c.angle) for c in crops
         ]
