@@ -439,15 +439,24 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
         assert seen in limits
     for unseen in ("Photoshop face composites", "diffusion models"):
         assert unseen in limits and unseen in shipped.description
-    # the shipped `faces` is stage 2 (faces_tune) on top of stage 1: 90 minutes in all
+    # the shipped `faces` is a stage 2 (faces_tune, faces_blend) on top of stage 1: 90 minutes
     tune = load_recipe("faces_tune")
     assert tune.model.pretrained_path == "runs/faces/bundle"
     assert tune.data.keep_splits_of == "runs/faces" and tune.data.faces == shipped.data.faces
     assert tune.train.max_minutes is not None  # no cap would be no budget
     assert shipped.train.max_minutes + tune.train.max_minutes <= 90
     assert tune.card == shipped.card and tune.data.input_size == shipped.data.input_size
-    trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]["name"]
-    assert trained_by == "faces_tune"
+    # ... with self-blended fakes (faces_blend, the same split and budget as faces_tune)
+    blend = load_recipe("faces_blend")
+    assert blend.model.pretrained_path == tune.model.pretrained_path
+    assert blend.data.keep_splits_of == tune.data.keep_splits_of
+    assert blend.train.max_minutes == tune.train.max_minutes
+    assert 0 < blend.data.augment.self_blend.p < 0.5  # most real faces stay real
+    assert blend.card and "self-blended" in blend.card.limits and "composite" in blend.card.limits
+    trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]
+    assert trained_by["name"] == "faces_blend"
+    assert trained_by["data"]["augment"]["self_blend"]["p"] == blend.data.augment.self_blend.p
+    assert trained_by["train"]["epochs"] == blend.train.epochs  # the recipe as it ran
 
 
 # -- the HTTP API and the web page ---------------------------------------------------------
