@@ -453,6 +453,11 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
     assert blend.train.max_minutes == tune.train.max_minutes
     assert 0 < blend.data.augment.self_blend.p < 0.5  # most real faces stay real
     assert blend.card and "self-blended" in blend.card.limits and "composite" in blend.card.limits
+    # stage 3 (an experiment) starts from stage 2, keeps its split, and gets what is left of 90
+    polish = load_recipe("faces_polish")
+    assert polish.model.pretrained_path == "runs/faces-blend/bundle"
+    assert polish.data.keep_splits_of == "runs/faces-blend" and polish.train.total_minutes == 90
+    assert polish.data.augment.self_blend == blend.data.augment.self_blend
     trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]
     assert trained_by["name"] == "faces_blend"
     assert trained_by["data"]["augment"]["self_blend"]["p"] == blend.data.augment.self_blend.p

@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file
 from tiny import tiny_model, tiny_recipe, tiny_recipe_data
 
+from fakescope.bundle import read_meta, update_meta
 from fakescope.config import apply_overrides, load_recipe, validate_recipe
 from fakescope.errors import ConfigError
+from fakescope.training.budget import chain_seconds_of
 from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
 from fakescope.training.trainer import (
     TrainingInterrupted,
@@ -208,6 +210,55 @@ def test_missing_starting_weights_are_refused_before_any_decoding(
     data["model"]["pretrained_path"] = str(tmp_path / "runs" / "stage1" / "bundle")
     with pytest.raises(ConfigError, match=r"model.pretrained_path: .*stage1/bundle does not exist"):
         train(toy_folder, validate_recipe(data), tmp_path / "run", progress=False)
+
+
+def test_a_chain_of_stages_shares_one_training_budget(
+    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakescope.training import trainer
+
+    train(toy_folder, tiny_recipe(epochs=1), tmp_path / "s1", progress=False)
+    stage1 = read_meta(tmp_path / "s1" / "bundle")["training"]
+    # started from nothing: its chain is its own training
+    assert stage1["chain_train_seconds"] == stage1["train_seconds"]
+    assert stage1["max_minutes"] is None
+    # as if stage 1 had trained for 10 minutes
+    update_meta(tmp_path / "s1" / "bundle", training=stage1 | {"chain_train_seconds": 600.0})
+
+    data = tiny_recipe_data(epochs=1, total_minutes=25, max_minutes=30)
+    data["model"]["pretrained_path"] = str(tmp_path / "s1" / "bundle")
+    train(toy_folder, validate_recipe(data), tmp_path / "s2", progress=False)
+    stage2 = read_meta(tmp_path / "s2" / "bundle")["training"]
+    assert stage2["max_minutes"] == pytest.approx(15.0)  # 25 minus stage 1's 10
+    assert stage2["chain_train_seconds"] == pytest.approx(600.0 + stage2["train_seconds"], abs=0.2)
+    assert (
+        f"{stage2['chain_train_seconds'] / 60:.1f} min in all"
+        in (tmp_path / "s2" / "bundle" / "MODEL_CARD.md").read_text()
+    )
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded images before refusing")
+
+    monkeypatch.setattr(trainer, "load_or_decode", no_decoding)
+    spent = tiny_recipe_data(epochs=1, total_minutes=10)
+    spent["model"]["pretrained_path"] = str(tmp_path / "s2" / "bundle")
+    with pytest.raises(ConfigError, match=r"already trained 10\.0 minutes; nothing .* is left"):
+        train(toy_folder, validate_recipe(spent), tmp_path / "s3", progress=False)
+    # a later stage that does not record its chain (made before chains were recorded)
+    update_meta(tmp_path / "s2" / "bundle", training=stage2 | {"chain_train_seconds": None})
+    spent["train"]["total_minutes"] = 90
+    with pytest.raises(ConfigError, match="do not record how long"):
+        train(toy_folder, validate_recipe(spent), tmp_path / "s4", progress=False)
+
+
+def test_chain_seconds_come_from_the_bundle_or_a_fresh_start() -> None:
+    fresh = {"train_seconds": 120.0, "recipe": {"model": {"pretrained_path": None}}}
+    assert chain_seconds_of(fresh) == 120.0
+    later = {"train_seconds": 120.0, "recipe": {"model": {"pretrained_path": "runs/s1/bundle"}}}
+    assert chain_seconds_of(later) is None
+    assert chain_seconds_of(later | {"chain_train_seconds": 400.0}) == 400.0
+    downloaded = {"train_seconds": 120.0, "recipe": {"model": {"pretrained_url": "http://x/w"}}}
+    assert chain_seconds_of(downloaded) is None
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:

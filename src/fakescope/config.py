@@ -190,6 +190,13 @@ class TrainConfig(_Strict):
     early_stopping_patience: int | None = Field(5, ge=1)
     checkpoint_every_steps: int = Field(200, ge=1)
     max_minutes: float | None = Field(None, gt=0.0, description="stop after this much training")
+    total_minutes: float | None = Field(
+        None,
+        gt=0.0,
+        description="budget of the whole chain of stages: a run that starts from a bundle "
+        "(model.pretrained_path) stops when its training plus the training that bundle "
+        "records for itself and the stages before it reaches this (and at max_minutes)",
+    )
     schedule_by_time: bool = Field(
         False,
         description="with max_minutes: the cosine schedule follows the clock as well as the "

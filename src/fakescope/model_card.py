@@ -131,7 +131,7 @@ def _band_origin(meta: BundleMeta) -> str:
 def _training_section(meta: BundleMeta) -> list[str]:
     """On what data, with which recipe and command, for how long."""
     training = meta.training
-    return [
+    lines = [
         "## Training",
         "",
         f"- data: `{training.get('source', '?')}`",
@@ -144,6 +144,10 @@ def _training_section(meta: BundleMeta) -> list[str]:
         f"wall time {training.get('train_seconds', 0) / 60:.1f} min "
         f"on {training.get('device', '?')}",
     ]
+    chain = training.get("chain_train_seconds")
+    if chain is not None and chain > training.get("train_seconds", 0) + 1:
+        lines.append(f"- training with the stages it started from: {chain / 60:.1f} min in all")
+    return lines
 
 
 def _metrics_section(meta: BundleMeta) -> list[str]:

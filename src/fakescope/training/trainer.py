@@ -36,7 +36,7 @@ from fakescope.models import create_model, model_defaults
 from fakescope.models.registry import backbone_parameters, classifier_parameters
 from fakescope.robustness.attacks import attack
 from fakescope.robustness.corruptions import RobustAugment
-from fakescope.training import distributed
+from fakescope.training import budget, distributed
 from fakescope.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from fakescope.training.run_manifest import prepare_split, read_earlier_splits
 from fakescope.training.state import (
@@ -220,6 +220,10 @@ class Trainer:
                 f"{Path.cwd()}); train the run it names first, or choose other starting "
                 "weights: --set model.pretrained_path=FILE|BUNDLE|general"
             )
+        # the clock of this stage: max_minutes, or what train.total_minutes leaves after the
+        # stages before it (as their bundle records them)
+        self.earlier_seconds = budget.earlier_seconds(recipe.model)
+        self.max_minutes = budget.stage_minutes(self.cfg, recipe.model, self.earlier_seconds)
         if self.dist.world_size > self.cfg.batch_size:
             raise ConfigError(
                 f"train.batch_size {self.cfg.batch_size} is smaller than the number of "
@@ -388,7 +392,7 @@ class Trainer:
     def _set_lr(self, global_step: int, epoch: int, elapsed: float = 0.0) -> float:
         total = self.cfg.epochs * self._steps_per_epoch()
         warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
-        minutes = self.cfg.max_minutes if self.cfg.schedule_by_time else None
+        minutes = self.max_minutes if self.cfg.schedule_by_time else None
         budget = minutes * 60 if minutes is not None else None
         step = schedule_position(global_step, total, elapsed, budget)
         factor = cosine_factor(step, total, warmup, self.cfg.min_lr_ratio)
@@ -555,9 +559,9 @@ class Trainer:
         return self.dist.from_main(lambda: self._finish(state))
 
     def _out_of_time(self, state: TrainState, started: float) -> bool:
-        if self.cfg.max_minutes is None:
+        if self.max_minutes is None:
             return False
-        return state["train_seconds"] + time.perf_counter() - started > self.cfg.max_minutes * 60
+        return state["train_seconds"] + time.perf_counter() - started > self.max_minutes * 60
 
     def _loop(
         self,
@@ -821,6 +825,13 @@ class Trainer:
                 "epochs_run": state["epoch"],
                 "best_epoch": state["best_epoch"],
                 "train_seconds": round(state["train_seconds"], 1),
+                # this stage and the ones before it, for train.total_minutes of the next
+                "chain_train_seconds": (
+                    None
+                    if self.earlier_seconds is None
+                    else round(self.earlier_seconds + state["train_seconds"], 1)
+                ),
+                "max_minutes": self.max_minutes,
                 "device": (
                     f"{self.device.type} ({torch.get_num_threads()} threads, {self.precision})"
                 ),
