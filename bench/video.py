@@ -78,10 +78,12 @@ def main() -> None:
                 started = time.perf_counter()
                 sampled = predict_video(detector, clip, default)
                 sampled_s = time.perf_counter() - started
+                found = sum(f.face is not None for f in result.frames)
+                with_face = f", {found} with a face" if faces else ""
                 print(
                     f"{runtime:5s} {name:8s} faces={'on ' if faces else 'off'}  every frame: "
                     f"{result.frames_sampled / elapsed:6.1f} frames/s "
-                    f"({result.frames_scored} scored)   default 2 fps: "
+                    f"({result.frames_scored} scored{with_face})   default 2 fps: "
                     f"{sampled.frames_sampled} frames in {sampled_s:.2f} s "
                     f"({args.seconds / sampled_s:.1f}x real time)"
                 )
