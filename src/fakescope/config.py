@@ -199,8 +199,8 @@ class TrainConfig(_Strict):
     )
     schedule_by_time: bool = Field(
         False,
-        description="with max_minutes: the cosine schedule follows the clock as well as the "
-        "steps, so it ends on time on a slow machine (not bit-reproducible)",
+        description="with max_minutes or total_minutes: the cosine schedule follows the clock "
+        "as well as the steps, so it ends on time on a slow machine (not bit-reproducible)",
     )
     adversarial: AdversarialConfig = Field(default_factory=AdversarialConfig)
     seed: int = 0

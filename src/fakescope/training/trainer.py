@@ -393,8 +393,8 @@ class Trainer:
         total = self.cfg.epochs * self._steps_per_epoch()
         warmup = round(self.cfg.warmup_epochs * self._steps_per_epoch())
         minutes = self.max_minutes if self.cfg.schedule_by_time else None
-        budget = minutes * 60 if minutes is not None else None
-        step = schedule_position(global_step, total, elapsed, budget)
+        seconds = minutes * 60 if minutes is not None else None
+        step = schedule_position(global_step, total, elapsed, seconds)
         factor = cosine_factor(step, total, warmup, self.cfg.min_lr_ratio)
         lr = self.cfg.lr * factor
         finetuning = self.cfg.freeze_epochs > 0
