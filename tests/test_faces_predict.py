@@ -439,7 +439,7 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
         assert seen in limits
     for unseen in ("Photoshop face composites", "diffusion models"):
         assert unseen in limits and unseen in shipped.description
-    # the shipped `faces` is a stage 2 (faces_tune, faces_blend) on top of stage 1: 90 minutes
+    # the Lite0 specialist is a stage 2 (faces_tune, faces_blend) on top of stage 1: 90 minutes
     tune = load_recipe("faces_tune")
     assert tune.model.pretrained_path == "runs/faces/bundle"
     assert tune.data.keep_splits_of == "runs/faces" and tune.data.faces == shipped.data.faces
@@ -458,10 +458,20 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
     assert polish.model.pretrained_path == "runs/faces-blend/bundle"
     assert polish.data.keep_splits_of == "runs/faces-blend" and polish.train.total_minutes == 90
     assert polish.data.augment.self_blend == blend.data.augment.self_blend
+    # the shipped `faces`: one stage on a larger model from ImageNet weights, same split, 90 min
+    lite2 = load_recipe("faces_lite2")
+    assert lite2.model.name == "tf_efficientnet_lite2" and lite2.model.pretrained
+    assert lite2.model.pretrained_path is None and lite2.data.keep_splits_of == "runs/faces"
+    assert lite2.train.max_minutes == 90 and lite2.data.input_size == 224
+    assert lite2.data.faces == shipped.data.faces and lite2.data.sources == blend.data.sources
+    assert lite2.data.augment.self_blend == blend.data.augment.self_blend
     trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]
-    assert trained_by["name"] == "faces_blend"
-    assert trained_by["data"]["augment"]["self_blend"]["p"] == blend.data.augment.self_blend.p
-    assert trained_by["train"]["epochs"] == blend.train.epochs  # the recipe as it ran
+    assert trained_by["name"] == "faces_lite2"
+    assert trained_by["model"]["name"] == lite2.model.name
+    assert trained_by["data"]["augment"]["self_blend"]["p"] == lite2.data.augment.self_blend.p
+    assert trained_by["train"]["epochs"] == lite2.train.epochs  # the recipe as it ran
+    # it trained within the 90 minutes, and its card says so
+    assert read_meta(resolve_bundle_path("faces"))["training"]["chain_train_seconds"] <= 90 * 60
 
 
 # -- the HTTP API and the web page ---------------------------------------------------------

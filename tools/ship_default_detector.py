@@ -3,7 +3,7 @@
     python tools/ship_default_detector.py runs/default --name cifake    # recipe `default`
     python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
     python tools/ship_default_detector.py runs/general-tune --name general  # `general_tune`
-    python tools/ship_default_detector.py runs/faces-blend --name faces  # `faces_blend`
+    python tools/ship_default_detector.py runs/faces-lite2 --name faces  # `faces_lite2`
 
 A detector trained on face crops (its bundle records a face crop policy) is measured on the
 faces of its validation images, cropped the way `--faces` crops them; a recipe with its own
