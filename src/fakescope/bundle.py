@@ -435,7 +435,7 @@ SHIPPED_DETECTORS: dict[str, str] = {
     "general": "general_detector",  # EfficientNet-Lite0 on five sources, native crops
     "cifake": "cifake_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
-    "faces": "faces_detector",  # the face specialist (configs/faces.yaml), for --faces
+    "faces": "faces_detector",  # the face specialist (configs/faces_lite2.yaml), for --faces
 }
 """Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept.
 A name whose folder is not installed (a slimmed-down copy) is refused with a message saying so."""
