@@ -470,8 +470,12 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
     assert trained_by["model"]["name"] == lite2.model.name
     assert trained_by["data"]["augment"]["self_blend"]["p"] == lite2.data.augment.self_blend.p
     assert trained_by["train"]["epochs"] == lite2.train.epochs  # the recipe as it ran
-    # it trained within the 90 minutes, and its card says so
-    assert read_meta(resolve_bundle_path("faces"))["training"]["chain_train_seconds"] <= 90 * 60
+    shipped_meta = read_meta(resolve_bundle_path("faces"))
+    assert shipped_meta["training"]["chain_train_seconds"] <= 90 * 60  # the budget
+    # its card is the recipe's, with what it has and has not seen
+    assert lite2.card and shipped_meta["card"]["limits"] == lite2.card.limits
+    for named in ("face swaps", "DFDC deepfakes", "Photoshop face composites", "diffusion"):
+        assert named in lite2.card.limits
 
 
 # -- the HTTP API and the web page ---------------------------------------------------------
