@@ -465,12 +465,12 @@ def test_a_recipe_with_data_faces_trains_on_face_crops_and_records_the_policy(
     assert lite2.train.max_minutes == 90 and lite2.data.input_size == 224
     assert lite2.data.faces == shipped.data.faces and lite2.data.sources == blend.data.sources
     assert lite2.data.augment.self_blend == blend.data.augment.self_blend
-    trained_by = read_meta(resolve_bundle_path("faces"))["training"]["recipe"]
+    shipped_meta = read_meta(resolve_bundle_path("faces"))
+    trained_by = shipped_meta["training"]["recipe"]
     assert trained_by["name"] == "faces_lite2"
     assert trained_by["model"]["name"] == lite2.model.name
     assert trained_by["data"]["augment"]["self_blend"]["p"] == lite2.data.augment.self_blend.p
     assert trained_by["train"]["epochs"] == lite2.train.epochs  # the recipe as it ran
-    shipped_meta = read_meta(resolve_bundle_path("faces"))
     assert shipped_meta["training"]["chain_train_seconds"] <= 90 * 60  # the budget
     # its card is the recipe's, with what it has and has not seen
     assert lite2.card and shipped_meta["card"]["limits"] == lite2.card.limits
