@@ -116,12 +116,13 @@ def test_shipped_detectors_load_by_name_and_a_folder_of_that_name_wins(
         folder = resolve_bundle_path(name)
         assert folder == shipped_bundle_path(name)
         meta = read_meta(folder)  # verified: checksum and format
-        if name == "default":  # another name for the general detector
-            assert folder == shipped_bundle_path("general")
+        if name == "default":  # another name for general_faces
+            assert folder == shipped_bundle_path("general_faces")
             continue
         assert meta["card"]["title"].startswith(f"fakescope {name} detector")
     assert read_meta(resolve_bundle_path("scratch"))["architecture"] == "resnet_se"
-    with pytest.raises(BundleError, match="shipped: cifake, default, faces, general, scratch"):
+    shipped = "cifake, default, faces, general, general_faces, scratch"
+    with pytest.raises(BundleError, match=f"shipped: {shipped}"):
         shipped_bundle_path("nope")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "scratch").mkdir()  # a real folder called like a shipped detector is used

@@ -23,6 +23,7 @@ from fakescope.detectors import (
     CapabilityError,
     Detector,
     EnsembleDetector,
+    FaceAwareDetector,
     OnnxDetector,
     TorchDetector,
     load_detector,
@@ -104,11 +105,14 @@ def test_unknown_runtime_and_missing_bundle_are_refused(tmp_path: Path) -> None:
         load_detector(tmp_path / "nope")
 
 
-def test_shipped_names_load_as_torch_detectors() -> None:
-    for name in ("default", "scratch"):
+def test_shipped_names_load_as_their_kinds() -> None:
+    for name in ("general", "scratch"):
         detector = load_detector(name, device="cpu")
         assert detector.bundle_path == shipped_bundle_path(name)
         assert isinstance(detector, TorchDetector)
+    default = load_detector("default", device="cpu")
+    assert isinstance(default, FaceAwareDetector)  # general, with the face specialist
+    assert default.whole.bundle_path == shipped_bundle_path("general")
 
 
 def test_a_new_kind_is_one_registered_class(small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,7 +196,7 @@ def test_cli_ensemble_of_shipped_names_then_explain_refuses_it(
     toy_folder: Path, tmp_path: Path
 ) -> None:
     done = fakescope(
-        "ensemble", "default", "scratch", "--val", toy_folder, "--out", tmp_path / "ens", "-q"
+        "ensemble", "general", "scratch", "--val", toy_folder, "--out", tmp_path / "ens", "-q"
     )
     assert "ensemble bundle" in done.stderr
     assert len(read_meta(tmp_path / "ens")["members"]) == 2

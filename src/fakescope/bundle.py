@@ -47,9 +47,10 @@ DOMAIN_FILE = "domain.safetensors"  # optional: the training data's description 
 META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
 ENSEMBLE_KIND = "ensemble"
+FACE_AWARE_KIND = "face_aware"  # a whole-image detector with a face specialist's second look
 MEMBERS_DIR = "members"
 
-BundleKind = Literal["single", "ensemble"]
+BundleKind = Literal["single", "ensemble", "face_aware"]
 
 
 def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
@@ -199,8 +200,8 @@ def write_meta(folder: Path, meta: dict[str, Any], *, weights_sha256: str) -> No
 
 # -- reading -------------------------------------------------------------------------------
 def bundle_kind(path: str | os.PathLike[str]) -> BundleKind:
-    """'ensemble' when `path`'s bundle.json says so, else 'single' (not verified here: every
-    reader verifies with :func:`read_meta`)."""
+    """'ensemble' or 'face_aware' when `path`'s bundle.json says so, else 'single' (not
+    verified here: every reader verifies with :func:`read_meta`)."""
     meta_path = Path(path) / META_FILE
     if not meta_path.is_file():
         return "single"
@@ -208,7 +209,10 @@ def bundle_kind(path: str | os.PathLike[str]) -> BundleKind:
         data = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return "single"
-    return "ensemble" if isinstance(data, dict) and data.get("kind") == ENSEMBLE_KIND else "single"
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == ENSEMBLE_KIND:
+        return "ensemble"
+    return "face_aware" if kind == FACE_AWARE_KIND else "single"
 
 
 def is_ensemble(path: str | os.PathLike[str]) -> bool:
@@ -230,6 +234,10 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     meta = _read_signed_json(folder)
     if meta.get("kind") == ENSEMBLE_KIND:
         _verify_members(folder, meta)
+        return meta
+    if meta.get("kind") == FACE_AWARE_KIND:
+        for role in FACE_AWARE_ROLES:
+            face_aware_member(folder, meta, role)  # verifies each member
         return meta
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
@@ -299,10 +307,10 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
     from fakescope.models import create_model, list_models
 
     raw = read_meta(path)
-    if raw.get("kind") == ENSEMBLE_KIND:
+    if raw.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND):
         raise BundleError(
-            f"{path}: an ensemble of {len(raw['members'])} has no weights of its own; "
-            "load it with fakescope.detectors.load_detector"
+            f"{path}: a {raw['kind']} bundle combines other bundles and has no weights of its "
+            "own; load it with fakescope.detectors.load_detector"
         )
     meta = BundleMeta.from_dict(raw)
     if meta.architecture not in list_models():
@@ -408,6 +416,83 @@ def save_ensemble_bundle(
     return Path(out)
 
 
+# -- face-aware bundles: a whole-image detector and a face specialist ---------------------
+FACE_AWARE_ROLES = ("whole", "faces")
+
+
+def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
+    """The verified bundle folder of a face-aware bundle's `role` member ('whole' or
+    'faces'): a shipped detector by name, or a copy inside the bundle."""
+    entry = (meta.get("members") or {}).get(role)
+    if not isinstance(entry, dict) or not isinstance(entry.get("ref"), str):
+        raise BundleError(f"{folder / META_FILE}: a face-aware bundle without its {role} member")
+    if entry.get("shipped"):
+        member = shipped_bundle_path(entry["ref"])
+    else:
+        member = (folder / entry["ref"]).resolve()
+        if folder.resolve() not in member.parents:
+            raise BundleError(
+                f"{folder / META_FILE}: member path {entry['ref']!r} leaves the bundle"
+            )
+    if read_meta(member)["sha256"] != entry.get("sha256"):
+        raise BundleError(
+            f"{member}: the {role} member is not the one {folder} was built with (sha256 "
+            "differs); rebuild it with fakescope face-aware"
+        )
+    return member
+
+
+def save_face_aware_bundle(
+    out: str | os.PathLike[str],
+    whole: str | os.PathLike[str],
+    faces: str | os.PathLike[str],
+    route: dict[str, float],
+    *,
+    card: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write a face-aware bundle: `whole` scores every image, `faces` the largest face of
+    the images a face fills (`route`: min_face_fraction, face_weight). A shipped detector
+    given by name is referenced by name (the bundle then holds no weights); any other bundle
+    is copied in. Atomic; every member verified."""
+    from fakescope.model_card import render_face_aware_card
+
+    with atomic_folder(out) as tmp:
+        members: dict[str, dict[str, Any]] = {}
+        for role, given in (("whole", whole), ("faces", faces)):
+            shipped = not Path(given).exists() and str(given) in SHIPPED_DETECTORS
+            source = resolve_bundle_path(given)
+            if read_meta(source).get("kind") is not None:
+                raise BundleError(f"{given}: the {role} member must be a single-model bundle")
+            ref = str(given) if shipped else f"{MEMBERS_DIR}/{role}"
+            if not shipped:
+                shutil.copytree(source, tmp / ref)
+            members[role] = {
+                "ref": ref,
+                "shipped": shipped,
+                "source_bundle": str(given),
+                "sha256": read_meta(source if shipped else tmp / ref)["sha256"],
+            }
+        meta = sign(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "kind": FACE_AWARE_KIND,
+                "architecture": FACE_AWARE_KIND,
+                "members": members,
+                "route": {k: float(v) for k, v in route.items()},
+                "labels": list(LABEL_NAMES),
+                "card": card or {},
+                "metrics": metrics or {},
+                "created": now_iso(),
+                "versions": package_versions(),
+            }
+        )
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        (tmp / CARD_FILE).write_text(render_face_aware_card(meta))
+    return Path(out)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
@@ -419,8 +504,8 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
 
     folder = Path(path)
     meta = read_meta(folder)
-    if meta.get("kind") == ENSEMBLE_KIND:
-        raise BundleError(f"{folder}: an ensemble's fields are fitted; rebuild it instead")
+    if meta.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND):
+        raise BundleError(f"{folder}: a {meta['kind']} bundle's fields are fitted; rebuild it")
     meta.update(changes)
     updated = BundleMeta.from_dict(meta)
     meta["unsure_band"] = list(updated.unsure_band)
@@ -431,11 +516,14 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
 
 # -- shipped detectors and names -----------------------------------------------------------
 SHIPPED_DETECTORS: dict[str, str] = {
-    "default": "general_detector",  # the general detector, used when no bundle is given
+    # used when no bundle is given: general, with the face specialist on close-up faces
+    "default": "general_faces_detector",
     "general": "general_detector",  # EfficientNet-Lite0 on five sources, native crops
     "cifake": "cifake_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
     "faces": "faces_detector",  # the face specialist (configs/faces_lite2.yaml), for --faces
+    # general, with the face specialist's score averaged in where a face fills the image
+    "general_faces": "general_faces_detector",  # tools/ship_default_detector.py builds it
 }
 """Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept.
 A name whose folder is not installed (a slimmed-down copy) is refused with a message saying so."""

@@ -41,6 +41,9 @@ __all__ = ["ImageInput", "Prediction", "predict_inputs", "verdict"]
 T = TypeVar("T")
 
 UNSURE_BAND = "p(fake) is inside the unsure band around the threshold"
+FACE_JOINED = (
+    "a face fills {share:.0%} of the image: the face specialist's score of it is averaged in"
+)
 OUT_OF_DOMAIN = "out of domain: unlike anything this detector was trained on"
 CSV_FIELDS = (
     "path", "p_fake", "label", "unsure", "error",
@@ -61,6 +64,8 @@ class Prediction:
     set when the pixels and the provenance point different ways. With faces: face_box is
     the face scored ({x, y, w, h} in the original image; None when none was found),
     faces_found how many usable faces the image holds, face_note what was scored instead.
+    From a face-aware detector without faces: face_box is the face whose score was averaged
+    in (None: the whole image alone) and face_note says so.
     """
 
     path: str
@@ -98,6 +103,13 @@ class Prediction:
         self.face_box = face_box_dict(selection.face_box)
         self.faces_found = selection.faces_found
         self.face_note = selection.note
+        return self
+
+    def with_joined_face(self, box: dict[str, int] | None, size: tuple[int, int]) -> Prediction:
+        """This verdict reporting the face a face-aware detector averaged in, if any."""
+        if box is not None:
+            self.face_box = box
+            self.face_note = FACE_JOINED.format(share=box["w"] * box["h"] / (size[0] * size[1]))
         return self
 
     @classmethod
@@ -178,7 +190,22 @@ def verdicts(
     for prediction, selection in zip(judged, faces or (), strict=False):
         if selection is not None:
             prediction.with_face(selection)
+    if faces is None and sizes is not None:
+        report_joined_faces(judged, scores, sizes)
     return judged
+
+
+def report_joined_faces(
+    predictions: Sequence[Prediction],
+    scores: PixelScores,
+    sizes: Sequence[tuple[int, int]] | np.ndarray,
+) -> None:
+    """Each verdict of a face-aware detector says which face joined its score, if one did
+    (`scores.face_boxes`; nothing to do for other kinds)."""
+    if scores.face_boxes is None:
+        return
+    for prediction, box, size in zip(predictions, scores.face_boxes, sizes, strict=True):
+        prediction.with_joined_face(box, (int(size[0]), int(size[1])))
 
 
 def _at(values: np.ndarray | None, i: int) -> float | None:

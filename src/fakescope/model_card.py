@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fakescope.evaluation.results import SCALAR_METRICS
 
@@ -61,6 +61,47 @@ def render_model_card(meta: BundleMeta) -> str:
         card.get("limits", _LIMITS),
         "",
         f"Versions: {json.dumps(meta.versions)}. Created {meta.created}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_face_aware_card(meta: dict[str, Any]) -> str:
+    """Markdown model card of a face-aware bundle (its bundle.json as a dict): what it
+    combines, when the face specialist joins, use and limits."""
+    card, route, members = meta.get("card", {}), meta["route"], meta["members"]
+
+    def member(role: str) -> str:
+        m = members[role]
+        where = "shipped detector" if m["shipped"] else "copied into this bundle from"
+        return f"`{m['source_bundle']}` ({where}; sha256 {m['sha256'][:12]}…)"
+
+    lines = [
+        f"# Model card: {card.get('title', 'fakescope face-aware detector')}",
+        "",
+        card.get("summary", "A whole-image detector with a face specialist's second look."),
+        "",
+        "## Model",
+        "",
+        f"- Whole-image member (scores every image; its threshold, unsure band and domain "
+        f"score decide the verdict): {member('whole')}",
+        f"- Face member (scores the largest face's crop): {member('faces')}",
+        f"- The face member joins when the largest face covers at least "
+        f"{route['min_face_fraction']:.0%} of the image; its logit (less its threshold's) "
+        f"then weighs {route['face_weight']:.0%} of the average, the whole-image member's the "
+        "rest. Grad-CAM shows the whole-image member's map.",
+        "",
+        "## Intended use",
+        "",
+        card.get(
+            "intended_use", "As its whole-image member's, with better answers on close-up faces."
+        ),
+        "",
+        "## Limits",
+        "",
+        card.get("limits", _LIMITS),
+        "",
+        f"Versions: {json.dumps(meta.get('versions', {}))}. Created {meta.get('created', '')}.",
         "",
     ]
     return "\n".join(lines)

@@ -146,6 +146,13 @@ def export_onnx(
             f"ONNX export needs a single-model bundle; {bundle_path} is an ensemble of "
             f"{len(raw['members'])}: export its members one by one"
         )
+    if raw.get("kind") == "face_aware":
+        members = ", ".join(str(m["source_bundle"]) for m in raw["members"].values())
+        raise ExportError(
+            f"ONNX export needs a single-model bundle; {bundle_path} is face-aware (a "
+            f"whole-image detector and a face specialist): export its members ({members}) one "
+            "by one; `--runtime onnx` runs the face-aware bundle on both"
+        )
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
     if check_images:

@@ -6,7 +6,8 @@
     detector.capabilities.can_explain             # ask, don't probe
 
 One module per kind, each registered with :func:`register_kind`: ``pytorch`` (one model),
-``onnx`` (onnxruntime) and ``ensemble`` (a bundle of bundles). A new kind is a new module
+``onnx`` (onnxruntime), ``ensemble`` (a bundle of bundles) and ``face_aware`` (a whole-image
+detector with a face specialist's second look at close-up faces). A new kind is a new module
 here, imported below.
 """
 
@@ -21,6 +22,7 @@ from fakescope.detectors.base import (
     register_kind,
 )
 from fakescope.detectors.ensemble import EnsembleDetector
+from fakescope.detectors.face_aware import FaceAwareDetector
 from fakescope.detectors.onnx import OnnxDetector
 from fakescope.detectors.pytorch import TorchDetector
 
@@ -30,6 +32,7 @@ __all__ = [
     "CapabilityError",
     "Detector",
     "EnsembleDetector",
+    "FaceAwareDetector",
     "OnnxDetector",
     "PixelScores",
     "Runtime",

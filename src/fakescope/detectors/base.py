@@ -68,12 +68,14 @@ class Capabilities:
 @dataclass(frozen=True)
 class PixelScores:
     """Per image: calibrated p(fake), and where the detector provides them, its domain score
-    (distance to the training data / threshold; above 1 is out of domain) and the p(fake)
-    of its most suspicious crop."""
+    (distance to the training data / threshold; above 1 is out of domain), the p(fake) of
+    its most suspicious crop, and for a kind that reads faces on its own (``face_aware``) the
+    face ({x, y, w, h} in the original image) whose score joined the image's, or None."""
 
     p_fake: np.ndarray
     domain_score: np.ndarray | None = None
     max_crop_p_fake: np.ndarray | None = None
+    face_boxes: list[dict[str, int] | None] | None = None
 
 
 class Detector(ABC):
@@ -122,6 +124,12 @@ class Detector(ABC):
     @property
     def name(self) -> str:
         return str(self.bundle_path) if self.bundle_path else f"<{self.kind} detector>"
+
+    @property
+    def explained_by(self) -> Detector:
+        """The detector whose Grad-CAM map explains this one's verdicts: itself, or for a
+        kind that combines models around one whole-image model (``face_aware``), that one."""
+        return self
 
     def require(self, capability: Capability, purpose: str) -> None:
         """Raise :class:`CapabilityError` at once when this detector cannot do `capability`,
@@ -214,7 +222,9 @@ class Detector(ABC):
             self.logits_in_batches(images, batch_size=batch_size, progress=progress, desc=desc)
         )
 
-    def score_prepared(self, arrays: Sequence[np.ndarray], *, batch_size: int = 256) -> PixelScores:
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
         """What the pixels say about prepared inputs: calibrated p(fake), and where a kind
         knows them, the domain score and the most suspicious crop's p(fake)."""
         if not self.preprocessing.multi_crop:

@@ -83,7 +83,9 @@ class TorchDetector(Detector):
         logits: torch.Tensor = model.forward_head(stem)
         return logits.float().view(-1).cpu(), features.float().reshape(len(x), -1).cpu()
 
-    def score_prepared(self, arrays: Sequence[np.ndarray], *, batch_size: int = 256) -> PixelScores:
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
         """p(fake), and with a domain model the domain score from the same forward pass."""
         if self.domain is None:
             return super().score_prepared(arrays, batch_size=batch_size)

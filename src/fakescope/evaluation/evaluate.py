@@ -60,7 +60,14 @@ from fakescope.evaluation.results import (
 )
 from fakescope.evaluation.selective import selective_risk
 from fakescope.faces import FaceSelector
-from fakescope.inference import CSV_FIELDS, OUT_OF_DOMAIN, UNSURE_BAND, Prediction, verdicts
+from fakescope.inference import (
+    CSV_FIELDS,
+    OUT_OF_DOMAIN,
+    UNSURE_BAND,
+    Prediction,
+    report_joined_faces,
+    verdicts,
+)
 from fakescope.provenance import Evidence, read_provenance
 from fakescope.video import VideoOptions, VideoPrediction, predict_video
 
@@ -218,10 +225,12 @@ def pixel_scores(
 
     if not parts:
         return PixelScores(np.empty(0))
+    boxes = [p.face_boxes for p in parts]
     return PixelScores(
         np.concatenate([p.p_fake for p in parts]),
         cat([p.domain_score for p in parts]),
         cat([p.max_crop_p_fake for p in parts]),
+        None if any(b is None for b in boxes) else [box for b in boxes for box in b or []],
     )
 
 
@@ -242,6 +251,8 @@ def judged(
     predictions = verdicts(
         at_threshold(detector, threshold), decoded.paths, scores, found, faces=decoded.faces
     )
+    if decoded.faces is None and decoded.sizes is not None:  # a face-aware detector's faces
+        report_joined_faces(predictions, scores, decoded.sizes)
     generator = {it.path: it.generator for it in items}
     return ScoredSet(
         decoded.paths,

@@ -149,10 +149,12 @@ def gradcam(
     (``preprocessing.resize_image(img)``), each crop's map pasted where the crop lies.
 
     ``layers`` are module names (see ``feature_module_names``); default: the deepest stage.
-    Several layers give their average (multi-layer Grad-CAM).
+    Several layers give their average (multi-layer Grad-CAM). A detector that combines
+    models around one whole-image model (face-aware) is explained by that model.
     """
     if not images:
         return []
+    detector = detector.explained_by
     model = detector.torch_model("Grad-CAM")
     names = resolve_layers(model, layers)
     pre = detector.preprocessing
@@ -290,7 +292,7 @@ def explain_files(
     largest face's crop, the one `predict --faces` scores (chunk ``face_box``: x,y,w,h in the
     original image, or none found and the whole image explained). Unreadable files are
     skipped with a warning. Returns the written paths in input order."""
-    names = resolve_layers(detector.torch_model("Grad-CAM"), layers)
+    names = resolve_layers(detector.explained_by.torch_model("Grad-CAM"), layers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     taken: set[str] = set()

@@ -64,8 +64,9 @@ ROW_CAPTIONS = {
 
 
 def _no_single_model(detector: Detector) -> str | None:
-    """Why Grad-CAM and penultimate features are unavailable for `detector`, or None."""
-    caps = detector.capabilities
+    """Why Grad-CAM and penultimate features are unavailable for `detector`, or None (a
+    face-aware detector has them through its whole-image member, `explained_by`)."""
+    caps = detector.explained_by.capabilities
     if caps.can_explain and caps.can_embed:
         return None
     why = caps.why_not.get("explain") or caps.why_not.get("embed") or "not this detector"
@@ -100,7 +101,7 @@ class ExplanationSection:
             return
         scored, metrics = context.scored, context.metrics
         threshold = float(metrics["threshold"])
-        layers = resolve_layers(detector.torch_model("Grad-CAM"), self.layers)
+        layers = resolve_layers(detector.explained_by.torch_model("Grad-CAM"), self.layers)
         rows = gallery_rows(
             detector,
             scored.paths,
@@ -114,7 +115,8 @@ class ExplanationSection:
         names = detector.meta.labels
         shown: dict[str, GalleryShown] = {}
         body = paragraph(
-            f"Each tile: the image as the model saw it ({detector.preprocessing.input_size} px) "
+            f"Each tile: the image as the model saw it "
+            f"({detector.explained_by.preprocessing.input_size} px) "
             "and its Grad-CAM overlay for the predicted class (red: where the evidence for "
             "that verdict lies), titled with the true label and p(fake); threshold "
             f"{threshold:.4f}. Grad-CAM of {', '.join(layers)}."
@@ -163,7 +165,7 @@ class EmbeddingSection:
         scored, metrics = context.scored, context.metrics
         out, progress = Path(context.out_dir), context.progress
         sample = _TsneSample.pick(scored, self.points, self.seed, float(metrics["threshold"]))
-        main = embed_files(detector, sample.paths, progress=progress)
+        main = embed_files(detector.explained_by, sample.paths, progress=progress)
         backend = "openTSNE" if has_opentsne() else "scikit-learn"
         if self.compare is None:
             found, caption = self._one_map(detector, main, sample, out, progress)
@@ -207,8 +209,9 @@ class EmbeddingSection:
             title=f"t-SNE of penultimate features ({len(keep)} images)",
             label_names=detector.meta.labels,
         )
+        whose = "the detector's" if detector.explained_by is detector else "its whole-image model's"
         caption = (
-            "t-SNE of the detector's penultimate-layer features, coloured by true label; "
+            f"t-SNE of {whose} penultimate-layer features, coloured by true label; "
             f"x: misclassified at threshold {sample.threshold:.4f}."
         )
         return {"n": stats["n"], "plot": "tsne.png", "model": _stats(stats)}, caption
@@ -224,7 +227,7 @@ class EmbeddingSection:
     ) -> tuple[MapFound, str]:
         """tsne_compare.png: the --compare model and the evaluated one on the images both
         could read, each model's mistakes at its own threshold: (summary entries, caption)."""
-        theirs = embed_files(other, sample.paths, progress=progress, scores=True)
+        theirs = embed_files(other.explained_by, sample.paths, progress=progress, scores=True)
         keep = sorted(set(main.indices) & set(theirs.indices))
         mine_rows = _rows(main.indices, keep)
         their_rows = _rows(theirs.indices, keep)

@@ -468,7 +468,11 @@ def _add_predict_route(
                 max_crop_p_fake=score.max_crop_p_fake,
                 image_size=(item.face.image if item.face else item.image).size,
             )
-            prediction = (judged.with_face(item.face) if item.face else judged).to_dict()
+            if item.face:
+                judged.with_face(item.face)
+            else:
+                judged.with_joined_face(score.face_box, item.image.size)
+            prediction = judged.to_dict()
             del prediction["path"], prediction["error"]  # failures are 4xx, not results
             results.append({"filename": upload.filename, **prediction})
         return {"results": results, "model": scorer.summary}

@@ -27,6 +27,7 @@ class ImageScore:
     p_fake: float
     domain_score: float | None = None
     max_crop_p_fake: float | None = None
+    face_box: dict[str, int] | None = None  # a face-aware detector: the face averaged in
 
 
 def score_batch(detector: Detector, arrays: Sequence[np.ndarray]) -> PixelScores:
@@ -42,16 +43,18 @@ def per_image(scores: PixelScores) -> list[ImageScore]:
     def at(values: np.ndarray | None, i: int) -> float | None:
         return None if values is None else float(values[i])
 
+    boxes = scores.face_boxes or [None] * len(scores.p_fake)
     return [
-        ImageScore(float(p), at(scores.domain_score, i), at(scores.max_crop_p_fake, i))
+        ImageScore(float(p), at(scores.domain_score, i), at(scores.max_crop_p_fake, i), boxes[i])
         for i, p in enumerate(scores.p_fake)
     ]
 
 
 def explain_png(detector: Detector, image: Image.Image) -> tuple[bytes, float]:
-    """The Grad-CAM overlay on the image as the model saw it (PNG), and its p(fake)."""
-    view = detector.preprocessing.resize_image(image)
-    (cam,) = gradcam(detector, [image])
+    """The Grad-CAM overlay on the image as the model saw it (PNG), and the detector's
+    p(fake) (a face-aware detector's map is its whole-image member's)."""
+    view = detector.explained_by.preprocessing.resize_image(image)
+    (cam,) = gradcam(detector.explained_by, [image])
     p_fake = float(detector.predict_images([image])[0])
     buffer = io.BytesIO()
     overlay(view, cam, min_size=OVERLAY_MIN_SIZE).save(buffer, format="PNG")

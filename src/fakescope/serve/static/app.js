@@ -216,7 +216,12 @@ function showFace(card, result) {
     };
     if (original.complete) place(); else original.addEventListener("load", place, { once: true });
     const others = result.faces_found > 1 ? ` (the largest of ${result.faces_found} faces)` : "";
-    show(card.querySelector(".face-note"), `Scored the face in the box${others}.`);
+    // faces_found is null when the detector itself brought the face in (face-aware kind)
+    const joined = result.faces_found == null && result.face_note;
+    const text = joined
+      ? `The face in the box: ${result.face_note}.`
+      : `Scored the face in the box${others}.`;
+    show(card.querySelector(".face-note"), text);
   } else if (result.face_note) {
     show(card.querySelector(".face-note"), `No face found: ${result.face_note.replace(/^no face found; /, "")}.`);
   }

@@ -1,0 +1,316 @@
+"""The face-aware kind: a whole-image detector, with a face specialist's second look at the
+images a face fills.
+
+A detector trained on photos, thumbnails and faces alike reads a close-up face less well than
+a specialist trained on face crops (on DFDC faces neither model was trained on, 0.77 against
+0.91 ROC-AUC; BENCHMARKS.md), and the specialist knows nothing else (on a modern diffusion
+portrait it is at chance). So the whole-image detector (member ``whole``) scores every image,
+as it would alone; when the largest face, found as ``predict --faces`` finds it (the
+specialist's face crop policy), covers at least ``min_face_fraction`` of the image, the
+specialist (member ``faces``) scores that face's crop and the two scores are averaged:
+
+    a_m = logit(p_m) - logit(threshold_m)           each member's score, its threshold at 0
+    p   = sigmoid((1 - w) a_whole + w a_faces + logit(threshold_whole))
+
+so the verdict keeps the whole-image detector's threshold, unsure band and domain score, and
+an image without such a face gets exactly the whole-image detector's answer. The face that
+joined is reported (``face_box``, and a note).
+
+Routing happens where the pixels are prepared (:class:`FaceRoutedPreprocessing`), so every
+path that prepares and scores images (predict, evaluate, robustness, video, the server)
+routes the same way. Grad-CAM explains the whole-image member (:attr:`explained_by`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fakescope.bundle import face_aware_member, read_meta
+from fakescope.data.transforms import Preprocessing, PreprocessingDict
+from fakescope.detectors.base import (
+    Capabilities,
+    Detector,
+    PixelScores,
+    Runtime,
+    load_detector,
+    register_kind,
+    stack_arrays,
+)
+from fakescope.errors import ConfigError
+from fakescope.faces import FaceCropPolicy, FaceFinder, FaceSelector, make_face_finder
+
+KIND = "face_aware"
+HEADER = 16  # bytes before the members' inputs: routed flag, then the face box as 4 x uint16
+# Only a face that fills much of the image joins, and such a face is at least half the image's
+# shorter side: the search runs on a 192 px copy for faces of 40 px and more, which costs a
+# few milliseconds where predict --faces' full search (640 px, faces from 20 px) costs ~100.
+ROUTE_SEARCH_SIZE = 192
+ROUTE_MIN_FACE = 40
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class FaceRoute:
+    """When the face specialist joins (its largest face covers at least this share of the
+    image) and how much its score weighs in the average."""
+
+    min_face_fraction: float = 0.5
+    face_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_face_fraction <= 1.0:
+            raise ConfigError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
+        if not 0.0 < self.face_weight <= 1.0:
+            raise ConfigError(f"face_weight must be in (0, 1], got {self.face_weight}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceRoute:
+        return cls(float(data["min_face_fraction"]), float(data["face_weight"]))
+
+
+@dataclass(frozen=True)
+class FaceRoutedPreprocessing(Preprocessing):
+    """One uint8 (3, S, S) array per image: a header (whether a face joined, and its box),
+    the whole-image member's input, and the face crop's input (zeros when none joined).
+
+    `to_uint8` finds the faces (the process's shared finder, the face member's crop policy);
+    `unpack` recovers the three parts from a batch. Not a model input itself."""
+
+    whole: Preprocessing = field(default_factory=lambda: Preprocessing(1))
+    faces: Preprocessing = field(default_factory=lambda: Preprocessing(1))
+    policy: FaceCropPolicy = field(default_factory=FaceCropPolicy)
+    route: FaceRoute = field(default_factory=FaceRoute)
+    selector: FaceSelector | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(
+        cls, whole: Preprocessing, faces: Preprocessing, policy: FaceCropPolicy, route: FaceRoute
+    ) -> FaceRoutedPreprocessing:
+        total = HEADER + math.prod(whole.array_shape) + math.prod(faces.array_shape)
+        side = math.ceil(math.sqrt(total / 3))
+        return cls(
+            input_size=side,
+            whole=whole,
+            faces=faces,
+            policy=policy,
+            route=route,
+            selector=FaceSelector(policy, finder=route_finder(policy)),
+        )
+
+    def to_dict(self) -> PreprocessingDict:
+        stored: Any = {
+            "input_size": self.input_size,
+            "face_aware": {
+                "whole": self.whole.to_dict(),
+                "faces": self.faces.to_dict(),
+                "policy": self.policy.to_dict(),
+                "route": {
+                    "min_face_fraction": self.route.min_face_fraction,
+                    "face_weight": self.route.face_weight,
+                },
+            },
+        }
+        return stored  # type: ignore[no-any-return]
+
+    def resize_image(self, img: Image.Image) -> Image.Image:
+        return self.whole.resize_image(img)  # the view Grad-CAM of the whole member shows
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        raise ConfigError("a face-aware input is not a model input; use the detector's logits()")
+
+    def to_uint8(self, img: Image.Image) -> np.ndarray:
+        header = np.zeros(HEADER, dtype=np.uint8)
+        face_input = np.zeros(math.prod(self.faces.array_shape), dtype=np.uint8)
+        selector = self.selector or FaceSelector(self.policy, finder=route_finder(self.policy))
+        selection = selector.largest([img])[0]
+        box = selection.face_box
+        if box is not None and box.area / (img.width * img.height) >= self.route.min_face_fraction:
+            header[0] = 1
+            coords = np.array(box.xywh, dtype=np.int64).clip(0, 65535).astype("<u2")
+            header[1:9] = coords.view(np.uint8)
+            face_input = self.faces.to_uint8(selection.image).ravel()
+        flat = np.concatenate([header, self.whole.to_uint8(img).ravel(), face_input])
+        out = np.zeros(3 * self.input_size**2, dtype=np.uint8)
+        out[: flat.size] = flat
+        return out.reshape(3, self.input_size, self.input_size)
+
+    def unpack(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> (routed (B,) bool, whole inputs, face inputs) of their own shapes."""
+        flat = batch.reshape(batch.shape[0], -1)
+        whole_size = math.prod(self.whole.array_shape)
+        face_size = math.prod(self.faces.array_shape)
+        whole = flat[:, HEADER : HEADER + whole_size].reshape(-1, *self.whole.array_shape)
+        faces = flat[:, HEADER + whole_size : HEADER + whole_size + face_size]
+        return flat[:, 0] == 1, whole, faces.reshape(-1, *self.faces.array_shape)
+
+    @staticmethod
+    def face_box(header: np.ndarray) -> dict[str, int] | None:
+        """The face box a prepared array's header holds, or None when no face joined."""
+        if header[0] != 1:
+            return None
+        x, y, w, h = (int(v) for v in header[1:9].copy().view("<u2"))
+        return {"x": x, "y": y, "w": w, "h": h}
+
+
+def route_finder(policy: FaceCropPolicy) -> FaceFinder:
+    """The finder that decides whether a face fills the image (the policy's kind, searching
+    only for large faces on a small copy; see ROUTE_SEARCH_SIZE)."""
+    return make_face_finder(
+        policy.finder, min_face_size=ROUTE_MIN_FACE, search_size=ROUTE_SEARCH_SIZE
+    )
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.asarray(np.log(q) - np.log1p(-q))
+
+
+@register_kind("torch", "face_aware")
+class FaceAwareDetector(Detector):
+    """The whole-image member's verdict, with the face member's score averaged in on images a
+    face fills (see the module doc)."""
+
+    kind = KIND
+    member_runtime: Runtime = "torch"
+
+    def __init__(
+        self,
+        whole: Detector,
+        faces: Detector,
+        route: FaceRoute,
+        *,
+        bundle_path: Path | None = None,
+        raw: dict[str, Any] | None = None,
+    ) -> None:
+        pre = FaceRoutedPreprocessing.of(
+            whole.preprocessing, faces.preprocessing, faces.face_policy, route
+        )
+        raw = raw or {}
+        meta = replace(
+            whole.meta,
+            architecture=KIND,
+            preprocessing=pre,
+            temperature=1.0,  # logits() are the combined calibrated logits
+            model_kwargs={"whole": whole.name, "faces": faces.name},
+            card=raw.get("card") or whole.meta.card,
+            metrics=raw.get("metrics") or whole.meta.metrics,
+            created=raw.get("created", whole.meta.created),
+        )
+        super().__init__(meta, bundle_path=bundle_path)
+        self.whole, self.faces, self.route, self.raw = whole, faces, route, raw
+
+    @classmethod
+    def from_bundle(cls, path: Path, *, device: str) -> FaceAwareDetector:
+        raw = read_meta(path)  # verifies the bundle and both members
+        runtime = cls.member_runtime
+        whole, faces = (
+            load_detector(face_aware_member(path, raw, r), runtime=runtime, device=device)
+            for r in ("whole", "faces")
+        )
+        return cls(whole, faces, FaceRoute.from_dict(raw["route"]), bundle_path=path, raw=raw)
+
+    # -- what it is ------------------------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        whole = self.whole.capabilities
+        two = "this detector combines two models; use its whole-image member (-b {}) for {}"
+        return Capabilities(
+            runtime=whole.runtime,
+            can_explain=whole.can_explain,
+            can_embed=False,
+            has_gradients=False,
+            why_not={
+                "explain": whole.why_not.get("explain", ""),
+                "embed": two.format(self.whole.name, "embeddings and domain models"),
+                "gradients": two.format(self.whole.name, "white-box attacks"),
+            },
+        )
+
+    @property
+    def explained_by(self) -> Detector:
+        return self.whole
+
+    @property
+    def device(self) -> torch.device:
+        return self.whole.device
+
+    @property
+    def face_policy(self) -> FaceCropPolicy:
+        return self.faces.face_policy
+
+    def size_score(self, width: int, height: int) -> float | None:
+        return self.whole.size_score(width, height)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **super().info(),
+            "members": {"whole": self.whole.info(), "faces": self.faces.info()},
+            "route": {
+                "min_face_fraction": self.route.min_face_fraction,
+                "face_weight": self.route.face_weight,
+            },
+        }
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
+        parts = [
+            self._score_batch(stack_arrays(arrays[start : start + batch_size]))
+            for start in range(0, len(arrays), batch_size)
+        ]
+        if not parts:
+            return PixelScores(np.empty(0), face_boxes=[])
+
+        def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
+            present = [v for v in values if v is not None]
+            return np.concatenate(present) if len(present) == len(values) else None
+
+        return PixelScores(
+            np.concatenate([p.p_fake for p in parts]),
+            joined([p.domain_score for p in parts]),
+            joined([p.max_crop_p_fake for p in parts]),
+            [box for p in parts for box in (p.face_boxes or [])],
+        )
+
+    def _score_batch(self, batch: torch.Tensor) -> PixelScores:
+        pre: FaceRoutedPreprocessing = self.preprocessing  # type: ignore[assignment]
+        routed, whole_in, face_in = pre.unpack(batch)
+        scores = self.whole.score_prepared(whole_in, batch_size=max(1, len(batch)))
+        p = scores.p_fake.astype(np.float64).copy()
+        mask = routed.numpy()
+        if mask.any():
+            p_face = self.faces.score_prepared(face_in[routed], batch_size=max(1, len(batch)))
+            p[mask] = self.combine(p[mask], p_face.p_fake)
+        header = batch.reshape(len(batch), -1)[:, :HEADER].numpy()
+        boxes = [FaceRoutedPreprocessing.face_box(h) for h in header]
+        return PixelScores(p.astype(np.float32), scores.domain_score, scores.max_crop_p_fake, boxes)
+
+    def combine(self, p_whole: np.ndarray, p_face: np.ndarray) -> np.ndarray:
+        """The averaged p(fake) on the whole member's scale (see the module doc)."""
+        t_whole, t_face, w = self.whole.threshold, self.faces.threshold, self.route.face_weight
+        a = (1 - w) * (_logit(p_whole) - _logit(t_whole)) + w * (_logit(p_face) - _logit(t_face))
+        return np.asarray(1.0 / (1.0 + np.exp(-(a + _logit(t_whole)))))
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The combined calibrated logit (temperature 1) for a batch of prepared arrays."""
+        p = self._score_batch(batch).p_fake
+        return torch.from_numpy(_logit(p).astype(np.float32))
+
+    def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.logits(batch)
+
+
+@register_kind("onnx", "face_aware")
+class OnnxFaceAwareDetector(FaceAwareDetector):
+    """The face-aware kind with both members on onnxruntime."""
+
+    member_runtime: Runtime = "onnx"
