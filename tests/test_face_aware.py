@@ -31,6 +31,7 @@ from fakescope.bundle import (
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import CapabilityError, Detector, FaceAwareDetector, load_detector
 from fakescope.detectors.face_aware import FaceRoute, route_finder
+from fakescope.ensemble import build_ensemble
 from fakescope.errors import ConfigError
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.explain import gradcam
@@ -156,6 +157,19 @@ def test_prepared_batches_score_as_predict_does(detector: Detector) -> None:
     assert [b is not None for b in scores.face_boxes] == [True, False, False]
 
 
+def test_a_pickled_copy_scores_the_same(detector: Detector) -> None:
+    """Ray actors and worker processes get the detector pickled; the face finder (with its
+    lock) is not copied but made again on first use."""
+    import pickle
+
+    detector.prepare(close_up())  # the original has its finder now
+    copy = pickle.loads(pickle.dumps(detector))
+    images = [close_up(), no_face()]
+    assert [r.p_fake for r in copy.predict(images, provenance=False)] == pytest.approx(
+        [r.p_fake for r in detector.predict(images, provenance=False)], abs=1e-6
+    )
+
+
 def test_the_verdict_keeps_the_whole_members_threshold_and_band(
     detector: Detector, members: tuple[Path, Path]
 ) -> None:
@@ -208,6 +222,8 @@ def test_it_refuses_what_needs_one_model_and_says_what_to_use(
     for capability, purpose in (("embed", "embeddings"), ("gradients", "attacks")):
         with pytest.raises(CapabilityError, match="whole-image member"):
             detector.require(capability, purpose)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="is face-aware"):
+        build_ensemble([bundle, bundle], tmp_path / "toy", tmp_path / "ens")
     with pytest.raises(ExportError, match="export its members"):
         export_onnx(bundle, tmp_path / "x.onnx")
     with pytest.raises(BundleError, match="no weights of its own"):
@@ -339,3 +355,16 @@ def test_the_page_draws_the_face_that_joined_and_says_so(
             assert not newest.locator("[data-testid=face-note]").is_visible()
             page.close()
         browser.close()
+
+
+def test_batch_scoring_rows_carry_the_face_that_joined(detector: Detector, tmp_path: Path) -> None:
+    from fakescope.batch_score import score_paths
+
+    close, none = tmp_path / "close.png", tmp_path / "none.png"
+    close_up().save(close)
+    no_face().save(none)
+    (expected,) = detector.predict([close], provenance=False)
+    rows = score_paths(detector, [str(close), str(none)]).to_pylist()
+    assert json.loads(rows[0]["face_box"]) == expected.face_box
+    assert "averaged in" in rows[0]["face_note"]
+    assert rows[1]["face_box"] is None and rows[1]["face_note"] is None

@@ -45,6 +45,9 @@ SCHEMA = pa.schema(
         pa.field("max_crop_p_fake", pa.float64()),
         pa.field("evidence", pa.string()),  # JSON: a list of {signal, claim, by, trust, ...}
         pa.field("disagreement", pa.string()),
+        # a face-aware detector: the face whose score joined ({x, y, w, h} as JSON), and why
+        pa.field("face_box", pa.string()),
+        pa.field("face_note", pa.string()),
     ]
 )
 PATHS_PER_BLOCK = 4096  # a block is the unit Ray schedules; an actor scores it batch by batch
@@ -69,6 +72,7 @@ def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
     for result in predict_inputs(detector, list(paths), batch_size=max(1, len(paths))):
         row = result.to_dict()
         row["evidence"] = json.dumps(row["evidence"]) if row["evidence"] else None
+        row["face_box"] = json.dumps(row["face_box"]) if row["face_box"] else None
         rows.append({name: row.get(name) for name in SCHEMA.names})
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 

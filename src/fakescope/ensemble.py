@@ -32,6 +32,7 @@ import torch
 from fakescope.atomic import atomic_write_text
 from fakescope.bundle import (
     MemberSource,
+    bundle_kind,
     is_ensemble,
     read_ensemble_meta,
     resolve_bundle_path,
@@ -170,8 +171,10 @@ def _load_members(bundles: Sequence[str | os.PathLike[str]], device: str) -> lis
         raise ConfigError("an ensemble needs at least one bundle")
     members = []
     for bundle in bundles:
-        if is_ensemble(resolve_bundle_path(bundle)):
-            raise ConfigError(f"{bundle}: is an ensemble; list its members instead of nesting it")
+        kind = bundle_kind(resolve_bundle_path(bundle))
+        if kind != "single":
+            what = "an ensemble" if kind == "ensemble" else "face-aware (two detectors)"
+            raise ConfigError(f"{bundle}: is {what}; list its members instead of nesting it")
         detector = load_detector(bundle, device=device)
         assert isinstance(detector, TorchDetector)  # single-model bundles load as this kind
         members.append(detector)

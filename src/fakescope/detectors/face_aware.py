@@ -102,7 +102,6 @@ class FaceRoutedPreprocessing(Preprocessing):
             faces=faces,
             policy=policy,
             route=route,
-            selector=FaceSelector(policy, finder=route_finder(policy)),
         )
 
     def to_dict(self) -> PreprocessingDict:
@@ -126,11 +125,22 @@ class FaceRoutedPreprocessing(Preprocessing):
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         raise ConfigError("a face-aware input is not a model input; use the detector's logits()")
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the selector holds a lock and a face finder: a copy (a Ray actor's, a worker
+        # process's) makes its own on first use
+        return {**self.__dict__, "selector": None}
+
+    def _selector(self) -> FaceSelector:
+        if self.selector is None:
+            selector = FaceSelector(self.policy, finder=route_finder(self.policy))
+            object.__setattr__(self, "selector", selector)  # a cache, not a field's value
+        assert self.selector is not None
+        return self.selector
+
     def to_uint8(self, img: Image.Image) -> np.ndarray:
         header = np.zeros(HEADER, dtype=np.uint8)
         face_input = np.zeros(math.prod(self.faces.array_shape), dtype=np.uint8)
-        selector = self.selector or FaceSelector(self.policy, finder=route_finder(self.policy))
-        selection = selector.largest([img])[0]
+        selection = self._selector().largest([img])[0]
         box = selection.face_box
         if box is not None and box.area / (img.width * img.height) >= self.route.min_face_fraction:
             header[0] = 1
@@ -222,6 +232,8 @@ class FaceAwareDetector(Detector):
     def capabilities(self) -> Capabilities:
         whole = self.whole.capabilities
         two = "this detector combines two models; use its whole-image member (-b {}) for {}"
+        name = (self.raw.get("members") or {}).get("whole", {}).get("source_bundle")
+        name = name or self.whole.name
         return Capabilities(
             runtime=whole.runtime,
             can_explain=whole.can_explain,
@@ -229,8 +241,8 @@ class FaceAwareDetector(Detector):
             has_gradients=False,
             why_not={
                 "explain": whole.why_not.get("explain", ""),
-                "embed": two.format(self.whole.name, "embeddings and domain models"),
-                "gradients": two.format(self.whole.name, "white-box attacks"),
+                "embed": two.format(name, "embeddings and domain models"),
+                "gradients": two.format(name, "white-box attacks"),
             },
         )
 
