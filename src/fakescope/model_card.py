@@ -48,22 +48,31 @@ def render_model_card(meta: BundleMeta) -> str:
         "",
         *_metrics_section(meta),
         "",
+        *_use_and_limits(card, meta.versions, meta.created),
+    ]
+    return "\n".join(lines)
+
+
+_INTENDED_USE = (
+    "Screening images for signs of AI generation or manipulation, as one signal among "
+    "others, by ML engineers and trust-and-safety teams."
+)
+
+
+def _use_and_limits(card: dict[str, Any], versions: object, created: str) -> list[str]:
+    """The card's closing sections: intended use, limits, versions."""
+    return [
         "## Intended use",
         "",
-        card.get(
-            "intended_use",
-            "Screening images for signs of AI generation or manipulation, as one signal "
-            "among others, by ML engineers and trust-and-safety teams.",
-        ),
+        card.get("intended_use", _INTENDED_USE),
         "",
         "## Limits",
         "",
         card.get("limits", _LIMITS),
         "",
-        f"Versions: {json.dumps(meta.versions)}. Created {meta.created}.",
+        f"Versions: {json.dumps(versions)}. Created {created}.",
         "",
     ]
-    return "\n".join(lines)
 
 
 def render_face_aware_card(meta: dict[str, Any]) -> str:
@@ -91,18 +100,7 @@ def render_face_aware_card(meta: dict[str, Any]) -> str:
         f"then weighs {route['face_weight']:.0%} of the average, the whole-image member's the "
         "rest. Grad-CAM shows the whole-image member's map.",
         "",
-        "## Intended use",
-        "",
-        card.get(
-            "intended_use", "As its whole-image member's, with better answers on close-up faces."
-        ),
-        "",
-        "## Limits",
-        "",
-        card.get("limits", _LIMITS),
-        "",
-        f"Versions: {json.dumps(meta.get('versions', {}))}. Created {meta.get('created', '')}.",
-        "",
+        *_use_and_limits(card, meta.get("versions", {}), meta.get("created", "")),
     ]
     return "\n".join(lines)
 

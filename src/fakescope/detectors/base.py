@@ -77,6 +77,22 @@ class PixelScores:
     max_crop_p_fake: np.ndarray | None = None
     face_boxes: list[dict[str, int] | None] | None = None
 
+    @classmethod
+    def concat(cls, parts: Sequence[PixelScores]) -> PixelScores:
+        """The scores of consecutive batches as one (a field missing from one is None)."""
+
+        def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
+            present = [v for v in values if v is not None]
+            return np.concatenate(present) if present and len(present) == len(values) else None
+
+        boxes = [p.face_boxes for p in parts]
+        return cls(
+            np.concatenate([p.p_fake for p in parts]) if parts else np.empty(0),
+            joined([p.domain_score for p in parts]),
+            joined([p.max_crop_p_fake for p in parts]),
+            None if any(b is None for b in boxes) else [x for b in boxes for x in b or []],
+        )
+
 
 class Detector(ABC):
     """A loaded bundle that scores images: preprocessing, temperature, threshold, unsure band.

@@ -24,10 +24,11 @@ routes the same way. Grad-CAM explains the whole-image member (:attr:`explained_
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -55,6 +56,7 @@ HEADER = 16  # bytes before the members' inputs: routed flag, then the face box 
 ROUTE_SEARCH_SIZE = 192
 ROUTE_MIN_FACE = 40
 _EPS = 1e-6
+_SELECTOR_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,18 @@ class FaceRoute:
     def from_dict(cls, data: dict[str, Any]) -> FaceRoute:
         return cls(float(data["min_face_fraction"]), float(data["face_weight"]))
 
+    def to_dict(self) -> dict[str, float]:
+        return {"min_face_fraction": self.min_face_fraction, "face_weight": self.face_weight}
+
 
 @dataclass(frozen=True)
 class FaceRoutedPreprocessing(Preprocessing):
     """One uint8 (3, S, S) array per image: a header (whether a face joined, and its box),
     the whole-image member's input, and the face crop's input (zeros when none joined).
 
-    `to_uint8` finds the faces (the process's shared finder, the face member's crop policy);
-    `unpack` recovers the three parts from a batch. Not a model input itself."""
+    `to_uint8` looks for a large face (its own finder, see ROUTE_SEARCH_SIZE, made on first
+    use) and crops it by the face member's policy; `unpack` recovers the three parts from a
+    batch. Not a model input itself."""
 
     whole: Preprocessing = field(default_factory=lambda: Preprocessing(1))
     faces: Preprocessing = field(default_factory=lambda: Preprocessing(1))
@@ -105,19 +111,16 @@ class FaceRoutedPreprocessing(Preprocessing):
         )
 
     def to_dict(self) -> PreprocessingDict:
-        stored: Any = {
+        stored = {
             "input_size": self.input_size,
             "face_aware": {
                 "whole": self.whole.to_dict(),
                 "faces": self.faces.to_dict(),
                 "policy": self.policy.to_dict(),
-                "route": {
-                    "min_face_fraction": self.route.min_face_fraction,
-                    "face_weight": self.route.face_weight,
-                },
+                "route": self.route.to_dict(),
             },
         }
-        return stored  # type: ignore[no-any-return]
+        return cast("PreprocessingDict", stored)
 
     def resize_image(self, img: Image.Image) -> Image.Image:
         return self.whole.resize_image(img)  # the view Grad-CAM of the whole member shows
@@ -131,9 +134,10 @@ class FaceRoutedPreprocessing(Preprocessing):
         return {**self.__dict__, "selector": None}
 
     def _selector(self) -> FaceSelector:
-        if self.selector is None:
-            selector = FaceSelector(self.policy, finder=route_finder(self.policy))
-            object.__setattr__(self, "selector", selector)  # a cache, not a field's value
+        with _SELECTOR_LOCK:  # predict prepares images in several threads
+            if self.selector is None:
+                selector = FaceSelector(self.policy, finder=route_finder(self.policy))
+                object.__setattr__(self, "selector", selector)  # a cache, not a field's value
         assert self.selector is not None
         return self.selector
 
@@ -265,32 +269,18 @@ class FaceAwareDetector(Detector):
         return {
             **super().info(),
             "members": {"whole": self.whole.info(), "faces": self.faces.info()},
-            "route": {
-                "min_face_fraction": self.route.min_face_fraction,
-                "face_weight": self.route.face_weight,
-            },
+            "route": self.route.to_dict(),
         }
 
     # -- scoring ---------------------------------------------------------------------------
     def score_prepared(
         self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
     ) -> PixelScores:
-        parts = [
-            self._score_batch(stack_arrays(arrays[start : start + batch_size]))
-            for start in range(0, len(arrays), batch_size)
-        ]
-        if not parts:
-            return PixelScores(np.empty(0), face_boxes=[])
-
-        def joined(values: list[np.ndarray | None]) -> np.ndarray | None:
-            present = [v for v in values if v is not None]
-            return np.concatenate(present) if len(present) == len(values) else None
-
-        return PixelScores(
-            np.concatenate([p.p_fake for p in parts]),
-            joined([p.domain_score for p in parts]),
-            joined([p.max_crop_p_fake for p in parts]),
-            [box for p in parts for box in (p.face_boxes or [])],
+        return PixelScores.concat(
+            [
+                self._score_batch(stack_arrays(arrays[start : start + batch_size]))
+                for start in range(0, len(arrays), batch_size)
+            ]
         )
 
     def _score_batch(self, batch: torch.Tensor) -> PixelScores:

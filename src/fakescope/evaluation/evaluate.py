@@ -219,19 +219,7 @@ def pixel_scores(
             parts.append(detector.score_prepared(chunk, batch_size=batch_size))
             bar.update(len(chunk))
 
-    def cat(values: list[np.ndarray | None]) -> np.ndarray | None:
-        present = [v for v in values if v is not None]
-        return np.concatenate(present) if present and len(present) == len(values) else None
-
-    if not parts:
-        return PixelScores(np.empty(0))
-    boxes = [p.face_boxes for p in parts]
-    return PixelScores(
-        np.concatenate([p.p_fake for p in parts]),
-        cat([p.domain_score for p in parts]),
-        cat([p.max_crop_p_fake for p in parts]),
-        None if any(b is None for b in boxes) else [box for b in boxes for box in b or []],
-    )
+    return PixelScores.concat(parts)
 
 
 def judged(
