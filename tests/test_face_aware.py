@@ -20,6 +20,7 @@ from videogen import cartoon_face
 from fakescope.bundle import (
     BundleError,
     BundleMeta,
+    FaceRoute,
     load_bundle,
     read_meta,
     save_bundle,
@@ -30,7 +31,7 @@ from fakescope.bundle import (
 )
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import CapabilityError, Detector, FaceAwareDetector, load_detector
-from fakescope.detectors.face_aware import FaceRoute, route_finder
+from fakescope.detectors.face_aware import route_finder
 from fakescope.ensemble import build_ensemble
 from fakescope.errors import ConfigError
 from fakescope.evaluation.evaluate import evaluate
@@ -40,7 +41,7 @@ from fakescope.models import create_model
 from fakescope.onnx_export import ExportError, export_onnx
 
 pytestmark = pytest.mark.skipif(not mtcnn_available(), reason="facenet-pytorch is not installed")
-ROUTE = {"min_face_fraction": 0.25, "face_weight": 0.5}
+ROUTE = FaceRoute(min_face_fraction=0.25, face_weight=0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -244,7 +245,7 @@ def test_a_member_that_changed_or_leaves_the_bundle_is_refused(
     meta = json.loads((copy / "bundle.json").read_text())
     meta["members"]["faces"]["sha256"] = "0" * 64
     (copy / "bundle.json").write_text(json.dumps(sign(meta)))
-    with pytest.raises(BundleError, match="faces member is not the one"):
+    with pytest.raises(BundleError, match="faces member is not the one.*fakescope face-aware"):
         load_detector(copy)
     meta["members"]["faces"]["ref"] = "../../elsewhere"
     (copy / "bundle.json").write_text(json.dumps(sign(meta)))
@@ -368,3 +369,27 @@ def test_batch_scoring_rows_carry_the_face_that_joined(detector: Detector, tmp_p
     assert json.loads(rows[0]["face_box"]) == expected.face_box
     assert "averaged in" in rows[0]["face_note"]
     assert rows[1]["face_box"] is None and rows[1]["face_note"] is None
+
+
+def test_cli_face_aware_builds_a_bundle_and_refuses_a_bad_route_before_writing(
+    members: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from fakescope.cli import app
+
+    whole, faces = (str(m) for m in members)
+    bad = CliRunner().invoke(
+        app, ["face-aware", whole, faces, "--out", str(tmp_path / "bad"), "--face-weight", "0"]
+    )
+    assert bad.exit_code != 0 and "face_weight must be in (0, 1]" in str(bad.exception)
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "fa"
+    made = CliRunner().invoke(
+        app, ["face-aware", whole, faces, "--out", str(out), "--min-face-fraction", "0.25"]
+    )
+    assert made.exit_code == 0, made.output
+    assert read_meta(out)["route"] == {"min_face_fraction": 0.25, "face_weight": 0.5}
+    assert "MODEL_CARD.md" in {p.name for p in out.iterdir()}
+    (result,) = load_detector(out, device="cpu").predict([close_up()], provenance=False)
+    assert result.face_box is not None

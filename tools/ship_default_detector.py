@@ -29,6 +29,7 @@ from pathlib import Path
 from fakescope.bundle import (
     DOMAIN_FILE,
     SHIPPED_DETECTORS,
+    FaceRoute,
     load_bundle,
     save_bundle,
     save_face_aware_bundle,
@@ -145,7 +146,9 @@ CARDS = {
         ),
     },
 }
-FACE_AWARE = {"general_faces": ("general", "faces", {"min_face_fraction": 0.5, "face_weight": 0.5})}
+FACE_AWARE = {
+    "general_faces": ("general", "faces", FaceRoute(min_face_fraction=0.5, face_weight=0.5))
+}
 """Shipped face-aware bundles: (whole-image member, face member, route) by shipped name."""
 
 

@@ -38,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from fakescope import LABEL_NAMES, __version__
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
-from fakescope.errors import BundleError
+from fakescope.errors import BundleError, ConfigError
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -420,6 +420,28 @@ def save_ensemble_bundle(
 FACE_AWARE_ROLES = ("whole", "faces")
 
 
+@dataclass(frozen=True)
+class FaceRoute:
+    """When the face specialist joins (its largest face covers at least this share of the
+    image) and how much its score weighs in the average."""
+
+    min_face_fraction: float = 0.5
+    face_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.min_face_fraction <= 1.0:
+            raise ConfigError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
+        if not 0.0 < self.face_weight <= 1.0:
+            raise ConfigError(f"face_weight must be in (0, 1], got {self.face_weight}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaceRoute:
+        return cls(float(data["min_face_fraction"]), float(data["face_weight"]))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"min_face_fraction": self.min_face_fraction, "face_weight": self.face_weight}
+
+
 def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
     """The verified bundle folder of a face-aware bundle's `role` member ('whole' or
     'faces'): a shipped detector by name, or a copy inside the bundle."""
@@ -437,7 +459,8 @@ def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
     if read_meta(member)["sha256"] != entry.get("sha256"):
         raise BundleError(
             f"{member}: the {role} member is not the one {folder} was built with (sha256 "
-            "differs); rebuild it with fakescope face-aware"
+            "differs); rebuild it: fakescope face-aware WHOLE FACES --out BUNDLE (the shipped "
+            "one: python tools/ship_default_detector.py --name general_faces)"
         )
     return member
 
@@ -446,13 +469,13 @@ def save_face_aware_bundle(
     out: str | os.PathLike[str],
     whole: str | os.PathLike[str],
     faces: str | os.PathLike[str],
-    route: dict[str, float],
+    route: FaceRoute,
     *,
     card: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> Path:
     """Write a face-aware bundle: `whole` scores every image, `faces` the largest face of
-    the images a face fills (`route`: min_face_fraction, face_weight). A shipped detector
+    the images a face fills (`route`: how large a face, how much it weighs). A shipped detector
     given by name is referenced by name (the bundle then holds no weights); any other bundle
     is copied in. Atomic; every member verified."""
     from fakescope.model_card import render_face_aware_card
@@ -480,7 +503,7 @@ def save_face_aware_bundle(
                 "kind": FACE_AWARE_KIND,
                 "architecture": FACE_AWARE_KIND,
                 "members": members,
-                "route": {k: float(v) for k, v in route.items()},
+                "route": route.to_dict(),
                 "labels": list(LABEL_NAMES),
                 "card": card or {},
                 "metrics": metrics or {},

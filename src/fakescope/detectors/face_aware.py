@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakescope.bundle import face_aware_member, read_meta
+from fakescope.bundle import FaceRoute, face_aware_member, read_meta
 from fakescope.data.transforms import Preprocessing, PreprocessingDict
 from fakescope.detectors.base import (
     Capabilities,
@@ -57,28 +57,6 @@ ROUTE_SEARCH_SIZE = 192
 ROUTE_MIN_FACE = 40
 _EPS = 1e-6
 _SELECTOR_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class FaceRoute:
-    """When the face specialist joins (its largest face covers at least this share of the
-    image) and how much its score weighs in the average."""
-
-    min_face_fraction: float = 0.5
-    face_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.min_face_fraction <= 1.0:
-            raise ConfigError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
-        if not 0.0 < self.face_weight <= 1.0:
-            raise ConfigError(f"face_weight must be in (0, 1], got {self.face_weight}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FaceRoute:
-        return cls(float(data["min_face_fraction"]), float(data["face_weight"]))
-
-    def to_dict(self) -> dict[str, float]:
-        return {"min_face_fraction": self.min_face_fraction, "face_weight": self.face_weight}
 
 
 @dataclass(frozen=True)
