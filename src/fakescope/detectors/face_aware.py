@@ -5,9 +5,10 @@ A detector trained on photos, thumbnails and faces alike reads a close-up face l
 a specialist trained on face crops (on DFDC faces neither model was trained on, 0.77 against
 0.91 ROC-AUC; BENCHMARKS.md), and the specialist knows nothing else (on a modern diffusion
 portrait it is at chance). So the whole-image detector (member ``whole``) scores every image,
-as it would alone; when the largest face, found as ``predict --faces`` finds it (the
-specialist's face crop policy), covers at least ``min_face_fraction`` of the image, the
-specialist (member ``faces``) scores that face's crop and the two scores are averaged:
+as it would alone; when the largest face (looked for on a small copy of the image, see
+ROUTE_SEARCH_SIZE) covers at least ``min_face_fraction`` of it, the specialist (member
+``faces``) scores that face, cropped by its own face crop policy as ``predict --faces``
+crops it, and the two scores are averaged:
 
     a_m = logit(p_m) - logit(threshold_m)           each member's score, its threshold at 0
     p   = sigmoid((1 - w) a_whole + w a_faces + logit(threshold_whole))
@@ -17,8 +18,9 @@ an image without such a face gets exactly the whole-image detector's answer. The
 joined is reported (``face_box``, and a note).
 
 Routing happens where the pixels are prepared (:class:`FaceRoutedPreprocessing`), so every
-path that prepares and scores images (predict, evaluate, robustness, video, the server)
-routes the same way. Grad-CAM explains the whole-image member (:attr:`explained_by`).
+path that prepares and scores images (predict, evaluate, robustness, video, the server,
+Ray batch scoring) routes the same way. Grad-CAM explains the whole-image member
+(:attr:`explained_by`).
 """
 
 from __future__ import annotations
@@ -262,7 +264,7 @@ class FaceAwareDetector(Detector):
         )
 
     def _score_batch(self, batch: torch.Tensor) -> PixelScores:
-        pre: FaceRoutedPreprocessing = self.preprocessing  # type: ignore[assignment]
+        pre = cast("FaceRoutedPreprocessing", self.preprocessing)
         routed, whole_in, face_in = pre.unpack(batch)
         scores = self.whole.score_prepared(whole_in, batch_size=max(1, len(batch)))
         p = scores.p_fake.astype(np.float64).copy()
