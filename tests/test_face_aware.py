@@ -36,7 +36,7 @@ from fakescope.ensemble import build_ensemble
 from fakescope.errors import ConfigError
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.explain import gradcam
-from fakescope.faces import FaceSelector, mtcnn_available
+from fakescope.faces import FaceCropPolicy, FaceSelector, mtcnn_available
 from fakescope.models import create_model
 from fakescope.onnx_export import ExportError, export_onnx
 
@@ -393,3 +393,13 @@ def test_cli_face_aware_builds_a_bundle_and_refuses_a_bad_route_before_writing(
     assert "MODEL_CARD.md" in {p.name for p in out.iterdir()}
     (result,) = load_detector(out, device="cpu").predict([close_up()], provenance=False)
     assert result.face_box is not None
+
+
+def test_the_route_finder_works_with_either_face_finder() -> None:
+    """The Haar cascade takes none of MTCNN's retry options, and still finds the close-up."""
+    for kind in ("mtcnn", "haar"):
+        finder = route_finder(FaceCropPolicy(finder=kind))
+        assert finder.kind == kind
+        (boxes,) = finder.find([close_up()])
+        assert boxes and boxes[0].w * boxes[0].h / 240**2 > 0.25, kind
+    assert not route_finder(FaceCropPolicy()).find([no_face()])[0]

@@ -140,7 +140,7 @@ CARDS = {
             "composites: on a modern AI portrait that fills the frame its half of the "
             "average is near chance and the whole-image detector's half carries the verdict. "
             "Faces are looked for on a 192 px copy and join only when they cover half the "
-            "picture. On 1280x720 photos it runs at about half the speed of `general` alone. "
+            "picture. On 1280x720 photos it runs at about four fifths of `general`'s speed. "
             "Route 'unsure' verdicts to a person, and never use a single score as proof that "
             "an image is fake."
         ),
