@@ -55,9 +55,9 @@ HEADER = 16  # bytes before the members' inputs: routed flag, then the face box 
 # Only a face that fills much of the image joins, and such a face is at least half the image's
 # shorter side: the search runs on a 192 px copy for faces of 40 px and more, with one retry
 # inside a mirrored border (for close-ups whose face overflows the frame) instead of three.
-# On 1280x720 photos that is 10 ms where three retries take 35 and predict --faces' full
-# search (640 px, faces from 20 px) ~100; on 400 DFDC crops it finds the same faces (98.8 %
-# fill half the crop) as three retries (BENCHMARKS.md).
+# On 1280x720 photos that is 10 ms where three retries take 35 (predict --faces searches a
+# 640 px copy for faces from 20 px); on 400 DFDC crops it finds the same faces (98.8 % fill
+# half the crop) as three retries (BENCHMARKS.md).
 ROUTE_SEARCH_SIZE = 192
 ROUTE_MIN_FACE = 40
 ROUTE_BORDER_RETRIES = (0.25,)
