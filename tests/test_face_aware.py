@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,23 @@ def test_a_pickled_copy_scores_the_same(detector: Detector) -> None:
     assert [r.p_fake for r in copy.predict(images, provenance=False)] == pytest.approx(
         [r.p_fake for r in detector.predict(images, provenance=False)], abs=1e-6
     )
+
+
+def test_decoded_sets_are_cached_under_the_route_and_its_search(
+    detector: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate caches prepared arrays by the preprocessing: a change of route or of how the
+    face is looked for must not reuse arrays routed the old way."""
+    from fakescope.data.cache import cache_key
+    from fakescope.data.sources import Item
+    from fakescope.detectors import face_aware
+
+    items = [Item("a.png", 0)]
+    pre = detector.preprocessing
+    key = cache_key(items, pre, "fp")
+    assert key != cache_key(items, replace(pre, route=FaceRoute(0.3, 0.5)), "fp")
+    monkeypatch.setattr(face_aware, "ROUTE_SEARCH_SIZE", 256)
+    assert key != cache_key(items, pre, "fp")
 
 
 def test_the_verdict_keeps_the_whole_members_threshold_and_band(

@@ -102,6 +102,12 @@ class FaceRoutedPreprocessing(Preprocessing):
                 "faces": self.faces.to_dict(),
                 "policy": self.policy.to_dict(),
                 "route": self.route.to_dict(),
+                # how the face is looked for decides the arrays too (decode cache keys)
+                "search": {
+                    "size": ROUTE_SEARCH_SIZE,
+                    "min_face": ROUTE_MIN_FACE,
+                    "border_retries": list(ROUTE_BORDER_RETRIES),
+                },
             },
         }
         return cast("PreprocessingDict", stored)
