@@ -442,20 +442,26 @@ class FaceRoute:
         return {"min_face_fraction": self.min_face_fraction, "face_weight": self.face_weight}
 
 
-def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
-    """The verified bundle folder of a face-aware bundle's `role` member ('whole' or
-    'faces'): a shipped detector by name, or a copy inside the bundle."""
+def face_aware_member_path(folder: Path, meta: dict[str, Any], role: str) -> Path:
+    """The bundle folder of a face-aware bundle's `role` member ('whole' or 'faces'): a
+    shipped detector by name, or a copy inside the bundle (not verified here)."""
     entry = (meta.get("members") or {}).get(role)
     if not isinstance(entry, dict) or not isinstance(entry.get("ref"), str):
         raise BundleError(f"{folder / META_FILE}: a face-aware bundle without its {role} member")
+    ref: str = entry["ref"]
     if entry.get("shipped"):
-        member = shipped_bundle_path(entry["ref"])
-    else:
-        member = (folder / entry["ref"]).resolve()
-        if folder.resolve() not in member.parents:
-            raise BundleError(
-                f"{folder / META_FILE}: member path {entry['ref']!r} leaves the bundle"
-            )
+        return shipped_bundle_path(ref)
+    member = (folder / ref).resolve()
+    if folder.resolve() not in member.parents:
+        raise BundleError(f"{folder / META_FILE}: member path {ref!r} leaves the bundle")
+    return member
+
+
+def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
+    """:func:`face_aware_member_path`, verified: the member's own checksums, and that it is
+    the member the bundle was built with."""
+    member = face_aware_member_path(folder, meta, role)
+    entry = meta["members"][role]
     if read_meta(member)["sha256"] != entry.get("sha256"):
         raise BundleError(
             f"{member}: the {role} member is not the one {folder} was built with (sha256 "
@@ -485,16 +491,18 @@ def save_face_aware_bundle(
         for role, given in (("whole", whole), ("faces", faces)):
             shipped = not Path(given).exists() and str(given) in SHIPPED_DETECTORS
             source = resolve_bundle_path(given)
-            if read_meta(source).get("kind") is not None:
+            member_meta = read_meta(source)
+            if member_meta.get("kind") is not None:
                 raise BundleError(f"{given}: the {role} member must be a single-model bundle")
             ref = str(given) if shipped else f"{MEMBERS_DIR}/{role}"
             if not shipped:
                 shutil.copytree(source, tmp / ref)
+                member_meta = read_meta(tmp / ref)  # verifies the copy
             members[role] = {
                 "ref": ref,
                 "shipped": shipped,
                 "source_bundle": str(given),
-                "sha256": read_meta(source if shipped else tmp / ref)["sha256"],
+                "sha256": member_meta["sha256"],
             }
         meta = sign(
             {

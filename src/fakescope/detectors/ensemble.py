@@ -40,6 +40,19 @@ def _geometry(pre: Preprocessing) -> tuple[int, str, str, int]:
     return (pre.input_size, pre.resize, pre.interpolation, pre.crops)
 
 
+def square_side(total: int) -> int:
+    """The side S of the smallest (3, S, S) array that holds `total` values."""
+    return math.ceil(math.sqrt(total / 3))
+
+
+def pack_square(flat: np.ndarray, side: int) -> np.ndarray:
+    """Flat uint8 values as a (3, side, side) array, zero-padded: one array per image for the
+    code paths that stack prepared images into a batch."""
+    out = np.zeros(3 * side**2, dtype=np.uint8)
+    out[: flat.size] = flat
+    return out.reshape(3, side, side)
+
+
 @dataclass(frozen=True)
 class PackedPreprocessing(Preprocessing):
     """Several preprocessings' uint8 inputs packed into one (3, S, S) array, zero-padded.
@@ -53,8 +66,7 @@ class PackedPreprocessing(Preprocessing):
     @classmethod
     def of(cls, members: Sequence[Preprocessing]) -> PackedPreprocessing:
         total = sum(math.prod(p.array_shape) for p in members)
-        side = math.ceil(math.sqrt(total / 3))
-        return cls(input_size=side, members=tuple(members))
+        return cls(input_size=square_side(total), members=tuple(members))
 
     def to_dict(self) -> PreprocessingDict:
         return {
@@ -70,9 +82,7 @@ class PackedPreprocessing(Preprocessing):
 
     def to_uint8(self, img: Image.Image) -> np.ndarray:
         flat = np.concatenate([p.to_uint8(img).ravel() for p in self.members])
-        out = np.zeros(3 * self.input_size**2, dtype=np.uint8)
-        out[: flat.size] = flat
-        return out.reshape(3, self.input_size, self.input_size)
+        return pack_square(flat, self.input_size)
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         raise ConfigError(

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakescope.bundle import FaceRoute, face_aware_member, read_meta
+from fakescope.bundle import FaceRoute, face_aware_member_path, read_meta
 from fakescope.data.transforms import Preprocessing, PreprocessingDict
 from fakescope.detectors.base import (
     Capabilities,
@@ -47,6 +47,7 @@ from fakescope.detectors.base import (
     register_kind,
     stack_arrays,
 )
+from fakescope.detectors.ensemble import pack_square, square_side
 from fakescope.errors import ConfigError
 from fakescope.faces import FaceCropPolicy, FaceFinder, FaceSelector, make_face_finder
 
@@ -85,9 +86,8 @@ class FaceRoutedPreprocessing(Preprocessing):
         cls, whole: Preprocessing, faces: Preprocessing, policy: FaceCropPolicy, route: FaceRoute
     ) -> FaceRoutedPreprocessing:
         total = HEADER + math.prod(whole.array_shape) + math.prod(faces.array_shape)
-        side = math.ceil(math.sqrt(total / 3))
         return cls(
-            input_size=side,
+            input_size=square_side(total),
             whole=whole,
             faces=faces,
             policy=policy,
@@ -142,18 +142,17 @@ class FaceRoutedPreprocessing(Preprocessing):
             header[1:9] = coords.view(np.uint8)
             face_input = self.faces.to_uint8(selection.image).ravel()
         flat = np.concatenate([header, self.whole.to_uint8(img).ravel(), face_input])
-        out = np.zeros(3 * self.input_size**2, dtype=np.uint8)
-        out[: flat.size] = flat
-        return out.reshape(3, self.input_size, self.input_size)
+        return pack_square(flat, self.input_size)
 
-    def unpack(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, 3, S, S) -> (routed (B,) bool, whole inputs, face inputs) of their own shapes."""
+    def unpack(self, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) -> (headers (B, HEADER) uint8, whole inputs, face inputs), the inputs
+        in their own shapes."""
         flat = batch.reshape(batch.shape[0], -1)
         whole_size = math.prod(self.whole.array_shape)
         face_size = math.prod(self.faces.array_shape)
         whole = flat[:, HEADER : HEADER + whole_size].reshape(-1, *self.whole.array_shape)
         faces = flat[:, HEADER + whole_size : HEADER + whole_size + face_size]
-        return flat[:, 0] == 1, whole, faces.reshape(-1, *self.faces.array_shape)
+        return flat[:, :HEADER].numpy(), whole, faces.reshape(-1, *self.faces.array_shape)
 
     @staticmethod
     def face_box(header: np.ndarray) -> dict[str, int] | None:
@@ -214,10 +213,10 @@ class FaceAwareDetector(Detector):
 
     @classmethod
     def from_bundle(cls, path: Path, *, device: str) -> FaceAwareDetector:
-        raw = read_meta(path)  # verifies the bundle and both members
+        raw = read_meta(path)  # verifies the bundle and both members' checksums
         runtime = cls.member_runtime
-        whole, faces = (
-            load_detector(face_aware_member(path, raw, r), runtime=runtime, device=device)
+        whole, faces = (  # each member's own loader verifies its weights
+            load_detector(face_aware_member_path(path, raw, r), runtime=runtime, device=device)
             for r in ("whole", "faces")
         )
         return cls(whole, faces, FaceRoute.from_dict(raw["route"]), bundle_path=path, raw=raw)
@@ -276,15 +275,16 @@ class FaceAwareDetector(Detector):
 
     def _score_batch(self, batch: torch.Tensor) -> PixelScores:
         pre = cast("FaceRoutedPreprocessing", self.preprocessing)
-        routed, whole_in, face_in = pre.unpack(batch)
+        headers, whole_in, face_in = pre.unpack(batch)
         scores = self.whole.score_prepared(whole_in, batch_size=max(1, len(batch)))
         p = scores.p_fake.astype(np.float64).copy()
-        mask = routed.numpy()
-        if mask.any():
-            p_face = self.faces.score_prepared(face_in[routed], batch_size=max(1, len(batch)))
-            p[mask] = self.combine(p[mask], p_face.p_fake)
-        header = batch.reshape(len(batch), -1)[:, :HEADER].numpy()
-        boxes = [FaceRoutedPreprocessing.face_box(h) for h in header]
+        routed = headers[:, 0] == 1
+        if routed.any():
+            p_face = self.faces.score_prepared(
+                face_in[torch.from_numpy(routed)], batch_size=max(1, len(batch))
+            )
+            p[routed] = self.combine(p[routed], p_face.p_fake)
+        boxes = [FaceRoutedPreprocessing.face_box(h) for h in headers]
         return PixelScores(p.astype(np.float32), scores.domain_score, scores.max_crop_p_fake, boxes)
 
     def combine(self, p_whole: np.ndarray, p_face: np.ndarray) -> np.ndarray:
