@@ -69,3 +69,19 @@ def write_labels_csv(path: Path, items: Iterable[Any]) -> Path:
         for item in items:
             writer.writerow([item.path, "fake" if item.label else "real"])
     return path
+
+
+def sample_items(source: Path, n: int, seed: int) -> list[Any]:
+    """Up to n real and n fake labelled items of a source (seeded; each class in archive
+    order): the held-out images of the leave-one-source-out scripts."""
+    import numpy as np
+
+    from fakescope.data.sources import open_source
+
+    items = [it for it in open_source(source).items if it.label is not None]
+    rng = np.random.default_rng(seed)
+    picked: list[Any] = []
+    for label in (0, 1):
+        pool = [it for it in items if it.label == label]
+        picked += [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
+    return picked

@@ -25,6 +25,7 @@ from _common import REPO, machine, peak_rss_mb
 from sklearn.metrics import roc_auc_score
 
 from fakescope.detectors import load_detector
+from fakescope.evaluation.selective import selective_risk
 from fakescope.inference import predict_inputs
 
 
@@ -42,17 +43,16 @@ def held_out_by_both(general_run: Path, faces_run: Path) -> list[dict[str, str]]
     return [r for r in rows if r["split"] == "val" and r["path"] not in faces_train]
 
 
-def figures(y: np.ndarray, p: np.ndarray, label: np.ndarray, unsure: np.ndarray) -> dict:
-    answered = ~unsure
-    wrong = label != y
-    real = y == 0
+def figures(y: np.ndarray, p: np.ndarray, threshold: float, unsure: np.ndarray) -> dict:
+    """ROC-AUC, accuracy at the threshold, and the selective-risk figures evaluate reports."""
+    risk = selective_risk(y, p, threshold, unsure)
     return {
         "n": len(y),
         "auc": roc_auc_score(y, p) if len(set(y)) == 2 else float("nan"),
-        "acc": float(np.mean(~wrong)),
-        "coverage": float(np.mean(answered)),
-        "confident_wrong": float(np.mean(wrong & answered)),
-        "reals_conf_fake": float(np.sum((label == 1) & answered & real) / max(np.sum(real), 1)),
+        "acc": float(np.mean((p >= threshold).astype(int) == y)),
+        "coverage": risk["coverage"],
+        "confident_wrong": risk["confident_wrong"],
+        "reals_conf_fake": risk["real_called_fake_confidently"] or 0.0,
     }
 
 
@@ -75,14 +75,13 @@ def main() -> None:
         results = predict_inputs(detector, paths, provenance=False)
         seconds = time.perf_counter() - started
         p = np.array([r.p_fake for r in results], dtype=float)
-        label = np.array([r.label == "fake" for r in results], dtype=int)
         unsure = np.array([bool(r.unsure) for r in results])
         joined = np.array([r.face_box is not None for r in results])
         print(f"{name}: {len(paths) / seconds:.1f} images/s")
         table[name] = {}
         for source in [*sorted(set(sources)), "all"]:
             pick = np.ones(len(y), bool) if source == "all" else sources == source
-            row = figures(y[pick], p[pick], label[pick], unsure[pick])
+            row = figures(y[pick], p[pick], detector.threshold, unsure[pick])
             row["joined"] = float(np.mean(joined[pick]))
             table[name][source] = row
     names = list(table)

@@ -29,11 +29,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from _common import DATA, machine, peak_rss_mb, write_labels_csv
+from _common import DATA, machine, peak_rss_mb, sample_items, write_labels_csv
 
 from fakescope.bundle import read_meta
 from fakescope.config import load_recipe, validate_recipe
-from fakescope.data.sources import open_source
 from fakescope.detectors import load_detector
 from fakescope.evaluation.domain import fit_bundle_domain
 from fakescope.evaluation.evaluate import evaluate
@@ -42,14 +41,8 @@ from fakescope.training.trainer import train
 
 def held_out_manifest(path: Path, source: Path, n: int, seed: int) -> Path:
     """Up to n real and n fake images of `source`, as a CSV manifest."""
-    items = [it for it in open_source(source).items if it.label is not None]
-    rng = np.random.default_rng(seed)
-    rows = []
-    for label in (0, 1):
-        pool = [it for it in items if it.label == label]
-        rows += [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_labels_csv(path, rows)
+    return write_labels_csv(path, sample_items(source, n, seed))
 
 
 def run_without(recipe_data: dict, left_out: str, out: Path, minutes: float | None) -> Path:

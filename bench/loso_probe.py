@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import DATA, REPO, machine, peak_rss_mb
+from _common import DATA, REPO, machine, peak_rss_mb, sample_items
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -45,23 +45,12 @@ from tqdm.auto import tqdm
 
 from fakescope.config import load_recipe
 from fakescope.data.decode import load_image
-from fakescope.data.sources import Item, open_source, read_item_bytes
+from fakescope.data.sources import Item, read_item_bytes
 from fakescope.data.transforms import Preprocessing
 from fakescope.models.npr import npr_residual
 from fakescope.models.registry import create_model, feature_module_names, model_defaults
 
 FeatureSets = dict[str, np.ndarray]
-
-
-def sample(source: Path, n: int, seed: int) -> list[Item]:
-    """Up to n real and n fake items of a source."""
-    items = [it for it in open_source(source).items if it.label is not None]
-    rng = np.random.default_rng(seed)
-    picked: list[Item] = []
-    for label in (0, 1):
-        pool = [it for it in items if it.label == label]
-        picked += [pool[i] for i in sorted(rng.choice(len(pool), min(n, len(pool)), replace=False))]
-    return picked
 
 
 def crops_of(items: list[Item], pre: Preprocessing) -> np.ndarray:
@@ -214,7 +203,7 @@ def main() -> None:
         pre = Preprocessing(args.crop, "native", crops=args.crops)
         labels, names, arrays = [], [], []
         for spec in load_recipe("general").data.sources:
-            items = sample(DATA / spec.path, args.n, args.seed)
+            items = sample_items(DATA / spec.path, args.n, args.seed)
             arrays.append(crops_of(items, pre))
             labels += [it.label for it in items]
             names += [spec.label] * len(items)
