@@ -94,3 +94,22 @@ def domain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     bundle = tiny_bundle(root / "bundle")
     fit_bundle_domain(bundle, data, progress=False, quantile=0.9)
     return bundle
+
+
+# -- browser -------------------------------------------------------------------------------
+# Debian's chromium (.ci/run installs it), or FAKESCOPE_CHROMIUM
+CHROMIUM = Path(os.environ.get("FAKESCOPE_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Chromium through Playwright, one per test module; skips without either."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield launched
+        launched.close()

@@ -11,6 +11,7 @@ import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -332,11 +333,8 @@ def test_evaluate_routes_like_predict_and_its_report_explains_the_whole_member(
 
 @pytest.mark.browser
 def test_the_page_draws_the_face_that_joined_and_says_so(
-    detector: Detector, tmp_path: Path
+    detector: Detector, browser: Any, tmp_path: Path
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed")
     from liveserver import thread_server
 
     from fakescope.serve import ServeSettings, create_app
@@ -345,35 +343,30 @@ def test_the_page_draws_the_face_that_joined_and_says_so(
     close_up().save(close)
     no_face().save(none)
     (expected,) = detector.predict([close], provenance=False)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+    with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function(
+            "!document.getElementById('model-info').textContent.includes('loading')"
         )
-        with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
-            page = browser.new_page()
-            page.goto(url)
-            page.wait_for_function(
-                "!document.getElementById('model-info').textContent.includes('loading')"
-            )
-            page.set_input_files("#file-input", str(close))
-            card = page.locator("[data-testid=result]").first
-            drawn = card.locator("[data-testid=face-box]")
-            drawn.wait_for(state="visible")
-            width = drawn.evaluate("e => e.getBoundingClientRect().width")
-            scale = float(drawn.evaluate("e => e.dataset.scale"))
-            assert width == pytest.approx(expected.face_box["w"] * scale, abs=1.5)
-            note = card.locator("[data-testid=face-note]").inner_text()
-            assert "The face in the box" in note and "averaged in" in note
-            assert "Scored the face" not in note
-            page.set_input_files("#file-input", str(none))
-            page.wait_for_function(
-                "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
-            )
-            newest = page.locator("[data-testid=result]").first
-            assert not newest.locator("[data-testid=face-box]").is_visible()
-            assert not newest.locator("[data-testid=face-note]").is_visible()
-            page.close()
-        browser.close()
+        page.set_input_files("#file-input", str(close))
+        card = page.locator("[data-testid=result]").first
+        drawn = card.locator("[data-testid=face-box]")
+        drawn.wait_for(state="visible")
+        width = drawn.evaluate("e => e.getBoundingClientRect().width")
+        scale = float(drawn.evaluate("e => e.dataset.scale"))
+        assert width == pytest.approx(expected.face_box["w"] * scale, abs=1.5)
+        note = card.locator("[data-testid=face-note]").inner_text()
+        assert "The face in the box" in note and "averaged in" in note
+        assert "Scored the face" not in note
+        page.set_input_files("#file-input", str(none))
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
+        )
+        newest = page.locator("[data-testid=result]").first
+        assert not newest.locator("[data-testid=face-box]").is_visible()
+        assert not newest.locator("[data-testid=face-note]").is_visible()
+        page.close()
 
 
 def test_batch_scoring_rows_carry_the_face_that_joined(detector: Detector, tmp_path: Path) -> None:

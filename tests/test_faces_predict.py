@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -571,11 +572,8 @@ def test_serve_picks_the_face_specialist_only_for_the_default_detector(
 @pytest.mark.integration
 @pytest.mark.browser
 def test_page_draws_the_face_box_when_asked_to_score_the_face(
-    detector: Detector, tmp_path: Path
+    detector: Detector, browser: Any, tmp_path: Path
 ) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("chromium is not installed")
     from liveserver import thread_server
 
     from fakescope.serve import ServeSettings, create_app
@@ -588,58 +586,51 @@ def test_page_draws_the_face_box_when_asked_to_score_the_face(
     update_meta(specialist_path, card={"title": "tiny face specialist"})
     specialist = load_detector(specialist_path, device="cpu")
     box = predict_inputs(specialist, [image], faces=True, provenance=False)[0].face_box
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"]
+    app = create_app(detector, ServeSettings(max_wait_ms=5), face_detector=specialist)
+    with thread_server(app) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_function(
+            "!document.getElementById('model-info').textContent.includes('loading')"
         )
-        app = create_app(detector, ServeSettings(max_wait_ms=5), face_detector=specialist)
-        with thread_server(app) as url:
-            page = browser.new_page()
-            page.goto(url)
-            page.wait_for_function(
-                "!document.getElementById('model-info').textContent.includes('loading')"
-            )
-            assert (
-                "faces scored by tiny face specialist" in page.locator("#model-info").inner_text()
-            )
-            page.check("[data-testid=faces-checkbox]")
-            page.set_input_files("#file-input", str(path))
-            card = page.locator("[data-testid=result]").first
-            drawn = card.locator("[data-testid=face-box]")
-            drawn.wait_for(state="visible")
-            shown = card.locator(".original").evaluate(
-                "img => { const r = img.getBoundingClientRect();"
-                " return {x: r.x, y: r.y, w: r.width, h: r.height,"
-                " cw: img.clientWidth, ch: img.clientHeight, b: img.clientLeft}; }"
-            )
-            rect = drawn.evaluate(
-                "e => { const r = e.getBoundingClientRect();"
-                " return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
-            )
-            # the picture is shown scaled to fit its square: the box is scaled and shifted alike
-            scale = min(shown["cw"] / image.width, shown["ch"] / image.height)
-            left = shown["x"] + shown["b"] + (shown["cw"] - image.width * scale) / 2
-            top = shown["y"] + shown["b"] + (shown["ch"] - image.height * scale) / 2
-            assert rect["x"] == pytest.approx(left + box["x"] * scale, abs=1.5)
-            assert rect["y"] == pytest.approx(top + box["y"] * scale, abs=1.5)
-            assert rect["w"] == pytest.approx(box["w"] * scale, abs=1.5)
-            assert rect["h"] == pytest.approx(box["h"] * scale, abs=1.5)
-            # inside the picture
-            assert rect["x"] >= shown["x"] and rect["x"] + rect["w"] <= shown["x"] + shown["w"]
-            assert rect["y"] >= shown["y"] and rect["y"] + rect["h"] <= shown["y"] + shown["h"]
-            note = card.locator("[data-testid=face-note]").inner_text()
-            assert "Scored the face in the box" in note
-            page.screenshot(path=str(tmp_path / "face.png.page.png"), full_page=True)
+        assert "faces scored by tiny face specialist" in page.locator("#model-info").inner_text()
+        page.check("[data-testid=faces-checkbox]")
+        page.set_input_files("#file-input", str(path))
+        card = page.locator("[data-testid=result]").first
+        drawn = card.locator("[data-testid=face-box]")
+        drawn.wait_for(state="visible")
+        shown = card.locator(".original").evaluate(
+            "img => { const r = img.getBoundingClientRect();"
+            " return {x: r.x, y: r.y, w: r.width, h: r.height,"
+            " cw: img.clientWidth, ch: img.clientHeight, b: img.clientLeft}; }"
+        )
+        rect = drawn.evaluate(
+            "e => { const r = e.getBoundingClientRect();"
+            " return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
+        )
+        # the picture is shown scaled to fit its square: the box is scaled and shifted alike
+        scale = min(shown["cw"] / image.width, shown["ch"] / image.height)
+        left = shown["x"] + shown["b"] + (shown["cw"] - image.width * scale) / 2
+        top = shown["y"] + shown["b"] + (shown["ch"] - image.height * scale) / 2
+        assert rect["x"] == pytest.approx(left + box["x"] * scale, abs=1.5)
+        assert rect["y"] == pytest.approx(top + box["y"] * scale, abs=1.5)
+        assert rect["w"] == pytest.approx(box["w"] * scale, abs=1.5)
+        assert rect["h"] == pytest.approx(box["h"] * scale, abs=1.5)
+        # inside the picture
+        assert rect["x"] >= shown["x"] and rect["x"] + rect["w"] <= shown["x"] + shown["w"]
+        assert rect["y"] >= shown["y"] and rect["y"] + rect["h"] <= shown["y"] + shown["h"]
+        note = card.locator("[data-testid=face-note]").inner_text()
+        assert "Scored the face in the box" in note
+        page.screenshot(path=str(tmp_path / "face.png.page.png"), full_page=True)
 
-            page.uncheck("[data-testid=faces-checkbox]")
-            page.set_input_files("#file-input", str(path))
-            page.wait_for_function(
-                "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
-            )
-            newest = page.locator("[data-testid=result]").first
-            assert not newest.locator("[data-testid=face-box]").is_visible()
-            page.close()
-        browser.close()
+        page.uncheck("[data-testid=faces-checkbox]")
+        page.set_input_files("#file-input", str(path))
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=result][data-status]').length == 2"
+        )
+        newest = page.locator("[data-testid=result]").first
+        assert not newest.locator("[data-testid=face-box]").is_visible()
+        page.close()
 
 
 def test_face_crops_have_their_own_cache_key() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tiny import report_bundle
@@ -20,7 +21,6 @@ from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.report import EVALUATION_SECTIONS
 from fakescope.evaluation.report_sections import report_hooks
 
-CHROMIUM = Path(os.environ.get("FAKESCOPE_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = pytest.mark.browser
 
 # section id -> text each must show; the plots are checked by their images' alt text
@@ -57,56 +57,45 @@ def report(tmp_path_factory: pytest.TempPathFactory, toy_folder: Path, toy_zip: 
     return out / "report.html"
 
 
-def test_report_renders_every_section_and_image_in_chromium(report: Path, tmp_path: Path) -> None:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda request: errors.append(request.url[:80]))
-            page.goto(report.as_uri(), wait_until="load")
-            sections = page.eval_on_selector_all("main > section", "els => els.map(e => e.id)")
-            assert sections == list(EVALUATION_SECTIONS)
-            placeholders = page.eval_on_selector_all(
-                "section.placeholder", "els => els.map(e => e.id)"
-            )
-            assert placeholders == []
-            for section_id, needles in EXPECTED_TEXT.items():
-                text = page.inner_text(f"section#{section_id}").lower()
-                for needle in needles:
-                    assert needle.lower() in text, f"{needle!r} missing from {section_id}"
-                assert page.is_visible(f"section#{section_id}")
-            ci_cells = page.eval_on_selector_all(
-                "section#metrics td", "tds => tds.map(t => t.textContent)"
-            )
-            assert sum(cell.startswith("[") for cell in ci_cells) >= 3  # intervals shown
-            images = page.eval_on_selector_all(
-                "img",
-                """imgs => imgs.map(i => ({
-                    section: i.closest('section').id, alt: i.alt, complete: i.complete,
-                    width: i.naturalWidth, height: i.naturalHeight}))""",
-            )
-            not_loaded = [i for i in images if not (i["complete"] and i["width"] > 0)]
-            assert not not_loaded, not_loaded
-            for section_id, alts in EXPECTED_IMAGES.items():
-                shown = {i["alt"] for i in images if i["section"] == section_id}
-                assert set(alts) <= shown, (section_id, shown)
-            plots = {i["alt"] for i in images if i["section"] == "plots"}
-            assert "risk_coverage" not in plots  # in its own section, not twice
-            gallery = [i for i in images if i["section"] == "explanations"]
-            assert len(gallery) == 5  # TP, FP, TN, FN and the most confident mistakes
-            assert page.inner_text("nav").count("Embeddings") == 1
-            assert not errors, errors
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+def test_report_renders_every_section_and_image_in_chromium(
+    report: Path, browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda request: errors.append(request.url[:80]))
+    page.goto(report.as_uri(), wait_until="load")
+    sections = page.eval_on_selector_all("main > section", "els => els.map(e => e.id)")
+    assert sections == list(EVALUATION_SECTIONS)
+    placeholders = page.eval_on_selector_all("section.placeholder", "els => els.map(e => e.id)")
+    assert placeholders == []
+    for section_id, needles in EXPECTED_TEXT.items():
+        text = page.inner_text(f"section#{section_id}").lower()
+        for needle in needles:
+            assert needle.lower() in text, f"{needle!r} missing from {section_id}"
+        assert page.is_visible(f"section#{section_id}")
+    ci_cells = page.eval_on_selector_all("section#metrics td", "tds => tds.map(t => t.textContent)")
+    assert sum(cell.startswith("[") for cell in ci_cells) >= 3  # intervals shown
+    images = page.eval_on_selector_all(
+        "img",
+        """imgs => imgs.map(i => ({
+            section: i.closest('section').id, alt: i.alt, complete: i.complete,
+            width: i.naturalWidth, height: i.naturalHeight}))""",
+    )
+    not_loaded = [i for i in images if not (i["complete"] and i["width"] > 0)]
+    assert not not_loaded, not_loaded
+    for section_id, alts in EXPECTED_IMAGES.items():
+        shown = {i["alt"] for i in images if i["section"] == section_id}
+        assert set(alts) <= shown, (section_id, shown)
+    plots = {i["alt"] for i in images if i["section"] == "plots"}
+    assert "risk_coverage" not in plots  # in its own section, not twice
+    gallery = [i for i in images if i["section"] == "explanations"]
+    assert len(gallery) == 5  # TP, FP, TN, FN and the most confident mistakes
+    assert page.inner_text("nav").count("Embeddings") == 1
+    assert not errors, errors
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    page.close()
     assert shot.stat().st_size > 10_000
     target = os.environ.get("FAKESCOPE_SCREENSHOT_DIR")
     if target:
