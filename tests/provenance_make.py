@@ -141,15 +141,30 @@ def natural_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(smooth + rng.integers(-12, 13, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
+def warm_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """`natural_rgb` in warm tones (more red, less blue: skin, sunsets, interiors): in BGR
+    order its U channel lies below OpenCV's centre, where the uint8 and float conversion
+    paths of the watermark encoder part ways."""
+    rgb = natural_rgb(height, width, seed).astype(np.float64)
+    rgb[:, :, 0] = rgb[:, :, 0] * 0.6 + 100
+    rgb[:, :, 2] *= 0.5
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
 def encode(rgb: np.ndarray, fmt: str, **options: Any) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, fmt, **options)
     return buffer.getvalue()
 
 
-def watermark(rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str) -> np.ndarray:
+def watermark(
+    rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str, *, truncate: bool = False
+) -> np.ndarray:
     """Embed ``bits`` as the reference pipelines do: invisible-watermark ``dwtDct`` given a
-    BGR (documented) or RGB (diffusers' old SDXL watermarker) array, uint8 or float."""
+    BGR (documented) or RGB (diffusers' old SDXL watermarker) array, uint8 or float32 in
+    0..255. A float result is rounded to uint8 (diffusers' ``numpy_to_pil``), or with
+    ``truncate`` brought back to 0..1 and cut to uint8 as generative-models' sampling
+    scripts save it (``(255 * x).astype(np.uint8)``)."""
     from imwatermark import WatermarkEncoder
 
     encoder = WatermarkEncoder()
@@ -157,7 +172,11 @@ def watermark(rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str) ->
     array = np.ascontiguousarray(rgb[:, :, ::-1] if order == "bgr" else rgb)
     if dtype == "float":
         marked = encoder.encode(array.astype(np.float32), "dwtDct")
-        marked = np.clip(np.round(marked), 0, 255).astype(np.uint8)
+        if truncate:
+            unit = np.clip(marked / np.float32(255), 0, 1)
+            marked = (np.float32(255) * unit).astype(np.uint8)
+        else:
+            marked = np.clip(np.round(marked), 0, 255).astype(np.uint8)
     else:
         marked = encoder.encode(array, "dwtDct")
     return np.ascontiguousarray(marked[:, :, ::-1] if order == "bgr" else marked)
