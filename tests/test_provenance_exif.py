@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from clirun import fakescope
 from hypothesis import given
@@ -205,3 +206,29 @@ def test_exif_alone_never_turns_a_verdict_real() -> None:
         assert [e["claim"] for e in ours.evidence] == ["capture_metadata"]
         assert ours.p_fake == alone.p_fake and ours.label == alone.label
         assert ours.unsure == alone.unsure
+
+
+def test_the_evaluation_report_lists_camera_metadata_without_counting_it(tmp_path: Path) -> None:
+    from imagegen import toy_array
+    from test_report import parse_page
+    from tiny import tiny_bundle
+
+    from fakescope.detectors import load_detector
+    from fakescope.evaluation.evaluate import evaluate
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "data"
+    for folder in ("real", "fake"):
+        (data / folder).mkdir(parents=True)
+        for i in range(4):
+            array = toy_array(folder, rng, 32)
+            exif = camera_exif() if (folder, i) in (("real", 0), ("real", 1)) else b""
+            Image.fromarray(array).save(data / folder / f"{i}.jpg", quality=95, exif=exif)
+    detector = load_detector(tiny_bundle(tmp_path / "bundle"), device="cpu")
+    summary = evaluate(detector, data, tmp_path / "ev", progress=False, bootstrap=0)["provenance"]
+    assert summary["counts"] == {"exif/capture_metadata": 2}
+    assert summary["images_with_evidence"] == 2
+    assert summary["verdicts_changed"] == summary["labels_changed"] == 0
+    section = parse_page(tmp_path / "ev" / "report.html").sections["provenance"]
+    assert f"exif: capture_metadata by {IPHONE} (not counted)" in section
+    assert "never moves a verdict towards real" in section
