@@ -75,6 +75,21 @@ def test_gps_absent_placeholder_dates_and_png_exif() -> None:
     ]
 
 
+def test_camera_exif_is_read_from_avif() -> None:
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF support")
+    exif = camera_exif(make="Apple", model="iPhone 15 Pro")
+    avif = encode(natural_rgb(64, 64), "AVIF", exif=exif)
+    (item,) = read_provenance(avif, "photo.avif")
+    assert (item.claim, item.by, item.raw["gps"]) == (
+        "capture_metadata",
+        "Apple iPhone 15 Pro",
+        True,
+    )
+
+
 def test_no_camera_fields_no_evidence() -> None:
     """No EXIF, or only an editor's Software tag (every editor writes one), says nothing."""
     assert read_provenance(encode(natural_rgb(64, 64), "JPEG"), "plain.jpg") == []

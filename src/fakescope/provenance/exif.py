@@ -127,11 +127,16 @@ class CaptureMetadata:
 def read_capture(data: bytes) -> CaptureMetadata | None:
     """The camera fields of a file's EXIF, or None when it has none (or no EXIF at all).
 
-    Raises whatever Pillow's parser raises on garbage: `read.py` runs it guarded.
+    A format Pillow cannot open (HEIC without its plugin registered) is None; anything
+    else Pillow's parser raises on garbage is raised: `read.py` runs it guarded.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(io.BytesIO(data)) as img:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        return None
+    with img:
         exif = img.getexif()
         width, height = img.size
     if not exif:

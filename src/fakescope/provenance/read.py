@@ -119,7 +119,9 @@ def read_provenance_report(
     return ProvenanceReport(tuple(_unique(evidence)), tuple(notes))
 
 
-_EXIF_MIMES = frozenset({"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff"})
+_EXIF_MIMES = frozenset(
+    {"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff", "image/heic", "image/avif"}
+)
 
 
 def _may_carry_exif(data: bytes, mime: str | None) -> bool:
