@@ -4,8 +4,9 @@ Issue 11's budget: <= 15 ms median per JPEG and <= 250 ms per one-megapixel loss
 on 2 cores. Measured on
 - JPEGs carrying C2PA manifests (the shared fixtures: Bing, Photoshop/Firefly, c2pa-rs test
   files) and plain 1-MP photo-like JPEGs without provenance (most real uploads);
-- 1-MP PNGs without provenance (the watermark check runs in full: nothing stops it early)
-  and with an SDXL watermark.
+- 1-MP PNGs without provenance (the watermark check runs in full, along its four paths:
+  nothing stops it early) and with an SDXL watermark, embedded from uint8 BGR and, as
+  generative-models does, from float BGR in warm tones (found only on the float path).
 The first call, which builds the c2pa context (parses the shipped trust lists), is timed
 apart.
     python bench/provenance.py [--repeat 15]
@@ -53,7 +54,7 @@ def main() -> None:
     if not FIXTURES.is_dir():
         sys.exit(f"{FIXTURES} not found: set FAKESCOPE_PROVENANCE_FIXTURES")
     sys.path.insert(0, str(REPO / "tests"))  # the test suite's image makers
-    from provenance_make import encode, natural_rgb, watermark
+    from provenance_make import encode, natural_rgb, warm_rgb, watermark
 
     c2pa_jpegs = [p.read_bytes() for p in sorted(FIXTURES.glob("c2pa_*.jpg"))]
     started = time.perf_counter()
@@ -81,6 +82,11 @@ def main() -> None:
             for s in range(4)
         ]
         rows.append((f"PNG 1000x1000, SDXL watermark ({len(marked)})", marked))
+        floats = [
+            encode(watermark(warm_rgb(1000, 1000, s), sdxl.bits, "bgr", "float"), "PNG")
+            for s in range(4)
+        ]
+        rows.append((f"PNG 1000x1000, SDXL float BGR watermark ({len(floats)})", floats))
     except ImportError:
         print("(invisible-watermark not installed: no watermarked PNG row)")
     print(f"{'files':48} {'median ms':>10} {'max ms':>8} {'evidence/pass':>14}")

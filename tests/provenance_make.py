@@ -141,15 +141,30 @@ def natural_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(smooth + rng.integers(-12, 13, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
+def warm_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """`natural_rgb` in warm tones (more red, less blue: skin, sunsets, interiors): in BGR
+    order its U channel lies below OpenCV's centre, where the uint8 and float conversion
+    paths of the watermark encoder part ways."""
+    rgb = natural_rgb(height, width, seed).astype(np.float64)
+    rgb[:, :, 0] = rgb[:, :, 0] * 0.6 + 100
+    rgb[:, :, 2] *= 0.5
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
 def encode(rgb: np.ndarray, fmt: str, **options: Any) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, fmt, **options)
     return buffer.getvalue()
 
 
-def watermark(rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str) -> np.ndarray:
+def watermark(
+    rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str, *, truncate: bool = False
+) -> np.ndarray:
     """Embed ``bits`` as the reference pipelines do: invisible-watermark ``dwtDct`` given a
-    BGR (documented) or RGB (diffusers' old SDXL watermarker) array, uint8 or float."""
+    BGR (documented) or RGB (diffusers' old SDXL watermarker) array, uint8 or float32 in
+    0..255. A float result is rounded to uint8 (diffusers' ``numpy_to_pil``), or with
+    ``truncate`` brought back to 0..1 and cut to uint8 as generative-models' sampling
+    scripts save it (``(255 * x).astype(np.uint8)``)."""
     from imwatermark import WatermarkEncoder
 
     encoder = WatermarkEncoder()
@@ -157,7 +172,11 @@ def watermark(rgb: np.ndarray, bits: tuple[int, ...], order: str, dtype: str) ->
     array = np.ascontiguousarray(rgb[:, :, ::-1] if order == "bgr" else rgb)
     if dtype == "float":
         marked = encoder.encode(array.astype(np.float32), "dwtDct")
-        marked = np.clip(np.round(marked), 0, 255).astype(np.uint8)
+        if truncate:
+            unit = np.clip(marked / np.float32(255), 0, 1)
+            marked = (np.float32(255) * unit).astype(np.uint8)
+        else:
+            marked = np.clip(np.round(marked), 0, 255).astype(np.uint8)
     else:
         marked = encoder.encode(array, "dwtDct")
     return np.ascontiguousarray(marked[:, :, ::-1] if order == "bgr" else marked)
@@ -175,3 +194,46 @@ def flip_scan_byte(jpeg: bytes) -> bytes:
             data[index] ^= 0x01
             return bytes(data)
     raise AssertionError("no byte to flip")
+
+
+def camera_exif(
+    *,
+    make: str = "Apple",
+    model: str = "iPhone 5",
+    software: str | None = "6.0",
+    captured: str | None = "2012:09:29 10:15:30",
+    gps: bool = True,
+    exif_size: tuple[int, int] | None = None,
+) -> bytes:
+    """The EXIF block of an iPhone 5 photo (Make, Model, Software, DateTimeOriginal,
+    exposure, focal length, lens, a GPS position), as ``Image.save(exif=...)`` takes it."""
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = Image.Exif()
+    exif[0x010F] = make
+    exif[0x0110] = model
+    if software is not None:
+        exif[0x0131] = software
+    sub = exif.get_ifd(0x8769)
+    sub[0x829A] = IFDRational(1, 120)  # ExposureTime
+    sub[0x829D] = IFDRational(12, 5)  # FNumber 2.4
+    sub[0x8827] = 50  # ISO
+    sub[0x920A] = IFDRational(413, 100)  # FocalLength 4.13 mm
+    sub[0xA433] = make  # LensMake
+    sub[0xA434] = f"{model} back camera 4.13mm f/2.4"  # LensModel
+    if captured is not None:
+        sub[0x9003] = captured  # DateTimeOriginal
+        exif[0x0132] = captured  # DateTime
+    if exif_size is not None:
+        sub[0xA002], sub[0xA003] = exif_size
+    if gps:
+        where = exif.get_ifd(0x8825)
+        where[1], where[3] = "N", "W"
+        where[2] = (IFDRational(37, 1), IFDRational(46, 1), IFDRational(3012, 100))
+        where[4] = (IFDRational(122, 1), IFDRational(25, 1), IFDRational(0, 1))
+    return exif.tobytes()
+
+
+def camera_jpeg(width: int = 320, height: int = 240, seed: int = 0, **exif: Any) -> bytes:
+    """A photo-like JPEG carrying `camera_exif` (iPhone 5 unless told otherwise)."""
+    return encode(natural_rgb(height, width, seed), "JPEG", quality=90, exif=camera_exif(**exif))

@@ -21,11 +21,15 @@ from provenance_make import (
     manifest,
     natural_rgb,
     sign,
+    warm_rgb,
     watermark,
 )
 
 from fakescope.provenance import read_provenance, read_provenance_report
 from fakescope.provenance.watermark import (
+    FALSE_ALARM_RATE,
+    P_VALUE_THRESHOLD,
+    PATHS,
     PAYLOADS,
     Payload,
     block_scores,
@@ -133,6 +137,12 @@ def test_decoder_is_bit_identical_to_imwatermark() -> None:
         expected = WatermarkDecoder("bits", len(payload.bits)).decode(array, "dwtDct")
         decoded = fold(block_scores(rgb, order), len(payload.bits))
         assert (decoded == np.asarray(expected, int)).all()
+        # The float path: what the library's decoder reads from a float32 array.
+        expected = WatermarkDecoder("bits", len(payload.bits)).decode(
+            array.astype(np.float32), "dwtDct"
+        )
+        decoded = fold(block_scores(rgb, order, "float"), len(payload.bits))
+        assert (decoded == np.asarray(expected, int)).all()
 
 
 # Each pipeline's output size: SD 1.x 512, SDXL 1024 (its float path flips more bits on
@@ -152,6 +162,45 @@ def test_each_watermark_variant_is_detected(payload: Payload, order: str, dtype:
     assert item.raw["variant"] == payload.name
     assert item.raw["order"] == order
     assert item.raw["p_value"] < 1e-6
+
+
+SDXL = next(p for p in PAYLOADS if p.name == "sdxl")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("order", "dtype"), PATHS)
+def test_each_encoder_path_is_found_in_warm_tones(order: str, dtype: str) -> None:
+    """SDXL marks along each path the reference encoders take, in the warm tones where
+    OpenCV's uint8 and float conversions part ways: each is found, and found on its own
+    path (a uint8-only reader misses the float BGR one)."""
+    marked = watermark(warm_rgb(768, 768, seed=3), SDXL.bits, order, dtype)
+    (item,) = read_provenance(encode(marked, "PNG"), "wm.png")
+    assert (item.signal, item.claim, item.decisive) == ("watermark", "ai_generated", True)
+    assert (item.raw["variant"], item.raw["order"]) == ("sdxl", order)
+    assert item.raw["matching_bits"] >= 46
+    assert item.raw["p_value"] < P_VALUE_THRESHOLD
+    assert item.raw["variants_tested"] == 12
+    if dtype == "float":
+        assert item.raw["input"] == "float"
+    if (order, dtype) == ("bgr", "float"):
+        uint8_only = match_variants(marked, paths=(("bgr", "uint8"), ("rgb", "uint8")))
+        assert uint8_only[0].p_value > 1e-3, uint8_only[0]
+
+
+@pytest.mark.slow
+def test_generative_models_float_bgr_saved_by_truncation_is_found() -> None:
+    """Stability's generative-models: float BGR in 0..255, back to 0..1, cut to uint8."""
+    marked = watermark(warm_rgb(1024, 1024, seed=8), SDXL.bits, "bgr", "float", truncate=True)
+    (item,) = read_provenance(encode(marked, "PNG"), "wm.png")
+    assert (item.raw["variant"], item.raw["order"], item.raw["input"]) == ("sdxl", "bgr", "float")
+
+
+def test_false_alarm_rate_is_shared_by_every_variant_tested() -> None:
+    """Reading four paths instead of two must not raise the false-alarm rate per image:
+    the per-test threshold is the rate divided by the number of tests (Bonferroni)."""
+    assert len(PATHS) == 4
+    assert P_VALUE_THRESHOLD * len(PATHS) * len(PAYLOADS) == pytest.approx(FALSE_ALARM_RATE)
+    assert abs(FALSE_ALARM_RATE - 6 * 1e-6) < 1e-12  # the rate of the uint8-only reader
 
 
 def test_small_uint8_watermarks_are_detected() -> None:
@@ -182,6 +231,9 @@ def test_unmarked_images_are_far_from_the_threshold() -> None:
     for seed in range(5):
         best = match_variants(natural_rgb(320, 320, seed=100 + seed))[0]
         assert best.p_value > 1e-4, best
+        best = match_variants(warm_rgb(320, 320, seed=200 + seed))[0]
+        assert best.p_value > 1e-4, best
+        assert len(match_variants(warm_rgb(320, 320, seed=200 + seed))) == 12
 
 
 # -- malformed input --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from imagegen import encode, toy_array
 from liveserver import thread_server
 from PIL import Image
+from provenance_make import camera_jpeg
 from tiny import tiny_bundle
 
 from fakescope.data.transforms import Preprocessing
@@ -115,6 +116,30 @@ def test_malformed_manifests_are_evidence_of_nothing_never_a_5xx(
     for result in results[:2]:  # nothing readable: the verdict is the pixels'
         assert result["p_fake"] == pytest.approx(pixels_only.p_fake, abs=1e-5)
         assert result["p_fake"] == result["p_fake_pixels"]
+
+
+def test_camera_exif_is_listed_with_make_and_model_and_not_counted(
+    default_server: tuple[str, Detector],
+) -> None:
+    url, _ = default_server
+    honest, forged = predict(
+        url,
+        ("iphone5.jpg", camera_jpeg()),
+        ("forged.jpg", camera_jpeg(software="Stable Diffusion XL")),
+    )
+    (camera,) = honest["evidence"]
+    assert (camera["signal"], camera["claim"], camera["by"]) == (
+        "exif",
+        "capture_metadata",
+        "Apple iPhone 5",
+    )
+    assert (camera["raw"]["make"], camera["raw"]["model"]) == ("Apple", "iPhone 5")
+    assert camera["raw"]["captured_at"] == "2012-09-29T10:15:30" and camera["raw"]["gps"]
+    assert "not counted" in camera["detail"]
+    assert honest["p_fake"] == honest["p_fake_pixels"] and honest["disagreement"] is None
+    claims = {(e["signal"], e["claim"]) for e in forged["evidence"]}
+    assert {("metadata", "ai_generated"), ("exif", "inconsistent_metadata")} <= claims
+    assert forged["label"] == "fake"
 
 
 def test_model_card_names_domain_and_capabilities(default_server: tuple[str, Detector]) -> None:

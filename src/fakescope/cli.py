@@ -437,10 +437,10 @@ def provenance(
         bool, typer.Option(help="Look for the Stable Diffusion watermark (lossless files).")
     ] = True,
 ) -> None:
-    """Content Credentials (C2PA), XMP/IPTC labels, generator metadata and watermarks per
-    file: what each says and how far it can be trusted. Offline: remote manifests are
-    reported, never fetched. Files without provenance are listed with none (most real
-    images carry none: that is no evidence of anything)."""
+    """Content Credentials (C2PA), XMP/IPTC labels, generator metadata, watermarks and
+    camera EXIF per file: what each says and how far it can be trusted. Offline: remote
+    manifests are reported, never fetched. Files without provenance are listed with none
+    (most real images carry none: that is no evidence of anything)."""
     from fakescope.provenance import load_trust_anchors, read_paths
 
     try:

@@ -471,12 +471,19 @@ def _add_provenance(
     if not summary["images_with_evidence"]:
         body += paragraph(
             "None of the images carried Content Credentials, an AI label in their metadata, "
-            "generator settings or a Stable Diffusion watermark. Most images carry none: that "
-            "is no evidence either way."
+            "generator settings, a Stable Diffusion watermark or camera EXIF. Most images "
+            "carry none: that is no evidence either way."
         )
         builder.add_section(title, body, id="provenance")
         return
     body += table_html(["signal/claim", "images"], list(summary["counts"].items()))
+    if any(kind.endswith("/capture_metadata") for kind in summary["counts"]):
+        body += paragraph(
+            "Camera EXIF (exif/capture_metadata: make, model, lens, exposure, capture date, "
+            "GPS, software) is listed, not counted: anyone can write it, so it never moves "
+            "a verdict towards real. EXIF contradicting itself or the file "
+            "(exif/inconsistent_metadata) counts a little towards fake."
+        )
     carrying = [i for i in images if i.get("evidence")]
     shown = carrying[:EVIDENCE_ROWS]
     more = f" (the first {len(shown)} of {len(carrying)}; all in predictions.csv)" if len(

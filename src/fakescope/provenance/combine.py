@@ -20,6 +20,10 @@ The rule works in log-odds, because evidence from independent sources adds there
   camera saw a real scene. Unsigned capture claims count for nothing: anyone can write XMP.
 - A broken signature (``tampered``) raises suspicion a little; a remote manifest that was
   not fetched says nothing.
+- Camera EXIF (``capture_metadata``) counts for nothing: anyone can write it, so it can
+  never move a verdict towards "real"; it is shown, not weighed. EXIF that contradicts
+  itself or the file (``inconsistent_metadata``) raises suspicion a little, as a broken
+  signature does.
 
 The rule is monotone: every AI claim has a weight >= 0 and the override only raises
 p_fake, so more AI evidence never lowers p_fake (tested with hypothesis).
@@ -36,8 +40,10 @@ from fakescope.provenance.evidence import (
     AI_EDITED,
     AI_GENERATED,
     C2PA,
+    CAPTURE_METADATA,
     CAPTURED,
     CERTIFICATE_PROBLEM,
+    INCONSISTENT_METADATA,
     INTEGRITY_FAILURE,
     METADATA,
     TAMPERED,
@@ -59,6 +65,8 @@ _AI_WEIGHTS: dict[str, float] = {
 }
 _AI_WEIGHT_BROKEN_SIGNATURE = 2.0  # the label was there, but the file changed since
 _TAMPERED_WEIGHT = 0.5
+CAPTURE_METADATA_WEIGHT = 0.0  # camera EXIF: shown, never counted (anyone can write it)
+INCONSISTENT_METADATA_WEIGHT = 0.5  # like a broken signature: a little towards fake
 _CAPTURE_WEIGHTS: dict[str | None, float] = {
     TRUSTED: -1.5,
     VALID: -0.75,
@@ -74,6 +82,10 @@ def evidence_weight(item: Evidence) -> float:
         return _AI_WEIGHTS.get(item.signal, 0.0)
     if item.claim == TAMPERED:
         return _TAMPERED_WEIGHT
+    if item.claim == CAPTURE_METADATA:
+        return CAPTURE_METADATA_WEIGHT
+    if item.claim == INCONSISTENT_METADATA:
+        return INCONSISTENT_METADATA_WEIGHT
     if item.claim == CAPTURED and item.signal == C2PA:
         return _CAPTURE_WEIGHTS.get(item.trust, 0.0)
     return 0.0

@@ -18,6 +18,7 @@ Why the care below:
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import re
@@ -207,6 +208,7 @@ def _from_store(store: dict[str, Any]) -> list[Evidence]:
         "claim_generator": generator,
         "signer": signer,
         "manifests": len(manifests),
+        "claim_time": _claim_time(manifest),
     }
     evidence: list[Evidence] = []
     trust_text = _trust_text(trust, codes)
@@ -309,6 +311,28 @@ def _signer(manifest: dict[str, Any]) -> str | None:
     if issuer and name and name != issuer:
         return f"{issuer} ({name})"
     return issuer or name or None
+
+
+def _claim_time(manifest: dict[str, Any]) -> str | None:
+    """When the active claim was made (ISO 8601): the signature's time-stamp when it has
+    one, else the latest ``when`` of its actions (the claim cannot predate them)."""
+    stamp = (manifest.get("signature_info") or {}).get("time")
+    if isinstance(stamp, str) and parse_timestamp(stamp) is not None:
+        return stamp
+    times = [(parse_timestamp(a.get("when")), a.get("when")) for a in _actions(manifest)]
+    known = [(when, text) for when, text in times if when is not None]
+    return str(max(known)[1]) if known else None
+
+
+def parse_timestamp(value: Any) -> datetime.datetime | None:
+    """An ISO 8601 date-time with a time zone (``Z`` or an offset), or None."""
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _generator(manifest: dict[str, Any]) -> str | None:

@@ -1,6 +1,6 @@
 """The one shape every provenance reader returns: a piece of `Evidence`.
 
-Each reader (C2PA, XMP, generator metadata, watermark) says *what* a file claims about
+Each reader (C2PA, XMP, generator metadata, watermark, camera EXIF) says *what* a file claims about
 itself and *how far the claim can be trusted*, in the same words, so that the CLI, the
 API and the verdict combination (`combine.py`) never need to know which reader spoke.
 """
@@ -15,7 +15,8 @@ C2PA: Final = "c2pa"
 XMP: Final = "xmp"
 METADATA: Final = "metadata"
 WATERMARK: Final = "watermark"
-SIGNALS: Final = (C2PA, XMP, METADATA, WATERMARK)
+EXIF: Final = "exif"  # camera and editing metadata
+SIGNALS: Final = (C2PA, XMP, METADATA, WATERMARK, EXIF)
 
 # -- claims: what the file says about itself --------------------------------------------------
 AI_GENERATED: Final = "ai_generated"
@@ -26,6 +27,12 @@ REMOTE_MANIFEST: Final = "remote_manifest"
 # A readable manifest that states neither AI nor capture (e.g. a Photoshop edit without
 # generative tools, or `algorithmicMedia`, which is not generative AI).
 SIGNED: Final = "signed"
+# Camera EXIF (make, model, lens, exposure, capture date, GPS, software): shown to people,
+# never counted for "real" (anyone can write EXIF).
+CAPTURE_METADATA: Final = "capture_metadata"
+# Metadata that contradicts itself or the file (a camera with a generator's software tag,
+# a capture after the C2PA claim, a generator's image size under a camera's EXIF).
+INCONSISTENT_METADATA: Final = "inconsistent_metadata"
 AI_CLAIMS: Final = frozenset({AI_GENERATED, AI_EDITED})
 
 # -- trust: how far the claim can be believed -------------------------------------------------
@@ -42,12 +49,14 @@ class Evidence:
     """One thing a file says about its origin, and how far that can be trusted.
 
     Attributes:
-        signal: where it was read: ``c2pa``, ``xmp``, ``metadata`` or ``watermark``.
+        signal: where it was read: ``c2pa``, ``xmp``, ``metadata``, ``watermark`` or
+            ``exif``.
         claim: what it says: ``ai_generated``, ``ai_edited``, ``captured``, ``tampered``,
-            ``remote_manifest`` or ``signed`` (a manifest that states neither AI nor capture).
+            ``remote_manifest``, ``signed`` (a manifest that states neither AI nor capture),
+            ``capture_metadata`` (camera EXIF) or ``inconsistent_metadata``.
         by: the generator, signer or tool named by the evidence, when there is one.
         trust: ``trusted``, ``valid``, ``certificate_problem``, ``integrity_failure`` for
-            signed evidence; ``None`` for unsigned metadata and watermarks.
+            signed evidence; ``None`` for unsigned metadata, EXIF and watermarks.
         detail: one human-readable sentence for analysts.
         decisive: strong enough to override the pixel score (an intact AI-labelled C2PA
             manifest, an AI watermark).

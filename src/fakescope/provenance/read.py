@@ -1,8 +1,9 @@
 """One entry point: every provenance signal of one file, offline, never raising.
 
 Order of work is chosen for cost: byte scans first (C2PA pre-check, XMP, PNG chunks,
-EXIF headers), then, only for lossless files big enough to carry one, a single decode of
-the pixels shared by the stealth-metadata and watermark readers.
+EXIF headers, then the camera EXIF, checked against what the others found), then, only for
+lossless files big enough to carry one, a single decode of the pixels shared by the
+stealth-metadata and watermark readers.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from fakescope.provenance.content_credentials import read_c2pa
 from fakescope.provenance.evidence import Evidence, ProvenanceReport
+from fakescope.provenance.exif import read_camera
 from fakescope.provenance.formats import LOSSLESS_MIMES, png_text_chunks, sniff_mime
 from fakescope.provenance.metadata import from_exif, from_png_text, read_stealth
 from fakescope.provenance.watermark import MIN_SIDE_PIXELS, read_watermark
@@ -96,6 +98,11 @@ def read_provenance_report(
         found_items, reader_notes = _guard(label, reader)
         evidence += found_items or []
         notes += reader_notes
+    if _may_carry_exif(data, mime):
+        found_so_far = list(evidence)
+        camera, camera_notes = _guard("EXIF camera", lambda: read_camera(data, found_so_far))
+        evidence += camera or []
+        notes += camera_notes
     if mime in LOSSLESS_MIMES:
         pixels, decode_note = _decode(data)
         if decode_note:
@@ -112,7 +119,9 @@ def read_provenance_report(
     return ProvenanceReport(tuple(_unique(evidence)), tuple(notes))
 
 
-_EXIF_MIMES = frozenset({"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff"})
+_EXIF_MIMES = frozenset(
+    {"image/jpeg", "image/webp", "image/webp;lossless", "image/tiff", "image/heic", "image/avif"}
+)
 
 
 def _may_carry_exif(data: bytes, mime: str | None) -> bool:

@@ -5,13 +5,23 @@ Variants in the wild (all written with ``invisible-watermark``'s ``dwtDct`` meth
 - SD 1.x (CompVis ``scripts/txt2img.py``): the 136 bits of ``b"StableDiffusionV1"``;
 - SD 2.x (Stability ``scripts/txt2img.py``): the 32 bits of ``b"SDV2"``;
 - SDXL (Stability ``generative-models`` and diffusers): a fixed 48-bit message;
-- each in BGR order (as the library expects) or RGB order (diffusers' SDXL watermarker
-  passed RGB arrays for a while), from uint8 or float arrays.
+- each written along one of four paths: the encoder given a BGR array (as the library
+  expects) or an RGB one (diffusers' SDXL watermarker), of uint8 (the library's examples,
+  the SD 1/2 scripts) or of float32 in 0..255 (generative-models and diffusers' SDXL
+  watermarker both pass ``255 * image`` as floats).
+
+The paths differ in more than rounding. OpenCV's BGR->YUV conversion centres U and V on
+128 for uint8 input but on 0.5 for float input, so the U channel the encoder quantised sits
+127.5 lower on the float path (255 lower in the Haar band). Where U is below its centre
+(warm, skin and sunset tones in BGR order) the coefficient changes sign, the block's
+largest-magnitude coefficient is another one, and a reader that converts uint8 only
+recovers 21-28 of 48 bits of a float-embedded SDXL mark; converting as the encoder did
+recovers all 48. So every path is read (`PATHS`), and the best match is kept.
 
 Why a re-implementation of the decoder: ``imwatermark``'s decoder loops over 4x4 blocks in
 Python (~0.3 s per megapixel per call) and would be called once per variant. The carrier
-value of every block depends only on the colour order, not on the payload length, so here
-it is computed once per colour order with numpy (`block_scores` is bit-identical to
+value of every block depends only on the path, not on the payload length, so here it is
+computed once per path with numpy (`block_scores` is bit-identical to
 ``EmbedMaxDct.decode``) and folded into each payload length, which costs microseconds.
 Bits are decided by confidence-weighted votes (`soft_scores`) rather than imwatermark's
 hard majority: same bits on clean embeddings, fewer flipped bits where rounding moved
@@ -20,9 +30,11 @@ carrier values towards a decision boundary.
 Why a binomial test rather than an exact match: pixels near saturation and the uint8
 rounding of float-embedded watermarks flip a few bits. Under "no watermark" each decoded
 bit matches the expected payload with probability 1/2, so the number of matching bits is
-Binomial(n, 1/2); a variant is reported when P(X >= matches) < `P_VALUE_THRESHOLD` (1e-6),
-which with 6 variants tested keeps the false-alarm rate per image below 6e-6 (Bonferroni).
-That needs at least 30/32, 41/48 or 96/136 matching bits.
+Binomial(n, 1/2). The false-alarm rate per image is held at `FALSE_ALARM_RATE` (6e-6, what
+it was when 6 variants were each tested at 1e-6) whatever the number of variants: each of
+the 12 (3 payloads x 4 paths) is reported only when P(X >= matches) < 6e-6 / 12 = 5e-7
+(`P_VALUE_THRESHOLD`, Bonferroni). That needs at least 30/32, 41/48 or 97/136 matching
+bits. `bench/provenance_false_alarms.py` measures the rate on real photographs.
 
 The watermark does not survive JPEG re-compression or resizing, so it is only looked for
 in lossless files (PNG, lossless WebP, TIFF, BMP) of at least 256x256 pixels, the size
@@ -39,7 +51,6 @@ import numpy as np
 
 from fakescope.provenance.evidence import AI_GENERATED, WATERMARK, Evidence
 
-P_VALUE_THRESHOLD = 1e-6
 MIN_SIDE_PIXELS = 256 * 256
 # Cost bound: only the first rows are decoded on very large images. Blocks are numbered
 # row by row, so a top strip gives exactly the same per-block scores as the whole image.
@@ -70,6 +81,12 @@ PAYLOADS: tuple[Payload, ...] = (
     Payload("sdxl", "Stable Diffusion XL", tuple(int(b) for b in bin(_SDXL_MESSAGE)[2:])),
 )
 ORDERS = ("bgr", "rgb")
+# The array type the encoder was given: uint8, or float32 in 0..255.
+DTYPES = ("uint8", "float")
+PATHS: tuple[tuple[str, str], ...] = tuple((o, d) for o in ORDERS for d in DTYPES)
+# Chance per image that an unmarked image is reported, over every variant tested.
+FALSE_ALARM_RATE = 6e-6
+P_VALUE_THRESHOLD = FALSE_ALARM_RATE / (len(PAYLOADS) * len(PATHS))
 
 
 @lru_cache(maxsize=512)
@@ -78,7 +95,7 @@ def binomial_tail(n: int, k: int) -> float:
     return float(sum(math.comb(n, i) for i in range(k, n + 1)) / 2**n)
 
 
-def block_values(rgb: np.ndarray, order: str) -> np.ndarray:
+def block_values(rgb: np.ndarray, order: str, dtype: str = "uint8") -> np.ndarray:
     """Per-block carrier values, in the block order of imwatermark's ``dwtDct`` decoder:
     the largest non-DC magnitude of each 4x4 block of the U channel's Haar approximation.
     The embedder set it to (k + 0.25) * 36 for a 0 bit and (k + 0.75) * 36 for a 1 bit.
@@ -87,16 +104,23 @@ def block_values(rgb: np.ndarray, order: str) -> np.ndarray:
         rgb: (H, W, 3) uint8 pixels in RGB order, as decoded from the file.
         order: ``"bgr"`` when the encoder was given BGR pixels (its documented input),
             ``"rgb"`` when it was given RGB pixels by mistake.
+        dtype: ``"uint8"`` or ``"float"``: the type of the array the encoder was given,
+            which decides where OpenCV centres U (128 or 0.5).
     """
     import cv2
 
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     # cvtColor(BGR2YUV) of the array the encoder saw: for a BGR embed that array is our
     # RGB flipped (same as RGB2YUV of ours); for an RGB embed it is our array itself.
     code = cv2.COLOR_RGB2YUV if order == "bgr" else cv2.COLOR_BGR2YUV
     height, width = rgb.shape[:2]
     rows = height // 4 * 4
     cols = width // 4 * 4
-    u = cv2.cvtColor(np.ascontiguousarray(rgb), code)[:rows, :cols, 1].astype(np.float64)
+    array = np.ascontiguousarray(rgb)
+    if dtype == "float":
+        array = array.astype(np.float32)
+    u = cv2.cvtColor(array, code)[:rows, :cols, 1].astype(np.float64)
     # Haar approximation band computed in exactly pywt.dwt2(u, "haar")[0]'s order of
     # floating-point operations (axis 0, then axis 1): blocks whose value sits on a
     # modulo boundary would otherwise flip.
@@ -115,9 +139,11 @@ def block_values(rgb: np.ndarray, order: str) -> np.ndarray:
     return values
 
 
-def block_scores(rgb: np.ndarray, order: str) -> np.ndarray:
-    """Hard per-block bits (0/1), exactly as imwatermark's decoder computes them."""
-    scores: np.ndarray = (np.mod(block_values(rgb, order), _SCALE) > 0.5 * _SCALE).astype(np.uint8)
+def block_scores(rgb: np.ndarray, order: str, dtype: str = "uint8") -> np.ndarray:
+    """Hard per-block bits (0/1), exactly as imwatermark's decoder computes them from an
+    array of ``dtype``."""
+    values = block_values(rgb, order, dtype)
+    scores: np.ndarray = (np.mod(values, _SCALE) > 0.5 * _SCALE).astype(np.uint8)
     return scores
 
 
@@ -153,26 +179,40 @@ class Match:
     order: str
     matching: int
     p_value: float
+    dtype: str = "uint8"
 
 
-def match_variants(rgb: np.ndarray) -> list[Match]:
-    """Every variant's match, best (lowest p-value) first; empty when the image is too
-    small to carry a watermark."""
+def match_variants(
+    rgb: np.ndarray,
+    *,
+    paths: tuple[tuple[str, str], ...] = PATHS,
+    min_pixels: int = MIN_SIDE_PIXELS,
+) -> list[Match]:
+    """Every variant's match along every path, best (lowest p-value) first; empty when
+    the image is too small to carry a watermark.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB pixels.
+        paths: the (order, dtype) paths to read; all four by default.
+        min_pixels: below this many pixels nothing is read (the encoder refuses images
+            under 256x256; benchmarks of the test's null distribution may go lower).
+    """
     height, width = rgb.shape[:2]
-    if height * width < MIN_SIDE_PIXELS or rgb.ndim != 3 or rgb.shape[2] != 3:
+    if height * width < min_pixels or rgb.ndim != 3 or rgb.shape[2] != 3:
         return []
     if height * width > MAX_DECODED_PIXELS:
         rgb = rgb[: max(8, MAX_DECODED_PIXELS // width // 8 * 8)]
     matches: list[Match] = []
-    for order in ORDERS:
-        votes = soft_scores(block_values(rgb, order))
+    for order, dtype in paths:
+        votes = soft_scores(block_values(rgb, order, dtype))
         for payload in PAYLOADS:
             length = len(payload.bits)
             if len(votes) < length:
                 continue
             bits = fold_soft(votes, length)
             matching = int(np.sum(bits == np.asarray(payload.bits, dtype=np.uint8)))
-            matches.append(Match(payload, order, matching, binomial_tail(length, matching)))
+            p_value = binomial_tail(length, matching)
+            matches.append(Match(payload, order, matching, p_value, dtype))
     return sorted(matches, key=lambda m: m.p_value)
 
 
@@ -190,16 +230,19 @@ def read_watermark(rgb: np.ndarray) -> list[Evidence]:
             best.payload.generator,
             None,
             f"invisible-watermark dwtDct payload of {best.payload.generator} "
-            f"({best.order.upper()} order): {best.matching}/{n} bits match, "
-            f"p = {best.p_value:.1e} by chance",
+            f"({best.order.upper()} order, {best.dtype} input): {best.matching}/{n} bits "
+            f"match, p = {best.p_value:.1e} by chance (reported below "
+            f"{P_VALUE_THRESHOLD:.0e}: {len(PAYLOADS) * len(PATHS)} variants tested)",
             decisive=True,
             raw={
                 "variant": best.payload.name,
                 "order": best.order,
+                "input": best.dtype,
                 "matching_bits": best.matching,
                 "bits": n,
                 "p_value": best.p_value,
                 "threshold": P_VALUE_THRESHOLD,
+                "variants_tested": len(PAYLOADS) * len(PATHS),
             },
         )
     ]

@@ -108,10 +108,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 class EvidenceItem(BaseModel):
     """One thing the file says about its origin (``fakescope.provenance.Evidence``)."""
 
-    signal: str = Field(description="where it was read: c2pa, xmp, metadata or watermark")
+    signal: str = Field(
+        description="where it was read: c2pa, xmp, metadata, watermark or exif (camera "
+        "and editing metadata)"
+    )
     claim: str = Field(
         description="what it says: ai_generated, ai_edited, captured, tampered, "
-        "remote_manifest or signed (a manifest stating neither AI nor capture)"
+        "remote_manifest, signed (a manifest stating neither AI nor capture), "
+        "capture_metadata (camera EXIF: make, model, lens, exposure, capture date, GPS "
+        "present or not, software in raw; shown, not counted in p_fake) or "
+        "inconsistent_metadata (EXIF contradicting itself or the file)"
     )
     by: str | None = Field(description="the generator, signer or tool it names, if any")
     trust: str | None = Field(
@@ -158,7 +164,8 @@ class Verdict(BaseModel):
     )
     evidence: list[EvidenceItem] = Field(
         description="the file's provenance (C2PA Content Credentials, XMP/IPTC, generator "
-        "metadata, watermarks); empty when it carries none, which is evidence of nothing"
+        "metadata, watermarks, camera EXIF); empty when it carries none, which is evidence "
+        "of nothing"
     )
     disagreement: str | None = Field(
         description="set when the pixels and the provenance point different ways"

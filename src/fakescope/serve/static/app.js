@@ -57,8 +57,22 @@ const CLAIMS = {
   tampered: "Tampered: changed after signing",
   remote_manifest: "Remote manifest (not fetched)",
   signed: "Signed (no AI or capture claim)",
+  capture_metadata: "Camera metadata (EXIF)",
+  inconsistent_metadata: "Inconsistent metadata",
 };
-const CLAIM_TONE = { ai_generated: "ai", ai_edited: "ai", captured: "captured", tampered: "warn" };
+const CLAIM_TONE = {
+  ai_generated: "ai",
+  ai_edited: "ai",
+  captured: "captured",
+  tampered: "warn",
+  inconsistent_metadata: "warn",
+};
+// How much a claim weighs in the verdict, where that is not obvious from the claim.
+const WEIGHT_NOTES = {
+  capture_metadata:
+    "Not counted in the verdict: anyone can write EXIF, and most AI images and re-shared photos carry none.",
+  inconsistent_metadata: "Counts a little towards fake.",
+};
 const TRUST = {
   trusted: "trusted signer",
   valid: "valid signature · signer on no trust list we hold",
@@ -70,6 +84,7 @@ const SIGNALS = {
   xmp: "XMP / IPTC metadata",
   metadata: "generator metadata",
   watermark: "invisible watermark",
+  exif: "EXIF camera and editing metadata",
 };
 const OUT_OF_DOMAIN_PREFIX = "out of domain: ";
 
@@ -170,8 +185,40 @@ function showEvidence(card, evidence) {
     row.querySelector(".decisive").hidden = !item.decisive;
     row.querySelector(".evidence-source").textContent = SIGNALS[item.signal] || item.signal;
     row.querySelector(".evidence-detail").textContent = item.detail;
+    if (item.claim === "capture_metadata") showCamera(row.querySelector(".camera"), item.raw || {});
+    if (WEIGHT_NOTES[item.claim]) show(row.querySelector(".evidence-weight"), WEIGHT_NOTES[item.claim]);
     list.append(row);
   }
+}
+
+// The camera fields of EXIF evidence, one labelled line each (make and model first).
+function showCamera(element, raw) {
+  const exposure = [];
+  if (raw.exposure_time) {
+    exposure.push(raw.exposure_time < 0.5 ? `1/${Math.round(1 / raw.exposure_time)} s` : `${raw.exposure_time} s`);
+  }
+  if (raw.f_number) exposure.push(`f/${raw.f_number.toFixed(1)}`);
+  if (raw.iso) exposure.push(`ISO ${raw.iso}`);
+  if (raw.focal_length_mm) exposure.push(`${raw.focal_length_mm} mm`);
+  const fields = [
+    ["Make", raw.make],
+    ["Model", raw.model],
+    ["Lens", raw.lens],
+    ["Exposure", exposure.join(", ")],
+    ["Taken", raw.captured_at ? raw.captured_at.replace("T", " ") : null],
+    ["GPS", raw.gps ? "position present" : "none"],
+    ["Software", raw.software],
+  ];
+  for (const [name, value] of fields) {
+    if (!value) continue;
+    const term = document.createElement("dt");
+    term.textContent = name;
+    const definition = document.createElement("dd");
+    definition.textContent = value;
+    definition.dataset.field = name.toLowerCase();
+    element.append(term, definition);
+  }
+  element.hidden = false;
 }
 
 function showError(card, message) {
