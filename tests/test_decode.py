@@ -301,3 +301,34 @@ def test_a_cut_heic_is_corrupt_not_unknown():
     with pytest.raises(ImageError) as caught:
         load_image(data, "cut.heic")
     assert "HEIC" in caught.value.reason and "not an image" not in caught.value.reason
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_67_megapixel_picture_is_read_and_scored(shared_data, tmp_path):
+    """The issue's 7,714 x 8,699 illustration size, refused by the old 64 MP limit: a real
+    photo from the shared data, enlarged, as PNG (with flat line art drawn over it, the
+    compressible kind) is decoded at full size and scored by `predict`."""
+    import zipfile
+
+    from PIL import ImageDraw
+
+    from fakescope.detectors import Detector
+
+    with zipfile.ZipFile(shared_data / "modern_photos.zip") as archive:
+        name = next(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg")))
+        photo = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+    big = photo.resize((7714, 8699), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(big)
+    draw.rectangle((0, 0, 7714, 3000), fill=(250, 250, 245))  # a flat poster-like band
+    for x in range(0, 7714, 400):
+        draw.line((x, 0, 7714 - x, 3000), fill=(20, 20, 20), width=4)
+    path = tmp_path / "poster.png"
+    big.save(path, compress_level=1)
+    del big, draw
+    data = path.read_bytes()
+    info = probe_image(data, str(path))
+    assert (info.width, info.height, info.format) == (7714, 8699, "PNG")
+    assert load_image(data, str(path)).size == (7714, 8699)
+    (result,) = Detector.load(device="cpu").predict([path], provenance=False)
+    assert result.error is None and result.label in ("fake", "real")
