@@ -178,6 +178,21 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def png_one_colour(width: int, height: int) -> bytes:
+    """A complete, decodable 1-bit PNG of one colour: a real decompression bomb, a few
+    kilobytes on disk for hundreds of megapixels (compressed row by row, never held whole)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte "none", then black pixels
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def _save(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format=fmt, **kwargs)
@@ -214,9 +229,9 @@ def _bad_file_bytes() -> dict[str, bytes]:
         "onebit.png": _save(Image.new("1", (4, 4), 1), "PNG"),
         "float.tif": _save(Image.new("F", (4, 4), 0.5), "TIFF"),
         "unsupported.ppm": _save(Image.new("RGB", (4, 4)), "PPM"),
-        # Over MAX_PIXELS (64M) but under PIL's own 89M warning limit: our check refuses it.
+        # 72 MP declared in a file of a few bytes: refused for its decoded size per file byte.
         "big.png": png_header_only(9000, 8000),
-        # Over twice PIL's limit: PIL itself raises DecompressionBombError on open.
+        # 400 MP: over MAX_PIXELS (300M), beyond any camera.
         "bomb.png": png_header_only(20000, 20000),
     }
 

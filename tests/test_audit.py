@@ -137,6 +137,27 @@ def test_unreadable_listed_with_reason(report):
     assert entry["path"].endswith("broken.jpg") and "truncated" in entry["reason"]
 
 
+def test_heic_and_avif_are_audited_and_listed_as_sources(tmp_path):
+    """Phone photos (HEIC) and web images (AVIF) in a data set: found by their extensions,
+    decoded, counted under their formats, and a format bias between classes is flagged."""
+    rng = np.random.default_rng(9)
+    for i in range(10):  # the fewest per class for a bias warning
+        (tmp_path / "real").mkdir(exist_ok=True)
+        (tmp_path / "fake").mkdir(exist_ok=True)
+        photo = toy_array("real", rng, (48, 40))
+        (tmp_path / "real" / f"IMG_{i:04d}.HEIC").write_bytes(encode(photo, "HEIF"))
+        (tmp_path / "fake" / f"gen_{i}.avif").write_bytes(encode(photo, "AVIF"))
+    source = FolderSource(tmp_path)
+    assert len(source.items) == 20
+    report = audit_source(source, progress=False, workers=1)
+    assert report["unreadable"] == []
+    assert report["per_class"]["real"]["formats"] == {"HEIF": 10}
+    assert report["per_class"]["fake"]["formats"] == {"AVIF": 10}
+    assert report["per_class"]["real"]["sizes"] == {"48x40": 10}
+    (bias,) = [w for w in report["bias_warnings"] if w.startswith("format")]
+    assert "real is HEIF 100%" in bias and "fake is AVIF 100%" in bias
+
+
 def test_process_pool_gives_the_same_report(planted, report):
     pooled = audit_source(FolderSource(planted), progress=False, workers=2)
     assert pooled == report

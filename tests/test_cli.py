@@ -104,6 +104,69 @@ def test_predict_formats(trained: Path, toy_folder: Path, tmp_path: Path) -> Non
     assert len(json.loads((tmp_path / "p.json").read_text())) == 40
 
 
+def test_predict_reads_heic_and_avif_like_the_png_they_were_made_from(
+    trained: Path, toy_folder: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from fakescope.data import decode  # registers the HEIC opener, for saving here
+
+    assert "HEIF" in Image.SAVE and {".heic", ".avif"} <= decode.IMAGE_EXTENSIONS
+
+    png = tmp_path / "photo.png"
+    picture = Image.open(toy_folder / "real" / "0000.png").convert("RGB").resize((96, 64))
+    picture.save(png)
+    picture.save(tmp_path / "photo.heic", quality=100)
+    picture.save(tmp_path / "photo.avif", quality=100)
+    names = ["photo.heic", "photo.avif", "photo.png"]
+    proc = fakescope(
+        "predict", "-b", trained / "bundle", *(tmp_path / n for n in names), "-f", "json"
+    )
+    rows = {Path(r["path"]).name: r for r in json.loads(proc.stdout)}
+    assert all(rows[n]["error"] is None for n in names), rows
+    for name in ("photo.heic", "photo.avif"):  # lossy, but the same picture
+        assert rows[name]["p_fake"] == pytest.approx(rows["photo.png"]["p_fake"], abs=0.05)
+    assert "could not be read" not in proc.stderr
+
+
+def test_exit_status_says_whether_inputs_were_read(trained: Path, tmp_path: Path) -> None:
+    bundle = trained / "bundle"
+    proc = fakescope("predict", "-b", bundle, "/nonexistent", check=False)
+    assert proc.returncode == 1
+    assert "1 of 1 inputs could not be read" in proc.stderr
+    assert "/nonexistent: does not exist" in proc.stderr
+    good = tmp_path / "good.png"
+    good.write_bytes(_png())
+    bad = [tmp_path / f"bad{i}.jpg" for i in range(5)]
+    for path in bad:
+        path.write_text("not an image")
+    mixed = ["predict", "-b", bundle, good, *bad, "-f", "json"]
+    proc = fakescope(*mixed)  # some read: success, and the count on stderr
+    assert "5 of 6 inputs could not be read" in proc.stderr
+    assert "bad0.jpg: not an image" in proc.stderr and "... and 2 more" in proc.stderr
+    strict = fakescope(*mixed, "--strict", check=False)
+    assert strict.returncode == 1 and strict.stdout == proc.stdout  # results still written
+    assert fakescope("predict", "-b", bundle, good, "--strict").returncode == 0
+    proc = fakescope("explain", "-b", bundle, *bad, "--out", tmp_path / "cam", check=False)
+    assert proc.returncode == 1 and "5 of 5 inputs could not be read" in proc.stderr
+    proc = fakescope("explain", "-b", bundle, good, bad[0], "--out", tmp_path / "c", check=False)
+    assert proc.returncode == 0
+    proc = fakescope(
+        "explain", "-b", bundle, good, bad[0], "--strict", "--out", tmp_path / "c", check=False
+    )
+    assert proc.returncode == 1 and "1 of 2 inputs could not be read" in proc.stderr
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 80, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def test_evaluate_and_info(trained: Path, toy_zip: Path, tmp_path: Path) -> None:
     proc = fakescope(
         "evaluate", toy_zip, "--bundle", trained / "bundle", "--out", tmp_path / "ev", "-q"

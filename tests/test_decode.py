@@ -2,16 +2,19 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 
 import numpy as np
 import pytest
-from imagegen import encode, png_header_only, toy_array
+from imagegen import encode, png_header_only, png_one_colour, toy_array
 from PIL import Image
 
 from fakescope.data import decode
 from fakescope.data.decode import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
+    MAX_RATIO,
+    RATIO_FREE_PIXELS,
     VIDEO_EXTENSIONS,
     ImageInfo,
     decode_image,
@@ -34,9 +37,16 @@ def _reason(bad_files, name: str, func=load_image) -> str:
 
 
 def test_extension_sets():
-    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"} == IMAGE_EXTENSIONS
+    assert {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"} | {
+        ".heic",
+        ".heif",
+        ".hif",
+        ".avif",
+    } == IMAGE_EXTENSIONS
     assert {".mp4", ".webm", ".mov", ".avi", ".mkv"} == VIDEO_EXTENSIONS
-    assert MAX_PIXELS == 64_000_000
+    assert MAX_PIXELS == 300_000_000
+    # Pillow's own guard must not refuse what ours reads, nor speak before ours does.
+    assert Image.MAX_IMAGE_PIXELS > MAX_PIXELS
 
 
 @pytest.mark.parametrize(
@@ -78,8 +88,43 @@ def test_decompression_bomb_refused_before_decoding(bad_files, name):
         assert "too large" in _reason(bad_files, name, func)
 
 
-def test_our_limit_is_checked_first(bad_files):
-    assert "72,000,000 pixels exceeds the limit of 64,000,000" in _reason(bad_files, "big.png")
+def test_bomb_messages_name_pixels_and_file_size(bad_files):
+    reason = _reason(bad_files, "big.png")
+    size = bad_files["big.png"].stat().st_size
+    assert reason.startswith("image too large for its file size: 9000x8000 = 72,000,000 pixels")
+    assert reason.endswith("(possible decompression bomb)")
+    assert f"from a file of {size:,} bytes" in reason
+    assert f"{72_000_000 * 3 / size:,.0f} decoded bytes per file byte" in reason
+    reason = _reason(bad_files, "bomb.png")
+    assert reason.startswith("image too large: 20000x20000 = 400,000,000 pixels")
+    assert "exceeds the limit of 300,000,000 pixels" in reason
+    assert f"from a file of {bad_files['bomb.png'].stat().st_size:,} bytes" in reason
+
+
+@pytest.mark.parametrize(("side", "rule"), [(20000, "too large"), (12000, "decompression bomb")])
+def test_one_colour_png_bomb_is_refused(side, rule):
+    """A complete, decodable PNG of one colour: 400 MP (over the ceiling) and 144 MP (under
+    it, but far more decoded bytes per file byte than any real picture)."""
+    data = png_one_colour(side, side)
+    assert len(data) < 100_000
+    for func in (load_image, probe_image):
+        with pytest.raises(ImageError) as caught:
+            func(data, "bomb.png")
+        assert rule in caught.value.reason
+        assert f"{side}x{side} = {side * side:,} pixels" in caught.value.reason
+        assert f"{len(data):,} bytes" in caught.value.reason
+
+
+def test_size_rule_reads_large_pictures_and_small_flat_ones():
+    # A 67 MP illustration (the issue's 7,714 x 8,699 PNG) at the measured worst real ratio.
+    pixels = 7714 * 8699
+    assert decode.size_problem(7714, 8699, pixels * 3 // 500) is None
+    assert "decompression bomb" in decode.size_problem(7714, 8699, pixels * 3 // 3000)
+    # Small flat images compress without bound and are cheap: any ratio is fine.
+    assert decode.size_problem(4000, 4000, 100) is None
+    assert pixels > RATIO_FREE_PIXELS and MAX_RATIO >= 1000
+    # A 200 MP phone photo (16,320 x 12,240) as a typical JPEG is read.
+    assert decode.size_problem(16320, 12240, 40_000_000) is None
 
 
 def test_max_pixels_kwarg_and_module_constant(monkeypatch):
@@ -93,13 +138,20 @@ def test_max_pixels_kwarg_and_module_constant(monkeypatch):
 
 
 def test_pil_bomb_warning_becomes_image_error():
-    # Above PIL's warning threshold (~89M) but under our raised limit: PIL's warning, not
-    # our check, must stop it, and must not leak out as a warning.
-    data = png_header_only(10000, 10000)
+    # Above PIL's warning threshold (twice MAX_PIXELS) and under the caller's raised limit,
+    # in a file big enough for our ratio rule: PIL's warning, not our check, must stop it,
+    # and must not leak out as a warning.
+    width, height = 20000, 32000
+    assert width * height > Image.MAX_IMAGE_PIXELS
+    header = png_header_only(width, height)
+    junk = b"\x00" * (width * height * 3 // MAX_RATIO)
+    crc = zlib.crc32(b"jUnk" + junk).to_bytes(4, "big")
+    chunk = len(junk).to_bytes(4, "big") + b"jUnk" + junk + crc
+    data = header[:33] + chunk + header[33:]  # after the 8-byte signature and 25-byte IHDR
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ImageError, match="decompression bomb"):
-            load_image(data, "x.png", max_pixels=200_000_000)
+            load_image(data, "x.png", max_pixels=700_000_000)
 
 
 def test_one_pixel_image_is_valid(bad_files):
@@ -194,3 +246,89 @@ def test_decode_image_matches_load_and_probe():
     img, info = decode_image(data, "x.jpg")
     assert info == probe_image(data, "x.jpg")
     assert np.array_equal(np.asarray(img), np.asarray(load_image(data, "x.jpg")))
+
+
+def _smooth(size: tuple[int, int] = (48, 32)) -> np.ndarray:
+    """A gradient: lossy encoders (HEVC, AV1) keep it within a few levels."""
+    width, height = size
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    return np.broadcast_to(
+        np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2], axis=2), (height, width, 3)
+    ).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("HEIF", "photo.heic"), ("AVIF", "web.avif")])
+def test_heic_and_avif_are_read(fmt, name):
+    """iPhone photos (HEIC, through pillow-heif) and web images (AVIF, Pillow's own plugin),
+    each made here by the same libraries' encoders."""
+    array = _smooth()
+    data = encode(array, fmt, quality=95)
+    assert data[4:12] == (b"ftypheic" if fmt == "HEIF" else b"ftypavif")
+    img, info = decode_image(data, name)
+    assert img.mode == "RGB" and img.size == (48, 32)
+    assert (info.format, info.width, info.height) == (fmt, 48, 32)
+    assert np.abs(np.asarray(img, dtype=int) - array).mean() < 4
+    assert probe_image(data, name) == info
+
+
+def _left_red(width: int = 40, height: int = 20) -> Image.Image:
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[:, : width // 2] = (255, 0, 0)  # left half red, right half black
+    return Image.fromarray(array)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF", "JPEG"])
+def test_orientation_is_respected_in_every_format(fmt):
+    """Stored 40x20 with "rotate 90 degrees clockwise" (EXIF 6; HEIF and AVIF carry it as an
+    irot/imir box, which their encoders write from the EXIF tag): shown 20x40, red on top."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    _left_red().save(buffer, fmt, exif=exif.tobytes(), quality=95)
+    data = buffer.getvalue()
+    if fmt != "JPEG":
+        assert b"irot" in data  # the container's own rotation, as phones write it
+    img = load_image(data, f"rotated.{fmt.lower()}")
+    assert img.size == (20, 40)
+    assert probe_image(data, "r").width == 20
+    top, bottom = np.asarray(img)[5, 10], np.asarray(img)[35, 10]
+    assert top[0] > 200 and top[1] < 60 and bottom.max() < 60  # rotated once, not twice
+
+
+def test_a_cut_heic_is_corrupt_not_unknown():
+    data = encode(_smooth(), "HEIF")[:40]
+    with pytest.raises(ImageError) as caught:
+        load_image(data, "cut.heic")
+    assert "HEIC" in caught.value.reason and "not an image" not in caught.value.reason
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_67_megapixel_picture_is_read_and_scored(shared_data, tmp_path):
+    """The issue's 7,714 x 8,699 illustration size, refused by the old 64 MP limit: a real
+    photo from the shared data, enlarged, as PNG (with flat line art drawn over it, the
+    compressible kind) is decoded at full size and scored by `predict`."""
+    import zipfile
+
+    from PIL import ImageDraw
+
+    from fakescope.detectors import Detector
+
+    with zipfile.ZipFile(shared_data / "modern_photos.zip") as archive:
+        name = next(n for n in archive.namelist() if n.lower().endswith((".jpg", ".jpeg")))
+        photo = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+    big = photo.resize((7714, 8699), Image.Resampling.BILINEAR)
+    draw = ImageDraw.Draw(big)
+    draw.rectangle((0, 0, 7714, 3000), fill=(250, 250, 245))  # a flat poster-like band
+    for x in range(0, 7714, 400):
+        draw.line((x, 0, 7714 - x, 3000), fill=(20, 20, 20), width=4)
+    path = tmp_path / "poster.png"
+    big.save(path, compress_level=1)
+    del big, draw
+    data = path.read_bytes()
+    info = probe_image(data, str(path))
+    assert (info.width, info.height, info.format) == (7714, 8699, "PNG")
+    assert load_image(data, str(path)).size == (7714, 8699)
+    (result,) = Detector.load(device="cpu").predict([path], provenance=False)
+    assert result.error is None and result.label in ("fake", "real")

@@ -214,3 +214,19 @@ def test_truncated_c2pa_files_do_not_crash(provenance_fixtures: Path) -> None:
             report = read_provenance_report(data[:cut], name)
             # The data hash covers the whole file: a cut file is never an intact label.
             assert not any(e.decisive for e in report.evidence), (cut, report)
+
+
+def test_heic_and_avif_are_sniffed_from_their_bytes() -> None:
+    import numpy as np
+    from imagegen import encode
+
+    from fakescope.provenance.formats import sniff_mime
+
+    pixels = np.full((16, 16, 3), 128, dtype=np.uint8)
+    assert sniff_mime(encode(pixels, "HEIF")) == "image/heic"
+    assert sniff_mime(encode(pixels, "AVIF")) == "image/avif"
+    # A generic major brand (mif1) with AVIF among the compatible brands is AVIF.
+    ftyp = (24).to_bytes(4, "big") + b"ftypmif1" + b"\x00" * 4 + b"miafavif"
+    assert sniff_mime(ftyp + b"\x00" * 16) == "image/avif"
+    ftyp = (24).to_bytes(4, "big") + b"ftypmif1" + b"\x00" * 4 + b"miafheic"
+    assert sniff_mime(ftyp + b"\x00" * 16) == "image/heic"

@@ -45,6 +45,18 @@ def test_provenance_json_per_file_with_errors_and_archives(
     assert "2 of 5 inputs could not be read" in proc.stderr
 
 
+def test_provenance_exit_status(provenance_fixtures: Path, tmp_path: Path) -> None:
+    proc = fakescope("provenance", "/dev/null")
+    assert proc.returncode == 1, proc.stderr
+    assert "1 of 1 inputs could not be read" in proc.stderr
+    assert "/dev/null: empty file" in proc.stderr
+    image = provenance_fixtures / "c2pa_test_C.jpg"
+    assert fakescope("provenance", image, tmp_path / "missing.png").returncode == 0
+    strict = fakescope("provenance", image, tmp_path / "missing.png", "--strict")
+    assert strict.returncode == 1 and "missing.png: does not exist" in strict.stderr
+    assert fakescope("provenance", image, "--strict").returncode == 0
+
+
 def test_provenance_table_and_trust_option(provenance_fixtures: Path, tmp_path: Path) -> None:
     image = provenance_fixtures / "c2pa_test_C.jpg"
     proc = fakescope("provenance", image)

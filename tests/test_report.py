@@ -227,6 +227,33 @@ def test_report_builder_escapes_appends_and_fills_sections(tmp_path: Path) -> No
     assert len(page.images) == 2
 
 
+def test_per_image_tables_headline_unsure_as_unsure_with_the_leaning_beneath() -> None:
+    from fakescope.evaluation.report import per_image_table
+
+    rows = [
+        {"path": "a.png", "label": "fake", "p_fake": 0.97, "predicted": "fake", "unsure": False},
+        {"path": "b.png", "label": "fake", "p_fake": 0.41, "predicted": "real", "unsure": True,
+         "unsure_reason": "p(fake) is inside the unsure band around the threshold",
+         "in_domain": True},
+        {"path": "c<1>.png", "label": "real", "p_fake": 0.8, "predicted": "fake", "unsure": True,
+         "unsure_reason": "out of domain", "in_domain": False},
+    ]  # fmt: skip
+    html = per_image_table(rows)
+    assert "<th>verdict</th>" in html and "<th>unsure</th>" not in html
+    assert '<span class="verdict fake">fake</span>' in html
+    cells = html.split("<tr>")[2:]  # the header row first
+    assert (
+        '<span class="verdict unsure">unsure</span><br><small class="leaning">leans real'
+        in (cells[1])
+    )
+    assert (
+        '<span class="verdict unsure">unsure</span><br><small class="leaning">out of domain'
+        in (cells[2])
+    )
+    assert "c&lt;1&gt;.png" in cells[2]  # other cells are still escaped
+    assert "verdict real" not in html and "verdict fake" not in cells[2]
+
+
 def test_plots_handle_one_class_and_write_pngs(tmp_path: Path) -> None:
     y, p = np.ones(5, int), np.linspace(0.1, 0.9, 5)
     m = binary_metrics(y, p, 0.5)

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from imagegen import encode, toy_array
+from imagegen import encode, png_one_colour, toy_array
 from liveserver import thread_server
 from PIL import Image
 
@@ -69,6 +69,31 @@ def test_predict_matches_the_library_for_several_images(server: str, detector: D
     assert body["model"]["threshold"] == pytest.approx(detector.threshold)
     assert body["model"]["unsure_band"] == pytest.approx(list(detector.meta.unsure_band))
     assert body["model"]["input_size"] == detector.preprocessing.input_size  # the default's
+
+
+def test_heic_and_avif_uploads_are_scored_like_the_library(server: str, detector: Detector) -> None:
+    """An iPhone photo (HEIC) and a web image (AVIF), made here, uploaded under names that
+    say nothing of their format: decoded by content, scored as the library scores them."""
+    picture = toy_array("real", np.random.default_rng(5), 96)
+    uploads = [("IMG_0001.upload", encode(picture, "HEIF")), ("pic", encode(picture, "AVIF"))]
+    response = http.post(f"{server}/v1/predict", files=files(*uploads), timeout=30)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    expected = detector.predict([data for _, data in uploads])
+    for result, reference in zip(results, expected, strict=True):
+        assert reference.error is None
+        assert result["p_fake"] == pytest.approx(reference.p_fake, abs=1e-5)
+        assert result["label"] == reference.label
+
+
+def test_a_png_bomb_upload_is_413_naming_pixels_and_file_size(server: str) -> None:
+    bomb = png_one_colour(12000, 12000)
+    response = http.post(f"{server}/v1/predict", files=files(("poster.png", bomb)), timeout=30)
+    assert response.status_code == 413, response.text
+    error = error_of(response)
+    assert error["code"] == "too_many_pixels" and error["filename"] == "poster.png"
+    assert "12000x12000 = 144,000,000 pixels" in error["message"]
+    assert f"{len(bomb):,} bytes" in error["message"]
 
 
 def test_concurrent_requests_are_batched_and_scored_as_alone(

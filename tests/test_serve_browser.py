@@ -149,3 +149,54 @@ def test_page_says_unsure_out_of_domain_not_fake_or_real(
         assert card.locator(".overlay-anyway").is_visible()  # no heat map unless asked
         page.screenshot(path=str(tmp_path / "ood.png"), full_page=True)
         page.close()
+
+
+def _unsure_blend(detector: Detector, shared_data: Path, out_dir: Path) -> tuple[Path, object]:
+    """A picture the detector is unsure about, inside its band around the threshold: a real
+    and a fake CIFAKE image blended, the mix found by bisection on the detector's own p(fake)."""
+    import numpy as np
+
+    low, high = detector.meta.unsure_band
+    ends = [
+        np.asarray(Image.open(cifake_image(shared_data, out_dir, label)).convert("RGB"), float)
+        for label in ("real", "fake")
+    ]
+    path = out_dir / "blend.png"
+    lo, hi = 0.0, 1.0
+    for _ in range(24):
+        mix = (lo + hi) / 2
+        Image.fromarray(np.rint((1 - mix) * ends[0] + mix * ends[1]).astype(np.uint8)).save(path)
+        (result,) = detector.predict([path])
+        if result.unsure and result.unsure_reason != OUT_OF_DOMAIN:
+            return path, result
+        if result.p_fake < (low + high) / 2:
+            lo = mix
+        else:
+            hi = mix
+    pytest.fail(f"no blend of a real and a fake image falls in the unsure band {low}-{high}")
+
+
+def test_page_headlines_an_unsure_verdict_as_unsure_with_the_leaning_beneath(
+    browser, shared_data: Path, tmp_path: Path
+) -> None:
+    detector = Detector.load(device="cpu")
+    image, expected = _unsure_blend(detector, shared_data, tmp_path)
+    with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("#file-input", str(image))
+        card = _scored_card(page)
+        assert card.get_attribute("data-unsure") == "true"
+        assert card.get_attribute("data-label") == expected.label  # the JSON label is kept
+        verdict = card.locator("[data-testid=verdict]")
+        assert verdict.inner_text() == "Unsure"  # the headline: no "fake" or "real" in it
+        leaning = card.locator("[data-testid=leaning]")
+        assert leaning.is_visible() and leaning.inner_text() == f"leans {expected.label}"
+        # Beneath the headline, and in smaller print.
+        box_verdict, box_leaning = verdict.bounding_box(), leaning.bounding_box()
+        assert box_leaning["y"] >= box_verdict["y"] + box_verdict["height"] - 1
+        size = "e => parseFloat(getComputedStyle(e).fontSize)"
+        assert leaning.evaluate(size) < verdict.evaluate(size)
+        assert card.locator("[data-testid=unsure-reason]").inner_text().startswith("Unsure: ")
+        page.screenshot(path=str(tmp_path / "unsure.png"), full_page=True)
+        page.close()

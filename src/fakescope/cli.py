@@ -48,6 +48,39 @@ BundleOpt = Annotated[
 ]
 
 
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Exit with status 1 when any input could not be read (default: only when none could).",
+    ),
+]
+FIRST_REASONS = 3
+"""How many unreadable inputs are named on stderr before the exit."""
+
+
+def _exit_if_unread(
+    failures: Sequence[tuple[str, str]], total: int, strict: bool, *, unnamed: int = 0
+) -> None:
+    """Print how many inputs could not be read and the first reasons on stderr; exit 1 when
+    none could be read (or, with --strict, when any could not), so a script can tell.
+    `unnamed`: more unreadable inputs whose reasons were already printed."""
+    n_failed = len(failures) + unnamed
+    if n_failed:
+        console.print(
+            f"[yellow]{n_failed} of {total} inputs could not be read (see 'error')[/]",
+            highlight=False,
+        )
+        for path, reason in failures[:FIRST_REASONS]:
+            console.print(Text(f"  {path}: {reason}"), highlight=False, soft_wrap=True)
+        if len(failures) > FIRST_REASONS:
+            console.print(f"  ... and {len(failures) - FIRST_REASONS} more", highlight=False)
+    if total == 0 or n_failed == total or (strict and n_failed):
+        if total == 0:
+            console.print("[red]no input found[/]", highlight=False)
+        raise typer.Exit(1)
+
+
 class Runtime(str, Enum):
     torch = "torch"
     onnx = "onnx"
@@ -287,11 +320,13 @@ def predict(
             "the pixel score (p_fake_pixels keeps the pixels' own).",
         ),
     ] = True,
+    strict: StrictOpt = False,
 ) -> None:
     """p(fake), verdict and unsure flag per image or video; unreadable files get an error.
 
     A video (mp4, webm, mov, avi, mkv) gets the mean p(fake) of its sampled frames and the
-    fraction of frames over the threshold; --timeline DIR plots them over time.
+    fraction of frames over the threshold; --timeline DIR plots them over time. Exit status
+    1 when no input could be read (--strict: when any could not).
     """
     from fakescope.detectors import load_detector
     from fakescope.video import VideoOptions, predict_videos, split_video_inputs
@@ -315,6 +350,7 @@ def predict(
     )
     _write_predictions(results, fmt, out_file, with_video_fields=bool(videos))
     _print_prediction_notes(results)
+    _exit_if_unread([(r.path, r.error) for r in results if r.error], len(results), strict)
 
 
 def _face_bundle(bundle: Path | None, faces: bool) -> Path | str | None:
@@ -375,19 +411,17 @@ def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
     from fakescope.inference import OUT_OF_DOMAIN, Prediction, evidence_text
     from fakescope.video import VideoPrediction
 
-    table = Table("p_fake", "label", "unsure", "evidence / error")
+    table = Table("p_fake", "verdict", "evidence / error")
     table.add_column("path", overflow="fold")
     for r in results:
-        p_text, unsure_text, notes = "-", "-", r.error or ""
+        p_text, notes = "-", r.error or ""
         if r.p_fake is not None:
             p_text = f"{r.p_fake:.4f}"
-        if r.unsure is not None:
-            unsure_text = "yes" if r.unsure else "no"
+        out_of_domain = isinstance(r, Prediction) and r.unsure_reason == OUT_OF_DOMAIN
+        verdict = _verdict_text(r.label, r.unsure, out_of_domain)
         if isinstance(r, Prediction) and r.error is None:
             if r.p_fake_pixels is not None and abs(r.p_fake_pixels - (r.p_fake or 0.0)) > 5e-5:
                 p_text += f" (pixels {r.p_fake_pixels:.4f})"
-            if r.unsure_reason == OUT_OF_DOMAIN:
-                unsure_text = "yes: out of domain"
             claims = [evidence_text(e) for e in r.evidence]
             notes = "; ".join(claims + ([r.disagreement] if r.disagreement else []))
         path = _video_path_text(r) if isinstance(r, VideoPrediction) and not r.error else r.path
@@ -396,12 +430,24 @@ def _prediction_table(results: Sequence[Prediction | VideoPrediction]) -> Table:
             path += f" (face at x={box['x']} y={box['y']} {box['w']}x{box['h']})"
         elif isinstance(r, Prediction) and r.face_note:
             path += f" ({r.face_note})"
-        table.add_row(p_text, r.label or "-", unsure_text, notes, path)
+        table.add_row(p_text, verdict, notes, path)
     return table
 
 
+def _verdict_text(label: str | None, unsure: bool | None, out_of_domain: bool) -> Text:
+    """The verdict as a person should read it: "unsure" is the headline when the detector is
+    unsure, with the side of the threshold it leans to (or "out of domain") in small print
+    beneath; never "fake" or "real" with a caveat beside it."""
+    if label is None:
+        return Text("-")
+    if not unsure:
+        return Text(label, style="bold red" if label == "fake" else "bold green")
+    small = "out of domain" if out_of_domain else f"leans {label}"
+    return Text.assemble(("unsure", "bold yellow"), "\n", (small, "dim"))
+
+
 def _print_prediction_notes(results: Sequence[Prediction | VideoPrediction]) -> None:
-    """Video notes and timelines, and how many inputs could not be read."""
+    """Video notes and timelines."""
     from fakescope.video import VideoPrediction
 
     for r in results:
@@ -409,11 +455,6 @@ def _print_prediction_notes(results: Sequence[Prediction | VideoPrediction]) -> 
             console.print(f"[yellow]{r.path}: {r.note}[/]", highlight=False, soft_wrap=True)
         if isinstance(r, VideoPrediction) and r.timeline:
             console.print(f"timeline: {r.timeline}", highlight=False, soft_wrap=True)
-    errors = sum(1 for r in results if r.error)
-    if errors:
-        console.print(
-            f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]"
-        )
 
 
 class ProvenanceFormat(str, Enum):
@@ -436,11 +477,13 @@ def provenance(
     watermark: Annotated[
         bool, typer.Option(help="Look for the Stable Diffusion watermark (lossless files).")
     ] = True,
+    strict: StrictOpt = False,
 ) -> None:
     """Content Credentials (C2PA), XMP/IPTC labels, generator metadata, watermarks and
     camera EXIF per file: what each says and how far it can be trusted. Offline: remote
     manifests are reported, never fetched. Files without provenance are listed with none
-    (most real images carry none: that is no evidence of anything)."""
+    (most real images carry none: that is no evidence of anything). Exit status 1 when no
+    file could be read (--strict: when any could not)."""
     from fakescope.provenance import load_trust_anchors, read_paths
 
     try:
@@ -466,11 +509,7 @@ def provenance(
             for e in r.evidence:
                 table.add_row(r.path, e.signal, e.claim, e.trust or "-", e.by or "-", e.detail)
         out.print(table)
-    errors = sum(1 for r in results if r.error)
-    if errors:
-        console.print(
-            f"[yellow]{errors} of {len(results)} inputs could not be read (see 'error')[/]"
-        )
+    _exit_if_unread([(r.path, r.error) for r in results if r.error], len(results), strict)
 
 
 def _video_path_text(r: VideoPrediction) -> str:
@@ -820,8 +859,10 @@ def explain(
             "without --bundle, the shipped face specialist if installed.",
         ),
     ] = False,
+    strict: StrictOpt = False,
 ) -> None:
-    """Grad-CAM overlays: where in each image the detector found evidence of 'fake'."""
+    """Grad-CAM overlays: where in each image the detector found evidence of 'fake'. Exit
+    status 1 when no image could be read (--strict: when any could not)."""
     from fakescope.data.sources import collect_inputs
     from fakescope.detectors import load_detector
     from fakescope.evaluation.explain import explain_files
@@ -830,11 +871,12 @@ def explain(
     detector = load_detector(_face_bundle(bundle, faces))
     detector.require("explain", "Grad-CAM")  # before any image is read
     images, problems = collect_inputs(paths)
-    for path, reason in problems:
-        console.print(f"[yellow]{path}: {reason}[/]")
     selector = FaceSelector(detector.face_policy) if faces else None
     written = explain_files(detector, images, out_dir, layers or None, faces=selector)
     console.print(f"wrote {len(written)} Grad-CAM overlays to {out_dir}")
+    # explain_files warns with the reason for each image it skips; count them here.
+    skipped = len(images) - len(written)
+    _exit_if_unread(problems, len(images) + len(problems), strict, unnamed=skipped)
 
 
 class ExporterOpt(str, Enum):

@@ -12,21 +12,45 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from fakescope.errors import ImageError
 
-MAX_PIXELS = 64_000_000
-"""Images with more pixels are refused before decoding (decompression-bomb guard)."""
+# HEIC/HEIF (iPhone photos) through pillow-heif; AVIF through Pillow's own plugin (built
+# into Pillow's wheels since 11.3). Registered once, here, for every reader of images.
+pillow_heif.register_heif_opener()
+
+MAX_PIXELS = 300_000_000
+"""Images with more pixels are refused before decoding: beyond any camera (the largest
+phone sensors are 200 MP), so only a decompression bomb or a stitched giant gets there."""
+MAX_RATIO = 2_000
+"""Decoded RGB bytes per file byte above which an image over :data:`RATIO_FREE_PIXELS` is
+refused as a decompression bomb. Measured by ``bench/decode_ratio.py``: photos stay under
+110 (the shared data sets) and 70 (a 67 MP JPEG at quality 50); flat poster art and sparse
+line art at 67 MP reach 440 (PNG) and 490 (1-bit TIFF, CCITT G4); a one-colour 1-bit PNG
+reaches 11,000. An RGB PNG cannot exceed ~1,030 (deflate's limit), so such bombs are bounded by
+:data:`MAX_PIXELS` instead."""
+RATIO_FREE_PIXELS = 25_000_000
+"""Images up to this many pixels (75 MB decoded) are decoded whatever their compression
+ratio: they are cheap, and small flat images (a white PNG) compress without bound."""
+
+# Pillow's own guard warns above MAX_IMAGE_PIXELS (made an error here) and raises above
+# twice that, when a file is opened. Its 89 MP default would refuse large pictures our rule
+# reads, and ours, which names the file size too, is checked right after opening: Pillow's
+# is set just above it, a backstop for explicit `max_pixels` above MAX_PIXELS.
+Image.MAX_IMAGE_PIXELS = 2 * MAX_PIXELS
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+    | {".heic", ".heif", ".hif", ".avif"}
 )
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".webm", ".mov", ".avi", ".mkv"})
 
 # PIL format names we accept. MPO is what PIL calls JPEGs from cameras that embed a
-# second (preview / stereo) picture; the first frame is an ordinary JPEG.
-_ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+# second (preview / stereo) picture; the first frame is an ordinary JPEG. HEIF is
+# pillow-heif's name for HEIC/HEIF files.
+_ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF", "HEIF", "AVIF"})
 
 _WHITE = (255, 255, 255)
 _EXIF_ORIENTATION = 0x0112
@@ -42,6 +66,7 @@ _MAGIC = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 
 # IJG (libjpeg) standard luminance quantization table, natural (row-major) order, which is
 # also the order PIL uses for ``Image.quantization``.
@@ -105,6 +130,13 @@ def _describe_unknown(data: bytes) -> str:
     for magic, fmt in _MAGIC:
         if data.startswith(magic):
             return f"truncated or corrupt {fmt} header"
+    if data[4:8] == b"ftyp":  # ISO base media: HEIC, AVIF (or a video)
+        brand = data[8:12]
+        if brand in (b"avif", b"avis") and not features.check("avif"):
+            return "AVIF is not supported by this Pillow build (install Pillow 11.3 or later)"
+        if brand in _HEIF_BRANDS or brand in (b"avif", b"avis"):
+            kind = "AVIF" if brand in (b"avif", b"avis") else "HEIC"
+            return f"truncated or corrupt {kind} header"
     head = data[:512]
     try:
         text = head.decode("utf-8")
@@ -125,20 +157,48 @@ def _open_checked(data: bytes, path: str, max_pixels: int | None) -> Image.Image
     except UnidentifiedImageError:
         raise ImageError(path, _describe_unknown(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(path, f"image too large (decompression bomb?): {exc}") from None
+        raise ImageError(
+            path, f"image too large (decompression bomb?): {exc} (file of {len(data):,} bytes)"
+        ) from None
     except Exception as exc:  # any parser failure on untrusted bytes means a broken header
         raise ImageError(path, f"truncated or corrupt image header ({exc})") from None
     fmt = img.format or "unknown"
     if fmt not in _ACCEPTED_FORMATS:
         raise ImageError(path, f"unsupported format {fmt}")
-    width, height = img.size
-    if width * height > limit:
-        raise ImageError(
-            path,
-            f"image too large: {width}x{height} = {width * height:,} pixels exceeds the "
-            f"limit of {limit:,} (possible decompression bomb)",
-        )
+    problem = size_problem(*img.size, len(data), max_pixels=limit)
+    if problem:
+        raise ImageError(path, problem)
     return img
+
+
+def size_problem(
+    width: int, height: int, file_bytes: int, *, max_pixels: int | None = None
+) -> str | None:
+    """Why an image of this size, stored in this many bytes, is refused before decoding; None
+    when it may be decoded.
+
+    Two rules: never more than `max_pixels` (default :data:`MAX_PIXELS`, beyond any camera),
+    and above :data:`RATIO_FREE_PIXELS` no more than :data:`MAX_RATIO` decoded RGB bytes per
+    byte of file. A bomb is a file whose decoded size is out of proportion to it; a large
+    poster, scan or panorama is not, and is read.
+    """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    pixels = width * height
+    decoded = pixels * 3
+    size = f"{width}x{height} = {pixels:,} pixels ({decoded / 1e6:,.0f} MB decoded)"
+    if pixels > limit:
+        return (
+            f"image too large: {size} from a file of {file_bytes:,} bytes exceeds the limit "
+            f"of {limit:,} pixels (beyond any camera; possible decompression bomb)"
+        )
+    ratio = decoded / max(file_bytes, 1)
+    if pixels > RATIO_FREE_PIXELS and ratio > MAX_RATIO:
+        return (
+            f"image too large for its file size: {size} from a file of {file_bytes:,} bytes, "
+            f"{ratio:,.0f} decoded bytes per file byte; real images of over "
+            f"{RATIO_FREE_PIXELS:,} pixels stay under {MAX_RATIO:,} (possible decompression bomb)"
+        )
+    return None
 
 
 class _BombWarningsAsErrors(warnings.catch_warnings):

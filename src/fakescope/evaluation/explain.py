@@ -322,7 +322,7 @@ def explain_files(
         ):
             note = _face_caption(box, angle) if faces is not None else ""
             label, unsure = detector.verdict(float(p))
-            verdict = f"{label} (unsure)" if unsure else label
+            verdict = f"unsure, leans {label}" if unsure else label
             view = detector.preprocessing.resize_image(img)
             picture = _captioned_pair(view, cam, f"p(fake)={p:.3f}  {verdict}{note}")
             info = PngImagePlugin.PngInfo()

@@ -67,6 +67,8 @@ figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#555;max-width:560px}
 .warning{border-left:5px solid #d9822b;background:#fff7ed}
 .placeholder{color:#666;font-style:italic}
+.verdict{font-weight:600}.verdict.fake{color:#b03a2e}.verdict.real{color:#1e8449}
+.verdict.unsure{color:#7e5109}.leaning{color:#666;font-size:11px}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:0;font-size:14px}
 dt{font-weight:600}dd{margin:0}
 """
@@ -107,20 +109,25 @@ def figure_html(image: str | os.PathLike | bytes, caption: str = "", alt: str = 
     )
 
 
+class Html(str):
+    """A table cell's markup, already escaped: `table_html` puts it in as it is."""
+
+
 def table_html(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
     *,
     row_classes: Sequence[str] | None = None,
 ) -> str:
-    """An escaped table; numbers are right-aligned and formatted with :func:`fmt`."""
+    """An escaped table (`Html` cells are kept as they are); numbers are right-aligned and
+    formatted with :func:`fmt`."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for index, row in enumerate(rows):
         cells = "".join(
             f'<td class="num">{escape(fmt(v))}</td>'
             if isinstance(v, int | float) and not isinstance(v, bool)
-            else f"<td>{escape(fmt(v))}</td>"
+            else f"<td>{v if isinstance(v, Html) else escape(fmt(v))}</td>"
             for v in row
         )
         cls = row_classes[index] if row_classes and row_classes[index] else ""
@@ -497,7 +504,7 @@ PER_IMAGE_COLUMNS = (
     ("label", "true label"),
     ("p_fake", "p(fake)"),
     ("p_fake_pixels", "p(fake) pixels"),
-    ("unsure", "unsure"),
+    ("predicted", "verdict"),
     ("unsure_reason", "why unsure"),
     ("domain_score", "domain score"),
     ("in_domain", "in domain"),
@@ -515,11 +522,26 @@ def per_image_table(images: Sequence[Mapping[str, Any]]) -> str:
         value = image.get(key)
         if key == "evidence" and isinstance(value, list):
             return "; ".join(evidence_text(e) for e in value) or None
+        if key == "predicted" and value is not None:
+            return verdict_html(str(value), bool(image.get("unsure")), image.get("in_domain"))
         return value
 
     return table_html(
         [label for _, label in PER_IMAGE_COLUMNS],
         [[cell(image, key) for key, _ in PER_IMAGE_COLUMNS] for image in images],
+    )
+
+
+def verdict_html(label: str, unsure: bool, in_domain: bool | None = None) -> Html:
+    """A verdict headlined as a person should read it: "unsure" when unsure, with the side
+    of the threshold it leans to beneath in small print (none out of domain, where p(fake)
+    means little), never "fake" or "real" with a caveat beside it."""
+    if not unsure:
+        return Html(f'<span class="verdict {escape(label)}">{escape(label)}</span>')
+    small = "out of domain" if in_domain is False else f"leans {label}"
+    return Html(
+        f'<span class="verdict unsure">unsure</span><br><small class="leaning">'
+        f"{escape(small)}</small>"
     )
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import zlib
 
+# Importing the decoder registers the HEIC/HEIF opener with Pillow, so that every reader of
+# provenance that opens a file through Pillow (EXIF, pixels) reads iPhone photos too.
+import fakescope.data.decode  # noqa: F401
+
 MAX_TEXT = 1024 * 1024  # bytes of one decompressed text chunk we are willing to read
 _MAX_CHUNKS = 4096
 
@@ -36,11 +40,19 @@ def sniff_mime(data: bytes) -> str | None:
         return "image/webp;lossless" if _webp_is_lossless(data) else "image/webp"
     if len(data) >= 12 and data[4:8] == b"ftyp":
         brand = data[8:12]
-        if brand in (b"avif", b"avis"):
+        if brand in (b"avif", b"avis") or (brand in (b"mif1", b"msf1") and _compatible_avif(data)):
             return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"heis"):
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"):
             return "image/heic"
     return None
+
+
+def _compatible_avif(data: bytes) -> bool:
+    """Whether an ISO base media file with a generic major brand (mif1) lists AVIF among
+    its compatible brands (after the major brand and the minor version)."""
+    size = int.from_bytes(data[:4], "big")
+    compatible = data[16 : min(size, 256)]
+    return any(compatible[i : i + 4] in (b"avif", b"avis") for i in range(0, len(compatible), 4))
 
 
 def c2pa_mime(mime: str | None) -> str | None:

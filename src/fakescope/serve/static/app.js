@@ -120,19 +120,16 @@ function isOutOfDomain(result) {
 
 function showVerdict(card, result, model) {
   const verdict = card.querySelector(".verdict");
-  if (isOutOfDomain(result)) {
-    // Not fake, not real: the detector has never seen anything like this image.
+  if (result.unsure) {
+    // A person reads the headline: an unsure verdict is headlined "Unsure", never fake or
+    // real. The side of the threshold it falls on is small print beneath; out of domain,
+    // where p(fake) means little, there is no leaning to show.
     verdict.textContent = "Unsure";
     verdict.className = "verdict unsure";
+    if (!isOutOfDomain(result)) show(card.querySelector(".leaning"), `leans ${result.label}`);
   } else {
     verdict.textContent = result.label;
     verdict.className = `verdict ${result.label}`;
-    if (result.unsure) {
-      const tag = document.createElement("span");
-      tag.className = "unsure-tag";
-      tag.textContent = "(unsure)";
-      verdict.append(tag);
-    }
   }
   if (result.unsure && result.unsure_reason) {
     let reason = result.unsure_reason;

@@ -1,0 +1,43 @@
+"""The predict table as a person reads it: an unsure verdict's headline is "unsure"."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from fakescope.cli import _prediction_table
+from fakescope.inference import OUT_OF_DOMAIN, Prediction
+
+
+def _rendered(*results: Prediction) -> list[str]:
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(_prediction_table(results))
+    return console.export_text().splitlines()
+
+
+def _lines_of(lines: list[str], name: str) -> tuple[str, str]:
+    """The table line naming `name` and the line beneath it (a cell's second line)."""
+    index = next(i for i, line in enumerate(lines) if name in line)
+    return lines[index], lines[index + 1]
+
+
+def test_unsure_is_the_headline_and_the_leaning_is_beneath() -> None:
+    band = "p(fake) is inside the unsure band around the threshold"
+    lines = _rendered(
+        Prediction("sure.png", 0.97, "fake", False),
+        Prediction("band.png", 0.45, "real", True, unsure_reason=band),
+        Prediction("odd.png", 0.91, "fake", True, unsure_reason=OUT_OF_DOMAIN, in_domain=False),
+        Prediction("gone.png", None, None, None, error="does not exist"),
+    )
+    assert "verdict" in lines[1] and "unsure" not in lines[1]  # one column: the verdict
+    first, _ = _lines_of(lines, "sure.png")
+    assert "│ fake " in first
+    first, beneath = _lines_of(lines, "band.png")
+    assert "│ unsure " in first and "real" not in first and "fake" not in first
+    assert "leans real" in beneath
+    first, beneath = _lines_of(lines, "odd.png")
+    assert "│ unsure " in first and "fake" not in first
+    assert "out of domain" in beneath and "leans" not in beneath
+    first, _ = _lines_of(lines, "gone.png")
+    assert "does not exist" in first
