@@ -136,6 +136,53 @@ def data_split(
     console.print(f"manifest: {out_path}")
 
 
+@data_app.command("sources")
+def data_sources(
+    sources_files: Annotated[
+        list[str],
+        typer.Argument(help="Sources files (YAML), or shipped ones by name: modern, real."),
+    ],
+    clones: Annotated[
+        Path, typer.Option("--clones", help="Folder of clones: DIR/owner+name or DIR/owner/name.")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+    card: Annotated[
+        Path | None, typer.Option(help="Dataset card (markdown); default: beside --out, .md.")
+    ] = None,
+    near_threshold: Annotated[int, typer.Option(help="Max phash Hamming distance.")] = 4,
+    allow_commit_mismatch: Annotated[
+        bool, typer.Option(help="Build from clones at other commits (a warning on the card).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Labelled manifest from local clones of the repositories a sources file lists, without
+    exact or near duplicates, and its dataset card."""
+    from collections import Counter
+
+    from fakescope.data.repo_sources import build_manifest
+
+    result = build_manifest(
+        sources_files,
+        clones,
+        out_path,
+        card=card,
+        near_threshold=near_threshold,
+        allow_commit_mismatch=allow_commit_mismatch,
+        progress=not quiet,
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)
+    table = Table("source", "generator", "images", "removed")
+    kept = Counter((it.source or "", it.generator or "") for it in result.items)
+    removed = Counter((r.source, r.generator or "") for r in result.removed)
+    for key in sorted(set(kept) | set(removed)):
+        table.add_row(key[0], key[1] or "(real)", str(kept[key]), str(removed[key]))
+    out.print(table)
+    for reason, n in Counter(r.reason for r in result.removed).most_common():
+        console.print(f"removed {n}: {reason}", highlight=False)
+    console.print(f"manifest: {out_path} ({len(result.items)} images)", highlight=False)
+
+
 # -- models --------------------------------------------------------------------------------
 @app.command("models")
 def models() -> None:
