@@ -90,3 +90,19 @@ def test_audit_reports_sources_generators_and_decisive_properties(shortcut_manif
     text = format_audit(report, width=200)
     assert "could decide a verdict" in text
     assert "source s1: format alone 1.00" in text
+
+
+def test_confident_mistakes_in_both_directions_per_group():
+    from fakescope.evaluation.selective import confident_mistakes, selective_risk
+
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.9, 0.1, 0.55, 0.1, 0.2, 0.9, 0.45])
+    unsure = np.array([False, False, True, False, False, False, True])
+    groups = np.array(["a", "a", "a", "g1", "g1", "g2", "g2"], dtype=object)
+    rows = {r["group"]: r for r in confident_mistakes(y, p, 0.5, unsure, groups)}
+    assert rows["a"]["real_called_fake"] == 1 and rows["a"]["n_real"] == 3
+    assert rows["g1"]["fake_called_real"] == 2 and rows["g1"]["fake_called_real_share"] == 1.0
+    assert rows["g2"]["fake_called_real"] == 0  # its miss is unsure, not a confident mistake
+    risk = selective_risk(y, p, 0.5, unsure)
+    assert risk["fake_called_real_confidently"] == pytest.approx(2 / 4)
+    assert risk["real_called_fake_confidently"] == pytest.approx(1 / 3)

@@ -673,6 +673,21 @@ def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
         )
 
 
+def _mistakes_table(by: str, rows: Sequence[Mapping[str, Any]]) -> Table:
+    """Confident mistakes in both directions, one row per source or generator."""
+    table = Table(by, "reals", "called fake (sure)", "fakes", "called real (sure)")
+    table.title = f"confident mistakes by {by}"
+    for r in rows:
+        accused = (
+            f"{r['real_called_fake']} ({r['real_called_fake_share']:.1%})" if r["n_real"] else "-"
+        )
+        missed = (
+            f"{r['fake_called_real']} ({r['fake_called_real_share']:.1%})" if r["n_fake"] else "-"
+        )
+        table.add_row(r["group"], str(r["n_real"]), accused, str(r["n_fake"]), missed)
+    return table
+
+
 def _print_selective(metrics: Mapping[str, Any]) -> None:
     """Coverage, risk and AURC overall; the provenance evidence when there was any."""
     from fakescope.evaluation.report import fmt
@@ -688,10 +703,13 @@ def _print_selective(metrics: Mapping[str, Any]) -> None:
             f"unsure: {why})\n"
             f"risk     {fmt(o['risk'])} (errors among confident answers); confident wrong "
             f"{fmt(o['confident_wrong'])} of all images, reals called fake confidently "
-            f"{fmt(o['real_called_fake_confidently'])} of reals\n"
+            f"{fmt(o['real_called_fake_confidently'])} of reals, fakes called real "
+            f"confidently {fmt(o.get('fake_called_real_confidently'))} of fakes\n"
             f"AURC     {fmt(o['aurc'])} (area under the risk-coverage curve; lower is better)",
             highlight=False,
         )
+        for by, rows in selective.get("mistakes", {}).items():
+            out.print(_mistakes_table(by, rows))
     provenance = metrics.get("provenance")
     if provenance and provenance["images_with_evidence"]:
         counts = ", ".join(f"{k} {v}" for k, v in provenance["counts"].items())
@@ -740,6 +758,14 @@ def unsure_band(
     pooled: Annotated[
         bool, typer.Option("--pooled", help="Pool the sources instead of holding each to it.")
     ] = False,
+    by_generator: Annotated[
+        bool,
+        typer.Option(
+            "--by-generator",
+            help="Hold every generator's fakes (the manifest's generator column) to the "
+            "fakes' budget, instead of every source's.",
+        ),
+    ] = False,
     split: Annotated[
         str | None, typer.Option(help="Split of VAL_SOURCE (default: 'val' if it has one).")
     ] = None,
@@ -763,6 +789,7 @@ def unsure_band(
         max_real_called_fake=max_real_called_fake,
         max_fake_called_real=max_fake_called_real,
         by_source=not pooled,
+        by_generator=by_generator,
         progress=not quiet,
     )
     table = Table(
@@ -776,6 +803,7 @@ def unsure_band(
     )
     rows = [
         *fit["sources"].items(),
+        *((f"generator {name}", r) for name, r in fit.get("generators", {}).items()),
         ("all (fitted)", fit["fitted"]),
         ("all (cross-fit estimate)", fit["cross_fit"]),
     ]

@@ -277,6 +277,7 @@ SELECTIVE_COLUMNS = (
     ("risk", "risk"),
     ("confident_wrong", "confident wrong (of all)"),
     ("real_called_fake_confidently", "reals called fake confidently (of reals)"),
+    ("fake_called_real_confidently", "fakes called real confidently (of fakes)"),
     ("aurc", "AURC"),
     ("unsure_band", "unsure: band"),
     ("out_of_domain", "unsure: out of domain"),
@@ -414,6 +415,8 @@ def _selective_summary_rows(selective: Mapping[str, Any] | None) -> list[tuple[s
         ("coverage (answered)", overall["coverage"]),
         ("risk (errors among answers)", overall["risk"]),
         ("confident wrong (of all images)", overall["confident_wrong"]),
+        ("reals called fake confidently (of reals)", overall["real_called_fake_confidently"]),
+        ("fakes called real confidently (of fakes)", overall.get("fake_called_real_confidently")),
     ]  # fmt: skip
 
 
