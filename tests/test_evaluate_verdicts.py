@@ -292,3 +292,5 @@ def test_confident_mistakes_both_ways_per_source_and_generator(
                 assert r["real_called_fake"] == accused
     overall = metrics["selective"]["overall"]
     assert overall["fake_called_real_confidently"] is not None
+    section = parse_page(out / "report.html").sections["selective-risk"]
+    assert "Confident mistakes by generator" in section and "fakes called real" in section

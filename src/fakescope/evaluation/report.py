@@ -442,6 +442,18 @@ def _add_selective(
         row_classes=[""] * (len(rows) - 1) + ["mean"],
     )
     body = paragraph(SELECTIVE_TEXT) + table
+    for by, mistakes in selective.get("mistakes", {}).items():
+        body += paragraph(
+            f"Confident mistakes by {by}, both ways: real images answered 'fake' and AI "
+            "images answered 'real', neither marked unsure."
+        ) + table_html(
+            [by, "reals", "reals called fake", "share", "fakes", "fakes called real", "share"],
+            [
+                [r["group"], r["n_real"], r["real_called_fake"], r["real_called_fake_share"],
+                 r["n_fake"], r["fake_called_real"], r["fake_called_real_share"]]
+                for r in mistakes
+            ],
+        )  # fmt: skip
     if "risk_coverage" in plots:
         body += figure_html(plots["risk_coverage"], PLOT_CAPTIONS["risk_coverage"],
                             alt="risk_coverage")  # fmt: skip
