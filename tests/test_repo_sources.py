@@ -223,3 +223,24 @@ def test_cli_builds_manifest_and_names_bad_line(clones, tmp_path):
     bad = fakescope("data", "sources", spec, "--clones", root, "--out", out, check=False)
     assert bad.returncode != 0
     assert f"{spec}:23:" in bad.stderr
+
+
+@pytest.mark.parametrize(("near_duplicates", "kept"), [("true", 1), ("false", 2)])
+def test_an_entry_can_keep_its_own_near_duplicates(tmp_path, near_duplicates, kept):
+    """A series rendered from one seed hashes alike: `near_duplicates: false` keeps the
+    entry's near copies of each other, and still removes its exact copies."""
+    array = texture_image(np.random.default_rng(3), 96)
+    repo = tmp_path / "clones" / "c+series"
+    first = _save(repo / "s" / "a.png", array)
+    _save(repo / "s" / "b.jpg", array, "JPEG", quality=90)
+    (repo / "s" / "c.png").write_bytes(first)
+    commit = _commit_all(repo)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        f'sources:\n  - repo: c/series\n    commit: "{commit}"\n    label: fake\n'
+        f'    licence: MIT\n    include: ["s/*"]\n    generator: G\n'
+        f"    near_duplicates: {near_duplicates}\n"
+    )
+    result = build_manifest([spec], tmp_path / "clones", tmp_path / "m.csv", progress=False)
+    assert len(result.items) == kept
+    assert "exact duplicate" in {r.reason for r in result.removed}

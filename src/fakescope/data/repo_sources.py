@@ -171,6 +171,10 @@ class SourceEntry(BaseModel):
     index: IndexRule | None = None
     content: str | None = None  # what the images show, for the card (photos, art, ...)
     notes: str = ""
+    # false: images of this entry are not removed as near duplicates of each other (a series
+    # rendered from one seed in many styles, grids of one layout: distinct images with
+    # similar perceptual hashes); exact copies, and near copies in other entries, still are
+    near_duplicates: bool = True
 
     @field_validator("repo")
     @classmethod
@@ -581,12 +585,15 @@ def build_manifest(
                 drop.add(i)
                 removed.append(_removal(items[i], "the same image is labelled real and fake"))
             continue
-        keep = min(group, key=lambda i: (order[i], items[i].path))
-        for i in group:
-            if i == keep:
+        ranked = sorted(group, key=lambda i: (order[i], items[i].path))
+        keep, one_entry = ranked[0], len({order[i] for i in group}) == 1
+        kept_digests = {scans[keep].sha256}
+        for i in ranked[1:]:
+            same = scans[i].sha256 in kept_digests
+            if not same and one_entry and not selections[order[i]].entry.near_duplicates:
+                kept_digests.add(scans[i].sha256)  # a series of one entry: distinct images
                 continue
             drop.add(i)
-            same = scans[i].sha256 == scans[keep].sha256
             reason = "exact duplicate" if same else f"near duplicate (phash <= {near_threshold})"
             removed.append(_removal(items[i], reason, items[keep].path))
     kept = [item for index, item in enumerate(items) if index not in drop]
