@@ -194,14 +194,29 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, help="real photo manifest for the heuristic")
     parser.add_argument("--n-photos", type=int, default=600)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--no-build", action="store_true", help="use the images in --out")
+    parser.add_argument("--no-score", action="store_true", help="the content heuristic only")
     args = parser.parse_args()
 
+    if args.no_build:
+        paths = sorted(p for p in args.out.iterdir() if p.suffix in (".png", ".jpg"))
+    else:
+        paths = build(args.out, args.seed, args.plots, args.graphs)
+    print(f"# {machine()}")
+    print(f"{len(paths)} real non-photographic images in {args.out}")
+    figures: dict[str, object] = {"machine": machine()}
+    if not args.no_score:
+        figures |= score(paths, args.bundle)
+    heuristic_figures(paths, args, figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+def score(paths: list[Path], bundle: str) -> dict[str, object]:
+    """Score with the bundle; print and return the confidently-fake counts per kind."""
     from fakescope.detectors import load_detector
 
-    paths = build(args.out, args.seed, args.plots, args.graphs)
-    print(f"# {machine()}")
-    print(f"built {len(paths)} real non-photographic images in {args.out}")
-    detector = load_detector(args.bundle, device="cpu")
+    detector = load_detector(bundle, device="cpu")
     preds = detector.predict([str(p) for p in paths], batch_size=16, progress=False)
     by_kind: dict[str, Counter[str]] = {}
     for path, pred in zip(paths, preds, strict=True):
@@ -214,7 +229,7 @@ def main() -> None:
         elif pred.unsure:
             c["unsure"] += 1
     total = Counter[str]()
-    print(f"bundle {args.bundle}: real non-photographic images confidently called fake")
+    print(f"bundle {bundle}: real non-photographic images confidently called fake")
     for kind, c in sorted(by_kind.items()):
         total.update(c)
         print(
@@ -223,12 +238,15 @@ def main() -> None:
         )
     share = total["confident_fake"] / total["n"]
     print(f"  all      {total['confident_fake']:4d} / {total['n']:4d} ({share:.1%})")
-    figures: dict[str, object] = {
-        "bundle": args.bundle,
-        "machine": machine(),
+    return {
+        "bundle": bundle,
         "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "confident_fake_share": share,
     }
+
+
+def heuristic_figures(paths: list[Path], args: argparse.Namespace, figures: dict) -> None:
+    """How the content heuristic classifies the drawings (and, with --photos, photos)."""
     graphic = heuristic([str(p) for p in paths])
     print(
         f"content heuristic on these: {graphic['graphic']} graphic, {graphic['photo']} photo "
@@ -246,8 +264,6 @@ def main() -> None:
             f"{photos['graphic']} graphic ({photos['graphic'] / len(pick):.1%} false alarms)"
         )
         figures["heuristic_photos"] = dict(photos)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
