@@ -816,7 +816,9 @@ def _print_shortcuts(console: Console, shortcuts: list[Shortcut]) -> None:
     rows = [
         f"{s['scope']}: {s['attribute']} alone {s['balanced_accuracy']:.2f} "
         f"(real: {s['real'] or '-'}; fake: {s['fake'] or '-'})"
-        for s in sorted(decisive, key=lambda s: -s["balanced_accuracy"])
+        for s in sorted(
+            decisive, key=lambda s: (s["scope"] != "all images", -s["balanced_accuracy"])
+        )
     ]
     _truncated_list(console, rows, limit=30)
 

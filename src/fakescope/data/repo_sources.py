@@ -21,7 +21,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -713,14 +712,3 @@ def dataset_card(result: BuildResult, manifest_name: str = "manifest.csv") -> st
         "",
     ]
     return "\n".join(lines)
-
-
-def print_summary(result: BuildResult, stream: Any = None) -> None:
-    """Short plain-text summary (counts per source/generator, removals)."""
-    stream = stream or sys.stderr
-    kept = Counter((it.source, it.generator or "(real)") for it in result.items)
-    for (src, gen), n in sorted(kept.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        print(f"{n:6d}  {src}  {gen}", file=stream)
-    reasons = Counter(r.reason for r in result.removed)
-    for reason, n in reasons.most_common():
-        print(f"removed {n}: {reason}", file=stream)
