@@ -122,6 +122,7 @@ def main() -> None:
     aucs = [r["roc_auc"] for r in rows if r["by"] == "generator" and r["roc_auc"] is not None]
     print(f"\nmean ROC-AUC over generators: {np.mean(aucs):.3f}")
     print("\nreals confidently called fake, per real source\n")
+    print("| real source | reals | called fake (sure) |\n|---|---:|---:|")
     real_rows = []
     for name in sorted(set(attrs["source"][real_mask].tolist())):
         mask = (attrs["source"] == name) & real_mask
