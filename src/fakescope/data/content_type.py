@@ -43,11 +43,11 @@ class ContentStats(TypedDict):
 
 def content_stats(img: Image.Image) -> ContentStats:
     """The flat share, the distinct-colour share and the resulting kind of one image."""
-    rgb = img.convert("RGB")
+    rgb = img if img.mode == "RGB" else img.convert("RGB")
     if max(rgb.size) > _SIDE:
         scale = _SIDE / max(rgb.size)
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-        rgb = rgb.resize(size, Image.Resampling.BOX)
+        rgb = rgb.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
     a = np.asarray(rgb, dtype=np.int16)
     if a.shape[0] < 2 or a.shape[1] < 2:
         return {"flat": 1.0, "colours": 0.0, "kind": "graphic"}
