@@ -244,3 +244,14 @@ def test_an_entry_can_keep_its_own_near_duplicates(tmp_path, near_duplicates, ke
     result = build_manifest([spec], tmp_path / "clones", tmp_path / "m.csv", progress=False)
     assert len(result.items) == kept
     assert "exact duplicate" in {r.reason for r in result.removed}
+
+
+def test_a_missing_clone_is_named_before_any_image_is_read(clones, tmp_path):
+    root, commits = clones
+    spec = tmp_path / "s.yaml"
+    spec.write_text(_sources_yaml(commits).replace("repo: b/mirror", "repo: b/absent"))
+    with pytest.raises(
+        SourceError, match=r"b/absent: no clone at .*git clone https://github.com/b/absent"
+    ):
+        build_manifest([spec], root, tmp_path / "m.csv", progress=False)
+    assert not (tmp_path / "m.csv").exists()
