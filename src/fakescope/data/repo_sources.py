@@ -582,7 +582,7 @@ def build_manifest(
         if len({items[i].label for i in group}) > 1:
             for i in group:
                 drop.add(i)
-                removed.append(_removal(items[i], "the same image is labelled real and fake"))
+                removed.append(_removal(items[i], "copies labelled both real and fake"))
             continue
         ranked = sorted(group, key=lambda i: (order[i], items[i].path))
         keep, one_entry = ranked[0], len({order[i] for i in group}) == 1
