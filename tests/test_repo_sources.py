@@ -255,3 +255,17 @@ def test_a_missing_clone_is_named_before_any_image_is_read(clones, tmp_path):
     ):
         build_manifest([spec], root, tmp_path / "m.csv", progress=False)
     assert not (tmp_path / "m.csv").exists()
+
+
+def test_copies_labelled_both_real_and_fake_are_removed_whole(clones, tmp_path):
+    root, commits = clones
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        _sources_yaml(commits).split("  - repo: b/mirror")[0]
+        + f'  - repo: b/mirror\n    commit: "{commits["b/mirror"]}"\n    label: real\n'
+        '    licence: CC0\n    include: ["copy/same.png"]\n'
+    )
+    result = build_manifest([spec], root, tmp_path / "m.csv", progress=False)
+    gone = {Path(r.path).name: r.reason for r in result.removed}
+    assert gone == {"m1-1.png": "copies labelled both real and fake", "same.png": gone["m1-1.png"]}
+    assert {Path(it.path).name for it in result.items} == {"m1-2.png", "m2-1.png"}
