@@ -253,3 +253,44 @@ def test_calibrate_bundle_refuses_shipped_and_ensemble_bundles_before_scoring(
     (tmp_path / "ens" / "bundle.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="an ensemble bundle has no temperature"):
         calibration.calibrate_bundle(tmp_path / "ens", toy_folder, progress=False)
+
+
+def test_confident_mistakes_both_ways_per_source_and_generator(
+    with_domain: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A manifest naming sources and generators: metrics.json counts, per source and per
+    generator, reals confidently called fake and AI images confidently called real, as
+    predictions.csv says."""
+    bundle, data, _ = with_domain
+    files = sorted(p for p in data.rglob("*.png"))
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "generator", "source"])
+        for i, path in enumerate(files):
+            label = "fake" if "fake" in path.parts else "real"
+            generator = f"g{i % 2}" if label == "fake" else ""
+            writer.writerow([path, label, generator, f"s{i % 3}"])
+    detector = load_detector(bundle, device="cpu")
+    detector.meta.unsure_margin = 1e-4
+    out = tmp_path / "ev"
+    metrics = evaluate(detector, [manifest], out, progress=False, bootstrap=0)
+    mistakes = metrics["selective"]["mistakes"]
+    assert set(mistakes) == {"source", "generator"}
+    assert [r["group"] for r in mistakes["source"]] == ["s0", "s1", "s2"]
+    assert [r["group"] for r in mistakes["generator"]] == ["g0", "g1"]
+    rows = rows_of(out)
+    by_path = {str(p): (f"s{i % 3}", f"g{i % 2}") for i, p in enumerate(files)}
+    for by, column in (("source", 0), ("generator", 1)):
+        for r in mistakes[by]:
+            mine = [x for x in rows if by_path[x["path"]][column] == r["group"]]
+            sure = [x for x in mine if x["unsure"] == "0"]
+            missed = sum(x["label"] == "fake" and x["predicted"] == "real" for x in sure)
+            accused = sum(x["label"] == "real" and x["predicted"] == "fake" for x in sure)
+            assert r["fake_called_real"] == missed
+            if by == "source":
+                assert r["real_called_fake"] == accused
+    overall = metrics["selective"]["overall"]
+    assert overall["fake_called_real_confidently"] is not None
+    section = parse_page(out / "report.html").sections["selective-risk"]
+    assert "Confident mistakes by generator" in section and "fakes called real" in section

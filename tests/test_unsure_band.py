@@ -212,3 +212,27 @@ def test_a_face_detector_is_scored_on_faces_cropped_as_it_was_trained(
     assert isinstance(seen[0], FaceSelector) and seen[0].policy.margin == 0.4
     fit_bundle_band(tiny_bundle(tmp_path / "whole", threshold=0.5), toy_folder, progress=False)
     assert seen[1] is None  # a whole-image detector is scored on whole images
+
+
+def test_by_generator_a_generator_the_detector_misses_widens_the_lower_edge() -> None:
+    """Two generators in one source: 'known' fakes score high, 'new' fakes mostly low. Per
+    source the many 'known' fakes hide the 'new' ones' misses; per generator they do not."""
+    rng = np.random.default_rng(5)
+    n = 400
+    reals = rng.uniform(0.0, 0.45, n)
+    known, new = rng.uniform(0.6, 1.0, n), rng.uniform(0.05, 0.7, n // 4)
+    p = np.concatenate([reals, known, new])
+    y = np.array([0] * n + [1] * (n + n // 4))
+    generators = np.array([""] * n + ["known"] * n + ["new"] * (n // 4), dtype=object)
+    sources = np.array(["one"] * len(y), dtype=object)
+    per_source = fit_unsure_band(y, p, 0.5, sources=sources)
+    per_generator = fit_unsure_band(y, p, 0.5, sources=sources, generators=generators)
+    assert per_source["fakes_by"] == "pooled" and per_source["generators"] == {}
+    assert per_generator["fakes_by"] == "generator"
+    assert per_generator["band"][0] < per_source["band"][0]  # wider downwards
+    assert per_generator["band"][1] == per_source["band"][1]  # the reals' edge is unchanged
+    missed = per_generator["generators"]["new"]["fake_called_real"]
+    assert missed is not None and missed <= 0.10
+    new = generators == "new"
+    assert band_rates(y[new], p[new], 0.5, per_source["band"])["fake_called_real"] > 0.10
+    assert set(per_generator["generators"]) == {"known", "new"}

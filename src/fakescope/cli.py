@@ -169,6 +169,53 @@ def data_split(
     console.print(f"manifest: {out_path}")
 
 
+@data_app.command("sources")
+def data_sources(
+    sources_files: Annotated[
+        list[str],
+        typer.Argument(help="Sources files (YAML), or shipped ones by name: modern, real."),
+    ],
+    clones: Annotated[
+        Path, typer.Option("--clones", help="Folder of clones: DIR/owner+name or DIR/owner/name.")
+    ],
+    out_path: Annotated[Path, typer.Option("--out", help="Manifest CSV to write.")],
+    card: Annotated[
+        Path | None, typer.Option(help="Dataset card (markdown); default: beside --out, .md.")
+    ] = None,
+    near_threshold: Annotated[int, typer.Option(help="Max phash Hamming distance.")] = 4,
+    allow_commit_mismatch: Annotated[
+        bool, typer.Option(help="Build from clones at other commits (a warning on the card).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Labelled manifest from local clones of the repositories a sources file lists, without
+    exact or near duplicates, and its dataset card."""
+    from collections import Counter
+
+    from fakescope.data.repo_sources import build_manifest
+
+    result = build_manifest(
+        sources_files,
+        clones,
+        out_path,
+        card=card,
+        near_threshold=near_threshold,
+        allow_commit_mismatch=allow_commit_mismatch,
+        progress=not quiet,
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]{warning}[/]", highlight=False, soft_wrap=True)
+    table = Table("source", "generator", "images", "removed")
+    kept = Counter((it.source or "", it.generator or "") for it in result.items)
+    removed = Counter((r.source, r.generator or "") for r in result.removed)
+    for key in sorted(set(kept) | set(removed)):
+        table.add_row(key[0], key[1] or "(real)", str(kept[key]), str(removed[key]))
+    out.print(table)
+    for reason, n in Counter(r.reason for r in result.removed).most_common():
+        console.print(f"removed {n}: {reason}", highlight=False)
+    console.print(f"manifest: {out_path} ({len(result.items)} images)", highlight=False)
+
+
 # -- models --------------------------------------------------------------------------------
 @app.command("models")
 def models() -> None:
@@ -665,6 +712,21 @@ def _print_evaluation(metrics: Mapping[str, Any], title: str) -> None:
         )
 
 
+def _mistakes_table(by: str, rows: Sequence[Mapping[str, Any]]) -> Table:
+    """Confident mistakes in both directions, one row per source or generator."""
+    table = Table(by, "reals", "called fake (sure)", "fakes", "called real (sure)")
+    table.title = f"confident mistakes by {by}"
+    for r in rows:
+        accused = (
+            f"{r['real_called_fake']} ({r['real_called_fake_share']:.1%})" if r["n_real"] else "-"
+        )
+        missed = (
+            f"{r['fake_called_real']} ({r['fake_called_real_share']:.1%})" if r["n_fake"] else "-"
+        )
+        table.add_row(r["group"], str(r["n_real"]), accused, str(r["n_fake"]), missed)
+    return table
+
+
 def _print_selective(metrics: Mapping[str, Any]) -> None:
     """Coverage, risk and AURC overall; the provenance evidence when there was any."""
     from fakescope.evaluation.report import fmt
@@ -680,10 +742,13 @@ def _print_selective(metrics: Mapping[str, Any]) -> None:
             f"unsure: {why})\n"
             f"risk     {fmt(o['risk'])} (errors among confident answers); confident wrong "
             f"{fmt(o['confident_wrong'])} of all images, reals called fake confidently "
-            f"{fmt(o['real_called_fake_confidently'])} of reals\n"
+            f"{fmt(o['real_called_fake_confidently'])} of reals, fakes called real "
+            f"confidently {fmt(o.get('fake_called_real_confidently'))} of fakes\n"
             f"AURC     {fmt(o['aurc'])} (area under the risk-coverage curve; lower is better)",
             highlight=False,
         )
+        for by, rows in selective.get("mistakes", {}).items():
+            out.print(_mistakes_table(by, rows))
     provenance = metrics.get("provenance")
     if provenance and provenance["images_with_evidence"]:
         counts = ", ".join(f"{k} {v}" for k, v in provenance["counts"].items())
@@ -732,6 +797,14 @@ def unsure_band(
     pooled: Annotated[
         bool, typer.Option("--pooled", help="Pool the sources instead of holding each to it.")
     ] = False,
+    by_generator: Annotated[
+        bool,
+        typer.Option(
+            "--by-generator",
+            help="Hold every generator's fakes (the manifest's generator column) to the "
+            "fakes' budget, instead of every source's.",
+        ),
+    ] = False,
     split: Annotated[
         str | None, typer.Option(help="Split of VAL_SOURCE (default: 'val' if it has one).")
     ] = None,
@@ -755,6 +828,7 @@ def unsure_band(
         max_real_called_fake=max_real_called_fake,
         max_fake_called_real=max_fake_called_real,
         by_source=not pooled,
+        by_generator=by_generator,
         progress=not quiet,
     )
     table = Table(
@@ -768,6 +842,7 @@ def unsure_band(
     )
     rows = [
         *fit["sources"].items(),
+        *((f"generator {name}", r) for name, r in fit.get("generators", {}).items()),
         ("all (fitted)", fit["fitted"]),
         ("all (cross-fit estimate)", fit["cross_fit"]),
     ]

@@ -26,7 +26,9 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from fakescope import LABEL_NAMES
+from fakescope.data.content_type import content_stats
 from fakescope.data.decode import decode_image
+from fakescope.data.shortcuts import GroupStats, Record, Shortcut, per_group, shortcut_findings
 from fakescope.data.sources import Item, Source
 from fakescope.errors import ImageError
 
@@ -100,6 +102,10 @@ class _OptionalReportKeys(TypedDict, total=False):
     # Reports written before these were recorded lack them.
     near_threshold: int
     skipped: list[PathReason]
+    # per source / per generator, class name -> stats; properties that could decide verdicts
+    per_source: dict[str, dict[str, GroupStats]]
+    per_generator: dict[str, dict[str, GroupStats]]
+    shortcuts: list[Shortcut]
 
 
 class AuditReport(_OptionalReportKeys):
@@ -173,6 +179,7 @@ class _Scan(NamedTuple):
     jpeg_quality: int | None = None
     phash: int | None = None
     error: str | None = None
+    content: str | None = None  # "photo" or "graphic" (fakescope.data.content_type)
 
 
 def _scan_item(source: Source, index: int, item: Item) -> _Scan:
@@ -184,6 +191,7 @@ def _scan_item(source: Source, index: int, item: Item) -> _Scan:
     try:
         img, info = decode_image(data, item.path)
         phash = phash64(img)
+        content = content_stats(img)["kind"]
     except ImageError as exc:
         # Byte-identical broken files are still duplicates, so keep the digest.
         return _Scan(index, digest, len(data), error=exc.reason)
@@ -197,6 +205,7 @@ def _scan_item(source: Source, index: int, item: Item) -> _Scan:
         info.mode,
         info.jpeg_quality,
         phash,
+        content=content,
     )
 
 
@@ -693,6 +702,7 @@ def audit_source(
     analysis = analyse_duplicates(chosen, scans, near_threshold)
     counts = Counter(_class_name(item.label) for item in chosen)
     has_splits = any(item.split for item in chosen)
+    records = _records(chosen, scans)
     return {
         "source": source.location,
         "fingerprint": source.fingerprint(),
@@ -709,7 +719,34 @@ def audit_source(
         ],
         "skipped": [{"path": path, "reason": reason} for path, reason in source.skipped],
         "groups": analysis.groups(),
+        "per_source": per_group(records, lambda r: r.source) if _several(chosen, "source") else {},
+        "per_generator": per_group([r for r in records if r.label == 1], lambda r: r.generator)
+        if _several(chosen, "generator")
+        else {},
+        "shortcuts": shortcut_findings(records),
     }
+
+
+def _several(items: list[Item], attribute: str) -> bool:
+    return len({getattr(item, attribute) for item in items} - {None, ""}) > 1
+
+
+def _records(items: list[Item], scans: list[_Scan]) -> list[Record]:
+    return [
+        Record(
+            item.label,
+            item.source or "",
+            item.generator or "",
+            _format(scan),
+            scan.jpeg_quality,
+            scan.width,
+            scan.height,
+            scan.file_size,
+            scan.content or "photo",
+        )
+        for item, scan in zip(items, scans, strict=True)
+        if scan.error is None
+    ]
 
 
 # ---------------------------------------------------------------------------------------
@@ -745,6 +782,47 @@ def _class_table(report: AuditReport) -> Table:
     return table
 
 
+def _group_table(title: str, groups: dict[str, dict[str, GroupStats]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("group", "class", "images", "formats", "JPEG q (median)"):
+        table.add_column(column, justify="right" if column == "images" else "left")
+    for column in ("megapixels", "file size", "graphic"):
+        table.add_column(column, justify="right")
+    for name, classes in groups.items():
+        for label, g in classes.items():
+            formats = ", ".join(f"{k} {v:.0%}" for k, v in g["formats"].items())
+            quality = g["jpeg_quality_median"]
+            table.add_row(
+                name or "-",
+                label,
+                str(g["images"]),
+                formats,
+                "-" if quality is None else f"{quality:.0f}",
+                f"{g['pixels_median'] / 1e6:.2f}",
+                _fmt_number(g["file_size_median"], "bytes"),
+                f"{g['graphic_share']:.0%}",
+            )
+    return table
+
+
+def _print_shortcuts(console: Console, shortcuts: list[Shortcut]) -> None:
+    decisive = [s for s in shortcuts if s["decisive"]]
+    if not shortcuts:
+        return
+    console.print(
+        "[bold]could decide a verdict[/bold] (a property alone separating real from fake, "
+        f"balanced accuracy >= 0.75): {len(decisive) or 'none'}"
+    )
+    rows = [
+        f"{s['scope']}: {s['attribute']} alone {s['balanced_accuracy']:.2f} "
+        f"(real: {s['real'] or '-'}; fake: {s['fake'] or '-'})"
+        for s in sorted(
+            decisive, key=lambda s: (s["scope"] != "all images", -s["balanced_accuracy"])
+        )
+    ]
+    _truncated_list(console, rows, limit=30)
+
+
 def print_audit(report: AuditReport, console: Console | None = None) -> None:
     """Readable summary of an :func:`audit_source` report."""
     console = console or Console(stderr=True)
@@ -759,6 +837,13 @@ def print_audit(report: AuditReport, console: Console | None = None) -> None:
     console.print(f"[bold]bias warnings[/bold]: {len(warnings) or 'none'}")
     for warning in warnings:
         console.print(f"  [yellow]![/yellow] {warning}", highlight=False)
+    for title, groups in (
+        ("by source", report.get("per_source", {})),
+        ("by generator", report.get("per_generator", {})),
+    ):
+        if groups:
+            console.print(_group_table(title, groups))
+    _print_shortcuts(console, report.get("shortcuts", []))
 
     counts = report["duplicates"]["counts"]
     console.print(

@@ -58,7 +58,7 @@ from fakescope.evaluation.results import (
     SelectiveSummary,
     ThresholdSource,
 )
-from fakescope.evaluation.selective import selective_risk
+from fakescope.evaluation.selective import MistakeRow, confident_mistakes, selective_risk
 from fakescope.faces import FaceSelector
 from fakescope.inference import (
     CSV_FIELDS,
@@ -87,6 +87,7 @@ class ScoredSet:
     logits: np.ndarray | None = None
     generators: list[str | None] | None = None
     predictions: list[Prediction] | None = None
+    sources: list[str | None] | None = None  # the manifest's `source` column, per image
     videos: list[VideoPrediction] | None = None  # per video, when the items are videos
 
     def __len__(self) -> int:
@@ -160,6 +161,7 @@ def _scored(
 ) -> ScoredSet:
     logits, p_fake = score_decoded(detector, decoded, batch_size=batch_size, progress=progress)
     generator = {it.path: it.generator for it in items}
+    source = {it.path: it.source for it in items}
     return ScoredSet(
         decoded.paths,
         decoded.labels.numpy().astype(int),
@@ -167,6 +169,7 @@ def _scored(
         decoded.skipped,
         logits=logits,
         generators=[generator.get(p) for p in decoded.paths],
+        sources=[source.get(p) for p in decoded.paths],
     )
 
 
@@ -242,6 +245,7 @@ def judged(
     if decoded.faces is None and decoded.sizes is not None:  # a face-aware detector's faces
         report_joined_faces(predictions, scores, decoded.sizes)
     generator = {it.path: it.generator for it in items}
+    source = {it.path: it.source for it in items}
     return ScoredSet(
         decoded.paths,
         decoded.labels.numpy().astype(int),
@@ -249,6 +253,7 @@ def judged(
         decoded.skipped,
         generators=[generator.get(p) for p in decoded.paths],
         predictions=predictions,
+        sources=[source.get(p) for p in decoded.paths],
     )
 
 
@@ -268,6 +273,7 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         if all(s.predictions is not None for s in sets)
         else None,
         videos=[v for s in sets for v in s.videos or []] or None,
+        sources=[x for s in sets for x in (s.sources or [None] * len(s))],
     )
 
 
@@ -473,11 +479,19 @@ def subset(scored: ScoredSet, mask: np.ndarray) -> ScoredSet:
         logits=None if scored.logits is None else scored.logits[index],
         generators=pick(scored.generators),
         predictions=pick(scored.predictions),
+        sources=pick(scored.sources),
     )
 
 
 # -- selective risk and provenance -----------------------------------------------------------
-SELECTIVE_KEYS = ("coverage", "risk", "confident_wrong", "real_called_fake_confidently", "aurc")
+SELECTIVE_KEYS = (
+    "coverage",
+    "risk",
+    "confident_wrong",
+    "real_called_fake_confidently",
+    "fake_called_real_confidently",
+    "aurc",
+)
 
 
 def selective_row(name: str, scored: ScoredSet, threshold: float) -> SelectiveRow:
@@ -495,6 +509,7 @@ def selective_row(name: str, scored: ScoredSet, threshold: float) -> SelectiveRo
         "risk": result["risk"],
         "confident_wrong": result["confident_wrong"],
         "real_called_fake_confidently": result["real_called_fake_confidently"],
+        "fake_called_real_confidently": result["fake_called_real_confidently"],
         "aurc": result["aurc"],
         "unsure": int(unsure.sum()),
         "unsure_band": reasons[UNSURE_BAND],
@@ -512,7 +527,8 @@ def selective_summary(
     band: tuple[float, float],
     by: str | None,
 ) -> SelectiveSummary:
-    """metrics.json["selective"]: overall and one row per group."""
+    """metrics.json["selective"]: overall and one row per group, and the confident
+    mistakes in both directions per source and per generator."""
     return {
         "threshold": float(threshold),
         "unsure_band": [band[0], band[1]],
@@ -520,7 +536,22 @@ def selective_summary(
         "overall": selective_row("overall", scored, threshold),
         "by": by if groups else None,
         "per_group": [selective_row(name, part, threshold) for name, part in groups],
+        "mistakes": mistakes_by(scored, threshold),
     }
+
+
+def mistakes_by(scored: ScoredSet, threshold: float) -> dict[str, list[MistakeRow]]:
+    """Reals confidently called fake and AI images confidently called real, per "source"
+    and per "generator" named by the images (a column left empty gives no entry)."""
+    unsure = scored.unsure()
+    if unsure is None:
+        raise ValueError("confident mistakes need the verdicts (ScoredSet.predictions)")
+    out: dict[str, list[MistakeRow]] = {}
+    for by, names in (("source", scored.sources), ("generator", scored.generators)):
+        if names and any(names):
+            groups = np.array([n or "" for n in names], dtype=object)
+            out[by] = confident_mistakes(scored.labels, scored.p_fake, threshold, unsure, groups)
+    return out
 
 
 def provenance_summary(scored: ScoredSet, detector: Detector, *, read: bool) -> ProvenanceSummary:
@@ -802,6 +833,7 @@ def _add_selective_columns(per_group: GroupTable, selective: SelectiveSummary) -
         row["risk"] = sel["risk"]
         row["confident_wrong"] = sel["confident_wrong"]
         row["real_called_fake_confidently"] = sel["real_called_fake_confidently"]
+        row["fake_called_real_confidently"] = sel["fake_called_real_confidently"]
         row["aurc"] = sel["aurc"]
     for key in SELECTIVE_KEYS:
         values = [v for sel in selective["per_group"] if (v := sel[key]) is not None]  # type: ignore[literal-required]

@@ -284,6 +284,7 @@ SELECTIVE_COLUMNS = (
     ("risk", "risk"),
     ("confident_wrong", "confident wrong (of all)"),
     ("real_called_fake_confidently", "reals called fake confidently (of reals)"),
+    ("fake_called_real_confidently", "fakes called real confidently (of fakes)"),
     ("aurc", "AURC"),
     ("unsure_band", "unsure: band"),
     ("out_of_domain", "unsure: out of domain"),
@@ -421,6 +422,8 @@ def _selective_summary_rows(selective: Mapping[str, Any] | None) -> list[tuple[s
         ("coverage (answered)", overall["coverage"]),
         ("risk (errors among answers)", overall["risk"]),
         ("confident wrong (of all images)", overall["confident_wrong"]),
+        ("reals called fake confidently (of reals)", overall["real_called_fake_confidently"]),
+        ("fakes called real confidently (of fakes)", overall.get("fake_called_real_confidently")),
     ]  # fmt: skip
 
 
@@ -446,6 +449,18 @@ def _add_selective(
         row_classes=[""] * (len(rows) - 1) + ["mean"],
     )
     body = paragraph(SELECTIVE_TEXT) + table
+    for by, mistakes in selective.get("mistakes", {}).items():
+        body += paragraph(
+            f"Confident mistakes by {by}, both ways: real images answered 'fake' and AI "
+            "images answered 'real', neither marked unsure."
+        ) + table_html(
+            [by, "reals", "reals called fake", "share", "fakes", "fakes called real", "share"],
+            [
+                [r["group"], r["n_real"], r["real_called_fake"], r["real_called_fake_share"],
+                 r["n_fake"], r["fake_called_real"], r["fake_called_real_share"]]
+                for r in mistakes
+            ],
+        )  # fmt: skip
     if "risk_coverage" in plots:
         body += figure_html(plots["risk_coverage"], PLOT_CAPTIONS["risk_coverage"],
                             alt="risk_coverage")  # fmt: skip

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from fakescope.evaluation.selective import MistakeRow
+
 # The scalar metrics of `BinaryMetrics`, in the order people read them: the one list that
 # model cards, reports and tables take their rows from.
 SCALAR_METRICS = (
@@ -94,6 +96,7 @@ class _SelectiveColumns(TypedDict, total=False):
     risk: float | None
     confident_wrong: float
     real_called_fake_confidently: float | None
+    fake_called_real_confidently: float | None
     aurc: float | None
 
 
@@ -154,6 +157,7 @@ class SelectiveRow(TypedDict):
     risk: float | None
     confident_wrong: float
     real_called_fake_confidently: float | None
+    fake_called_real_confidently: float | None  # AI images confidently called real
     aurc: float | None
     unsure: int  # images answered "unsure", for either reason
     unsure_band: int  # unsure because p(fake) is inside the band around the threshold
@@ -171,6 +175,9 @@ class SelectiveSummary(TypedDict):
     overall: SelectiveRow
     by: str | None  # "data set", "generator" or None (no groups)
     per_group: list[SelectiveRow]
+    # confident mistakes in both directions per "source" and per "generator" (from the
+    # manifest's columns; absent when the images name none)
+    mistakes: dict[str, list[MistakeRow]]
 
 
 class ProvenanceSummary(TypedDict):

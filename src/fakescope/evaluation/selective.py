@@ -28,6 +28,7 @@ class SelectiveRisk(TypedDict):
     risk: float | None  # error rate among confident answers (None without any)
     confident_wrong: float  # share of ALL images answered confidently and wrongly
     real_called_fake_confidently: float | None  # share of real images
+    fake_called_real_confidently: float | None  # share of fake images: confident misses
     aurc: float | None
     curve_coverage: list[float]
     curve_risk: list[float]
@@ -44,6 +45,51 @@ def confidence(p_fake: np.ndarray, threshold: float, in_domain: np.ndarray | Non
     if in_domain is not None:
         conf = np.where(np.asarray(in_domain, dtype=bool), conf, conf - (conf.max() + 1.0))
     return conf
+
+
+class MistakeRow(TypedDict):
+    """Confident mistakes of one group (a source or a generator), in both directions."""
+
+    group: str
+    n_real: int
+    real_called_fake: int  # reals answered "fake" confidently (not unsure)
+    n_fake: int
+    fake_called_real: int  # AI images answered "real" confidently: misses are errors too
+    real_called_fake_share: float | None  # of the group's reals
+    fake_called_real_share: float | None  # of the group's fakes
+
+
+def confident_mistakes(
+    labels: np.ndarray,
+    p_fake: np.ndarray,
+    threshold: float,
+    unsure: np.ndarray,
+    groups: np.ndarray,
+) -> list[MistakeRow]:
+    """Per group name (one per image; "" is skipped): how many reals were confidently
+    called fake and how many fakes confidently called real."""
+    y = np.asarray(labels).astype(int).ravel()
+    said_fake = np.asarray(p_fake, dtype=np.float64).ravel() >= threshold
+    sure = ~np.asarray(unsure, dtype=bool).ravel()
+    names = np.asarray(groups, dtype=object).ravel()
+    rows: list[MistakeRow] = []
+    for name in sorted({str(g) for g in names.tolist() if g}):
+        mask = names == name
+        reals, fakes = mask & (y == 0), mask & (y == 1)
+        accused = int((reals & sure & said_fake).sum())
+        missed = int((fakes & sure & ~said_fake).sum())
+        rows.append(
+            {
+                "group": name,
+                "n_real": int(reals.sum()),
+                "real_called_fake": accused,
+                "n_fake": int(fakes.sum()),
+                "fake_called_real": missed,
+                "real_called_fake_share": accused / int(reals.sum()) if reals.any() else None,
+                "fake_called_real_share": missed / int(fakes.sum()) if fakes.any() else None,
+            }
+        )
+    return rows
 
 
 def selective_risk(
@@ -70,6 +116,9 @@ def selective_risk(
         "confident_wrong": float((wrong & sure).mean()) if n else 0.0,
         "real_called_fake_confidently": float((wrong & sure & real).sum() / real.sum())
         if real.any()
+        else None,
+        "fake_called_real_confidently": float((wrong & sure & ~real).sum() / (~real).sum())
+        if (~real).any()
         else None,
         "aurc": None,
         "curve_coverage": [],

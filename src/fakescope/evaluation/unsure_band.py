@@ -7,8 +7,11 @@ photo fake is the worst thing a detector can do, so the band can instead be fitt
 budget: its upper edge is the lowest p(fake) above which at most `max_real_called_fake` of
 the real validation images of *every* source fall (the worst source decides; `by_source`),
 its lower edge the highest p(fake) below which at most `max_fake_called_real` of the fakes
-fall. The band never gets narrower than threshold +/- margin. Images inside it are
-reported 'unsure'; the threshold still decides the label.
+fall: of every source's fakes, or, with `by_generator`, of every generator's fakes (a miss
+is a confident mistake too, and a generator the detector barely knows widens the band
+downwards instead of hiding among the others). The band never gets narrower than
+threshold +/- margin. Images inside it are reported 'unsure'; the threshold still decides
+the label.
 
 The figures a fit reports on the images it was fitted on flatter it, so it also reports a
 two-fold cross-fit (fit on one half of the validation images, count on the other), an
@@ -46,6 +49,8 @@ class BandFit(TypedDict):
     max_fake_called_real: float
     by: str  # "source" (the worst source decides) or "pooled"
     sources: dict[str, BandRates]  # per source, on the fitted images
+    fakes_by: str  # whose fakes set the lower edge: "source", "generator" or "pooled"
+    generators: dict[str, BandRates]  # per generator (its fakes), with by_generator
     fitted: BandRates  # all fitted images
     cross_fit: BandRates  # two-fold cross-fit: the honest estimate
 
@@ -104,13 +109,17 @@ def _edges(
     margin: float,
     max_real_called_fake: float,
     max_fake_called_real: float,
+    fake_groups: np.ndarray | None = None,
 ) -> tuple[float, float]:
+    """The band: every group's reals within the first budget, every group's fakes (of
+    `fake_groups` when given, else of `groups`) within the second."""
     low, high = threshold - margin, threshold + margin
+    fake_groups = groups if fake_groups is None else fake_groups
     for name in np.unique(groups):
-        mask = groups == name
-        h = _high_edge(p[mask & (y == 0)], max_real_called_fake)
-        lo = _low_edge(p[mask & (y == 1)], max_fake_called_real)
+        h = _high_edge(p[(groups == name) & (y == 0)], max_real_called_fake)
         high = max(high, h) if h is not None else high
+    for name in np.unique(fake_groups):
+        lo = _low_edge(p[(fake_groups == name) & (y == 1)], max_fake_called_real)
         low = min(low, lo) if lo is not None else low
     return max(0.0, low), min(1.0, high)
 
@@ -134,6 +143,7 @@ def fit_unsure_band(
     max_real_called_fake: float = 0.05,
     max_fake_called_real: float = 0.10,
     sources: np.ndarray | None = None,
+    generators: np.ndarray | None = None,
     seed: int = 0,
 ) -> BandFit:
     """Fit the band to the budget on validation labels and calibrated p(fake).
@@ -141,7 +151,9 @@ def fit_unsure_band(
     With `sources` naming two or more sources (one name per image), every source must keep
     within the budget (the widest edge wins); otherwise the images are pooled. Sources (or
     a pooled set) with fewer than MIN_CLASS_IMAGES reals (fakes) do not move the upper
-    (lower) edge.
+    (lower) edge. With `generators` naming two or more generators (one name per image,
+    "" for reals), the lower edge keeps every generator's fakes within
+    `max_fake_called_real` instead of every source's.
     """
     check_budgets(max_real_called_fake, max_fake_called_real)
     y, p = np.asarray(labels).astype(int), np.asarray(p_fake, dtype=np.float64)
@@ -150,14 +162,21 @@ def fit_unsure_band(
     if sources is not None and len(set(np.asarray(sources).tolist())) < 2:
         sources = None  # one source: nothing to hold apart
     groups = np.asarray(sources, dtype=object) if sources is not None else np.zeros(len(y), int)
+    gens = None if generators is None else np.asarray(generators, dtype=object)
+    if gens is not None and len({g for g in gens[y == 1].tolist() if g}) < 2:
+        gens = None  # one generator: its fakes are the pooled (or per source) fakes
+    if gens is not None and len(gens) != len(y):
+        raise ValueError(f"{len(y)} labels but {len(gens)} generator names")
     budget = (threshold, margin, max_real_called_fake, max_fake_called_real)
-    band = _edges(y, p, groups, *budget)
+    band = _edges(y, p, groups, *budget, gens)
 
     # two-fold cross-fit: each half is decided by the band fitted on the other half
     halves = np.random.default_rng(seed).permutation(len(y)) % 2 == 0
     confident = np.zeros(len(y), dtype=bool)
     for held in (halves, ~halves):
-        confident[held] = _confident(p[held], _edges(y[~held], p[~held], groups[~held], *budget))
+        fit_gens = None if gens is None else gens[~held]
+        edges = _edges(y[~held], p[~held], groups[~held], *budget, fit_gens)
+        confident[held] = _confident(p[held], edges)
     cross = _rates(y, p, threshold, confident)
     per_source = (
         {
@@ -176,6 +195,15 @@ def fit_unsure_band(
         "max_fake_called_real": float(max_fake_called_real),
         "by": "source" if sources is not None else "pooled",
         "sources": per_source,
+        "fakes_by": "generator"
+        if gens is not None
+        else ("source" if sources is not None else "pooled"),
+        "generators": {
+            str(g): band_rates(y[gens == g], p[gens == g], threshold, band)
+            for g in sorted({g for g in gens[y == 1].tolist() if g})
+        }
+        if gens is not None
+        else {},
         "fitted": band_rates(y, p, threshold, band),
         "cross_fit": cross,
     }
@@ -189,6 +217,7 @@ def fit_bundle_band(
     max_real_called_fake: float = 0.05,
     max_fake_called_real: float = 0.10,
     by_source: bool = True,
+    by_generator: bool = False,
     progress: bool = True,
     device: str = "auto",
 ) -> BandFit:
@@ -220,6 +249,8 @@ def fit_bundle_band(
         raise SourceError(f"{source.location}: the band needs real and fake validation images")
     names = {it.path: it.source or "" for it in items}
     sources = np.array([names.get(p, "") for p in scored.paths], dtype=object)
+    generator_of = {it.path: it.generator or "" for it in items}
+    generators = np.array([generator_of.get(p, "") for p in scored.paths], dtype=object)
     fit = fit_unsure_band(
         y,
         scored.p_fake,
@@ -228,6 +259,7 @@ def fit_bundle_band(
         max_real_called_fake=max_real_called_fake,
         max_fake_called_real=max_fake_called_real,
         sources=sources if by_source else None,
+        generators=generators if by_generator else None,
     )
     stored = read_meta(bundle_path).get("metrics", {})
     where = {"val_source": str(source.location), "val_split": split}
