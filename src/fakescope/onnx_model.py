@@ -2,7 +2,9 @@
 
 `fakescope.onnx_export` writes these graphs; `fakescope.detectors.onnx` scores with them.
 The graph takes a ``(batch, 3, S, S)`` uint8 tensor named ``image`` and returns ``logit`` and
-``p_fake``; its metadata holds the signed bundle.json it was exported from.
+``p_fake`` (and, in graphs exported since the ONNX runtime became the default, ``features``:
+the penultimate features the bundle's domain model reads); its metadata holds the signed
+bundle.json it was exported from.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import torch
 
 from fakescope.bundle import is_signed
 from fakescope.errors import BundleError
+from fakescope.threads import cores
 
 ONNX_FILE = "model.onnx"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logit", "p_fake")
+FEATURES_NAME = "features"  # optional third output: (batch, D) penultimate features
 ONNX_FORMAT = "fakescope-onnx"
 
 KEY_FORMAT = "fakescope.format"
@@ -40,8 +44,9 @@ class OnnxModel:
 
         self.name = name or (str(model) if not isinstance(model, bytes) else "<onnx bytes>")
         options = ort.SessionOptions()
-        # The same thread budget as PyTorch, so the runtimes compare (and share cores) fairly.
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        # One intra-op thread per core (PyTorch's own default), whatever PyTorch is set to
+        # while onnxruntime scores (see fakescope.threads).
+        options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else os.fspath(model)
@@ -55,7 +60,8 @@ class OnnxModel:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != [INPUT_NAME] or outputs != list(OUTPUT_NAMES):
+        self.has_features = outputs == [*OUTPUT_NAMES, FEATURES_NAME]
+        if inputs != [INPUT_NAME] or (outputs != list(OUTPUT_NAMES) and not self.has_features):
             raise BundleError(
                 f"{self.name}: not a fakescope detector graph (inputs {inputs}, outputs "
                 f"{outputs}); make one with `fakescope export`"
@@ -71,6 +77,13 @@ class OnnxModel:
             list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.uint8)}
         )
         return logit, p_fake
+
+    def run_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logit (B,), features (B, D)) for a (B, 3, S, S) uint8 array, in one pass."""
+        logit, features = self.session.run(
+            ["logit", FEATURES_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.uint8)}
+        )
+        return logit, features
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw logits for a (B, 3, S, S) uint8 tensor, as `Detector.logits` returns them."""
