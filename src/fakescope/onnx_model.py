@@ -48,6 +48,9 @@ class OnnxModel:
         # while onnxruntime scores (see fakescope.threads).
         options.intra_op_num_threads = threads or cores()
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: the cores they would burn decode
+        # and search faces for the next batch meanwhile.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         source = model if isinstance(model, bytes) else os.fspath(model)
         try:

@@ -96,6 +96,12 @@ class OnnxDetector(Detector):
             return super().score_prepared(arrays, batch_size=batch_size)
         return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
 
+    def size_score(self, width: int, height: int) -> float | None:
+        """As `TorchDetector.size_score`: from the bundle's domain model, where it has one."""
+        if self.domain is None or self.domain.short_side is None:
+            return None
+        return float(self.domain.size_scores(np.array([[width, height]]))[0])
+
     def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As `TorchDetector.logits_and_features`: logits (B,) and features (B, D); for
         (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features."""

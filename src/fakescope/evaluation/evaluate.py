@@ -69,6 +69,7 @@ from fakescope.inference import (
     verdicts,
 )
 from fakescope.provenance import Evidence, read_provenance
+from fakescope.threads import decode_threads
 from fakescope.video import VideoOptions, VideoPrediction, predict_video
 
 SourceSpec = str | os.PathLike
@@ -648,29 +649,30 @@ def evaluate(
         )
     names = _source_names(specs)
     parts = []
-    for source, items, name in zip(sources, selected, names, strict=True):
-        reader = ProvenanceReader(source.read_bytes, enabled=provenance)
-        with _timed(timings, "decode"):  # provenance is read here, from the same bytes
-            decoded = decode_items(
-                items,
-                reader,
-                detector.preprocessing,
-                progress=progress,
-                desc=f"decode {name}" if len(specs) > 1 else "decode",
-                faces=selector,
-            )
-        with _timed(timings, "score"):
-            parts.append(
-                judged(
-                    detector,
-                    decoded,
+    with decode_threads(detector.runtime):  # the face search beside onnxruntime
+        for source, items, name in zip(sources, selected, names, strict=True):
+            reader = ProvenanceReader(source.read_bytes, enabled=provenance)
+            with _timed(timings, "decode"):  # provenance is read here, from the same bytes
+                decoded = decode_items(
                     items,
-                    threshold=choice.value,
-                    evidence=reader.evidence if provenance else None,
+                    reader,
+                    detector.preprocessing,
                     progress=progress,
+                    desc=f"decode {name}" if len(specs) > 1 else "decode",
+                    faces=selector,
                 )
-            )
-        del decoded
+            with _timed(timings, "score"):
+                parts.append(
+                    judged(
+                        detector,
+                        decoded,
+                        items,
+                        threshold=choice.value,
+                        evidence=reader.evidence if provenance else None,
+                        progress=progress,
+                    )
+                )
+            del decoded
     return _finish_evaluation(
         detector, sources, names, parts, choice, out_dir, timings, split=split,
         bootstrap=bootstrap, seed=seed, report=report, report_hooks=report_hooks,
