@@ -81,6 +81,9 @@ class PixelScores:
     domain_score: np.ndarray | None = None
     max_crop_p_fake: np.ndarray | None = None
     face_boxes: list[dict[str, int] | None] | None = None
+    # the penultimate features the domain score was computed from (N, D), where it was:
+    # the evaluation report's t-SNE map reuses them instead of running the model again
+    features: np.ndarray | None = None
 
     @classmethod
     def concat(cls, parts: Sequence[PixelScores]) -> PixelScores:
@@ -96,6 +99,7 @@ class PixelScores:
             joined([p.domain_score for p in parts]),
             joined([p.max_crop_p_fake for p in parts]),
             None if any(b is None for b in boxes) else [x for b in boxes for x in b or []],
+            joined([p.features for p in parts]),
         )
 
 
@@ -351,11 +355,15 @@ def domain_scored(
     if not logits:
         return PixelScores(np.empty(0), np.empty(0))
     z = torch.cat(logits)
-    scores = domain.scores(np.concatenate(features))
+    feats = np.concatenate(features)
+    scores = domain.scores(feats)
     if z.ndim == 1:
-        return PixelScores(detector.calibrate(z), scores)
+        return PixelScores(detector.calibrate(z), scores, features=feats)
     return PixelScores(
-        detector.calibrate(z.mean(dim=1)), scores, detector.calibrate(z.max(dim=1).values)
+        detector.calibrate(z.mean(dim=1)),
+        scores,
+        detector.calibrate(z.max(dim=1).values),
+        features=feats,
     )
 
 

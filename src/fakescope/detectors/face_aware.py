@@ -296,7 +296,13 @@ class FaceAwareDetector(Detector):
             )
             p[routed] = self.combine(p[routed], p_face.p_fake)
         boxes = [FaceRoutedPreprocessing.face_box(h) for h in headers]
-        return PixelScores(p.astype(np.float32), scores.domain_score, scores.max_crop_p_fake, boxes)
+        return PixelScores(
+            p.astype(np.float32),
+            scores.domain_score,
+            scores.max_crop_p_fake,
+            boxes,
+            scores.features,  # the whole-image member's: what explained_by embeds
+        )
 
     def combine(self, p_whole: np.ndarray, p_face: np.ndarray) -> np.ndarray:
         """The averaged p(fake) on the whole member's scale (see the module doc)."""

@@ -89,6 +89,8 @@ class ScoredSet:
     generators: list[str | None] | None = None
     predictions: list[Prediction] | None = None
     videos: list[VideoPrediction] | None = None  # per video, when the items are videos
+    # the explaining model's penultimate features, where scoring computed them (domain score)
+    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -250,6 +252,7 @@ def judged(
         decoded.skipped,
         generators=[generator.get(p) for p in decoded.paths],
         predictions=predictions,
+        features=scores.features if decoded.faces is None else None,  # not of face crops
     )
 
 
@@ -269,6 +272,7 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         if all(s.predictions is not None for s in sets)
         else None,
         videos=[v for s in sets for v in s.videos or []] or None,
+        features=cat([s.features for s in sets]),
     )
 
 
@@ -474,6 +478,7 @@ def subset(scored: ScoredSet, mask: np.ndarray) -> ScoredSet:
         logits=None if scored.logits is None else scored.logits[index],
         generators=pick(scored.generators),
         predictions=pick(scored.predictions),
+        features=None if scored.features is None else scored.features[index],
     )
 
 
