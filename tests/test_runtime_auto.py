@@ -154,3 +154,33 @@ def test_default_detector_gives_the_same_verdicts_on_both_runtimes(
         assert x.error is None and x.p_fake is not None and y.p_fake is not None
         assert abs(x.p_fake - y.p_fake) <= TOLERANCE
         assert (x.label, x.unsure, x.face_box) == (y.label, y.unsure, y.face_box)
+
+
+def test_thumbnails_identical_crops_are_scored_once_with_the_same_results(
+    auto: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiny import tiny_bundle
+
+    pre = Preprocessing(input_size=32, resize="native", crops=4)
+    bundle = tiny_bundle(tmp_path / "crops", preprocessing=pre)
+    fast, slow = load_detector(bundle), load_detector(bundle, runtime="torch")
+    assert isinstance(fast, OnnxDetector)
+    rng = np.random.default_rng(0)
+    sizes = [(20, 20), (48, 80), (32, 32), (64, 40), (12, 30)]  # thumbnails and larger ones
+    arrays = [
+        pre.to_uint8(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+        for w, h in sizes
+    ]
+    runs: list[int] = []
+    real_run = fast.session.run
+
+    def counted(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        runs.append(len(batch))
+        return real_run(batch)
+
+    monkeypatch.setattr(fast.session, "run", counted)
+    a, b = fast.score_prepared(arrays), slow.score_prepared(arrays)
+    assert runs == [1 + 4 + 1 + 4 + 1]  # one crop of each thumbnail, four of the others
+    assert a.max_crop_p_fake is not None and b.max_crop_p_fake is not None
+    assert np.abs(a.p_fake - b.p_fake).max() <= TOLERANCE
+    assert np.abs(a.max_crop_p_fake - b.max_crop_p_fake).max() <= TOLERANCE

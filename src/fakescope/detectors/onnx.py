@@ -96,6 +96,18 @@ class OnnxDetector(Detector):
             return super().score_prepared(arrays, batch_size=batch_size)
         return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
 
+    def _crops_logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3, S, S) crops -> logits (B, K), mean features (B, D), identical crops
+        scored once (`unique_crops`)."""
+        k = batch.shape[1]
+        flat, counts = unique_crops(batch)
+        z, f = self.logits_and_features(flat)
+        return repeat_crops(z, counts, k), repeat_crops(f, counts, k).mean(dim=1)
+
+    def crop_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        flat, counts = unique_crops(batch)
+        return repeat_crops(self.image_logits(flat), counts, batch.shape[1])
+
     def size_score(self, width: int, height: int) -> float | None:
         """As `TorchDetector.size_score`: from the bundle's domain model, where it has one."""
         if self.domain is None or self.domain.short_side is None:
@@ -106,9 +118,7 @@ class OnnxDetector(Detector):
         """As `TorchDetector.logits_and_features`: logits (B,) and features (B, D); for
         (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features."""
         if batch.ndim == 5:
-            b, k = batch.shape[:2]
-            z, f = self.logits_and_features(batch.flatten(0, 1))
-            return z.view(b, k), f.view(b, k, -1).mean(dim=1)
+            return self._crops_logits_and_features(batch)
         logit, features = self.session.run_with_features(stack_arrays(batch).numpy())
         return torch.from_numpy(logit).float(), torch.from_numpy(features).float()
 
@@ -142,6 +152,27 @@ class OnnxDetector(Detector):
 
     def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.session.logits(batch)
+
+
+def unique_crops(batch: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """(B, K, 3, S, S) crops -> (M, 3, S, S) to score and how many rows each image has: an
+    image no larger than one crop (a thumbnail enlarged to S) has K identical crops, and one
+    is scored for the same numbers at a K-th of the work."""
+    b, k = batch.shape[:2]
+    same = (batch == batch[:, :1]).flatten(1).all(dim=1).tolist()
+    if not any(same):
+        return batch.flatten(0, 1), [k] * b
+    counts = [1 if s else k for s in same]
+    return torch.cat([batch[i, :n] for i, n in enumerate(counts)]), counts
+
+
+def repeat_crops(values: torch.Tensor, counts: list[int], k: int) -> torch.Tensor:
+    """Rows scored for `unique_crops` back to (B, K, ...), a lone crop repeated K times."""
+    starts = np.cumsum([0, *counts[:-1]]).tolist()
+    parts = [
+        values[s : s + n].expand(k, *values.shape[1:]) for s, n in zip(starts, counts, strict=True)
+    ]
+    return torch.stack(parts)
 
 
 def onnx_cache_path(bundle_sha256: str) -> Path:
