@@ -11,6 +11,12 @@ from imagegen import make_bad_files, make_dataset  # tests/ is on sys.path (root
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The suite's tests (and the CLI processes they start) load detectors on PyTorch, as they did
+# before runtime "auto" (onnxruntime) became the default: each of their freshly made bundles
+# would otherwise be exported to ONNX first. test_runtime_auto.py tests "auto" itself (it
+# removes this setting); test_onnx.py the onnx runtime.
+os.environ.setdefault("FAKESCOPE_RUNTIME", "torch")
+
 # -- data ----------------------------------------------------------------------------------
 
 

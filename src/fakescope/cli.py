@@ -82,8 +82,16 @@ def _exit_if_unread(
 
 
 class Runtime(str, Enum):
+    auto = "auto"
     torch = "torch"
     onnx = "onnx"
+
+
+RUNTIME_HELP = (
+    "auto (default): onnxruntime where the bundle's ONNX export matches PyTorch (exported "
+    "once to the cache), else torch; or torch, or onnx."
+)
+RuntimeOpt = Annotated[Runtime, typer.Option(help=RUNTIME_HELP)]
 
 
 class OutputFormat(str, Enum):
@@ -340,9 +348,7 @@ def predict(
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write results here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
-    runtime: Annotated[
-        Runtime, typer.Option(help="torch, or onnx (onnxruntime; exports once to the cache).")
-    ] = Runtime.torch,
+    runtime: RuntimeOpt = Runtime.auto,
     faces: Annotated[
         bool,
         typer.Option(
@@ -631,6 +637,7 @@ def evaluate(
     ] = False,
     fps: Annotated[float, typer.Option(help="Videos: frames sampled per second.")] = 2.0,
     max_frames: Annotated[int, typer.Option(help="Videos: at most this many frames.")] = 64,
+    runtime: RuntimeOpt = Runtime.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Metrics with 95% CIs, coverage and risk, plots, Grad-CAM gallery, t-SNE map and
@@ -645,7 +652,7 @@ def evaluate(
     from fakescope.video import VideoOptions
 
     video_options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
-    detector = load_detector(_face_bundle(bundle, faces))
+    detector = load_detector(_face_bundle(bundle, faces), runtime=runtime.value)
     hooks = report_hooks(
         gallery=0 if no_explain else gallery,
         tsne_points=0 if no_tsne else tsne_points,
@@ -943,7 +950,7 @@ def explain(
     from fakescope.evaluation.explain import explain_files
     from fakescope.faces import FaceSelector
 
-    detector = load_detector(_face_bundle(bundle, faces))
+    detector = load_detector(_face_bundle(bundle, faces), runtime="torch")
     detector.require("explain", "Grad-CAM")  # before any image is read
     images, problems = collect_inputs(paths)
     selector = FaceSelector(detector.face_policy) if faces else None
@@ -1040,9 +1047,7 @@ def serve(
     max_pixels: Annotated[int, typer.Option(help="Largest accepted image, pixels.")] = 25_000_000,
     threads: Annotated[int, typer.Option(help="Torch intra-op threads.")] = 1,
     access_log: Annotated[bool, typer.Option(help="JSON access log on stderr.")] = True,
-    runtime: Annotated[
-        Runtime, typer.Option(help="torch, or onnx (onnxruntime; Grad-CAM needs torch).")
-    ] = Runtime.torch,
+    runtime: RuntimeOpt = Runtime.auto,
     faces_bundle: Annotated[
         str | None,
         typer.Option(
@@ -1133,6 +1138,7 @@ def robustness(
             "policy) instead of the whole image.",
         ),
     ] = False,
+    runtime: RuntimeOpt = Runtime.auto,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Accuracy and ROC-AUC under corruptions (and FGSM/PGD attacks); table, plots, report."""
@@ -1151,7 +1157,7 @@ def robustness(
     paths: list[Path | str] = [*(bundles or []), *(compare or [])]
     if faces and not paths:
         paths = [str(_face_bundle(None, faces))]
-    detectors = [load_detector(p) for p in paths]
+    detectors = [load_detector(p, runtime=runtime.value) for p in paths]
     config = RobustnessConfig(
         severities=parse_severities(corruptions, severities),
         attacks=tuple(parse_list(attacks)),
@@ -1165,7 +1171,7 @@ def robustness(
         examples=examples,
         faces=detectors[0].face_policy if faces and detectors else None,
     )
-    detectors = detectors or [load_detector()]
+    detectors = detectors or [load_detector(runtime=runtime.value)]
     names = model_names(paths) if paths else ["default"]
     result = run_robustness(detectors, source, out_dir, config, names=names, progress=not quiet)
     from fakescope.evaluation.report import fmt

@@ -68,7 +68,7 @@ def load_ensemble(path: str | os.PathLike[str], *, device: str = "auto") -> Ense
     """Verify an ensemble bundle and load its members."""
     if not is_ensemble(path):
         raise BundleError(f"{path}: not a fakescope ensemble bundle")
-    detector = load_detector(path, device=device)
+    detector = load_detector(path, device=device, runtime="torch")
     assert isinstance(detector, EnsembleDetector)
     return detector
 
@@ -175,7 +175,7 @@ def _load_members(bundles: Sequence[str | os.PathLike[str]], device: str) -> lis
         if kind != "single":
             what = "an ensemble" if kind == "ensemble" else "face-aware (two detectors)"
             raise ConfigError(f"{bundle}: is {what}; list its members instead of nesting it")
-        detector = load_detector(bundle, device=device)
+        detector = load_detector(bundle, device=device, runtime="torch")
         assert isinstance(detector, TorchDetector)  # single-model bundles load as this kind
         members.append(detector)
     return members

@@ -19,9 +19,8 @@ image and says so in `face_note`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +31,7 @@ from fakescope.data.inputs import ImageInput, expand_inputs, prepare_or_reason, 
 from fakescope.faces import FaceCropPolicy, FaceSelection, FaceSelector, face_box_dict
 from fakescope.provenance import Evidence, combine, read_provenance
 from fakescope.provenance.evidence import CAPTURE_METADATA
+from fakescope.threads import decode_threads, worker_count
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -303,14 +303,23 @@ def predict_inputs(
     selector = face_selector(detector, True if all_faces and faces is False else faces)
     results: list[Prediction] = []
     bar = tqdm(total=len(entries), desc="predict", unit="img", disable=not progress)
-    with ThreadPoolExecutor(max_workers=min(4, (os.cpu_count() or 1) + 1)) as pool:
-        for chunk in _chunks(entries, batch_size):
-            prepared = list(
-                pool.map(
-                    lambda e: _prepare(detector, e[0], e[1], provenance, selector is not None),
-                    chunk,
-                )
-            )
+    chunks = list(_chunks(entries, batch_size))
+    with (
+        decode_threads(detector.runtime),
+        ThreadPoolExecutor(max_workers=worker_count()) as pool,
+    ):
+
+        def submit(chunk: Sequence[tuple[str, ImageInput]]) -> list[Future[_Prepared]]:
+            return [
+                pool.submit(_prepare, detector, name, value, provenance, selector is not None)
+                for name, value in chunk
+            ]
+
+        pending = submit(chunks[0]) if chunks else []
+        for index, chunk in enumerate(chunks):
+            prepared = [future.result() for future in pending]
+            # the next chunk is read, decoded and prepared while this one is scored
+            pending = submit(chunks[index + 1]) if index + 1 < len(chunks) else []
             if selector is not None:
                 results += _judge_faces(detector, prepared, selector, all_faces)
                 bar.update(len(chunk))

@@ -2,11 +2,13 @@
 
 The graph takes what `Preprocessing.to_uint8` makes, a ``(batch, 3, S, S)`` uint8 tensor with a
 dynamic batch axis, and returns ``logit`` and ``p_fake = sigmoid(logit / temperature)``, both
-of shape ``(batch,)``: the bundle's normalisation and temperature are inside the graph, so a
-deployment that only has the .onnx file scores images exactly as fakescope does. The whole
-bundle.json (threshold, unsure band, labels, preprocessing, metrics, checksums) travels in the
-model's ``metadata_props`` under ``fakescope.bundle_json``, with ``fakescope.bundle_sha256``,
-so `fakescope.onnx_runtime` can verify it and tell a stale export from a current one.
+of shape ``(batch,)``, and ``features`` ``(batch, D)``, the penultimate features (what the
+bundle's domain model reads, so the ONNX runtime gives the same domain score): the bundle's
+normalisation and temperature are inside the graph, so a deployment that only has the .onnx
+file scores images exactly as fakescope does. The whole bundle.json (threshold, unsure band,
+labels, preprocessing, metrics, checksums) travels in the model's ``metadata_props`` under
+``fakescope.bundle_json``, with ``fakescope.bundle_sha256``, so `fakescope.onnx_runtime` can
+verify it and tell a stale export from a current one.
 
 Exporter: torch's dynamo-based exporter (``torch.export`` + onnxscript; the default of
 ``torch.onnx.export`` since torch 2.9) is tried first; if it raises, the TorchScript exporter
@@ -39,6 +41,7 @@ from fakescope.data.sources import collect_inputs
 from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ExportError
 from fakescope.onnx_model import (
+    FEATURES_NAME,
     INPUT_NAME,
     KEY_BUNDLE_JSON,
     KEY_BUNDLE_SHA256,
@@ -53,6 +56,9 @@ from fakescope.onnx_model import (
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-4
+# features feed the domain score (a Mahalanobis distance over ~1,000 of them): float32 sums
+# in another order differ by ~1e-5 on features of magnitude ~1-10
+FEATURES_TOLERANCE = 1e-3
 
 Exporter = Literal["auto", "dynamo", "torchscript"]
 EXPORTERS: tuple[str, ...] = ("auto", "dynamo", "torchscript")
@@ -78,10 +84,25 @@ class OnnxGraph(nn.Module):
         self.register_buffer("std", torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0)
         self.temperature = float(meta.temperature)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = (image.float() - self.mean) / self.std
-        logit = self.model(x).float().reshape(-1)
-        return logit, torch.sigmoid(logit / self.temperature)
+        model: Any = self.model
+        if not self.with_features:
+            logit = model(x).float().reshape(-1)
+            return logit, torch.sigmoid(logit / self.temperature)
+        stem = model.forward_features(x)
+        features = model.forward_head(stem, pre_logits=True).float().flatten(1)
+        logit = model.forward_head(stem).float().reshape(-1)
+        return logit, torch.sigmoid(logit / self.temperature), features
+
+    @property
+    def with_features(self) -> bool:
+        """Whether the model exposes its penultimate features (timm's forward_head)."""
+        return hasattr(self.model, "forward_features") and hasattr(self.model, "forward_head")
+
+    @property
+    def output_names(self) -> list[str]:
+        return [*OUTPUT_NAMES, FEATURES_NAME] if self.with_features else list(OUTPUT_NAMES)
 
 
 @dataclass
@@ -93,10 +114,14 @@ class ParityReport:
     max_abs_diff_p: float
     max_abs_diff_logit: float
     tolerance: float
+    max_abs_diff_features: float | None = None  # None: a graph without features
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff_p <= self.tolerance
+        features_ok = (
+            self.max_abs_diff_features is None or self.max_abs_diff_features <= FEATURES_TOLERANCE
+        )
+        return self.max_abs_diff_p <= self.tolerance and features_ok
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
@@ -164,7 +189,9 @@ def export_onnx(
     if not parity.passed:
         raise ExportError(
             f"ONNX export of {bundle_path} failed its parity check: max |Δp| "
-            f"{parity.max_abs_diff_p:.2e} > {tolerance:.0e} on {parity.n} {source} images "
+            f"{parity.max_abs_diff_p:.2e} (tolerance {tolerance:.0e}), max |Δfeatures| "
+            f"{parity.max_abs_diff_features} (tolerance {FEATURES_TOLERANCE:.0e}) on "
+            f"{parity.n} {source} images "
             f"(exporter {used}); try --exporter "
             f"{'torchscript' if used == 'dynamo' else 'dynamo'}"
         )
@@ -175,7 +202,7 @@ def export_onnx(
     )
 
 
-def onnx_model_proto(graph: nn.Module, input_size: int, exporter: Exporter = "auto") -> Any:
+def onnx_model_proto(graph: OnnxGraph, input_size: int, exporter: Exporter = "auto") -> Any:
     """(onnx.ModelProto, exporter used) for a module taking (B, 3, S, S) uint8."""
     import onnx
 
@@ -194,7 +221,7 @@ def onnx_model_proto(graph: nn.Module, input_size: int, exporter: Exporter = "au
     raise ExportError(f"{type(graph.model).__name__} cannot be exported: " + "; ".join(errors))
 
 
-def _export_dynamo(graph: nn.Module, example: torch.Tensor) -> Any:
+def _export_dynamo(graph: OnnxGraph, example: torch.Tensor) -> Any:
     # The dynamo exporter prints its progress on stdout; keep fakescope's output clean.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -204,7 +231,7 @@ def _export_dynamo(graph: nn.Module, example: torch.Tensor) -> Any:
             None,
             dynamo=True,
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=graph.output_names,
             opset_version=OPSET,
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             verbose=False,
@@ -214,7 +241,7 @@ def _export_dynamo(graph: nn.Module, example: torch.Tensor) -> Any:
     return program.model_proto
 
 
-def _export_torchscript(graph: nn.Module, example: torch.Tensor) -> Any:
+def _export_torchscript(graph: OnnxGraph, example: torch.Tensor) -> Any:
     import onnx
 
     buffer = io.BytesIO()
@@ -227,9 +254,9 @@ def _export_torchscript(graph: nn.Module, example: torch.Tensor) -> Any:
             buffer,  # type: ignore[arg-type]  # a file object works; the stubs say path only
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=list(OUTPUT_NAMES),
+            output_names=graph.output_names,
             opset_version=OPSET,
-            dynamic_axes={name: batch_axis for name in (INPUT_NAME, *OUTPUT_NAMES)},
+            dynamic_axes={name: batch_axis for name in (INPUT_NAME, *graph.output_names)},
         )
     return onnx.load_from_string(buffer.getvalue())
 
@@ -252,17 +279,22 @@ def check_parity(
 
     session = OnnxModel(onnx_bytes, name="exported model")
     reference = TorchDetector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it
-    diff_p = diff_logit = 0.0
+    diff_p = diff_logit = diff_features = 0.0
     chunks = [batch[:1]] + [batch[i : i + 64] for i in range(1, len(batch), 64)]
     for chunk in chunks:
         logit_t, p_t = reference.logits(chunk).numpy(), reference.probabilities(chunk)
         logit_o, p_o = session.run(chunk.numpy())
+        if session.has_features:
+            features_t = reference.logits_and_features(chunk)[1].numpy()
+            features_o = session.run_with_features(chunk.numpy())[1]
+            diff_features = max(diff_features, float(np.abs(features_o - features_t).max()))
         p_from_logit = 1.0 / (1.0 + np.exp(-logit_o.astype(np.float64) / meta.temperature))
         diff_logit = max(diff_logit, float(np.abs(logit_o - logit_t).max()))
         diff_p = max(
             diff_p, float(np.abs(p_o - p_t).max()), float(np.abs(p_from_logit - p_t).max())
         )
-    return ParityReport(len(batch), source, diff_p, diff_logit, tolerance)
+    features = diff_features if session.has_features else None
+    return ParityReport(len(batch), source, diff_p, diff_logit, tolerance, features)
 
 
 def synthetic_batch(n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -302,7 +334,8 @@ def _set_metadata(
     proto.doc_string = (
         "fakescope detector. Input 'image': (batch, 3, S, S) uint8 RGB, resized as "
         "bundle_json.preprocessing says. Outputs: 'logit' and 'p_fake' = "
-        "sigmoid(logit / temperature); compare p_fake with bundle_json.threshold."
+        "sigmoid(logit / temperature); compare p_fake with bundle_json.threshold. "
+        "'features' (when present): the penultimate features, for the domain score."
     )
     values = {
         KEY_FORMAT: ONNX_FORMAT,

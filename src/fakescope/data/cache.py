@@ -27,6 +27,7 @@ from fakescope.data.sources import Item
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import ImageError
 from fakescope.faces import FaceSelection, FaceSelector
+from fakescope.threads import worker_count
 
 CacheMode = Literal["memory", "disk", "none"]
 ReadBytes = Callable[[Item], bytes]
@@ -118,7 +119,7 @@ def decode_items(
     skipped: list[tuple[str, str]] = []
     chunk = 256 if faces is None else 32  # full-size images wait for one face search
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
-    threads = threads or min(4, (os.cpu_count() or 1) + 1)
+    threads = threads or worker_count()
     bar = tqdm(total=len(items), desc=desc, unit="img", disable=not progress, leave=False)
 
     def decode_chunk(c: Sequence[Item]) -> Sequence[Decoded | ImageError]:

@@ -10,6 +10,7 @@ detector's attributes to find out what it is: they read :attr:`Detector.capabili
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -24,16 +25,20 @@ from tqdm.auto import tqdm
 
 from fakescope.bundle import BundleKind, BundleMeta, bundle_kind, resolve_bundle_path
 from fakescope.data.transforms import Preprocessing
-from fakescope.errors import BundleError, ConfigError
+from fakescope.errors import BundleError, ConfigError, FakescopeError
 from fakescope.faces import FaceCropPolicy
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from fakescope.detectors.domain import DomainModel
     from fakescope.inference import ImageInput, Prediction
 
 Runtime = Literal["torch", "onnx"]
 RUNTIMES: tuple[Runtime, ...] = ("torch", "onnx")
+RuntimeChoice = Literal["auto", "torch", "onnx"]
+RUNTIME_CHOICES: tuple[RuntimeChoice, ...] = ("auto", "torch", "onnx")
+logger = logging.getLogger("fakescope")
 Capability = Literal["explain", "embed", "gradients"]
 
 
@@ -76,6 +81,9 @@ class PixelScores:
     domain_score: np.ndarray | None = None
     max_crop_p_fake: np.ndarray | None = None
     face_boxes: list[dict[str, int] | None] | None = None
+    # the penultimate features the domain score was computed from (N, D), where it was:
+    # the evaluation report's t-SNE map reuses them instead of running the model again
+    features: np.ndarray | None = None
 
     @classmethod
     def concat(cls, parts: Sequence[PixelScores]) -> PixelScores:
@@ -91,6 +99,7 @@ class PixelScores:
             joined([p.domain_score for p in parts]),
             joined([p.max_crop_p_fake for p in parts]),
             None if any(b is None for b in boxes) else [x for b in boxes for x in b or []],
+            joined([p.features for p in parts]),
         )
 
 
@@ -316,15 +325,46 @@ class Detector(ABC):
         path: str | os.PathLike[str] | None = None,
         *,
         device: str = "auto",
-        runtime: str = "torch",
+        runtime: str = "auto",
     ) -> Detector:
-        """:func:`load_detector`: any kind, from a bundle folder, an ONNX file or a shipped name."""
+        """:func:`load_detector`: any kind, from a bundle folder, an ONNX file or a shipped name
+        (runtime 'auto': onnxruntime where the bundle's export matches PyTorch)."""
         return load_detector(path, device=device, runtime=runtime)
 
     @classmethod
     @abstractmethod
     def from_bundle(cls, path: Path, *, device: str) -> Detector:
         """Load this kind from a verified bundle at `path` (already resolved)."""
+
+
+def domain_scored(
+    detector: Detector,
+    domain: DomainModel,
+    arrays: Sequence[np.ndarray] | torch.Tensor,
+    batch_size: int,
+    logits_and_features: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> PixelScores:
+    """p(fake), the domain score and (for crops) the most suspicious crop's p(fake) of
+    prepared inputs, from one pass that gives logits and penultimate features (either
+    runtime's `logits_and_features`)."""
+    logits, features = [], []
+    for start in range(0, len(arrays), batch_size):
+        z, f = logits_and_features(stack_arrays(arrays[start : start + batch_size]))
+        logits.append(z)
+        features.append(f.numpy())
+    if not logits:
+        return PixelScores(np.empty(0), np.empty(0))
+    z = torch.cat(logits)
+    feats = np.concatenate(features)
+    scores = domain.scores(feats)
+    if z.ndim == 1:
+        return PixelScores(detector.calibrate(z), scores, features=feats)
+    return PixelScores(
+        detector.calibrate(z.mean(dim=1)),
+        scores,
+        detector.calibrate(z.max(dim=1).values),
+        features=feats,
+    )
 
 
 def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
@@ -354,13 +394,24 @@ def register_kind(runtime: Runtime, *bundle_kinds: BundleKind) -> Callable[[D], 
 def load_detector(
     path: str | os.PathLike[str] | None = None,
     *,
-    runtime: str = "torch",
+    runtime: str = "auto",
     device: str = "auto",
 ) -> Detector:
-    """The detector for a bundle folder, an exported .onnx file (runtime 'onnx') or the name
-    of a shipped detector ('default', 'scratch'); None is the default detector. Verified."""
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}: use 'torch' or 'onnx'")
+    """The detector for a bundle folder, an exported .onnx file or the name of a shipped
+    detector ('default', 'scratch'); None is the default detector. Verified.
+
+    `runtime`: 'torch', 'onnx', or 'auto' (the default): onnxruntime on the CPU wherever the
+    bundle's ONNX export exists or can be made and passes its parity check against PyTorch
+    (exported once into the cache, see `fakescope.detectors.onnx`), for single models and
+    both members of a face-aware bundle; PyTorch for ensembles, on a GPU, and wherever the
+    export fails (the reason is logged). Grad-CAM and embeddings of an onnx detector loaded
+    from a bundle folder use the same bundle on PyTorch (`Detector.explained_by`); white-box
+    attacks and training need runtime 'torch'. FAKESCOPE_RUNTIME=torch|onnx sets what
+    'auto' means for a whole process."""
+    if runtime not in RUNTIME_CHOICES:
+        raise ConfigError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnx'")
+    if runtime == "auto":
+        return _load_auto(path, device)
     bundle = resolve_bundle_path(path)
     if path is None and not bundle.is_dir():
         raise BundleError(
@@ -378,3 +429,29 @@ def load_detector(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return kind.from_bundle(bundle, device=device)
+
+
+def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
+    """Runtime 'auto' (see `load_detector`)."""
+    chosen = os.environ.get("FAKESCOPE_RUNTIME", "auto")
+    if chosen not in RUNTIME_CHOICES:
+        raise ConfigError(f"FAKESCOPE_RUNTIME={chosen!r}: use 'auto', 'torch' or 'onnx'")
+    if chosen != "auto":
+        return load_detector(path, runtime=chosen, device=device)
+    bundle = resolve_bundle_path(path)
+    if bundle.suffix == ".onnx" and bundle.is_file():
+        return load_detector(path, runtime="onnx", device=device)
+    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if on_gpu or (bundle.is_dir() and bundle_kind(bundle) == "ensemble"):
+        return load_detector(path, runtime="torch", device=device)
+    try:
+        import onnxruntime  # noqa: F401  # an optional speed-up: torch still works without it
+
+        return load_detector(path, runtime="onnx", device=device)
+    except FakescopeError as exc:  # no export, a failed parity check, an unusable file
+        if not bundle.is_dir():  # a missing bundle: torch would say the same
+            raise
+        logger.warning("%s: scoring with PyTorch, not onnxruntime: %s", bundle, exc)
+    except ImportError as exc:
+        logger.warning("%s: scoring with PyTorch: onnxruntime is not installed (%s)", bundle, exc)
+    return load_detector(path, runtime="torch", device=device)

@@ -134,6 +134,9 @@ class FaceRoutedPreprocessing(Preprocessing):
     def to_uint8(self, img: Image.Image) -> np.ndarray:
         header = np.zeros(HEADER, dtype=np.uint8)
         face_input = np.zeros(math.prod(self.faces.array_shape), dtype=np.uint8)
+        if not could_hold_route_face(img.size):  # a thumbnail: whole-image member alone
+            flat = np.concatenate([header, self.whole.to_uint8(img).ravel(), face_input])
+            return pack_square(flat, self.input_size)
         selection = self._selector().largest([img])[0]
         box = selection.face_box
         if box is not None and box.area / (img.width * img.height) >= self.route.min_face_fraction:
@@ -161,6 +164,14 @@ class FaceRoutedPreprocessing(Preprocessing):
             return None
         x, y, w, h = (int(v) for v in header[1:9].copy().view("<u2"))
         return {"x": x, "y": y, "w": w, "h": h}
+
+
+def could_hold_route_face(size: tuple[int, int]) -> bool:
+    """Whether an image of this (width, height) is searched for a face at all: not when its
+    shorter side is below ROUTE_MIN_FACE, the smallest face the route looks for (a CIFAKE
+    thumbnail of 32 px; the search there cost 13 ms an image and routed none of 1,000
+    CIFAKE thumbnails, BENCHMARKS.md)."""
+    return min(size) >= ROUTE_MIN_FACE
 
 
 def route_finder(policy: FaceCropPolicy) -> FaceFinder:
@@ -242,7 +253,7 @@ class FaceAwareDetector(Detector):
 
     @property
     def explained_by(self) -> Detector:
-        return self.whole
+        return self.whole.explained_by
 
     @property
     def device(self) -> torch.device:
@@ -285,7 +296,13 @@ class FaceAwareDetector(Detector):
             )
             p[routed] = self.combine(p[routed], p_face.p_fake)
         boxes = [FaceRoutedPreprocessing.face_box(h) for h in headers]
-        return PixelScores(p.astype(np.float32), scores.domain_score, scores.max_crop_p_fake, boxes)
+        return PixelScores(
+            p.astype(np.float32),
+            scores.domain_score,
+            scores.max_crop_p_fake,
+            boxes,
+            scores.features,  # the whole-image member's: what explained_by embeds
+        )
 
     def combine(self, p_whole: np.ndarray, p_face: np.ndarray) -> np.ndarray:
         """The averaged p(fake) on the whole member's scale (see the module doc)."""

@@ -7,19 +7,42 @@
   (e.g. `fakescope calibrate` re-signed it);
 - a bundle folder without one: exported once, parity-checked, into the cache
   ($FAKESCOPE_CACHE/onnx/<bundle sha256>.onnx) and reused from there.
+
+Why the cache and not a file shipped in the asset bundles: the export is made by the torch
+and onnx versions installed, from the verified weights, and parity-checked on this machine
+before it is used (about 10-30 s, once per bundle version); shipping it would double the
+assets (a float32 graph beside float16 weights) and carry a file checked elsewhere.
+
+A bundle with a domain model gets its domain score on onnxruntime too: the graph also
+returns the penultimate features (an older export without them is re-exported into the
+cache, so no verdict loses its out-of-domain flag). For a bundle loaded from its folder,
+Grad-CAM and embeddings come from the same bundle on PyTorch (`explained_by`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from fakescope.bundle import BundleMeta, read_meta
 from fakescope.data.cache import default_cache_dir
-from fakescope.detectors.base import Capabilities, Detector, register_kind
+from fakescope.data.transforms import Preprocessing
+from fakescope.detectors.base import (
+    Capabilities,
+    Capability,
+    Detector,
+    PixelScores,
+    domain_scored,
+    register_kind,
+    stack_arrays,
+)
+from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
@@ -32,17 +55,77 @@ class OnnxDetector(Detector):
 
     kind = "onnx"
 
-    def __init__(self, session: OnnxModel, meta: BundleMeta, *, bundle_path: Path | None) -> None:
+    def __init__(
+        self,
+        session: OnnxModel,
+        meta: BundleMeta,
+        *,
+        bundle_path: Path | None,
+        domain: DomainModel | None = None,
+    ) -> None:
         super().__init__(meta, bundle_path=bundle_path)
         self.session = session
+        self.domain = domain if session.has_features else None
+        self._torch: Detector | None = None
 
     @classmethod
     def from_bundle(cls, path: Path, *, device: str) -> OnnxDetector:
         session, raw = open_onnx(path)
-        return cls(session, BundleMeta.from_dict(raw), bundle_path=path)
+        meta = BundleMeta.from_dict(raw)
+        domain = DomainModel.load(path, meta.domain) if meta.domain and path.is_dir() else None
+        return cls(session, meta, bundle_path=path, domain=domain)
+
+    @property
+    def explained_by(self) -> Detector:
+        """Grad-CAM and embeddings need PyTorch: the same bundle on the torch runtime, loaded
+        on first use (a bare .onnx file has none, and says so through its capabilities)."""
+        if not self.has_torch_twin:
+            return self
+        assert self.bundle_path is not None
+        if self._torch is None:
+            from fakescope.detectors.pytorch import TorchDetector
+
+            self._torch = TorchDetector.from_bundle(self.bundle_path, device="cpu")
+        return self._torch
+
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
+        """p(fake), and with a domain model the domain score from the same run."""
+        if self.domain is None:
+            return super().score_prepared(arrays, batch_size=batch_size)
+        return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
+
+    def _crops_logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, 3, S, S) crops -> logits (B, K), mean features (B, D), identical crops
+        scored once (`unique_crops`)."""
+        k = batch.shape[1]
+        flat, counts = unique_crops(batch)
+        z, f = self.logits_and_features(flat)
+        return repeat_crops(z, counts, k), repeat_crops(f, counts, k).mean(dim=1)
+
+    def crop_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        flat, counts = unique_crops(batch)
+        return repeat_crops(self.image_logits(flat), counts, batch.shape[1])
+
+    def size_score(self, width: int, height: int) -> float | None:
+        """As `TorchDetector.size_score`: from the bundle's domain model, where it has one."""
+        if self.domain is None or self.domain.short_side is None:
+            return None
+        return float(self.domain.size_scores(np.array([[width, height]]))[0])
+
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `TorchDetector.logits_and_features`: logits (B,) and features (B, D); for
+        (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features."""
+        if batch.ndim == 5:
+            return self._crops_logits_and_features(batch)
+        logit, features = self.session.run_with_features(stack_arrays(batch).numpy())
+        return torch.from_numpy(logit).float(), torch.from_numpy(features).float()
 
     @property
     def capabilities(self) -> Capabilities:
+        if self.has_torch_twin:  # Grad-CAM, embeddings and attacks run on the same bundle
+            return Capabilities("onnx", can_explain=True, can_embed=True, has_gradients=True)
         return Capabilities(
             runtime="onnx",
             can_explain=False,
@@ -51,8 +134,45 @@ class OnnxDetector(Detector):
             why_not={"explain": _NO_TORCH, "embed": _NO_TORCH, "gradients": _NO_TORCH},
         )
 
+    @property
+    def has_torch_twin(self) -> bool:
+        """Whether the bundle's PyTorch model is at hand (loaded from a bundle folder, not a
+        bare .onnx file)."""
+        return self.bundle_path is not None and self.bundle_path.is_dir()
+
+    def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
+        self.require(needs, purpose)
+        return self.explained_by.torch_model(purpose, needs)
+
+    def attack_target(
+        self,
+    ) -> tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor], Preprocessing, float]:
+        self.require("gradients", "white-box attacks")
+        return self.explained_by.attack_target()
+
     def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
         return self.session.logits(batch)
+
+
+def unique_crops(batch: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """(B, K, 3, S, S) crops -> (M, 3, S, S) to score and how many rows each image has: an
+    image no larger than one crop (a thumbnail enlarged to S) has K identical crops, and one
+    is scored for the same numbers at a K-th of the work."""
+    b, k = batch.shape[:2]
+    same = (batch == batch[:, :1]).flatten(1).all(dim=1).tolist()
+    if not any(same):
+        return batch.flatten(0, 1), [k] * b
+    counts = [1 if s else k for s in same]
+    return torch.cat([batch[i, :n] for i, n in enumerate(counts)]), counts
+
+
+def repeat_crops(values: torch.Tensor, counts: list[int], k: int) -> torch.Tensor:
+    """Rows scored for `unique_crops` back to (B, K, ...), a lone crop repeated K times."""
+    starts = np.cumsum([0, *counts[:-1]]).tolist()
+    parts = [
+        values[s : s + n].expand(k, *values.shape[1:]) for s, n in zip(starts, counts, strict=True)
+    ]
+    return torch.stack(parts)
 
 
 def onnx_cache_path(bundle_sha256: str) -> Path:
@@ -69,6 +189,9 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
     beside = path / ONNX_FILE
     if beside.is_file():
         model = OnnxModel(beside)
+        if raw.get("domain") and not model.has_features:
+            model = _cached(path, raw)  # an export without the domain score's features
+            return model, raw
         made_from = model.bundle_meta()["sha256"]
         if made_from != raw["sha256"]:
             raise BundleError(
@@ -77,6 +200,12 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
                 f"fakescope export --bundle {path} --out {beside}"
             )
         return model, raw
+    return _cached(path, raw), raw
+
+
+def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
+    """The bundle's export in the cache, exported (and parity-checked) first when missing,
+    damaged, or without the features its domain model needs."""
     # imported here: the exporter checks its graph against this package's torch kind, so a
     # module-level import would run this package's __init__ before the exporter is defined
     from fakescope.onnx_export import export_onnx
@@ -84,8 +213,10 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
     cached = onnx_cache_path(raw["sha256"])
     if cached.is_file():
         try:
-            return OnnxModel(cached), raw
+            model = OnnxModel(cached)
+            if model.has_features or not raw.get("domain"):
+                return model
         except BundleError:
             pass  # a damaged cache entry: export it again
     export_onnx(path, cached)
-    return OnnxModel(cached), raw
+    return OnnxModel(cached)

@@ -17,8 +17,8 @@ from fakescope.detectors.base import (
     Capability,
     Detector,
     PixelScores,
+    domain_scored,
     register_kind,
-    stack_arrays,
 )
 from fakescope.detectors.domain import DomainModel
 
@@ -89,20 +89,7 @@ class TorchDetector(Detector):
         """p(fake), and with a domain model the domain score from the same forward pass."""
         if self.domain is None:
             return super().score_prepared(arrays, batch_size=batch_size)
-        logits, features = [], []
-        for start in range(0, len(arrays), batch_size):
-            z, f = self.logits_and_features(stack_arrays(arrays[start : start + batch_size]))
-            logits.append(z)
-            features.append(f.numpy())
-        if not logits:
-            return PixelScores(np.empty(0), np.empty(0))
-        z = torch.cat(logits)
-        domain = self.domain.scores(np.concatenate(features))
-        if z.ndim == 1:
-            return PixelScores(self.calibrate(z), domain)
-        return PixelScores(
-            self.calibrate(z.mean(dim=1)), domain, self.calibrate(z.max(dim=1).values)
-        )
+        return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
 
     def size_score(self, width: int, height: int) -> float | None:
         """How far an image's size is outside the sizes this detector was trained on (above 1:

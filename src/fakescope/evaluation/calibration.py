@@ -146,7 +146,7 @@ def calibrate_bundle(
     band moves with the threshold (same decisions, same unsure images).
     """
     check_rewritable(bundle_path, val_source)
-    detector = load_detector(bundle_path, device=device)
+    detector = load_detector(bundle_path, device=device, runtime="torch")
     source = open_source(val_source)
     split = validation_split(source, split)
     scored = score_items(detector, source, select_items(source, split), progress=progress)

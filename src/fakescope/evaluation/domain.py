@@ -131,7 +131,7 @@ def fit_bundle_domain(
             f"{bundle}: shipped detectors are read-only; copy the folder and fit that copy "
             f"(cp -r {path} mydetector && fakescope domain mydetector DATA)"
         )
-    detector = load_detector(path, device="cpu")
+    detector = load_detector(path, device="cpu", runtime="torch")
     if not isinstance(detector, TorchDetector):
         raise ConfigError(f"{bundle}: a domain model needs a single-model bundle")
     data = open_source(source)

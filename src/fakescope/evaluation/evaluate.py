@@ -69,6 +69,7 @@ from fakescope.inference import (
     verdicts,
 )
 from fakescope.provenance import Evidence, read_provenance
+from fakescope.threads import decode_threads
 from fakescope.video import VideoOptions, VideoPrediction, predict_video
 
 SourceSpec = str | os.PathLike
@@ -89,6 +90,8 @@ class ScoredSet:
     predictions: list[Prediction] | None = None
     sources: list[str | None] | None = None  # the manifest's `source` column, per image
     videos: list[VideoPrediction] | None = None  # per video, when the items are videos
+    # the explaining model's penultimate features, where scoring computed them (domain score)
+    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -254,6 +257,7 @@ def judged(
         generators=[generator.get(p) for p in decoded.paths],
         predictions=predictions,
         sources=[source.get(p) for p in decoded.paths],
+        features=scores.features if decoded.faces is None else None,  # not of face crops
     )
 
 
@@ -274,6 +278,7 @@ def concat_scored(sets: Sequence[ScoredSet]) -> ScoredSet:
         else None,
         videos=[v for s in sets for v in s.videos or []] or None,
         sources=[x for s in sets for x in (s.sources or [None] * len(s))],
+        features=cat([s.features for s in sets]),
     )
 
 
@@ -480,6 +485,7 @@ def subset(scored: ScoredSet, mask: np.ndarray) -> ScoredSet:
         generators=pick(scored.generators),
         predictions=pick(scored.predictions),
         sources=pick(scored.sources),
+        features=None if scored.features is None else scored.features[index],
     )
 
 
@@ -679,29 +685,30 @@ def evaluate(
         )
     names = _source_names(specs)
     parts = []
-    for source, items, name in zip(sources, selected, names, strict=True):
-        reader = ProvenanceReader(source.read_bytes, enabled=provenance)
-        with _timed(timings, "decode"):  # provenance is read here, from the same bytes
-            decoded = decode_items(
-                items,
-                reader,
-                detector.preprocessing,
-                progress=progress,
-                desc=f"decode {name}" if len(specs) > 1 else "decode",
-                faces=selector,
-            )
-        with _timed(timings, "score"):
-            parts.append(
-                judged(
-                    detector,
-                    decoded,
+    with decode_threads(detector.runtime):  # the face search beside onnxruntime
+        for source, items, name in zip(sources, selected, names, strict=True):
+            reader = ProvenanceReader(source.read_bytes, enabled=provenance)
+            with _timed(timings, "decode"):  # provenance is read here, from the same bytes
+                decoded = decode_items(
                     items,
-                    threshold=choice.value,
-                    evidence=reader.evidence if provenance else None,
+                    reader,
+                    detector.preprocessing,
                     progress=progress,
+                    desc=f"decode {name}" if len(specs) > 1 else "decode",
+                    faces=selector,
                 )
-            )
-        del decoded
+            with _timed(timings, "score"):
+                parts.append(
+                    judged(
+                        detector,
+                        decoded,
+                        items,
+                        threshold=choice.value,
+                        evidence=reader.evidence if provenance else None,
+                        progress=progress,
+                    )
+                )
+            del decoded
     return _finish_evaluation(
         detector, sources, names, parts, choice, out_dir, timings, split=split,
         bootstrap=bootstrap, seed=seed, report=report, report_hooks=report_hooks,

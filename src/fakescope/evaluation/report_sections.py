@@ -165,7 +165,12 @@ class EmbeddingSection:
         scored, metrics = context.scored, context.metrics
         out, progress = Path(context.out_dir), context.progress
         sample = _TsneSample.pick(scored, self.points, self.seed, float(metrics["threshold"]))
-        main = embed_files(detector.explained_by, sample.paths, progress=progress)
+        if scored.features is not None and len(scored.features) == len(scored):
+            # scoring computed them (for the domain score): the same model's features
+            n = len(sample.paths)
+            main = FileEmbeddings(scored.features[sample.picked], sample.paths, list(range(n)))
+        else:
+            main = embed_files(detector.explained_by, sample.paths, progress=progress)
         backend = "openTSNE" if has_opentsne() else "scikit-learn"
         if self.compare is None:
             found, caption = self._one_map(detector, main, sample, out, progress)
@@ -295,6 +300,7 @@ class _TsneSample:
     labels: np.ndarray
     predicted: np.ndarray
     threshold: float
+    picked: np.ndarray  # their indices in the evaluated set
 
     @classmethod
     def pick(cls, scored: ScoredSet, points: int, seed: int, threshold: float) -> _TsneSample:
@@ -304,6 +310,7 @@ class _TsneSample:
             labels=scored.labels[picked],
             predicted=(scored.p_fake[picked] >= threshold).astype(int),
             threshold=threshold,
+            picked=picked,
         )
 
 

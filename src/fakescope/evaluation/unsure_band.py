@@ -237,7 +237,7 @@ def fit_bundle_band(
     from fakescope.faces import FaceSelector
 
     check_rewritable(bundle_path, val_source, command="unsure-band")
-    detector = load_detector(bundle_path, device=device)
+    detector = load_detector(bundle_path, device=device, runtime="torch")
     source = open_source(val_source)
     split = validation_split(source, split)
     items = select_items(source, split)

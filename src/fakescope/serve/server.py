@@ -64,7 +64,7 @@ def run_server(
     port: int = 8000,
     threads: int = 1,
     access_log: bool = True,
-    runtime: str = "torch",
+    runtime: str = "auto",
     faces_bundle: str | os.PathLike | None = None,
 ) -> None:
     """Load the bundle (and the detector for faces=true requests, see `faces_detector_name`)

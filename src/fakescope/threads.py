@@ -1,0 +1,47 @@
+"""How many threads scoring uses, so that decoding, the face search and the model share the
+cores instead of fighting over them.
+
+The model runs on its own pool: onnxruntime with one intra-op thread per core, or PyTorch
+with its own setting. Images are decoded and prepared (for a face-aware detector that
+includes the face search, which runs on PyTorch) by one worker thread per core, while the
+model scores the previous batch. With the model on onnxruntime, each of those workers runs
+PyTorch on one intra-op thread (`decode_threads`): several PyTorch pools of two threads on
+two cores, next to onnxruntime's, made `predict` spend a third of its time in the kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_count() -> int:
+    """Threads that read, decode and prepare images beside the model: one per core."""
+    return max(1, cores())
+
+
+@contextlib.contextmanager
+def decode_threads(runtime: str) -> Iterator[None]:
+    """While a detector on `runtime` scores: with 'onnx', PyTorch (left with the face search
+    in the worker threads) on one intra-op thread; with 'torch', unchanged (the model needs
+    its threads). Restored afterwards."""
+    if runtime != "onnx" or torch.get_num_threads() == 1:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
