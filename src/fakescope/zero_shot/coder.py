@@ -34,6 +34,9 @@ class CoderConfig:
     width: int = 64
     blocks: int = 5
     mixtures: int = 5
+    # 1: the predicted means are offsets from the coarse pixel's value (learns faster); the
+    # shipped coder was trained without (0)
+    residual: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -62,10 +65,27 @@ class LevelNet(nn.Module):
         self.stem = nn.Conv2d(3, width, 3, padding=1)
         self.body = nn.Sequential(*[_Block(width, 1 + (i % 2)) for i in range(config.blocks)])
         self.head = nn.Conv2d(width, 4 * config.params_per_subpixel, 1)
+        with torch.no_grad():  # start with narrow logistics (about 6 grey levels wide)
+            k = config.mixtures
+            bias = self.head.bias
+            assert bias is not None
+            bias[4 * 4 * k : 4 * 7 * k] = -3.0  # log-scales (PixelShuffle order)
         self.shuffle = nn.PixelShuffle(2)
 
+        self.residual = bool(config.residual)
+        self.mixtures = config.mixtures
+
     def forward(self, coarse: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.head(F.silu(self.body(self.stem(coarse)))))
+        params = self.shuffle(self.head(F.silu(self.body(self.stem(coarse)))))
+        if not self.residual:
+            return params
+        k = self.mixtures
+        up = F.interpolate(coarse, scale_factor=2.0, mode="nearest")  # (B, 3, H, W)
+        offset = (
+            up.unsqueeze(1).expand(-1, k, -1, -1, -1).reshape(up.shape[0], 3 * k, *up.shape[2:])
+        )
+        # means are stored per component then channel: (K, 3) -> channel index k * 3 + c
+        return torch.cat([params[:, :k], params[:, k : 4 * k] + offset, params[:, 4 * k :]], dim=1)
 
 
 def pyramid(x0: torch.Tensor, levels: int = LEVELS) -> list[torch.Tensor]:

@@ -22,6 +22,7 @@ class CoderShape(_Strict):
     width: int = Field(32, ge=4, le=512)
     blocks: int = Field(5, ge=1, le=32)
     mixtures: int = Field(5, ge=1, le=16)
+    residual: int = Field(0, ge=0, le=1, description="1: means are offsets from the coarse pixel")
 
 
 class RealData(_Strict):

@@ -37,20 +37,24 @@ def entropy_bits(params: torch.Tensor, x: torch.Tensor, mixtures: int) -> torch.
     return -(pmf * torch.log(pmf)).sum(dim=2) / LN2
 
 
-def sample_blocks(t: torch.Tensor) -> torch.Tensor:
-    """A quarter of the sub-pixels of (B, C, H, W), H and W multiples of 4: the top-left 2x2
-    block of every 4x4 block, so each of the four sub-pixel positions a coarse pixel predicts
-    is sampled equally (the entropy costs 256 values per sub-pixel: a quarter is enough for a
-    mean over thousands)."""
+# sample the sub-pixels of level 0 in one 2x2 block per 8x8 block, the coarser levels in one
+# per 4x4: the entropy costs 256 values per sub-pixel, and a mean over hundreds is enough
+SAMPLE_STRIDE = (8, 4, 4)
+
+
+def sample_blocks(t: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """The top-left 2x2 block of every stride x stride block of (B, C, H, W) (H and W
+    multiples of `stride`): each of the four sub-pixel positions a coarse pixel predicts is
+    sampled equally."""
     b, c, h, w = t.shape
-    t = t.reshape(b, c, h // 4, 4, w // 4, 4)[:, :, :, :2, :, :2]
-    return t.reshape(b, c, h // 2, w // 2)
+    t = t.reshape(b, c, h // stride, stride, w // stride, stride)[:, :, :, :2, :, :2]
+    return t.reshape(b, c, 2 * (h // stride), 2 * (w // stride))
 
 
 class GapFeatures(nn.Module):
     """Crops (B, 3, S, S) with values 0..255 (float), S a multiple of 32 -> (B, 2 * LEVELS):
     for each level, the mean actual cost (NLL) and the mean expected cost (entropy) in bits
-    per sub-pixel, over the same quarter of its sub-pixels (:func:`sample_blocks`). Plain
+    per sub-pixel, over the same sample of its sub-pixels (:func:`sample_blocks`). Plain
     tensor ops, so it exports to ONNX as it is."""
 
     def __init__(self, coder: Coder) -> None:
@@ -60,8 +64,9 @@ class GapFeatures(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         k = self.coder.config.mixtures
         out = []
-        for full_params, full_x in self.coder.level_params(crops):
-            params, x = sample_blocks(full_params), sample_blocks(full_x)
+        for level, (full_params, full_x) in enumerate(self.coder.level_params(crops)):
+            stride = SAMPLE_STRIDE[level]
+            params, x = sample_blocks(full_params, stride), sample_blocks(full_x, stride)
             nll = -log_prob(params, x, k) / LN2
             out.append(nll.mean(dim=(1, 2, 3)))
             out.append(entropy_bits(params, x, k).mean(dim=(1, 2, 3)))

@@ -131,6 +131,12 @@ def bits_per_subpixel(coder: Coder, crops: torch.Tensor, batch: int = 16) -> flo
     return float(torch.cat(costs).mean())
 
 
+def _identity(recipe: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run must share with its checkpoint: all but the budget."""
+    train = {k: v for k, v in recipe["train"].items() if k not in ("minutes", "max_steps")}
+    return {**recipe, "train": train}
+
+
 @dataclass
 class TrainResult:
     coder: Coder
@@ -180,8 +186,11 @@ def train_coder(
     step, used = 0, 0.0
     if checkpoint.exists():
         state = torch.load(checkpoint, weights_only=False)
-        if state["recipe"] != recipe.model_dump():
-            raise ConfigError(f"{checkpoint}: written by another recipe; resume with the same one")
+        if _identity(state["recipe"]) != _identity(recipe.model_dump()):
+            raise ConfigError(
+                f"{checkpoint}: written by another recipe; resume with the same one (only "
+                "train.minutes and train.max_steps may change)"
+            )
         coder.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, used = int(state["step"]), float(state["seconds"])
