@@ -143,6 +143,7 @@ def build_bundle(
         "test_crops": summary.get("test_crops"),
     }
     card = {
+        "title": "fakescope zero_shot detector (a model of real photos, never a fake)",
         "data": (
             "Real photos only: the repositories of shared/data/real_sources.tsv (ImageNet "
             "samples, ImageNet detection photos, the NeurIPS-17 dev set, BSDS500, grocery, "

@@ -126,10 +126,16 @@ def _log1mexp(d: torch.Tensor) -> torch.Tensor:
     return torch.where(d < 1e-3, torch.log(series), torch.log(direct))
 
 
+def _logsigmoid(x: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(x)), stable for large |x| in ONNX too (its LogSigmoid is log(Sigmoid(x)),
+    -inf below about -88)."""
+    return torch.clamp(x, max=0.0) - torch.log(1.0 + torch.exp(-torch.abs(x)))
+
+
 def _log_bin(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """log(sigmoid(hi) - sigmoid(lo)) for hi > lo, computed stably:
     sigmoid(hi) - sigmoid(lo) = sigmoid(hi) * sigmoid(-lo) * (1 - exp(lo - hi))."""
-    return F.logsigmoid(hi) + F.logsigmoid(-lo) + _log1mexp(hi - lo)
+    return _logsigmoid(hi) + _logsigmoid(-lo) + _log1mexp(hi - lo)
 
 
 def log_prob(params: torch.Tensor, x: torch.Tensor, mixtures: int) -> torch.Tensor:
