@@ -289,9 +289,17 @@ def cmd_report(args: argparse.Namespace) -> None:
         ]
 
     alt = ("d0", "d1", "d2", "slope", "nll0", "h0")
+    two = ("d0", "d1", "slope")  # two-sided: distance from the held-out real photos' median
+    med = {
+        a: float(np.median([r["stats"][a] for r in pick("real_photos", "real")] or [0]))
+        for a in two
+    }
     header = (
         f"{'set':22s} {'n_r':>4s} {'n_f':>4s} {'AUC':>6s} {'acc':>6s} {'r->F':>6s} "
-        f"{'unsure':>6s} " + " ".join(f"{'-' + a:>6s}" for a in alt)
+        f"{'unsure':>6s} "
+        + " ".join(f"{'-' + a:>6s}" for a in alt)
+        + " "
+        + " ".join(f"{'|' + a + '|':>7s}" for a in two)
     )
     if gen_band:
         header += f" {'gen AUC':>7s} {'gen acc':>7s} {'gen r->F':>8s}"
@@ -312,9 +320,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         r_to_f = float(np.mean([confident_fake(r) for r in reals]))
         unsure = float(np.mean([unreadable(r) or low < r["p"] < high for r in both]))
         alts = [_auc(y, -np.array([r["stats"][a] for r in both])) for a in alt]
+        twos = [_auc(y, np.abs(np.array([r["stats"][a] for r in both]) - med[a])) for a in two]
         line = (
             f"{set_name:22s} {len(reals):4d} {len(fakes):4d} {auc:6.3f} {acc:6.3f} "
-            f"{r_to_f:6.3f} {unsure:6.3f} " + " ".join(f"{a:6.3f}" for a in alts)
+            f"{r_to_f:6.3f} {unsure:6.3f} "
+            + " ".join(f"{a:6.3f}" for a in alts)
+            + " "
+            + " ".join(f"{a:7.3f}" for a in twos)
         )
         if gen_band:
             (glow, ghigh), gthr = gen_band
@@ -343,21 +355,21 @@ def cmd_report(args: argparse.Namespace) -> None:
     )
     transforms = sorted({r["transform"] for r in rows})
     fam = sorted({r["set"] for r in rows if r["transform"] != "none" and r["label"] == "fake"})
-    print(f"{'family':22s} " + " ".join(f"{t:>15s}" for t in transforms))
+    print(f"{'family':22s} " + " ".join(f"{t:>17s}" for t in transforms))
     for set_name in fam:
         cells = []
         for t in transforms:
             reals = pick("real_photos", "real", t)
             fakes = pick(set_name, "fake", t)
             if not fakes or not reals:
-                cells.append(f"{'-':>15s}")
+                cells.append(f"{'-':>17s}")
                 continue
             n = min(len(reals), len(fakes))
             reals_t = reals if t != "none" else reals
             y = np.array([0] * len(reals_t) + [1] * len(fakes))
             p = np.array([r["p"] for r in reals_t + fakes])
             unr = np.mean([unreadable(r) for r in reals_t + fakes])
-            cells.append(f"{_auc(y, p):6.3f} ({unr:4.2f}) {n:2d}"[:15].rjust(15))
+            cells.append(f"{_auc(y, p):.3f} ({unr:.2f}) n{n}".rjust(17))
         print(f"{set_name:22s} " + " ".join(cells))
     reals_cf = {
         t: np.mean([confident_fake(r) for r in pick("real_photos", "real", t)] or [0])

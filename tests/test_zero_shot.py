@@ -118,7 +118,7 @@ def test_gap_statistic_is_the_same_in_torch_and_onnx(trained: Coder) -> None:
 def test_recipe_is_strict() -> None:
     recipe = load_recipe(None)
     assert recipe.train.crop % 8 == 0 and recipe.train.minutes <= 90
-    with pytest.raises(ConfigError, match="train.crop"):
+    with pytest.raises(ConfigError, match=r"train: .*crop \(60\) must be a multiple of 8"):
         load_recipe(None, ["train.crop=60"])
     with pytest.raises(ConfigError, match="coder.depth"):
         load_recipe(None, ["coder.depth=3"])
@@ -198,11 +198,14 @@ def test_bundle_info_and_predict_on_the_cli(bundle: Path, tmp_path: Path) -> Non
     info = runner.invoke(cli.app, ["info", "--bundle", str(bundle)])
     assert info.exit_code == 0, info.output
     assert "zero_shot" in info.output and "Real data modelled" in info.output
+    out = tmp_path / "out.json"
     result = runner.invoke(
-        cli.app, ["predict", str(tmp_path), "--bundle", str(bundle), "--format", "json"]
+        cli.app,
+        ["predict", str(tmp_path / "a.png"), str(tmp_path / "tiny.png"), "--bundle", str(bundle)]
+        + ["--format", "json", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
-    rows = {Path(r["path"]).name: r for r in json.loads(result.output)}
+    rows = {Path(r["path"]).name: r for r in json.loads(out.read_text())}
     assert 0.0 <= rows["a.png"]["p_fake"] <= 1.0 and rows["a.png"]["error"] is None
     assert rows["tiny.png"]["unsure"] and rows["tiny.png"]["in_domain"] is False  # enlarged
     detector = load_detector(bundle)

@@ -98,9 +98,12 @@ def build_bundle(
 ) -> Path:
     """Fit the threshold on up to `per_source` held-back real photos of each source (the
     ``calib`` split; photos smaller than a crop are left out) and write the bundle."""
+    from fakescope.zero_shot.onnx_graph import FeatureSession, export_features
+
     coder = load_coder(run_dir, recipe)
-    graph = GapFeatures(coder).eval()
     pre = crop_preprocessing(side, crops)
+    # onnxruntime computes the same features (parity-checked on export) many times faster
+    graph = FeatureSession(export_features(coder, side))
     rng = np.random.default_rng(recipe.data.seed)
     by_source: dict[str, list[RealImage]] = {}
     for image in calib_images(recipe):
