@@ -48,9 +48,10 @@ META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
 ENSEMBLE_KIND = "ensemble"
 FACE_AWARE_KIND = "face_aware"  # a whole-image detector with a face specialist's second look
+ZERO_SHOT_KIND = "zero_shot"  # a real-image coder's coding-gap statistic (fakescope.zero_shot)
 MEMBERS_DIR = "members"
 
-BundleKind = Literal["single", "ensemble", "face_aware"]
+BundleKind = Literal["single", "ensemble", "face_aware", "zero_shot"]
 
 
 def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
@@ -212,6 +213,8 @@ def bundle_kind(path: str | os.PathLike[str]) -> BundleKind:
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == ENSEMBLE_KIND:
         return "ensemble"
+    if kind == ZERO_SHOT_KIND:
+        return "zero_shot"
     return "face_aware" if kind == FACE_AWARE_KIND else "single"
 
 
@@ -311,6 +314,11 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
         raise BundleError(
             f"{path}: a {raw['kind']} bundle combines other bundles and has no weights of its "
             "own; load it with fakescope.detectors.load_detector"
+        )
+    if raw.get("kind") == ZERO_SHOT_KIND:
+        raise BundleError(
+            f"{path}: a zero-shot bundle holds a real-image coder, not a classifier; load it "
+            "with fakescope.detectors.load_detector"
         )
     meta = BundleMeta.from_dict(raw)
     if meta.architecture not in list_models():
@@ -535,7 +543,7 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
 
     folder = Path(path)
     meta = read_meta(folder)
-    if meta.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND):
+    if meta.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND, ZERO_SHOT_KIND):
         raise BundleError(f"{folder}: a {meta['kind']} bundle's fields are fitted; rebuild it")
     meta.update(changes)
     updated = BundleMeta.from_dict(meta)
@@ -555,6 +563,8 @@ SHIPPED_DETECTORS: dict[str, str] = {
     "faces": "faces_detector",  # the face specialist (configs/faces_lite2.yaml), for --faces
     # general, with the face specialist's score averaged in where a face fills the image
     "general_faces": "general_faces_detector",  # tools/ship_default_detector.py builds it
+    # a model of real photos only; p(fake) from its coding-cost gap (fakescope.zero_shot)
+    "zero_shot": "zero_shot_detector",
 }
 """Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept.
 A name whose folder is not installed (a slimmed-down copy) is refused with a message saying so."""

@@ -20,6 +20,7 @@ from rich.text import Text
 from fakescope import __version__
 from fakescope.atomic import atomic_write_text
 from fakescope.errors import FakescopeError
+from fakescope.zero_shot.cli import app as zero_shot_app
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,6 +35,7 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect and split data sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(zero_shot_app, name="zero-shot")
 console = Console(stderr=True)
 out = Console()
 

@@ -178,6 +178,12 @@ def export_onnx(
             f"whole-image detector and a face specialist): export its members ({members}) one "
             "by one; `--runtime onnx` runs the face-aware bundle on both"
         )
+    if raw.get("kind") == "zero_shot":
+        raise ExportError(
+            f"{bundle_path} is a zero-shot bundle: its coder and coding-gap features export "
+            f"with `fakescope zero-shot export --bundle {bundle_path} --out FILE.onnx`, and "
+            "`--runtime onnx` runs it on onnxruntime directly"
+        )
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
     if check_images:

@@ -6,9 +6,10 @@
     detector.capabilities.can_explain             # ask, don't probe
 
 One module per kind, each registered with :func:`register_kind`: ``pytorch`` (one model),
-``onnx`` (onnxruntime), ``ensemble`` (a bundle of bundles) and ``face_aware`` (a whole-image
-detector with a face specialist's second look at close-up faces). A new kind is a new module
-here, imported below.
+``onnx`` (onnxruntime), ``ensemble`` (a bundle of bundles), ``face_aware`` (a whole-image
+detector with a face specialist's second look at close-up faces) and ``zero_shot`` (a model of
+real photos and its coding-gap statistic; its own package, `fakescope.zero_shot`). A new kind
+is a new module here (or a package of its own), imported below.
 """
 
 from fakescope.detectors.base import (
@@ -25,6 +26,7 @@ from fakescope.detectors.ensemble import EnsembleDetector
 from fakescope.detectors.face_aware import FaceAwareDetector
 from fakescope.detectors.onnx import OnnxDetector
 from fakescope.detectors.pytorch import TorchDetector
+from fakescope.zero_shot.detector import ZeroShotDetector, ZeroShotOnnxDetector
 
 __all__ = [
     "RUNTIMES",
@@ -37,6 +39,8 @@ __all__ = [
     "PixelScores",
     "Runtime",
     "TorchDetector",
+    "ZeroShotDetector",
+    "ZeroShotOnnxDetector",
     "load_detector",
     "register_kind",
 ]

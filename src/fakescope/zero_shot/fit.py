@@ -1,0 +1,106 @@
+"""From an image's coding-gap statistics to a logit, fitted on real photos only.
+
+The score is a fixed linear form of the statistics (chosen before any fake is looked at: by
+default ``-d0``, how much more cheaply than expected the finest level is coded). The
+threshold is the score that a chosen share of held-back real photos exceed (the false-
+positive rate); the logit is ``(score - threshold) / scale`` with the real photos' spread as
+the scale, so p(fake) = 0.5 at the threshold. Images whose finest level the coder expects to
+be unusually cheap (less expected cost than nearly every real photo: up-scaled, blurred or
+heavily compressed images) cannot be read: their readability score is above 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fakescope.errors import BundleError, ConfigError
+
+
+@dataclass(frozen=True)
+class GapStatistic:
+    """score = sum(weights[name] * stats[name]); logit = (score - center) / scale;
+    readability = floor / stats[readability_feature] (above 1: too smooth to read)."""
+
+    weights: dict[str, float]
+    center: float
+    scale: float
+    fpr: float
+    readability_feature: str = "h0"
+    readability_floor: float = 0.0
+    fitted_on: dict[str, Any] = field(default_factory=dict)
+
+    def score(self, stats: Mapping[str, float]) -> float:
+        return float(sum(w * stats[name] for name, w in self.weights.items()))
+
+    def logit(self, stats: Mapping[str, float]) -> float:
+        return (self.score(stats) - self.center) / self.scale
+
+    def readability(self, stats: Mapping[str, float]) -> float:
+        value = stats[self.readability_feature]
+        return float(self.readability_floor / value) if value > 0 else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GapStatistic:
+        try:
+            stat = cls(
+                weights={str(k): float(v) for k, v in dict(data["weights"]).items()},
+                center=float(data["center"]),
+                scale=float(data["scale"]),
+                fpr=float(data["fpr"]),
+                readability_feature=str(data.get("readability_feature", "h0")),
+                readability_floor=float(data.get("readability_floor", 0.0)),
+                fitted_on=dict(data.get("fitted_on", {})),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(
+                f"the zero-shot statistic in bundle.json is malformed ({exc})"
+            ) from None
+        if not stat.scale > 0:
+            raise BundleError(f"the zero-shot statistic's scale must be positive, not {stat.scale}")
+        return stat
+
+
+def fit_statistic(
+    real_stats: Sequence[Mapping[str, float]],
+    weights: Mapping[str, float],
+    *,
+    fpr: float = 0.05,
+    readability_feature: str = "h0",
+    readability_quantile: float = 0.01,
+    fitted_on: dict[str, Any] | None = None,
+) -> GapStatistic:
+    """Fit the threshold (a `fpr` share of `real_stats` above it), the scale (the reals'
+    score spread, robust) and the readability floor (the `readability_quantile` of the
+    reals' `readability_feature`, halved) on real photos only.
+
+    Raises:
+        ConfigError: fewer than 20 real photos, or a false-positive rate outside (0, 0.5).
+    """
+    if not 0.0 < fpr < 0.5:
+        raise ConfigError(f"the false-positive rate must be in (0, 0.5), not {fpr}")
+    if len(real_stats) < 20:
+        raise ConfigError(
+            f"fitting the threshold needs at least 20 real photos, got {len(real_stats)}"
+        )
+    scores = np.array([sum(w * s[n] for n, w in weights.items()) for s in real_stats])
+    center = float(np.quantile(scores, 1.0 - fpr))
+    q25, q75 = np.quantile(scores, [0.25, 0.75])
+    scale = float(max((q75 - q25) / 1.349, 1e-6))
+    smooth = np.array([s[readability_feature] for s in real_stats])
+    floor = float(np.quantile(smooth, readability_quantile)) * 0.5
+    return GapStatistic(
+        weights=dict(weights),
+        center=center,
+        scale=scale,
+        fpr=fpr,
+        readability_feature=readability_feature,
+        readability_floor=floor,
+        fitted_on={"n_real": len(real_stats), **(fitted_on or {})},
+    )

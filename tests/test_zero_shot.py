@@ -1,0 +1,248 @@
+"""The zero-shot kind: the coder's distributions, its coding costs, the gap statistic in torch
+and ONNX, the recipe and trainer, and a bundle through info, predict and the HTTP API."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from imagegen import encode
+from liveserver import thread_server
+from PIL import Image
+from typer.testing import CliRunner
+
+from fakescope import cli
+from fakescope.bundle import WEIGHTS_FILE, read_meta
+from fakescope.detectors import ZeroShotDetector, load_detector
+from fakescope.errors import BundleError, ConfigError
+from fakescope.serve import ServeSettings, create_app
+from fakescope.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
+from fakescope.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
+from fakescope.zero_shot.data import REAL_PHOTO_FOLDERS, assign_split
+from fakescope.zero_shot.fit import fit_statistic
+from fakescope.zero_shot.onnx_graph import FeatureSession, export_features
+from fakescope.zero_shot.recipe import load_recipe
+from fakescope.zero_shot.statistic import (
+    GapFeatures,
+    crop_features,
+    entropy_bits,
+    image_statistics,
+)
+from fakescope.zero_shot.train import train_coder
+
+TINY = CoderConfig(width=8, blocks=1, mixtures=3, residual=1)
+
+
+def smooth_image(rng: np.random.Generator, side: int = 64) -> np.ndarray:
+    """A photo-like toy: gradients and a soft blob, a little noise."""
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    out = np.empty((side, side, 3))
+    for c in range(3):
+        a, b, d = rng.uniform(-120, 120, 3)
+        cy, cx = rng.uniform(0, 1, 2)
+        out[..., c] = 128 + a * xx + b * yy + d * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) * 8)
+    out += rng.normal(0, 2, out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def batch(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+
+
+@pytest.fixture(scope="module")
+def trained() -> Coder:
+    """A tiny coder trained for a few seconds on smooth toy images."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    coder = Coder(TINY)
+    opt = torch.optim.Adam(coder.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = coder.bits(batch([smooth_image(rng, 32) for _ in range(8)])).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return coder.eval()
+
+
+def test_each_sub_pixel_distribution_sums_to_one_over_256_values() -> None:
+    torch.manual_seed(1)
+    coder = Coder(TINY).eval()
+    x0 = batch([np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)])
+    with torch.no_grad():
+        for params, x in coder.level_params(x0):
+            logp = log_pmf(params, x, TINY.mixtures)
+            assert logp.shape[2] == 256
+            assert torch.allclose(logp.exp().sum(dim=2), torch.ones(1), atol=1e-5)
+            picked = logp.gather(2, x.long().unsqueeze(2)).squeeze(2)
+            # the cost of the actual values and the entropy agree with the whole distribution
+            assert torch.allclose(picked, log_prob(params, x, TINY.mixtures), atol=1e-4)
+            entropy = -(logp.exp() * logp).sum(dim=2) / np.log(2)
+            assert torch.allclose(entropy, entropy_bits(params, x, TINY.mixtures), atol=1e-3)
+
+
+def test_pyramid_levels_are_rounded_means() -> None:
+    x0 = torch.tensor([[[[0.0, 1.0], [2.0, 2.0]]]]).expand(1, 3, 2, 2)
+    assert pyramid(x0, 1)[1].flatten().tolist() == [1.0, 1.0, 1.0]  # 1.25 -> 1
+
+
+def test_a_constant_image_costs_far_less_than_noise(trained: Coder) -> None:
+    rng = np.random.default_rng(5)
+    constant = np.full((32, 32, 3), 90, dtype=np.uint8)
+    noise = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    with torch.no_grad():
+        cost = trained.total_bits_per_subpixel(batch([constant, noise]))
+    assert cost[1] > 8.0  # worse than storing the bytes: noise is what it never saw
+    assert cost[0] < 0.4 * cost[1]
+
+
+def test_gap_statistic_is_the_same_in_torch_and_onnx(trained: Coder) -> None:
+    rng = np.random.default_rng(6)
+    crops = batch(
+        [smooth_image(rng), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), smooth_image(rng)]
+    )
+    graph = GapFeatures(trained).eval()
+    expected = crop_features(graph, crops).numpy()
+    got = FeatureSession(export_features(trained, 64))(crops)
+    assert got.shape == expected.shape == (3, 6)
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    a, b = image_statistics(expected), image_statistics(got)
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-3 for k in a)
+    assert expected[1, 0] > expected[0, 0] + 3  # noise costs more than a smooth image
+
+
+def test_recipe_is_strict() -> None:
+    recipe = load_recipe(None)
+    assert recipe.train.crop % 8 == 0 and recipe.train.minutes <= 90
+    with pytest.raises(ConfigError, match=r"train: .*crop \(60\) must be a multiple of 8"):
+        load_recipe(None, ["train.crop=60"])
+    with pytest.raises(ConfigError, match="coder.depth"):
+        load_recipe(None, ["coder.depth=3"])
+
+
+def test_splits_are_fixed_and_stratified() -> None:
+    splits = [assign_split(0, "src", f"{i}.jpg", 0.1, 0.1) for i in range(4000)]
+    assert splits == [assign_split(0, "src", f"{i}.jpg", 0.1, 0.1) for i in range(4000)]
+    assert 0.08 < splits.count("test") / 4000 < 0.12
+    assert 0.08 < splits.count("calib") / 4000 < 0.12
+
+
+def fake_clones(root: Path) -> None:
+    """Every listed repository folder with two small smooth photos."""
+    rng = np.random.default_rng(7)
+    for _, repo, folders, _ in REAL_PHOTO_FOLDERS:
+        for folder in folders:
+            target = root / repo / folder
+            target.mkdir(parents=True, exist_ok=True)
+            for i in range(2):
+                Image.fromarray(smooth_image(rng, 48)).save(target / f"p{i}.png")
+
+
+def test_training_checkpoints_and_resumes(tmp_path: Path) -> None:
+    fake_clones(tmp_path / "clones")
+    keys = [
+        f"data.clones={tmp_path / 'clones'}",
+        "data.shared=null",
+        "data.test=0.3",
+        "coder.width=4",
+        "coder.blocks=1",
+        "coder.mixtures=2",
+        "train.crop=32",
+        "train.batch_size=2",
+        "train.checkpoint_every=1",
+        "train.test_images=4",
+        "train.threads=1",
+    ]
+    run = tmp_path / "run"
+    first = train_coder(load_recipe(None, [*keys, "train.max_steps=2"]), run)
+    assert first.steps == 2 and (run / "checkpoint.pt").is_file()
+    with pytest.raises(ConfigError, match="--resume"):
+        train_coder(load_recipe(None, [*keys, "train.max_steps=2"]), run)
+    with pytest.raises(ConfigError, match="another recipe"):
+        train_coder(
+            load_recipe(None, [*keys, "coder.width=5", "train.max_steps=4"]), run, resume=True
+        )
+    again = train_coder(load_recipe(None, [*keys, "train.max_steps=4"]), run, resume=True)
+    assert again.steps == 4
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["test_bits_per_subpixel"] > 0
+
+
+@pytest.fixture(scope="module")
+def bundle(trained: Coder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(8)
+    graph = GapFeatures(trained).eval()
+    pre = crop_preprocessing(64, 2)
+    stats = [
+        image_statistics(
+            crop_features(
+                graph,
+                torch.from_numpy(pre.to_uint8(Image.fromarray(smooth_image(rng, 80)))).float(),
+            ).numpy()
+        )
+        for _ in range(24)
+    ]
+    out = tmp_path_factory.mktemp("zs") / "bundle"
+    return save_zero_shot_bundle(out, trained, fit_statistic(stats, {"d0": -1.0}), pre)
+
+
+def test_bundle_info_and_predict_on_the_cli(bundle: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    Image.fromarray(smooth_image(rng, 96)).save(tmp_path / "a.png")
+    Image.fromarray(smooth_image(rng, 40)).save(tmp_path / "tiny.png")
+    runner = CliRunner()
+    info = runner.invoke(cli.app, ["info", "--bundle", str(bundle)])
+    assert info.exit_code == 0, info.output
+    assert "zero_shot" in info.output and "Real data modelled" in info.output
+    out = tmp_path / "out.json"
+    result = runner.invoke(
+        cli.app,
+        ["predict", str(tmp_path / "a.png"), str(tmp_path / "tiny.png"), "--bundle", str(bundle)]
+        + ["--format", "json", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in json.loads(out.read_text())}
+    assert 0.0 <= rows["a.png"]["p_fake"] <= 1.0 and rows["a.png"]["error"] is None
+    assert rows["tiny.png"]["unsure"] and rows["tiny.png"]["in_domain"] is False  # enlarged
+    detector = load_detector(bundle)
+    assert isinstance(detector, ZeroShotDetector) and not detector.capabilities.can_explain
+    on_onnx = load_detector(bundle, runtime="onnx").predict([tmp_path / "a.png"])[0]
+    assert on_onnx.p_fake == pytest.approx(rows["a.png"]["p_fake"], abs=1e-3)
+
+
+def test_bundle_tampering_is_refused(bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    assert read_meta(copy)["kind"] == "zero_shot"
+    with open(copy / WEIGHTS_FILE, "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(BundleError, match="checksum"):
+        load_detector(copy)
+
+
+def test_bundle_behind_the_http_api(bundle: Path) -> None:
+    detector = load_detector(bundle)
+    rng = np.random.default_rng(10)
+    data = encode(smooth_image(rng, 96), "PNG")
+    with thread_server(create_app(detector, ServeSettings(max_wait_ms=5))) as url:
+        response = httpx.post(
+            f"{url}/v1/predict",
+            files=[("files", ("a.png", data, "application/octet-stream"))],
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        result = response.json()["results"][0]
+        expected = detector.predict([data])[0]
+        assert result["p_fake"] == pytest.approx(expected.p_fake, abs=1e-5)
+        assert result["label"] == expected.label
+        card = httpx.get(f"{url}/v1/model", timeout=30).json()
+        assert card["model_card_markdown"].startswith("# Model card")
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (96, 96)
