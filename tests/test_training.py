@@ -187,6 +187,15 @@ def test_training_learns_the_toy_task_and_writes_a_run(toy_folder: Path, tmp_pat
     assert len(history) == result.epochs_run and history[0]["images_per_second"] > 0
 
 
+def test_training_gives_the_callers_denormal_floats_back(toy_folder: Path, tmp_path: Path) -> None:
+    """Training flushes denormals to zero (fast on x86) and must not leave the process so:
+    other code in it (hypothesis, face detection) needs IEEE subnormals."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    assert (tiny * 1.0).item() != 0.0
+    train(toy_folder, tiny_recipe(epochs=1), tmp_path / "run", progress=False)
+    assert (tiny * 1.0).item() != 0.0
+
+
 def test_existing_run_needs_resume(toy_folder: Path, tmp_path: Path) -> None:
     train(toy_folder, tiny_recipe(epochs=1), tmp_path / "run", progress=False)
     with pytest.raises(ConfigError, match="--resume"):

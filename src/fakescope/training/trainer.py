@@ -120,6 +120,12 @@ def schedule_position(step: int, total: int, elapsed: float, budget: float | Non
     return max(step, min(total, int(elapsed / budget * total)))
 
 
+def _denormals_flushed() -> bool:
+    """Whether this thread's CPU flushes denormal floats to zero now (no getter in torch)."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal
+    return bool((tiny * 1.0).item() == 0.0)
+
+
 def _epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
@@ -528,8 +534,12 @@ class Trainer:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if self.device.type == "cpu":
-            # denormal floats (tiny gradients late in training) are very slow on x86 CPUs
+            # denormal floats (tiny gradients late in training) are very slow on x86 CPUs; the
+            # setting is process-wide, so `fit` puts the caller's back when it ends
+            flushed_before = _denormals_flushed()
             torch.set_flush_denormal(True)
+        else:
+            flushed_before = None
         self._load_data()
         self._build()
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -552,11 +562,15 @@ class Trainer:
             else distributed.NullWriter()
         )
         try:
-            with _interrupt_flag() as flag:
-                self._loop(state, aug_gen, writer, flag)
+            try:
+                with _interrupt_flag() as flag:
+                    self._loop(state, aug_gen, writer, flag)
+            finally:
+                writer.close()
+            return self.dist.from_main(lambda: self._finish(state))
         finally:
-            writer.close()
-        return self.dist.from_main(lambda: self._finish(state))
+            if flushed_before is not None:
+                torch.set_flush_denormal(flushed_before)
 
     def _out_of_time(self, state: TrainState, started: float) -> bool:
         if self.max_minutes is None:
