@@ -109,8 +109,8 @@ def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place(mtcnn: MtcnnFaceFi
     assert [[(b.x, b.y, b.w, b.h) for b in boxes] for boxes in found] == [
         [(b.x, b.y, b.w, b.h) for b in boxes] for boxes in alone
     ]
-    for boxes, boxes_alone in zip(found, alone):
-        for box, box_alone in zip(boxes, boxes_alone):
+    for boxes, boxes_alone in zip(found, alone, strict=True):
+        for box, box_alone in zip(boxes, boxes_alone, strict=True):
             assert box.confidence == pytest.approx(box_alone.confidence, abs=1e-5)
             assert box.eyes is not None and box_alone.eyes is not None
             assert np.allclose(np.array(box.eyes), np.array(box_alone.eyes), atol=1e-3)
