@@ -193,6 +193,7 @@ class MtcnnFaceFinder(FaceFinder):
         factor: float = 0.709,
         border_retries: tuple[float, ...] = (0.25, 0.5, 0.75),
         retry_min_face: float = 0.5,
+        min_face_share: float = 0.0,
         search_size: int = SEARCH_SIZE,
         batch_size: int = 16,
         device: str = "cpu",
@@ -207,6 +208,8 @@ class MtcnnFaceFinder(FaceFinder):
         self.thresholds = thresholds
         self.border_retries = border_retries
         self.retry_min_face = retry_min_face
+        self.min_face_share = min_face_share
+        self.factor = factor
         self.search_size = search_size
         self.batch_size = batch_size
         self._mtcnn = MTCNN(
@@ -257,7 +260,7 @@ class MtcnnFaceFinder(FaceFinder):
         out: dict[int, list[tuple[float, float, float, float, float, Eyes]]] = {}
         for (height, width), members in groups.items():
             pad = round(border * max(height, width))
-            min_face = self.min_face_size
+            min_face: float = self.first_min_face(min(height, width))
             if border:
                 min_face = max(min_face, round(self.retry_min_face * min(height, width)))
             # facenet-pytorch's pyramid is empty (and it fails) below the minimum face size.
@@ -283,6 +286,17 @@ class MtcnnFaceFinder(FaceFinder):
                     ]
         self._mtcnn.min_face_size = self.min_face_size
         return out
+
+    def first_min_face(self, short_side: int) -> float:
+        """The first pass's minimum face (px) on a search copy of this short side:
+        ``min_face_size / factor**k`` for the largest k that stays within
+        ``min_face_share * short_side``. MTCNN's pyramid scales are then ``12 / min_face_size
+        * factor**(k + i)``: the levels of a ``min_face_size`` search less its first k."""
+        target = self.min_face_share * short_side
+        if target <= self.min_face_size:
+            return self.min_face_size
+        k = math.floor(math.log(target / self.min_face_size) / -math.log(self.factor))
+        return self.min_face_size / self.factor**k
 
 
 def _eyes(landmarks: np.ndarray, pad: int) -> Eyes:
