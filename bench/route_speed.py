@@ -8,26 +8,29 @@ each shared source) and setting: how many images are routed (the specialist join
 routing decisions differ from the former settings, the IoU of the routed boxes where both
 route, and the CPU ms an image of the search alone (the search thread's CPU time, one image a
 call as the route calls it; the settings alternate image by image, so the machine's load
-falls on each alike).
+falls on each alike). Where a setting changes any decision, the default detector scores the
+source under both searches and its ROC-AUC under each is printed.
 
-    python bench/route_speed.py [--per-class 500] [--shares 0.5 0.7]
+    python bench/route_speed.py [--per-class 500] [--shares 0.5 0.7] [--sources modern_photos]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 from _common import DATA, machine, sample_items
 from PIL import Image
 from predict_vs_seed import cpu_flags
+from sklearn.metrics import roc_auc_score
 
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import open_source
 from fakescope.detectors import face_aware, load_detector
-from fakescope.faces import FaceBox, make_face_finder, usable_faces
+from fakescope.faces import FaceBox, FaceFinder, FaceSelector, make_face_finder, usable_faces
 
 # (source, images per class): DFDC and StyleGAN faces are what the route is for; modern photos
 # hold portraits and scenes; LFW face swaps are small faces in a frame; CIFAKE thumbnails are
@@ -53,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.7])
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     args = parser.parse_args()
     detector: Any = load_detector(None, runtime="torch")
     pre = detector.preprocessing
@@ -74,7 +78,8 @@ def main() -> None:
     print(f"route: faces covering >= {fraction:.0%} of the image; finder {policy.finder}")
     header = f"{'source':15s} {'n':>5s} {'setting':15s} {'routed':>6s} {'changed':>7s} "
     print(header + f"{'min IoU':>7s} {'mean IoU':>8s} {'ms/img':>7s} {'retried':>7s}")
-    for name, share_of_n in SOURCES.items():
+    for name in args.sources:
+        share_of_n = SOURCES[name]
         path = DATA / f"{name}.zip"
         if not path.is_file():
             print(f"{name}: {path} not found, skipped")
@@ -88,7 +93,9 @@ def main() -> None:
         for item in items:
             read = source.read_bytes
             img = prepare_or_reason(lambda it=item, r=read: r(it), item.path, lambda i: i)
-            if isinstance(img, str):
+            if isinstance(img, str):  # unreadable: neither searched nor routed
+                for s in settings:
+                    boxes[s].append(None)
                 continue
             assert isinstance(img, Image.Image)
             if not face_aware.could_hold_route_face(img.size):
@@ -118,6 +125,30 @@ def main() -> None:
             for item, a, b in zip(items, former, now, strict=True):
                 if (a is None) != (b is None):
                     print(f"    changed: {item.path}: former {a}, now {b}")
+            if changed:
+                p_former = scores(detector, source, items, settings["former (40 px)"])
+                p_now = scores(detector, source, items, settings[s])
+                y = [it.label for it in items]
+                dp = np.abs(np.array(p_former) - np.array(p_now)).max()
+                print(f"    ROC-AUC of the default on {name}: former "
+                      f"{roc_auc_score(y, p_former):.4f}, {s} {roc_auc_score(y, p_now):.4f}; "
+                      f"max |dp| {dp:.3f}")  # fmt: skip
+
+
+def scores(detector: Any, source: Any, items: list[Any], finder: FaceFinder) -> list[float]:
+    """The default's p(fake) for each item, its face route searching with `finder`."""
+    pre = replace(detector.preprocessing)
+    object.__setattr__(pre, "selector", FaceSelector(pre.policy, finder=finder))
+    p: list[float] = []
+    for start in range(0, len(items), 32):
+        arrays = []
+        for item in items[start : start + 32]:
+            read = source.read_bytes
+            array = prepare_or_reason(lambda it=item, r=read: r(it), item.path, pre.to_uint8)
+            assert not isinstance(array, str), array
+            arrays.append(array)
+        p += detector.score_prepared(arrays).p_fake.tolist()
+    return p
 
 
 def count_retries(finder: Any, counts: dict[str, int], setting: str) -> None:
