@@ -172,6 +172,10 @@ class MtcnnFaceFinder(FaceFinder):
     search again with a mirrored border of each ratio of the image's long side added on every
     side, for faces of at least ``retry_min_face`` times the image's short side (a face that
     overflows the frame is large, so the small scales of the pyramid are skipped).
+    ``min_face_share``: the first pass, too, looks only for faces of about this share of the
+    search copy's short side or more (0: down to ``min_face_size`` whatever the image); the
+    pyramid's levels for smaller windows are dropped whole, so the levels kept are exactly
+    those of a ``min_face_size`` search (see :meth:`first_min_face`).
     ``gray_retry``: last, search images still without a face once more in histogram-
     equalized grey. It recovers strongly colour-graded or dim portraits (a blue-lit face, a
     red light projection: 3 of the 8 StyleGAN-set portraits the other passes miss, 99.4 ->
@@ -260,9 +264,11 @@ class MtcnnFaceFinder(FaceFinder):
         out: dict[int, list[tuple[float, float, float, float, float, Eyes]]] = {}
         for (height, width), members in groups.items():
             pad = round(border * max(height, width))
-            min_face: float = self.first_min_face(min(height, width))
+            min_face: float = self.min_face_size
             if border:
                 min_face = max(min_face, round(self.retry_min_face * min(height, width)))
+            else:
+                min_face = self.first_min_face(min(height, width))
             # facenet-pytorch's pyramid is empty (and it fails) below the minimum face size.
             if min(height, width) + 2 * pad < min_face:
                 continue
