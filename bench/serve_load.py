@@ -2,11 +2,13 @@
 
 Starts two real servers on 127.0.0.1 (micro-batching on: --max-batch 32, and off:
 --max-batch 1), then this process is the load generator: keep-alive HTTP clients in threads
-posting one 256x256 JPEG per request to /v1/predict. Measures single-request latency
-(p50/p99, one client) and throughput at 1, 4 and 16 concurrent clients, alternating the two
-servers so that a change in machine load hits both; counts 5xx and lost requests (sent but
-never answered).
-    python bench/serve_load.py [--bundle PATH] [--seconds 10] [--rounds 2]
+posting one JPEG per request to /v1/predict (256x256 unless --size says otherwise, e.g. 240 or
+1280x720; the first image of --archive, a StyleGAN face unless told, resized to it). Measures
+single-request latency (p50/p99, one client) and throughput at 1, 4 and 16 concurrent
+clients, alternating the two servers so that a change in machine load hits both; counts 5xx
+and lost requests (sent but never answered).
+    python bench/serve_load.py [--bundle PATH] [--seconds 10] [--rounds 2] [--size 1280x720]
+        [--archive modern_photos.zip]
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from PIL import Image
 BOUNDARY = uuid.uuid4().hex
 
 
-def sample_jpeg() -> bytes:
-    """A real face from stylegan_faces.zip (else a CIFAKE photo) as a 256x256 JPEG."""
-    for archive in ("stylegan_faces.zip", "cifake_train.zip"):
+def sample_jpeg(size: tuple[int, int] = (256, 256), first: str = "stylegan_faces.zip") -> bytes:
+    """A real image from `first` (else a CIFAKE photo) as a JPEG of `size`: by default a
+    StyleGAN face at 256x256."""
+    for archive in (first, "cifake_train.zip"):
         path = DATA / archive
         if path.is_file():
             with zipfile.ZipFile(path) as zf:
@@ -45,7 +48,7 @@ def sample_jpeg() -> bytes:
     else:
         sys.exit(f"no data in {DATA}: set FAKESCOPE_DATA_DIR")
     buffer = io.BytesIO()
-    img.resize((256, 256), Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+    img.resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -208,10 +211,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--latency-requests", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each server")
+    parser.add_argument("--size", default="256x256", help="WxH of the JPEG, or one side")
+    parser.add_argument("--archive", default="stylegan_faces.zip", help="where the image is from")
     args = parser.parse_args()
-    body = multipart(sample_jpeg())
+    width, _, height = args.size.partition("x")
+    size = (int(width), int(height or width))
+    body = multipart(sample_jpeg(size, args.archive))
     print(f"machine: {machine()}")
-    print(f"request: one 256x256 JPEG ({len(body):,} bytes of multipart body)")
+    print(
+        f"request: one {size[0]}x{size[1]} JPEG from {args.archive} "
+        f"({len(body):,} bytes of multipart body)"
+    )
     print(f"servers: fakescope serve --threads {args.threads} (torch intra-op threads)")
     modes = {"batching (--max-batch 32)": 32, "no batching (--max-batch 1)": 1}
     ports = {name: free_port() for name in modes}

@@ -188,6 +188,10 @@ def test_decoded_sets_are_cached_under_the_route_and_its_search(
     assert key != cache_key(items, replace(pre, route=FaceRoute(0.3, 0.5)), "fp")
     monkeypatch.setattr(face_aware, "ROUTE_SEARCH_SIZE", 256)
     assert key != cache_key(items, pre, "fp")
+    monkeypatch.undo()
+    assert key == cache_key(items, pre, "fp")
+    monkeypatch.setattr(face_aware, "ROUTE_MIN_FACE_SHARE", 0.0)  # the former, deeper search
+    assert key != cache_key(items, pre, "fp")
 
 
 def test_the_verdict_keeps_the_whole_members_threshold_and_band(

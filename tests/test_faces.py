@@ -98,6 +98,24 @@ def test_a_face_overflowing_the_frame_is_found_by_the_border_retry(
     assert inside(box, close_up) and box.w > 150 and box.h > 150
 
 
+@needs_mtcnn
+def test_a_search_for_large_faces_drops_the_pyramids_smallest_windows_only() -> None:
+    """min_face_share: the first pass starts at the level of a min_face_size search whose
+    window fits the share of the short side, so the levels it keeps are that search's own, and
+    a face that fills the image is found as before (the face route's search)."""
+    full = MtcnnFaceFinder(min_face_size=40, search_size=192, border_retries=(0.25,))
+    large = MtcnnFaceFinder(
+        min_face_size=40, search_size=192, border_retries=(0.25,), min_face_share=0.5
+    )
+    assert full.first_min_face(192) == 40
+    assert large.first_min_face(60) == 40  # a share under min_face_size drops nothing
+    assert large.first_min_face(144) == pytest.approx(40 / 0.709)  # 72 px: one level less
+    assert large.first_min_face(192) == pytest.approx(40 / 0.709**2)  # 96 px: two
+    image = face_image(240)
+    assert large.find_one(image) == full.find_one(image)
+    assert large.find_one(image)[0].area >= 0.3 * 240 * 240
+
+
 def test_a_batch_of_mixed_sizes_keeps_each_image_in_its_place(mtcnn: MtcnnFaceFinder) -> None:
     noise, flat = no_face_images()
     images = [face_image(), noise, face_image(200), flat, zoomed(face_image(), 0.45)]

@@ -66,6 +66,23 @@ def test_auto_scores_on_onnx_with_the_same_domain_scores_and_verdicts(
     assert detector.torch_model("Grad-CAM") is detector.explained_by.torch_model("Grad-CAM")
 
 
+def test_the_first_export_says_what_it_does_once_and_the_cached_one_says_nothing(
+    auto: Path, domain_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first use exports and parity-checks for a minute or more: it says so (a WARNING,
+    which the CLI shows on stderr) instead of looking hung; later uses read the cache."""
+    with caplog.at_level(logging.INFO, logger="fakescope"):
+        load_detector(domain_bundle)
+    said = [r for r in caplog.records if "preparing the ONNX runtime" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert domain_bundle.name in said[0].getMessage()
+    assert str(auto / "onnx") in said[0].getMessage() and "1-3 min" in said[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="fakescope"):
+        assert isinstance(load_detector(domain_bundle), OnnxDetector)
+    assert "preparing the ONNX runtime" not in caplog.text
+
+
 def test_auto_falls_back_to_torch_and_logs_why(
     auto: Path,
     domain_bundle: Path,

@@ -59,8 +59,13 @@ HEADER = 16  # bytes before the members' inputs: routed flag, then the face box 
 # On 1280x720 photos that is 10 ms where three retries take 35 (predict --faces searches a
 # 640 px copy for faces from 20 px); on 400 DFDC crops it finds the same faces (98.8 % fill
 # half the crop) as three retries (BENCHMARKS.md).
+# A face that covers half the image has each side at least half the image's, so the first
+# pass, too, looks only for faces of about half the copy's short side (MTCNN's pyramid less its
+# smallest windows, MtcnnFaceFinder.min_face_share): the same routing and boxes on the shared
+# sources, for less of the search's time (bench/route_speed.py, BENCHMARKS.md).
 ROUTE_SEARCH_SIZE = 192
 ROUTE_MIN_FACE = 40
+ROUTE_MIN_FACE_SHARE = 0.5
 ROUTE_BORDER_RETRIES = (0.25,)
 _EPS = 1e-6
 _SELECTOR_LOCK = threading.Lock()
@@ -106,6 +111,7 @@ class FaceRoutedPreprocessing(Preprocessing):
                 "search": {
                     "size": ROUTE_SEARCH_SIZE,
                     "min_face": ROUTE_MIN_FACE,
+                    "min_face_share": ROUTE_MIN_FACE_SHARE,
                     "border_retries": list(ROUTE_BORDER_RETRIES),
                 },
             },
@@ -178,8 +184,9 @@ def route_finder(policy: FaceCropPolicy) -> FaceFinder:
     """The finder that decides whether a face fills the image (the policy's kind, searching
     only for large faces on a small copy; see ROUTE_SEARCH_SIZE)."""
     options: dict[str, Any] = {"min_face_size": ROUTE_MIN_FACE, "search_size": ROUTE_SEARCH_SIZE}
-    if policy.finder != "haar":  # MTCNN's option (the Haar fallback of "auto" takes none)
+    if policy.finder != "haar":  # MTCNN's options (the Haar fallback of "auto" takes none)
         options["border_retries"] = ROUTE_BORDER_RETRIES
+        options["min_face_share"] = ROUTE_MIN_FACE_SHARE
     return make_face_finder(policy.finder, **options)
 
 

@@ -10,7 +10,8 @@
 
 Why the cache and not a file shipped in the asset bundles: the export is made by the torch
 and onnx versions installed, from the verified weights, and parity-checked on this machine
-before it is used (about 10-30 s, once per bundle version); shipping it would double the
+before it is used (1-3 min on a 2-core CPU, once per bundle version, said on stderr when it
+starts so that the first run does not look hung); shipping it would double the
 assets (a float32 graph beside float16 weights) and carry a file checked elsewhere.
 
 A bundle with a domain model gets its domain score on onnxruntime too: the graph also
@@ -21,6 +22,7 @@ Grad-CAM and embeddings come from the same bundle on PyTorch (`explained_by`).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +47,8 @@ from fakescope.detectors.base import (
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
+
+logger = logging.getLogger(__name__)
 
 _NO_TORCH = "the onnx runtime has no PyTorch model; load the bundle with runtime 'torch'"
 
@@ -218,5 +222,13 @@ def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
                 return model
         except BundleError:
             pass  # a damaged cache entry: export it again
+    # WARNING, not INFO: the CLI configures no logging, and Python's last-resort handler
+    # prints warnings (only) on stderr; a silent minute-long first run looks hung
+    logger.warning(
+        "preparing the ONNX runtime for %s (once; cached in %s): exporting it and checking it "
+        "against PyTorch takes ~1-3 min",
+        path.name,
+        cached.parent,
+    )
     export_onnx(path, cached)
     return OnnxModel(cached)
