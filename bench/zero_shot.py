@@ -33,7 +33,7 @@ from _common import DATA, REPO, machine
 from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
-from fakescope.zero_shot.data import archive_items, real_images
+from fakescope.zero_shot.data import archive_items, recipe_real_images
 from fakescope.zero_shot.recipe import load_recipe
 
 CLONES = REPO.parent / "data" / "clones"
@@ -99,15 +99,7 @@ TRANSFORMS: dict[str, Callable[[Image.Image], Image.Image]] = {
 def held_out_reals(split: str) -> dict[str, list[str]]:
     recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
     d = recipe.data
-    images = real_images(
-        d.clones,
-        d.shared,
-        seed=d.seed,
-        calib=d.calib,
-        test=d.test,
-        archive_calib=d.archive_calib,
-        archive_test=d.archive_test,
-    )
+    images = recipe_real_images(d)
     out: dict[str, list[str]] = {}
     for image in images:
         if image.split == split:

@@ -86,6 +86,17 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 # ---------------------------------------------------------------------------------------
 
 
+def _regex_with_group(value: str, group: str, what: str) -> str:
+    """`value` if it compiles as a regex with the named group `group`, else a ValueError."""
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"pattern {value!r} is not a regex ({exc})") from None
+    if group not in compiled.groupindex:
+        raise ValueError(f"{what} needs a named group {group!r}")
+    return value
+
+
 class IndexRule(BaseModel):
     """Keep only the files an index file in the repository lists, with their generator.
 
@@ -123,13 +134,7 @@ class IndexRule(BaseModel):
     def _has_file_group(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"pattern {value!r} is not a regex ({exc})") from None
-        if "file" not in compiled.groupindex:
-            raise ValueError("the index pattern needs a named group 'file'")
-        return value
+        return _regex_with_group(value, "file", "the index pattern")
 
 
 class GeneratorFromPath(BaseModel):
@@ -144,13 +149,7 @@ class GeneratorFromPath(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _has_key_group(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"pattern {value!r} is not a regex ({exc})") from None
-        if "key" not in compiled.groupindex:
-            raise ValueError("the pattern needs a named group 'key'")
-        return value
+        return _regex_with_group(value, "key", "the pattern")
 
 
 class SourceEntry(BaseModel):

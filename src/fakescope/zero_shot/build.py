@@ -20,7 +20,7 @@ from fakescope.data.transforms import Preprocessing
 from fakescope.errors import ConfigError, ImageError
 from fakescope.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
 from fakescope.zero_shot.coder import Coder, CoderConfig
-from fakescope.zero_shot.data import RealImage, real_images
+from fakescope.zero_shot.data import RealImage, recipe_real_images
 from fakescope.zero_shot.fit import fit_statistic
 from fakescope.zero_shot.recipe import ZeroShotRecipe
 from fakescope.zero_shot.statistic import GapFeatures, crop_features, image_statistics
@@ -71,15 +71,7 @@ def statistics_of_images(
 
 def calib_images(recipe: ZeroShotRecipe) -> list[RealImage]:
     data = recipe.data
-    images = real_images(
-        data.clones,
-        data.shared,
-        seed=data.seed,
-        calib=data.calib,
-        test=data.test,
-        archive_calib=data.archive_calib,
-        archive_test=data.archive_test,
-    )
+    images = recipe_real_images(data)
     return [i for i in images if i.split == "calib"]
 
 

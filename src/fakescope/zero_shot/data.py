@@ -20,6 +20,7 @@ from typing import Literal
 
 from fakescope.data.sources import ARCHIVE_SEP
 from fakescope.errors import SourceError
+from fakescope.zero_shot.recipe import RealData
 
 Split = Literal["train", "calib", "test"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -140,3 +141,16 @@ def archive_items(archive: str | os.PathLike[str], half: str) -> list[str]:
             for m in zf.namelist()
             if m.startswith(f"{half}/") and m.lower().endswith(IMAGE_SUFFIXES)
         )
+
+
+def recipe_real_images(data: RealData) -> list[RealImage]:
+    """`real_images` with the folders, seed and split shares a recipe's ``data`` names."""
+    return real_images(
+        data.clones,
+        data.shared,
+        seed=data.seed,
+        calib=data.calib,
+        test=data.test,
+        archive_calib=data.archive_calib,
+        archive_test=data.archive_test,
+    )

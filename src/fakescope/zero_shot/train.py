@@ -24,7 +24,7 @@ from fakescope.atomic import atomic_write_text
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
 from fakescope.zero_shot.coder import Coder, CoderConfig
-from fakescope.zero_shot.data import RealImage, real_images
+from fakescope.zero_shot.data import RealImage, recipe_real_images
 from fakescope.zero_shot.recipe import ZeroShotRecipe
 
 log = logging.getLogger(__name__)
@@ -171,15 +171,7 @@ def train_coder(
     torch.manual_seed(loop.seed)
     rng = random.Random(loop.seed)
     data = recipe.data
-    images = real_images(
-        data.clones,
-        data.shared,
-        seed=data.seed,
-        calib=data.calib,
-        test=data.test,
-        archive_calib=data.archive_calib,
-        archive_test=data.archive_test,
-    )
+    images = recipe_real_images(data)
     stream = CropStream([i for i in images if i.split == "train"], recipe, rng)
     coder = Coder(CoderConfig(**recipe.coder.model_dump()))
     opt = torch.optim.AdamW(coder.parameters(), lr=loop.lr, weight_decay=loop.weight_decay)
