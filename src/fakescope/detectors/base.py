@@ -455,3 +455,29 @@ def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
     except ImportError as exc:
         logger.warning("%s: scoring with PyTorch: onnxruntime is not installed (%s)", bundle, exc)
     return load_detector(path, runtime="torch", device=device)
+
+
+class DomainScoringDetector(Detector):
+    """A one-model detector (either runtime) whose bundle may carry a domain model: the
+    domain score comes from the same pass as p(fake), the size score from the model."""
+
+    domain: DomainModel | None
+
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B,) and penultimate features (B, D) of a prepared batch."""
+        raise NotImplementedError
+
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
+        """p(fake), and with a domain model the domain score from the same pass."""
+        if self.domain is None:
+            return super().score_prepared(arrays, batch_size=batch_size)
+        return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
+
+    def size_score(self, width: int, height: int) -> float | None:
+        """How far an image's size is outside the sizes this detector was trained on (above 1:
+        outside), for detectors that resize their input; None when it does not apply."""
+        if self.domain is None or self.domain.short_side is None:
+            return None
+        return float(self.domain.size_scores(np.array([[width, height]]))[0])

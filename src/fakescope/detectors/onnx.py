@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,7 @@ from fakescope.detectors.base import (
     Capabilities,
     Capability,
     Detector,
-    PixelScores,
-    domain_scored,
+    DomainScoringDetector,
     register_kind,
     stack_arrays,
 )
@@ -54,7 +53,7 @@ _NO_TORCH = "the onnx runtime has no PyTorch model; load the bundle with runtime
 
 
 @register_kind("onnx", "single")
-class OnnxDetector(Detector):
+class OnnxDetector(DomainScoringDetector):
     """Scores with onnxruntime on the CPU: fast, but neither explainable nor differentiable."""
 
     kind = "onnx"
@@ -92,14 +91,6 @@ class OnnxDetector(Detector):
             self._torch = TorchDetector.from_bundle(self.bundle_path, device="cpu")
         return self._torch
 
-    def score_prepared(
-        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
-    ) -> PixelScores:
-        """p(fake), and with a domain model the domain score from the same run."""
-        if self.domain is None:
-            return super().score_prepared(arrays, batch_size=batch_size)
-        return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
-
     def _crops_logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, K, 3, S, S) crops -> logits (B, K), mean features (B, D), identical crops
         scored once (`unique_crops`)."""
@@ -111,12 +102,6 @@ class OnnxDetector(Detector):
     def crop_logits(self, batch: torch.Tensor) -> torch.Tensor:
         flat, counts = unique_crops(batch)
         return repeat_crops(self.image_logits(flat), counts, batch.shape[1])
-
-    def size_score(self, width: int, height: int) -> float | None:
-        """As `TorchDetector.size_score`: from the bundle's domain model, where it has one."""
-        if self.domain is None or self.domain.short_side is None:
-            return None
-        return float(self.domain.size_scores(np.array([[width, height]]))[0])
 
     def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As `TorchDetector.logits_and_features`: logits (B,) and features (B, D); for

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -15,16 +14,14 @@ from fakescope.data.transforms import Preprocessing
 from fakescope.detectors.base import (
     Capabilities,
     Capability,
-    Detector,
-    PixelScores,
-    domain_scored,
+    DomainScoringDetector,
     register_kind,
 )
 from fakescope.detectors.domain import DomainModel
 
 
 @register_kind("torch", "single")
-class TorchDetector(Detector):
+class TorchDetector(DomainScoringDetector):
     """Scores with one PyTorch model: explainable, embeddable and differentiable."""
 
     kind = "torch"
@@ -82,21 +79,6 @@ class TorchDetector(Detector):
         features: torch.Tensor = model.forward_head(stem, pre_logits=True)
         logits: torch.Tensor = model.forward_head(stem)
         return logits.float().view(-1).cpu(), features.float().reshape(len(x), -1).cpu()
-
-    def score_prepared(
-        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
-    ) -> PixelScores:
-        """p(fake), and with a domain model the domain score from the same forward pass."""
-        if self.domain is None:
-            return super().score_prepared(arrays, batch_size=batch_size)
-        return domain_scored(self, self.domain, arrays, batch_size, self.logits_and_features)
-
-    def size_score(self, width: int, height: int) -> float | None:
-        """How far an image's size is outside the sizes this detector was trained on (above 1:
-        outside), for detectors that resize their input; None when it does not apply."""
-        if self.domain is None or self.domain.short_side is None:
-            return None
-        return float(self.domain.size_scores(np.array([[width, height]]))[0])
 
     def torch_model(self, purpose: str, needs: Capability = "explain") -> nn.Module:
         return self.model
