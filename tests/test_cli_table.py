@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from fakescope.cli import _prediction_table
+from fakescope.cli.predict import _prediction_table
 from fakescope.inference import OUT_OF_DOMAIN, Prediction
 
 

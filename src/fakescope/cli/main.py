@@ -1,0 +1,82 @@
+"""The `fakescope` app: its root options, the command modules it registers, the entry point."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from fakescope import __version__
+from fakescope.cli import (
+    bundle_ops,
+    combine,
+    data,
+    demo,
+    evaluate,
+    predict,
+    provenance,
+    robustness,
+    score,
+    serve,
+    train,
+    zero_shot,
+)
+from fakescope.cli.common import console, out
+from fakescope.errors import FakescopeError
+
+app = typer.Typer(
+    help="Detect deepfakes and AI-generated images: audit data, train, evaluate, predict.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES: tuple[ModuleType, ...] = (
+    train,
+    predict,
+    provenance,
+    evaluate,
+    bundle_ops,
+    serve,
+    demo,
+    robustness,
+    combine,
+    score,
+    data,
+    zero_shot,
+)
+"""Every module of `fakescope.cli` that holds commands, in the order `fakescope --help` lists
+them (groups of subcommands, such as `data`, after the commands). Each has `register(app)`."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"fakescope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """fakescope command line."""
+
+
+for _module in COMMAND_MODULES:
+    _module.register(app)
+
+
+def run() -> None:
+    """Entry point that turns fakescope errors into one clear line and exit code 2."""
+    try:
+        app()
+    except FakescopeError as exc:
+        # Text, not markup: a path like "photos[1].jpg" must print as it is; soft_wrap: no
+        # line breaks inside a path, whatever the width of the terminal or of the log.
+        message = Text.assemble(("error: ", "bold red"), str(exc))
+        console.print(message, highlight=False, soft_wrap=True)
+        sys.exit(2)
