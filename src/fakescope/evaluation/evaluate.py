@@ -4,7 +4,7 @@ The decision threshold comes from validation data, never from the test data: the
 (chosen on validation at training time) or one chosen here on `val_source`. The threshold
 that would be best on the test data is reported only as the labelled "oracle".
 
-Each image gets the verdict `predict` would give it (`fakescope.inference.verdicts`): the
+Each image gets the verdict `predict` would give it (`fakescope.verdict.rule.verdicts`): the
 pixel score from `Detector.score_prepared` (with the domain score, for a detector that has a
 domain model), combined with the file's provenance evidence, read from the same bytes the
 pixels are decoded from; unsure inside the unsure band or outside the domain. The metrics

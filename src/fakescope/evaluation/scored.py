@@ -19,7 +19,7 @@ from fakescope.errors import SourceError
 from fakescope.faces import FaceSelector
 from fakescope.provenance import Evidence
 from fakescope.verdict.prediction import Prediction
-from fakescope.verdict.rule import at_threshold, report_joined_faces, verdicts
+from fakescope.verdict.rule import at_threshold, verdicts
 from fakescope.video import VideoPrediction
 
 
@@ -138,14 +138,18 @@ def judged(
     progress: bool = True,
 ) -> ScoredSet:
     """Decoded images scored by `detector.score_prepared` and judged by
-    `fakescope.inference.verdicts` at `threshold`, with each file's evidence (by path)."""
+    `fakescope.verdict.rule.verdicts` at `threshold`, with each file's evidence (by path)."""
     scores = pixel_scores(detector, decoded.images, batch_size=batch_size, progress=progress)
     found = None if evidence is None else [list(evidence.get(p, ())) for p in decoded.paths]
+    # the sizes of what was scored: the size domain check, and a face-aware detector's faces
     predictions = verdicts(
-        at_threshold(detector, threshold), decoded.paths, scores, found, faces=decoded.faces
+        at_threshold(detector, threshold),
+        decoded.paths,
+        scores,
+        found,
+        decoded.sizes,
+        faces=decoded.faces,
     )
-    if decoded.faces is None and decoded.sizes is not None:  # a face-aware detector's faces
-        report_joined_faces(predictions, scores, decoded.sizes)
     generator = {it.path: it.generator for it in items}
     source = {it.path: it.source for it in items}
     return ScoredSet(

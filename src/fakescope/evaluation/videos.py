@@ -73,7 +73,7 @@ def score_videos(
     detector: Detector, folder: SourceSpec, options: VideoOptions, *, progress: bool = True
 ) -> ScoredSet:
     """One verdict per labelled video (`predict_video`'s mean over its sampled frames or
-    faces, judged by `fakescope.inference.verdict`); unreadable videos are skipped with the
+    faces, judged by `fakescope.verdict.rule.verdict`); unreadable videos are skipped with the
     reason. Each prediction's face_note carries the video's note; `videos` its details."""
     found, skipped = labelled_videos(folder)
     paths, labels, predictions, details = [], [], [], []
