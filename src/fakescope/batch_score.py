@@ -58,7 +58,7 @@ class DetectorActor:
     """A Ray Data actor: one Detector, reused for every batch it is given."""
 
     def __init__(self, detector: Detector) -> None:
-        import torch
+        import torch  # in the Ray worker process, where the actor is built
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.detector = detector
@@ -80,7 +80,7 @@ def _blocks(paths: list[str], size: int) -> Iterator[pa.Table]:
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join a Ray cluster ('auto' or HOST:PORT) or start a local one; reuse a running one."""
-    import ray
+    import ray  # Ray: heavy, loaded only when a job runs
 
     if ray.is_initialized():
         return
@@ -124,7 +124,7 @@ def score_to_parquet(
         reasons = "; ".join(f"{path}: {reason}" for path, reason in problems) or "no inputs given"
         raise ScoringError(f"no images to score ({reasons})")
     detector = detector or load_detector(bundle, device="cpu")
-    import ray
+    import ray  # Ray: heavy, loaded only when a job runs
     import ray.data
 
     connect(ray_address, num_cpus=None if ray_address else workers)

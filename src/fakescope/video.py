@@ -141,7 +141,7 @@ class FrameSampler:
         self.note: str | None = None
 
     def __iter__(self) -> Iterator[SampledFrame]:
-        import av
+        import av  # PyAV (FFmpeg): loaded only when a video is read
 
         if not os.path.isfile(self.path):
             raise VideoError(self.path, "does not exist")
@@ -196,7 +196,7 @@ def _duration(container: Any, stream: Any) -> float | None:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
-        import av
+        import av  # PyAV (FFmpeg): loaded only when a video is read
 
         return container.duration / av.time_base
     return None
@@ -413,6 +413,7 @@ def plot_timeline(
 ) -> Path:
     """p(fake) per sampled frame over time, with the threshold, the unsure band, the mean
     (the verdict) and grey ticks for frames left out (no face)."""
+    # matplotlib: loaded only when a timeline is drawn
     from matplotlib.figure import Figure
 
     from fakescope.evaluation.plots import save_figure

@@ -13,6 +13,7 @@ from fakescope.data.sources import open_source
 from fakescope.detectors import load_detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import BOOTSTRAP_RESAMPLES, binary_metrics
+from fakescope.evaluation.report import comparison_report
 from fakescope.evaluation.scored import scored_set, select_items
 
 SourceSpec = str | os.PathLike
@@ -44,9 +45,7 @@ def compare_models(
     """Score several bundles on the same images; write metrics.json, roc.png, pr.png and
     report.html (one table, overlaid curves). Each model keeps its own bundle threshold.
     Images are decoded once per distinct preprocessing."""
-    # matplotlib and the report's templates load only when a comparison is drawn
-    from fakescope.evaluation import plots as P
-    from fakescope.evaluation.report import comparison_report
+    from fakescope.evaluation import plots as P  # matplotlib: only when plots are drawn
 
     if not bundles:
         raise ConfigError("compare needs at least one bundle")

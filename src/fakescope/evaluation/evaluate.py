@@ -15,6 +15,13 @@ instead of the whole image, as `predict --faces` does; predictions.csv then says
 A folder of labelled videos (real/ and fake/ holding .mp4, .webm, ...) is evaluated one row
 per video: each video's verdict is `fakescope.video.predict_video`'s (the mean p(fake) of its
 sampled frames, or of its faces), and the metrics are over videos.
+
+This module runs an evaluation from end to end; its parts live beside it, one job each:
+`scored` (scored and judged images), `threshold_choice` (the threshold and its origin),
+`groups` (per data set / generator rows, selective risk, provenance summary), `videos`
+(folders of labelled videos), `predictions_csv` (predictions.csv and per-image rows) and
+`compare` (several bundles on the same images). Their public names are importable from here
+too, as before.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from fakescope.evaluation.groups import (
 )
 from fakescope.evaluation.metrics import BOOTSTRAP_RESAMPLES, binary_metrics, oracle_metrics
 from fakescope.evaluation.predictions_csv import PREDICTION_COLUMNS, image_rows, write_predictions
+from fakescope.evaluation.report import evaluation_report
 from fakescope.evaluation.results import EvaluationMetrics, GroupTable, SelectiveSummary
 from fakescope.evaluation.scored import (
     ScoredSet,
@@ -366,8 +374,6 @@ def _band(threshold: float, margin: float) -> tuple[float, float]:
 def _build_report(
     metrics: Mapping[str, Any], plots: dict[str, Path], detector: Detector, scored: ScoredSet
 ) -> Any:
-    from fakescope.evaluation.report import evaluation_report
-
     model = {"bundle": metrics.get("bundle"), "architecture": detector.meta.architecture}
     carrying = [i for i, p in enumerate(scored.predictions or []) if p.evidence]
     images = image_rows(scored, carrying, detector.meta.labels)
@@ -379,7 +385,7 @@ def evaluation_plots(
 ) -> dict[str, Path]:
     """The six standard PNG plots, named roc, pr, scores, reliability, thresholds, confusion,
     and with selective risk in `metrics`, risk_coverage (one curve per group and overall)."""
-    from fakescope.evaluation import plots as P
+    from fakescope.evaluation import plots as P  # matplotlib: only when plots are drawn
 
     y, p, t = scored.labels, scored.p_fake, metrics["threshold"]
     cm = metrics["confusion_matrix"]
