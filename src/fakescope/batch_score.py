@@ -13,7 +13,6 @@ is written by the driver.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,28 +27,11 @@ from fakescope.atomic import atomic_path
 from fakescope.data.sources import collect_inputs
 from fakescope.detectors import Detector, load_detector
 from fakescope.errors import ScoringError
-from fakescope.inference import predict_inputs
+from fakescope.verdict.pipeline import predict_inputs
+from fakescope.verdict.schemas import arrow_rows, arrow_schema
 
-SCHEMA = pa.schema(
-    [
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("p_fake", pa.float64()),
-        pa.field("label", pa.string()),
-        pa.field("unsure", pa.bool_()),
-        pa.field("error", pa.string()),
-        # after the first five, as in predict's CSV: pixels, domain and provenance
-        pa.field("p_fake_pixels", pa.float64()),
-        pa.field("unsure_reason", pa.string()),
-        pa.field("domain_score", pa.float64()),
-        pa.field("in_domain", pa.bool_()),
-        pa.field("max_crop_p_fake", pa.float64()),
-        pa.field("evidence", pa.string()),  # JSON: a list of {signal, claim, by, trust, ...}
-        pa.field("disagreement", pa.string()),
-        # a face-aware detector: the face whose score joined ({x, y, w, h} as JSON), and why
-        pa.field("face_box", pa.string()),
-        pa.field("face_note", pa.string()),
-    ]
-)
+SCHEMA = arrow_schema()
+"""The Parquet columns: the Prediction's, as declared in `fakescope.verdict.prediction`."""
 PATHS_PER_BLOCK = 4096  # a block is the unit Ray schedules; an actor scores it batch by batch
 
 
@@ -68,20 +50,15 @@ class ScoreSummary:
 def score_paths(detector: Detector, paths: Sequence[str]) -> pa.Table:
     """Verdict rows (SCHEMA) for item paths, in their order, exactly as `predict` gives them
     (pixels, domain and provenance); bad files get an `error`."""
-    rows = []
-    for result in predict_inputs(detector, list(paths), batch_size=max(1, len(paths))):
-        row = result.to_dict()
-        row["evidence"] = json.dumps(row["evidence"]) if row["evidence"] else None
-        row["face_box"] = json.dumps(row["face_box"]) if row["face_box"] else None
-        rows.append({name: row.get(name) for name in SCHEMA.names})
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+    predictions = predict_inputs(detector, list(paths), batch_size=max(1, len(paths)))
+    return pa.Table.from_pylist(arrow_rows(predictions), schema=SCHEMA)
 
 
 class DetectorActor:
     """A Ray Data actor: one Detector, reused for every batch it is given."""
 
     def __init__(self, detector: Detector) -> None:
-        import torch
+        import torch  # in the Ray worker process, where the actor is built
 
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.detector = detector
@@ -103,7 +80,7 @@ def _blocks(paths: list[str], size: int) -> Iterator[pa.Table]:
 
 def connect(address: str | None, num_cpus: int | None = None) -> None:
     """Join a Ray cluster ('auto' or HOST:PORT) or start a local one; reuse a running one."""
-    import ray
+    import ray  # Ray: heavy, loaded only when a job runs
 
     if ray.is_initialized():
         return
@@ -147,7 +124,7 @@ def score_to_parquet(
         reasons = "; ".join(f"{path}: {reason}" for path, reason in problems) or "no inputs given"
         raise ScoringError(f"no images to score ({reasons})")
     detector = detector or load_detector(bundle, device="cpu")
-    import ray
+    import ray  # Ray: heavy, loaded only when a job runs
     import ray.data
 
     connect(ray_address, num_cpus=None if ray_address else workers)

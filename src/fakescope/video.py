@@ -5,8 +5,11 @@ Sampling: frames are decoded in order and one is kept every ``1 / fps`` seconds 
 (its presentation time); a video longer than ``max_frames / fps`` seconds is sampled more
 sparsely, evenly over its whole duration, so that at most ``max_frames`` frames are scored.
 
-Verdict: ``p_fake`` is the MEAN p(fake) of the scored frames; label and unsure flag come from
-that mean with the bundle's threshold and unsure band, exactly as for one image. Reported
+Verdict: ``p_fake`` is the MEAN p(fake) of the scored frames, judged by the one verdict rule
+(`fakescope.verdict.rule.verdict`) exactly as one image is: the bundle's threshold and unsure
+band, and out of domain when the mean domain score of the scored frames (features and frame
+size) is over 1. A video's file provenance is not read (its frames carry none), so
+``p_fake`` is the pixels' own (``p_fake_pixels``). Reported
 beside it: the fraction of scored frames at or over the threshold and the highest frame score,
 because a video that is fake in only a few seconds shows up there first.
 
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +47,8 @@ from fakescope.faces import (
     make_face_finder,
     usable_faces,
 )
+from fakescope.verdict.prediction import CSV_FIELDS, Prediction, declare, field_specs
+from fakescope.verdict.rule import domain_score_of, verdict
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
@@ -51,14 +56,6 @@ if TYPE_CHECKING:
 # Frames are searched for faces this many at a time (MTCNN batches frames of one size);
 # small enough that the buffered full-size frames stay a few hundred MB at most.
 FACE_BATCH = 8
-VIDEO_CSV_FIELDS = (
-    "frames_sampled",
-    "frames_scored",
-    "fraction_over_threshold",
-    "max_p_fake",
-    "note",
-    "timeline",
-)
 
 
 @dataclass(frozen=True)
@@ -91,25 +88,37 @@ class FrameScore:
 
 
 @dataclass
-class VideoPrediction:
-    """The verdict for one video; `error` is set (and the scores None) when it is unreadable."""
+class VideoPrediction(Prediction):
+    """The verdict for one video: a `Prediction` (judged by the one rule,
+    `fakescope.verdict.rule.verdict`, from the mean p(fake) and the mean domain score of its
+    scored frames; a video's file provenance is not read) and how its frames were sampled
+    and scored. `error` is set (and the scores None) when it is unreadable."""
 
-    path: str
-    p_fake: float | None
-    label: str | None
-    unsure: bool | None
-    error: str | None = None
-    frames_sampled: int = 0
-    frames_scored: int = 0
-    fraction_over_threshold: float | None = None
-    max_p_fake: float | None = None
-    duration: float | None = None
-    note: str | None = None
-    timeline: str | None = None
-    frames: list[FrameScore] = field(default_factory=list)
+    frames_sampled: int = declare("frames sampled from the video", default=0)
+    frames_scored: int = declare(
+        "frames scored (with faces: the frames that had a face)", default=0
+    )
+    fraction_over_threshold: float | None = declare(
+        "fraction of the scored frames at or over the threshold"
+    )
+    max_p_fake: float | None = declare("the highest frame p(fake)")
+    duration: float | None = declare("the video's duration in seconds", csv=None)
+    note: str | None = declare("what was left out and why (frames without a face, ...)")
+    timeline: str | None = declare("the per-frame plot (PNG), when asked for")
+    frames: list[FrameScore] = declare("every sampled frame's score", csv=None, factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "video"}
+
+    def verdict(self) -> Prediction:
+        """The video's verdict alone (a plain Prediction, without the frames)."""
+        return Prediction(**{f.name: getattr(self, f.name) for f in fields(Prediction)})
+
+
+VIDEO_CSV_FIELDS = tuple(
+    spec.name for spec in field_specs(VideoPrediction) if spec.csv and spec.name not in CSV_FIELDS
+)
+"""The CSV columns a video adds after the Prediction's."""
 
 
 @dataclass
@@ -132,7 +141,7 @@ class FrameSampler:
         self.note: str | None = None
 
     def __iter__(self) -> Iterator[SampledFrame]:
-        import av
+        import av  # PyAV (FFmpeg): loaded only when a video is read
 
         if not os.path.isfile(self.path):
             raise VideoError(self.path, "does not exist")
@@ -187,7 +196,7 @@ def _duration(container: Any, stream: Any) -> float | None:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
-        import av
+        import av  # PyAV (FFmpeg): loaded only when a video is read
 
         return container.duration / av.time_base
     return None
@@ -241,6 +250,8 @@ def predict_video(
     sampler = FrameSampler(path, options.fps, options.max_frames)
     selector = FaceSelector(video_face_policy(detector, options)) if options.faces else None
     frames: list[FrameScore] = []
+    whole_sizes: list[tuple[int, int]] = []
+    sizes: dict[int, tuple[int, int]] = {}  # position in `frames` -> its face crop's size
     whole: list[np.ndarray] = []  # every frame, preprocessed: small, and the no-face fallback
     crops: dict[int, np.ndarray] = {}  # position in `frames` -> preprocessed face crop
     pending: list[SampledFrame] = []  # frames waiting for one batched face search
@@ -253,7 +264,9 @@ def predict_video(
             if selection is not None and selection.face_box is not None:
                 box = selection.face_box.xywh
                 crops[len(frames)] = detector.prepare(selection.image)
+                sizes[len(frames)] = selection.image.size
             whole.append(detector.prepare(sampled.image))
+            whole_sizes.append(sampled.image.size)
             frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
         pending.clear()
 
@@ -273,23 +286,28 @@ def predict_video(
                 "they are left out of the verdict"
             )
     else:
-        chosen, inputs = list(range(len(frames))), whole
+        chosen, inputs, sizes = list(range(len(frames))), whole, {}
         if selector:
             notes.append(
                 f"no face found in any of the {len(frames)} sampled frames; "
                 "whole frames were scored instead"
             )
-    scores = detector.score_prepared(inputs, batch_size=batch_size).p_fake
+    pixels = detector.score_prepared(inputs, batch_size=batch_size)
+    scores, max_crop = pixels.p_fake, pixels.max_crop_p_fake
     for position, p in zip(chosen, scores, strict=True):
         frames[position].p_fake = float(p)
 
-    mean = float(np.mean(scores))
-    label, unsure = detector.verdict(mean)
+    judged = verdict(
+        detector,
+        os.fspath(path),
+        float(np.mean(scores)),
+        domain_score=_mean_domain(
+            detector, pixels.domain_score, [sizes.get(i, whole_sizes[i]) for i in chosen]
+        ),
+        max_crop_p_fake=None if max_crop is None else float(max_crop.max()),
+    )
     result = VideoPrediction(
-        path=os.fspath(path),
-        p_fake=mean,
-        label=label,
-        unsure=unsure,
+        **{f.name: getattr(judged, f.name) for f in fields(Prediction)},
         frames_sampled=len(frames),
         frames_scored=len(chosen),
         fraction_over_threshold=float(np.mean(scores >= detector.threshold)),
@@ -302,6 +320,19 @@ def predict_video(
         band = detector.meta.unsure_band
         result.timeline = str(plot_timeline(result, timeline, detector.threshold, band))
     return result
+
+
+def _mean_domain(
+    detector: Detector, domain: np.ndarray | None, sizes: Sequence[tuple[int, int]]
+) -> float | None:
+    """The video's domain score: the mean over its scored frames of each frame's (features
+    and size, `fakescope.verdict.rule.domain_score_of`); None when the detector has none."""
+    per_frame = [
+        domain_score_of(detector, None if domain is None else float(domain[i]), size)
+        for i, size in enumerate(sizes)
+    ]
+    known = [d for d in per_frame if d is not None]
+    return float(np.mean(known)) if known and len(known) == len(per_frame) else None
 
 
 def predict_videos(
@@ -348,7 +379,7 @@ def split_video_inputs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     others: list[str] = []
     for path in paths:
         if os.path.isdir(path):
-            found, has_images = _folder_videos(path)
+            found, has_images = folder_videos(path)
             videos += [v for v in found if v not in videos]
             if has_images or not found:
                 others.append(path)
@@ -360,7 +391,7 @@ def split_video_inputs(paths: Sequence[str]) -> tuple[list[str], list[str]]:
     return videos, others
 
 
-def _folder_videos(folder: str) -> tuple[list[str], bool]:
+def folder_videos(folder: str) -> tuple[list[str], bool]:
     videos, has_images = [], False
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -382,6 +413,7 @@ def plot_timeline(
 ) -> Path:
     """p(fake) per sampled frame over time, with the threshold, the unsure band, the mean
     (the verdict) and grey ticks for frames left out (no face)."""
+    # matplotlib: loaded only when a timeline is drawn
     from matplotlib.figure import Figure
 
     from fakescope.evaluation.plots import save_figure

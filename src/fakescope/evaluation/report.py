@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fakescope import __version__
+from fakescope.verdict.prediction import evidence_text
 
 # Sections every evaluation report has, in page order (placeholders included).
 EVALUATION_SECTIONS = (
@@ -531,7 +532,6 @@ PER_IMAGE_COLUMNS = (
 def per_image_table(images: Sequence[Mapping[str, Any]]) -> str:
     """Images with their verdict's fields (`PER_IMAGE_COLUMNS`); evidence is given either as
     text or as the list of evidence dicts."""
-    from fakescope.inference import evidence_text
 
     def cell(image: Mapping[str, Any], key: str) -> object:
         value = image.get(key)

@@ -17,19 +17,19 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import create_model
 
 from fakescope import __version__
-from fakescope.faces import FaceSelection, FaceSelector
-from fakescope.inference import verdict
+from fakescope.faces import FaceSelector
 from fakescope.model_card import render_model_card
-from fakescope.provenance import Evidence, read_provenance
 from fakescope.serve.access_log import AccessLogMiddleware
 from fakescope.serve.batcher import MicroBatcher, Overloaded
 from fakescope.serve.errors import ApiError, install_error_handlers
-from fakescope.serve.scoring import ImageScore, explain_png, per_image, score_batch
+from fakescope.serve.scoring import ImageScore, explain_png, joined, per_image, score_batch
 from fakescope.serve.settings import ServeSettings
 from fakescope.serve.uploads import Upload, decode_upload, read_uploads
+from fakescope.verdict.pipeline import Prepared, judge, prepare_image, provenance_of
+from fakescope.verdict.schemas import verdict_model
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -105,87 +105,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class EvidenceItem(BaseModel):
-    """One thing the file says about its origin (``fakescope.provenance.Evidence``)."""
-
-    signal: str = Field(
-        description="where it was read: c2pa, xmp, metadata, watermark or exif (camera "
-        "and editing metadata)"
-    )
-    claim: str = Field(
-        description="what it says: ai_generated, ai_edited, captured, tampered, "
-        "remote_manifest, signed (a manifest stating neither AI nor capture), "
-        "capture_metadata (camera EXIF: make, model, lens, exposure, capture date, GPS "
-        "present or not, software in raw; shown, not counted in p_fake) or "
-        "inconsistent_metadata (EXIF contradicting itself or the file)"
-    )
-    by: str | None = Field(description="the generator, signer or tool it names, if any")
-    trust: str | None = Field(
-        description="signed evidence: trusted, valid, certificate_problem or "
-        "integrity_failure; null for unsigned metadata and watermarks"
-    )
-    detail: str = Field(description="one human-readable sentence for analysts")
-    decisive: bool = Field(description="strong enough to override the pixel score")
-    raw: dict[str, Any] = Field(description="reader-specific facts (validation codes, ...)")
+Verdict = verdict_model()
+"""One result of /v1/predict: the Prediction's fields as declared in
+`fakescope.verdict.prediction`, with the upload's `filename` in place of its path."""
 
 
-class FaceBoxModel(BaseModel):
-    """A face box: its top-left corner and size in the original image's pixels."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-
-class Verdict(BaseModel):
-    filename: str
-    p_fake: float = Field(
-        description="final calibrated probability that the image is fake: the pixel score "
-        "combined with the file's provenance evidence"
-    )
-    label: str = Field(description="the bundle's label for p_fake at its decision threshold")
-    unsure: bool = Field(
-        description="the verdict is not to be relied on: see unsure_reason (inside the "
-        "unsure band, or unlike the detector's training data)"
-    )
-    unsure_reason: str | None = Field(description="why the verdict is unsure; null if it is not")
-    p_fake_pixels: float = Field(description="the detector's own score from the pixels alone")
-    domain_score: float | None = Field(
-        description="distance to the detector's training data / its threshold: at most 1 is "
-        "in-domain; null when the bundle has no domain model"
-    )
-    in_domain: bool | None = Field(
-        description="domain_score <= 1; null when the bundle has no domain model"
-    )
-    max_crop_p_fake: float | None = Field(
-        description="p(fake) of the most suspicious crop, for detectors that score several "
-        "native-resolution crops; null otherwise"
-    )
-    evidence: list[EvidenceItem] = Field(
-        description="the file's provenance (C2PA Content Credentials, XMP/IPTC, generator "
-        "metadata, watermarks, camera EXIF); empty when it carries none, which is evidence "
-        "of nothing"
-    )
-    disagreement: str | None = Field(
-        description="set when the pixels and the provenance point different ways"
-    )
-    face_box: FaceBoxModel | None = Field(
-        None,
-        description="with faces=true: the face that was scored, in the original image's "
-        "pixels; null when no face was found (then the whole image was scored)",
-    )
-    faces_found: int | None = Field(
-        None, description="with faces=true: how many faces the image holds (0: none)"
-    )
-    face_note: str | None = Field(
-        None, description="with faces=true: what was scored instead when no face was found"
-    )
-
-
-class PredictResponse(BaseModel):
-    results: list[Verdict]
-    model: dict[str, Any]
+PredictResponse = create_model(
+    "PredictResponse",
+    results=(list[Verdict], ...),  # type: ignore[valid-type]  # Verdict: a model, built above
+    model=(dict[str, Any], ...),
+)
 
 
 def model_summary(detector: Detector) -> dict[str, Any]:
@@ -260,17 +189,15 @@ def create_app(
 
 @dataclass
 class Decoded:
-    """An upload ready to score: the decoded image, its model input (`Detector.prepare`)
-    and, when asked for, what its bytes say about its provenance."""
+    """An upload ready to score: the decoded image and the verdict pipeline's `Prepared`
+    (its model input, its provenance evidence when asked for, the face scored)."""
 
     image: Image.Image
-    array: np.ndarray
-    evidence: list[Evidence]
-    face: FaceSelection | None = None  # with faces: what was scored
+    prepared: Prepared
 
 
 Decoder = Callable[..., Awaitable[Decoded]]
-"""(upload, provenance=bool) -> :class:`Decoded`, run off the event loop."""
+"""(upload, provenance=bool, faces=bool) -> :class:`Decoded`, run off the event loop."""
 Batcher = MicroBatcher[ImageScore]
 
 
@@ -352,10 +279,12 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
     selector = FaceSelector(detector.face_policy)  # the finder loads on the first faces=true
 
     def to_input(upload: Upload, provenance: bool, faces: bool = False) -> Decoded:
-        image = decode_upload(upload, settings)
-        face = selector.largest([image])[0] if faces else None
+        image = decode_upload(upload, settings)  # under the server's pixel limits
+        evidence = provenance_of(upload.data, upload.filename) if provenance else []
         try:
-            array = detector.prepare(image if face is None else face.image)
+            prepared = prepare_image(
+                detector, upload.filename, image, evidence, selector if faces else None
+            )
         except Exception as exc:  # exotic sizes that decode but cannot be resized
             raise ApiError(
                 422,
@@ -363,8 +292,7 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
                 f"{upload.filename}: cannot resize the image ({exc})",
                 filename=upload.filename,
             ) from None
-        evidence = _provenance(upload) if provenance else []
-        return Decoded(image, array, evidence, face)
+        return Decoded(image, prepared)
 
     async def decode(upload: Upload, *, provenance: bool = True, faces: bool = False) -> Decoded:
         return await anyio.to_thread.run_sync(
@@ -372,16 +300,6 @@ def _upload_decoder(detector: Detector, settings: ServeSettings) -> Decoder:
         )
 
     return decode
-
-
-def _provenance(upload: Upload) -> list[Evidence]:
-    """The upload's provenance evidence. `read_provenance` never raises by contract; should
-    a reader break anyway, a file we could not read is evidence of nothing, not a 500."""
-    try:
-        return read_provenance(upload.data, upload.filename)
-    except Exception:
-        log.exception("provenance reader failed on %s; scoring the pixels alone", upload.filename)
-        return []
 
 
 def _overloaded(exc: Overloaded) -> ApiError:
@@ -439,8 +357,8 @@ def _add_predict_route(
     authorized: list[Any],
 ) -> None:
     """POST /v1/predict: every uploaded image decoded and its provenance read, its pixels
-    scored in the shared batches, then both joined by `fakescope.inference.verdict` (the
-    rule the CLI and Python API use). faces=true requests go to `face_scorer`, whose
+    scored in the shared batches, then both joined by `fakescope.verdict.judge` (the
+    pipeline the CLI and Python API use). faces=true requests go to `face_scorer`, whose
     summary then comes with the results."""
 
     @app.post(
@@ -461,27 +379,16 @@ def _add_predict_route(
         with batcher.expect(len(uploads)) as expected:  # the model thread waits for these
             decoded = [await scorer.decode(upload, faces=faces) for upload in uploads]
             try:
-                scores = await batcher.score([d.array for d in decoded], expected)
+                arrays = [d.prepared.array for d in decoded if d.prepared.array is not None]
+                scores = await batcher.score(arrays, expected)
             except Overloaded as exc:
                 raise _overloaded(exc) from None
+        judged = judge(detector, [d.prepared for d in decoded], joined(scores), faces=faces)
         results = []
-        for upload, item, score in zip(uploads, decoded, scores, strict=True):
-            judged = verdict(
-                detector,
-                upload.filename,
-                score.p_fake,
-                item.evidence,
-                domain_score=score.domain_score,
-                max_crop_p_fake=score.max_crop_p_fake,
-                image_size=(item.face.image if item.face else item.image).size,
-            )
-            if item.face:
-                judged.with_face(item.face)
-            else:
-                judged.with_joined_face(score.face_box, item.image.size)
-            prediction = judged.to_dict()
-            del prediction["path"], prediction["error"]  # failures are 4xx, not results
-            results.append({"filename": upload.filename, **prediction})
+        for upload, prediction in zip(uploads, judged, strict=True):
+            fields = prediction.to_dict()
+            del fields["path"], fields["error"]  # failures are 4xx, not results
+            results.append({"filename": upload.filename, **fields})
         return {"results": results, "model": scorer.summary}
 
 

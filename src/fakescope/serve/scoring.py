@@ -12,10 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakescope.detectors.base import PixelScores
 from fakescope.evaluation.explain import gradcam, overlay
 
 if TYPE_CHECKING:
-    from fakescope.detectors import Detector, PixelScores
+    from fakescope.detectors import Detector
 
 OVERLAY_MIN_SIZE = 256
 
@@ -48,6 +49,22 @@ def per_image(scores: PixelScores) -> list[ImageScore]:
         ImageScore(float(p), at(scores.domain_score, i), at(scores.max_crop_p_fake, i), boxes[i])
         for i, p in enumerate(scores.p_fake)
     ]
+
+
+def joined(scores: Sequence[ImageScore]) -> PixelScores:
+    """Per-image scores (from the micro-batcher, whatever batches they came in) as one
+    :class:`~fakescope.detectors.PixelScores`, in order, for the verdict pipeline."""
+
+    def column(values: list[float | None]) -> np.ndarray | None:
+        return None if any(v is None for v in values) else np.array(values, dtype=np.float64)
+
+    boxes = [s.face_box for s in scores]
+    return PixelScores(
+        np.array([s.p_fake for s in scores], dtype=np.float64),
+        column([s.domain_score for s in scores]),
+        column([s.max_crop_p_fake for s in scores]),
+        boxes if any(b is not None for b in boxes) else None,
+    )
 
 
 def explain_png(detector: Detector, image: Image.Image) -> tuple[bytes, float]:
