@@ -40,6 +40,9 @@ import torch
 from PIL import Image
 
 from fakescope.errors import ConfigError
+from fakescope.face_box import Box, Eyes, FaceBox
+from fakescope.face_box import Point as Point
+from fakescope.face_box import face_box_dict as face_box_dict
 
 logger = logging.getLogger(__name__)
 
@@ -52,50 +55,6 @@ HAAR_FALLBACK_NOTE = (
     "facenet-pytorch is not installed, so faces are found by OpenCV's Haar cascade, which "
     "misses faces that fill the frame (pip install --no-deps facenet-pytorch)"
 )
-
-Box = tuple[int, int, int, int]
-"""(x, y, w, h) in pixels of the original image."""
-Point = tuple[float, float]
-Eyes = tuple[Point, Point]
-"""The eye on the image's left, then the one on its right: (x, y) each."""
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A face found in an image: (x, y, w, h) in the original image's pixels, inside it.
-
-    ``confidence`` is MTCNN's face probability; OpenCV's Haar cascade gives no comparable
-    score, so its boxes carry None rather than a made-up number. ``eyes``: the centres of
-    the eye on the image's left and the eye on its right, (x, y) in original pixels, from
-    MTCNN's landmarks (None from the Haar cascade, which finds no landmarks).
-    """
-
-    x: int
-    y: int
-    w: int
-    h: int
-    confidence: float | None = None
-    eyes: Eyes | None = None
-
-    @property
-    def roll(self) -> float:
-        """How far the eye line is turned from level, in degrees (positive: clockwise on
-        screen, the right eye lower); 0 without eyes."""
-        if self.eyes is None:
-            return 0.0
-        (lx, ly), (rx, ry) = self.eyes
-        return math.degrees(math.atan2(ry - ly, rx - lx))
-
-    @property
-    def xywh(self) -> Box:
-        return (self.x, self.y, self.w, self.h)
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class FaceFinder(ABC):
@@ -594,11 +553,6 @@ def shared_face_finder(kind: str = "auto") -> tuple[FaceFinder, threading.Lock]:
         if kind not in _shared:
             _shared[kind] = (make_face_finder(kind), threading.Lock())
         return _shared[kind]
-
-
-def face_box_dict(box: FaceBox | None) -> dict[str, int] | None:
-    """{x, y, w, h} in the original image's pixels, or None."""
-    return None if box is None else {"x": box.x, "y": box.y, "w": box.w, "h": box.h}
 
 
 class FaceSelector:

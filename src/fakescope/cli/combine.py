@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from fakescope.cli.common import console, out
-from fakescope.evaluation.report import fmt
+from fakescope.evaluation.tables import fmt
 
 
 def register(app: typer.Typer) -> None:

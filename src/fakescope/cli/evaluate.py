@@ -22,7 +22,7 @@ from fakescope.cli.common import (
     face_bundle,
     out,
 )
-from fakescope.evaluation.report import GROUP_COLUMNS, fmt, metrics_table_rows
+from fakescope.evaluation.tables import GROUP_COLUMNS, fmt, metrics_table_rows
 
 
 def register(app: typer.Typer) -> None:

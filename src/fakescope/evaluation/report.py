@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from fakescope import __version__
+from fakescope.evaluation.tables import GROUP_COLUMNS as GROUP_COLUMNS
+from fakescope.evaluation.tables import METRIC_ROWS as METRIC_ROWS
+from fakescope.evaluation.tables import _interval, fmt
+from fakescope.evaluation.tables import metrics_table_rows as metrics_table_rows
 from fakescope.verdict.prediction import evidence_text
 
 # Sections every evaluation report has, in page order (placeholders included).
@@ -83,17 +87,6 @@ def escape(value: object) -> str:
 
 def slug(title: str) -> str:
     return _ID.sub("-", title.lower()).strip("-") or "section"
-
-
-def fmt(value: object, digits: int = 4) -> str:
-    """A number for a table: floats to `digits` places, None as a dash."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 def image_data_uri(image: str | os.PathLike | bytes) -> str:
@@ -252,33 +245,6 @@ class ReportBuilder:
 
 
 # -- evaluation report ---------------------------------------------------------------------
-METRIC_ROWS = (
-    ("accuracy", "accuracy"),
-    ("balanced_accuracy", "balanced accuracy"),
-    ("precision", "precision (fake)"),
-    ("recall", "recall (fake)"),
-    ("f1", "F1 (fake)"),
-    ("roc_auc", "ROC-AUC"),
-    ("average_precision", "average precision"),
-    ("eer", "equal error rate"),
-    ("tpr_at_fpr_1pct", "TPR at 1% FPR"),
-    ("tpr_at_fpr_5pct", "TPR at 5% FPR"),
-    ("log_loss", "log-loss"),
-    ("brier", "Brier score"),
-    ("ece", "ECE (15 bins)"),
-)
-GROUP_COLUMNS = (
-    ("n", "n"),
-    ("accuracy", "acc"),
-    ("real_accuracy", "real acc"),
-    ("fake_accuracy", "fake acc"),
-    ("f1", "F1"),
-    ("roc_auc", "AUC"),
-    ("average_precision", "AP"),
-    ("coverage", "coverage"),
-    ("risk", "risk"),
-    ("aurc", "AURC"),
-)
 SELECTIVE_COLUMNS = (
     ("n", "n"),
     ("coverage", "coverage"),
@@ -312,16 +278,6 @@ PLOT_CAPTIONS = {
     "risk_coverage": "Risk-coverage curves per group and overall; circles: operating points.",
 }
 OWN_SECTION_PLOTS = ("confusion", "risk_coverage")  # shown in their own sections, not Plots
-
-
-def _interval(pair: Sequence[float] | None, digits: int = 4) -> str:
-    return "-" if not pair else f"[{pair[0]:.{digits}f}, {pair[1]:.{digits}f}]"
-
-
-def metrics_table_rows(metrics: Mapping[str, Any]) -> list[tuple[str, float | None, str]]:
-    """(label, value, "[lo, hi]" or "-") for each headline metric."""
-    ci = metrics.get("ci95") or {}
-    return [(label, metrics.get(key), _interval(ci.get(key))) for key, label in METRIC_ROWS]
 
 
 def group_table(per_group: Mapping[str, Any]) -> str:

@@ -20,10 +20,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from fakescope.faces import FaceSelection, face_box_dict
+from fakescope.face_box import face_box_dict
 from fakescope.provenance.evidence import CAPTURE_METADATA
+
+if TYPE_CHECKING:  # the face finders need torch; a Prediction does not
+    from fakescope.faces import FaceSelection
 
 __all__ = [
     "CSV_FIELDS",
