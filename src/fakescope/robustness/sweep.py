@@ -26,6 +26,12 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fakescope.data.corruptions import (
+    CORRUPTIONS,
+    DEFAULT_SEVERITIES,
+    SEVERITY_UNITS,
+    apply_corruption,
+)
 from fakescope.data.decode import load_image
 from fakescope.data.multi_source import stratified_subsample
 from fakescope.data.sources import Item, Source, open_source
@@ -34,13 +40,7 @@ from fakescope.detectors import Detector
 from fakescope.errors import ConfigError, FakescopeError, ImageError
 from fakescope.evaluation.evaluate import group_row, model_names, select_items
 from fakescope.faces import FaceCropPolicy, FaceSelector
-from fakescope.robustness.attacks import attack
-from fakescope.robustness.corruptions import (
-    CORRUPTIONS,
-    DEFAULT_SEVERITIES,
-    SEVERITY_UNITS,
-    apply_corruption,
-)
+from fakescope.models.attacks import attack
 from fakescope.robustness.plots import (
     plot_attacks,
     plot_corruption_examples,
