@@ -19,14 +19,13 @@ from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics
 from fakescope.models.attacks import eps_label
+from fakescope.robustness.images import corrupt_images, select_subsample
 from fakescope.robustness.report import table_rows
 from fakescope.robustness.sweep import (
     RobustnessConfig,
-    corrupt_images,
     parse_number,
     parse_severities,
     robustness,
-    select_subsample,
 )
 
 
