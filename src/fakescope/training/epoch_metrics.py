@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from fakescope.config import TrainConfig
 from fakescope.data.cache import DecodedSet
-from fakescope.evaluation.metrics import binary_metrics
+from fakescope.metrics.binary import binary_metrics
 from fakescope.training.state import EpochRecord, TrainState, ValMetrics
 
 

@@ -18,10 +18,10 @@ from fakescope.config import Recipe, TrainConfig
 from fakescope.data.cache import DecodedSet
 from fakescope.data.sources import Item, Source
 from fakescope.data.transforms import Preprocessing
-from fakescope.evaluation.metrics import binary_metrics, choose_threshold
-from fakescope.evaluation.results import BinaryMetrics
-from fakescope.evaluation.unsure_band import BandFit, fit_unsure_band
 from fakescope.faces import FaceSelector
+from fakescope.metrics.binary import binary_metrics, choose_threshold
+from fakescope.metrics.shapes import BinaryMetrics
+from fakescope.metrics.unsure_band import BandFit, fit_unsure_band
 from fakescope.training.state import EpochRecord, SourceMetrics, TrainState, TrainSummary
 
 

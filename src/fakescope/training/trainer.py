@@ -15,7 +15,7 @@ from fakescope.config import Recipe, validate_recipe
 from fakescope.data.multi_source import MultiSource, SourceSpec
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.errors import ConfigError
-from fakescope.evaluation.results import BinaryMetrics
+from fakescope.metrics.shapes import BinaryMetrics
 from fakescope.training import distributed
 from fakescope.training.finish import TrainResult
 from fakescope.training.loop import Trainer
