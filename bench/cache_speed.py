@@ -18,7 +18,7 @@ from fakescope.data.cache import StreamingDataset, decode_items
 from fakescope.data.sources import open_source
 from fakescope.data.transforms import Preprocessing
 from fakescope.models import create_model
-from fakescope.training.trainer import autocast_context, resolve_precision
+from fakescope.training.device import autocast_context, resolve_precision
 
 
 def epoch_time(batches, model, pre, precision) -> float:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fakescope.robustness.attacks import attack, attack_loss, fgsm, pgd
+from fakescope.models.attacks import attack, attack_loss, fgsm, pgd
 
 
 def _model_and_data(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

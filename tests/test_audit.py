@@ -241,9 +241,9 @@ def test_near_pairs_match_brute_force():
 
 
 def test_near_pairs_in_blocks_for_crowded_buckets(monkeypatch):
-    from fakescope.data import audit
+    from fakescope.data.audit import phash
 
-    monkeypatch.setattr(audit, "_MAX_PAIRWISE", 7)  # force many blocks per bucket
+    monkeypatch.setattr(phash, "_MAX_PAIRWISE", 7)  # force many blocks per bucket
     rng = np.random.default_rng(0)
     values = np.unique(rng.integers(0, 2**16, size=200, dtype=np.uint64))  # few high bits
     distance = np.array([[bin(int(a ^ b)).count("1") for b in values] for a in values])

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fakescope.errors import ConfigError
-from fakescope.robustness.corruptions import (
+from fakescope.data.corruptions import (
     CORRUPTIONS,
     DEFAULT_SEVERITIES,
     RobustAugment,
@@ -20,6 +19,7 @@ from fakescope.robustness.corruptions import (
     rescale,
     web,
 )
+from fakescope.errors import ConfigError
 
 
 def _photo_like(n: int = 4, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -119,7 +119,7 @@ def test_robust_augment_is_reproducible_and_off_when_probabilities_are_zero() ->
 
 
 def test_batched_per_image_degradations_match_the_single_image_functions() -> None:
-    from fakescope.robustness.corruptions import _blur_each, _jpeg_each, _rescale_each
+    from fakescope.data.corruptions import _blur_each, _jpeg_each, _rescale_each
 
     x = _photo_like(n=6, size=32, seed=5)
     sigmas = [0.0, 0.3, 0.8, 1.0, 1.5, 2.0]

@@ -17,7 +17,8 @@ from fakescope.detectors import Detector
 from fakescope.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import evaluate
-from fakescope.robustness.sweep import RobustnessConfig, attack_target, robustness
+from fakescope.robustness.attacked import attack_target
+from fakescope.robustness.sweep import RobustnessConfig, robustness
 
 
 @pytest.fixture(scope="module")

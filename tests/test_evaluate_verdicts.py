@@ -206,7 +206,8 @@ def test_evaluate_a_native_crop_bundle_with_gallery_and_tsne(
 def test_robustness_of_a_native_crop_bundle_corrupts_and_attacks_the_crops(
     native: tuple[Detector, Path], tmp_path: Path
 ) -> None:
-    from fakescope.robustness.sweep import RobustnessConfig, attack_target, robustness
+    from fakescope.robustness.attacked import attack_target
+    from fakescope.robustness.sweep import RobustnessConfig, robustness
 
     detector, data = native
     model, normalize, pre, _ = attack_target(detector)

@@ -15,7 +15,7 @@ from fakescope.evaluation.calibration import (
     nll,
     probabilities,
 )
-from fakescope.evaluation.metrics import (
+from fakescope.metrics.binary import (
     binary_metrics,
     bootstrap_ci,
     choose_threshold,

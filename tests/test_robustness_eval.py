@@ -12,21 +12,20 @@ from PIL import Image
 from tiny import tiny_bundle
 
 from fakescope.bundle import update_meta
+from fakescope.data.corruptions import DEFAULT_SEVERITIES
 from fakescope.data.decode import load_image
 from fakescope.data.sources import open_source
 from fakescope.detectors import Detector
 from fakescope.errors import ConfigError
 from fakescope.evaluation.metrics import binary_metrics
-from fakescope.robustness.attacks import eps_label
-from fakescope.robustness.corruptions import DEFAULT_SEVERITIES
+from fakescope.models.attacks import eps_label
+from fakescope.robustness.images import corrupt_images, select_subsample
 from fakescope.robustness.report import table_rows
 from fakescope.robustness.sweep import (
     RobustnessConfig,
-    corrupt_images,
     parse_number,
     parse_severities,
     robustness,
-    select_subsample,
 )
 
 

@@ -15,13 +15,8 @@ from fakescope.config import apply_overrides, load_recipe, validate_recipe
 from fakescope.errors import ConfigError
 from fakescope.training.budget import chain_seconds_of
 from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
-from fakescope.training.trainer import (
-    TrainingInterrupted,
-    cosine_factor,
-    schedule_position,
-    train,
-    train_folds,
-)
+from fakescope.training.schedule import cosine_factor, schedule_position
+from fakescope.training.trainer import TrainingInterrupted, train, train_folds
 
 
 # -- recipes -------------------------------------------------------------------------------
@@ -143,8 +138,8 @@ def test_time_budget_moves_the_schedule_on_a_slow_machine() -> None:
 
 def test_class_imbalance_weights_the_loss(toy_folder: Path, tmp_path: Path) -> None:
     from fakescope.data.sources import open_source
+    from fakescope.training.loop import Trainer
     from fakescope.training.run_manifest import prepare_split
-    from fakescope.training.trainer import Trainer
 
     source = open_source(toy_folder)
     recipe = tiny_recipe(epochs=1)
@@ -209,12 +204,12 @@ def test_existing_run_needs_resume(toy_folder: Path, tmp_path: Path) -> None:
 def test_missing_starting_weights_are_refused_before_any_decoding(
     toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fakescope.training import trainer
+    from fakescope.training import batches
 
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded images before refusing")
 
-    monkeypatch.setattr(trainer, "load_or_decode", no_decoding)
+    monkeypatch.setattr(batches, "load_or_decode", no_decoding)
     data = tiny_recipe_data(epochs=1)
     data["model"]["pretrained_path"] = str(tmp_path / "runs" / "stage1" / "bundle")
     with pytest.raises(ConfigError, match=r"model.pretrained_path: .*stage1/bundle does not exist"):
@@ -224,7 +219,7 @@ def test_missing_starting_weights_are_refused_before_any_decoding(
 def test_a_chain_of_stages_shares_one_training_budget(
     toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fakescope.training import trainer
+    from fakescope.training import batches
 
     train(toy_folder, tiny_recipe(epochs=1), tmp_path / "s1", progress=False)
     stage1 = read_meta(tmp_path / "s1" / "bundle")["training"]
@@ -248,7 +243,7 @@ def test_a_chain_of_stages_shares_one_training_budget(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded images before refusing")
 
-    monkeypatch.setattr(trainer, "load_or_decode", no_decoding)
+    monkeypatch.setattr(batches, "load_or_decode", no_decoding)
     spent = tiny_recipe_data(epochs=1, total_minutes=10)
     spent["model"]["pretrained_path"] = str(tmp_path / "s2" / "bundle")
     with pytest.raises(ConfigError, match=r"already trained 10\.\d minutes; nothing .* is left"):

@@ -18,7 +18,8 @@ from fakescope.config import validate_recipe
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import load_detector
 from fakescope.errors import BundleError
-from fakescope.evaluation.unsure_band import band_rates, fit_bundle_band, fit_unsure_band
+from fakescope.evaluation.unsure_band import fit_bundle_band
+from fakescope.metrics.unsure_band import band_rates, fit_unsure_band
 
 
 def two_sources(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,19 +196,19 @@ def test_the_cli_fits_a_copy_and_refuses_the_shipped_detector(
 def test_a_face_detector_is_scored_on_faces_cropped_as_it_was_trained(
     toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fakescope.evaluation import evaluate as evaluate_module
+    from fakescope.evaluation import unsure_band as band_module
     from fakescope.faces import FaceCropPolicy, FaceSelector
 
     policy = FaceCropPolicy(margin=0.4)
     bundle = tiny_bundle(tmp_path / "faces", threshold=0.5, faces=policy.to_dict())
-    real_score_items = evaluate_module.score_items
+    real_score_items = band_module.score_items
     seen: list[object] = []
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.append(kwargs.get("faces"))
         return real_score_items(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(evaluate_module, "score_items", spy)
+    monkeypatch.setattr(band_module, "score_items", spy)
     fit_bundle_band(bundle, toy_folder, progress=False)
     assert isinstance(seen[0], FaceSelector) and seen[0].policy.margin == 0.4
     fit_bundle_band(tiny_bundle(tmp_path / "whole", threshold=0.5), toy_folder, progress=False)

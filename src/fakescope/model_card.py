@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from fakescope.evaluation.results import SCALAR_METRICS
+from fakescope.metrics.shapes import SCALAR_METRICS
 
 if TYPE_CHECKING:
     from fakescope.bundle import BundleMeta

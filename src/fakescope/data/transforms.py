@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fakescope.data.corruptions import RobustAugment
 from fakescope.errors import ConfigError
-from fakescope.robustness.corruptions import RobustAugment
 
 ResizePolicy = Literal["squash", "shorter_crop", "native"]
 Interpolation = Literal["bilinear", "bicubic"]

@@ -17,7 +17,7 @@ from fakescope.evaluation.report import (
     paragraph,
     table_html,
 )
-from fakescope.robustness.attacks import eps_label
+from fakescope.models.attacks import eps_label
 from fakescope.robustness.results import RobustnessResult, RobustnessRow
 
 BLOCK = (

@@ -330,6 +330,7 @@ def synchronize_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     if isinstance(model, nn.modules.batchnorm._BatchNorm):
         raise TypeError("synchronize_batchnorm expects a model, not a bare batch norm")
     if device.type == "cuda":
+        # timm is heavy and only the CUDA path needs it; this module otherwise needs torch only
         from timm.layers import convert_sync_batchnorm
 
         return convert_sync_batchnorm(model)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fakescope.config import DataConfig
+from fakescope.data.audit import find_duplicate_groups
 from fakescope.data.multi_source import MultiSource, stratified_subsample
 from fakescope.data.sources import CsvSource, Item, Source
 from fakescope.data.split_assignment import kfold_items, split_items, write_manifest
@@ -32,8 +33,6 @@ def duplicate_groups(
         return {}
     if mode == "exact":
         return exact_duplicate_groups(source, items)
-    from fakescope.data.audit import find_duplicate_groups
-
     return find_duplicate_groups(source, items=items, progress=progress)
 
 

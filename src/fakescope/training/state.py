@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from fakescope.evaluation.results import BinaryMetrics, PathReason
+from fakescope.data.audit.report import PathReason
+from fakescope.metrics.shapes import BinaryMetrics
 
 
 class ValMetrics(TypedDict):

@@ -51,7 +51,9 @@ def gaussian_blur(
         return batch.clone()
     radius = max(1, math.ceil(3.0 * sigma))
     size = 2 * radius + 1
-    blurred = TF.gaussian_blur(batch.float(), kernel_size=[size, size], sigma=[sigma, sigma])
+    blurred: torch.Tensor = TF.gaussian_blur(
+        batch.float(), kernel_size=[size, size], sigma=[sigma, sigma]
+    )
     return blurred.round_().clamp_(0, 255).to(torch.uint8)
 
 
