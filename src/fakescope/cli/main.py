@@ -9,21 +9,19 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+import fakescope.cli.bundle_ops as bundle_ops
+import fakescope.cli.combine as combine
+import fakescope.cli.data as data
+import fakescope.cli.demo as demo
+import fakescope.cli.evaluate as evaluate
+import fakescope.cli.predict as predict
+import fakescope.cli.provenance as provenance
+import fakescope.cli.robustness as robustness
+import fakescope.cli.score as score
+import fakescope.cli.serve as serve
+import fakescope.cli.train as train
+import fakescope.cli.zero_shot as zero_shot
 from fakescope import __version__
-from fakescope.cli import (
-    bundle_ops,
-    combine,
-    data,
-    demo,
-    evaluate,
-    predict,
-    provenance,
-    robustness,
-    score,
-    serve,
-    train,
-    zero_shot,
-)
 from fakescope.cli.common import console, out
 from fakescope.errors import FakescopeError
 
