@@ -14,9 +14,9 @@ from tiny import tiny_bundle
 
 from fakescope.bundle import read_meta
 from fakescope.detectors import Detector
-from fakescope.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import evaluate
+from fakescope.kinds.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.robustness.sweep import RobustnessConfig, attack_target, robustness
 
 

@@ -20,7 +20,7 @@ from rich.text import Text
 from fakescope import __version__
 from fakescope.atomic import atomic_write_text
 from fakescope.errors import FakescopeError
-from fakescope.zero_shot.cli import app as zero_shot_app
+from fakescope.kinds.zero_shot.cli import app as zero_shot_app
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -1219,8 +1219,8 @@ def ensemble(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Combine bundles into one ensemble bundle (predict, evaluate, robustness, serve take it)."""
-    from fakescope.ensemble import build_ensemble
     from fakescope.evaluation.report import fmt
+    from fakescope.kinds.ensemble import build_ensemble
 
     result = build_ensemble(
         bundles,
@@ -1265,7 +1265,7 @@ def face_aware(
     """Combine a whole-image detector and a face specialist into one face-aware bundle: the
     first scores every image; where a face fills the picture the second scores that face and
     the two are averaged (predict, evaluate, robustness, serve and videos take it)."""
-    from fakescope.bundle import FaceRoute, save_face_aware_bundle
+    from fakescope.kinds.face_aware import FaceRoute, save_face_aware_bundle
 
     route = FaceRoute(min_face_fraction, face_weight)  # refused before anything is written
     path = save_face_aware_bundle(out_dir, whole, faces, route)

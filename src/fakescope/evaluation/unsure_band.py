@@ -225,7 +225,7 @@ def fit_bundle_band(
     when the source names them; the largest faces for a detector trained on face crops) and
     store it in the bundle, re-signed.
 
-    `split` defaults to "val" when the source has one. Shipped detectors and ensembles are
+    `split` defaults to "val" when the source has one. Shipped detectors and combined bundles are
     refused first (`check_rewritable`)."""
     # scoring pulls in the detectors; the fit itself (used by the trainer) needs numpy only
     from fakescope.bundle import read_meta, update_meta
