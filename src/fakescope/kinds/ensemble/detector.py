@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -58,10 +58,8 @@ class PackedPreprocessing(Preprocessing):
         return cls(input_size=square_side(total), members=tuple(members))
 
     def to_dict(self) -> PreprocessingDict:
-        return {
-            "input_size": self.input_size,
-            "packed": [p.to_dict() for p in self.members],
-        }
+        stored = {"input_size": self.input_size, "packed": [p.to_dict() for p in self.members]}
+        return cast("PreprocessingDict", stored)
 
     def resize_image(self, img: Image.Image) -> Image.Image:
         raise ConfigError(
