@@ -3,14 +3,14 @@ bundle.json gives in its ``kind`` field (a bundle without one is of :data:`DEFAU
 
 Each kind is a package under this one that owns its bundle layout, its loader (the detector
 classes it runs on each runtime), its model card, its fitting and the library functions its
-CLI commands call; its ``__init__`` builds its :class:`Kind` and passes it to :func:`register`
-(the way a timm model file registers itself). Generic code never names a kind: the bundle
-format (`fakescope.bundle`) asks :func:`of_meta` how to verify a bundle's contents and render
-its card, `fakescope.detectors.load_detector` which detector class loads it, the exporter and
-the refitting commands whether it can be exported or rewritten.
+CLI commands call; its ``kind`` module builds its :class:`Kind` and passes it to
+:func:`register` (the way a timm model file registers itself). Generic code never names a
+kind: the bundle format (`fakescope.bundle`) asks :func:`of_meta` how to verify a bundle's
+contents and render its card, `fakescope.detectors.load_detector` which detector class loads
+it, the exporter and the refitting commands whether it can be exported or rewritten.
 
-The kinds that ship are listed in :data:`BUILTIN` by the package that registers each; a
-package is imported the first time its kind is looked up, so this module imports no kind (and
+The kinds that ship are listed in :data:`BUILTIN` by the module that registers each; that
+module is imported the first time its kind is looked up, so this module imports no kind (and
 no kind imports run before the generic modules they build on are loaded).
 """
 
@@ -28,12 +28,12 @@ if TYPE_CHECKING:
 
 DEFAULT = "single"  # the kind of a bundle.json without a "kind" field: one model's weights
 BUILTIN: dict[str, str] = {
-    "single": "fakescope.kinds.single",  # one model: PyTorch or onnxruntime
-    "ensemble": "fakescope.kinds.ensemble",  # member bundles, their scores combined by a rule
-    "face_aware": "fakescope.kinds.face_aware",  # a whole-image model + a face specialist
-    "zero_shot": "fakescope.kinds.zero_shot",  # a real-image coder's coding-gap statistic
+    "single": "fakescope.kinds.single.kind",  # one model: PyTorch or onnxruntime
+    "ensemble": "fakescope.kinds.ensemble.kind",  # member bundles, scores combined by a rule
+    "face_aware": "fakescope.kinds.face_aware.kind",  # a whole-image model + a face specialist
+    "zero_shot": "fakescope.kinds.zero_shot.kind",  # a real-image coder's coding-gap statistic
 }
-"""Kind name -> the package that registers it (imported on first look-up)."""
+"""Kind name -> the module that registers it (imported on first look-up)."""
 
 _REGISTRY: dict[str, Kind] = {}
 

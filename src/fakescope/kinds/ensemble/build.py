@@ -128,6 +128,7 @@ def _score_members(
 
 def _fit_stacking(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[Combiner, np.ndarray, str]:
     """Logistic regression on member logits; out-of-fold p(fake) on validation when possible."""
+    # scikit-learn is slow to import and only the stacking rule needs it
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 

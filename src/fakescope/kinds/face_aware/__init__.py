@@ -1,14 +1,9 @@
 """The face-aware kind: a whole-image detector with a face specialist's second look at the
 images a face fills. It owns its bundle layout and route (`bundle`, the library side of
-`fakescope face-aware`), its detector and face routing (`detector`) and its card (`card`). Both
-members run on PyTorch or both on onnxruntime; they export to ONNX one by one."""
+`fakescope face-aware`), its detector and face routing (`detector`), its card (`card`) and its
+entry in the registry (`kind`). Both members run on PyTorch or both on onnxruntime; they
+export to ONNX one by one."""
 
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
-
-from fakescope import kinds
 from fakescope.kinds.face_aware.bundle import (
     FACE_AWARE_ROLES,
     KIND,
@@ -16,7 +11,6 @@ from fakescope.kinds.face_aware.bundle import (
     face_aware_member,
     face_aware_member_path,
     save_face_aware_bundle,
-    verify_members,
 )
 from fakescope.kinds.face_aware.card import render_face_aware_card
 from fakescope.kinds.face_aware.detector import (
@@ -24,6 +18,7 @@ from fakescope.kinds.face_aware.detector import (
     FaceRoutedPreprocessing,
     OnnxFaceAwareDetector,
 )
+from fakescope.kinds.face_aware.kind import FaceAwareKind
 
 __all__ = [
     "FACE_AWARE_ROLES",
@@ -38,28 +33,3 @@ __all__ = [
     "render_face_aware_card",
     "save_face_aware_bundle",
 ]
-
-
-class FaceAwareKind(kinds.Kind):
-    """Two members (shipped by name or copied in); either runtime; rebuilt, never refitted."""
-
-    name = KIND
-    title = "face-aware (two detectors)"
-    holds = "combines other bundles and has no weights of its own"
-
-    def verify(self, folder: Path, meta: dict[str, Any]) -> None:
-        verify_members(folder, meta)
-
-    def render_card(self, meta: dict[str, Any]) -> str:
-        return render_face_aware_card(meta)
-
-    def export_refusal(self, bundle: Path, meta: dict[str, Any]) -> str | None:
-        members = ", ".join(str(m["source_bundle"]) for m in meta["members"].values())
-        return (
-            f"ONNX export needs a single-model bundle; {bundle} is face-aware (a "
-            f"whole-image detector and a face specialist): export its members ({members}) one "
-            "by one; `--runtime onnx` runs the face-aware bundle on both"
-        )
-
-
-kinds.register(FaceAwareKind({"torch": FaceAwareDetector, "onnx": OnnxFaceAwareDetector}))

@@ -38,6 +38,7 @@ def train(
 ) -> None:
     """Train the coder on random crops of the real photos (never a fake); a checkpoint every
     few steps, the held-out photos' bits per sub-pixel at the end."""
+    # the library imports torch: kept out of `fakescope --help`
     from fakescope.kinds.zero_shot.recipe import load_recipe
     from fakescope.kinds.zero_shot.train import train_coder
 
@@ -74,6 +75,7 @@ def build(
     per_source: Annotated[int, typer.Option(help="Held-back real photos per source.")] = 60,
 ) -> None:
     """Fit the threshold on held-back real photos only and write the zero-shot bundle."""
+    # the library imports torch: kept out of `fakescope --help`
     from fakescope.kinds.zero_shot.build import build_bundle
     from fakescope.kinds.zero_shot.recipe import load_recipe
 
@@ -91,6 +93,7 @@ def export(
 ) -> None:
     """Export the coder and its coding-gap features (crops in, per-level NLL and entropy
     out) to ONNX, after a parity check against PyTorch."""
+    # the library imports torch: kept out of `fakescope --help`
     from fakescope.bundle import resolve_bundle_path
     from fakescope.kinds.zero_shot.onnx_graph import export_zero_shot
 

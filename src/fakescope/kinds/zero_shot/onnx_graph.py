@@ -48,7 +48,7 @@ class _Uint8Features(nn.Module):
 def export_features(coder: Coder, side: int, bundle_sha256: str = "") -> bytes:
     """The serialised ONNX graph of the coder's gap features for side x side crops, after a
     parity check against PyTorch on synthetic crops (ExportError when it fails)."""
-    import onnx
+    import onnx  # heavy, and needed only to export
 
     graph = _Uint8Features(coder).eval()
     gen = torch.Generator().manual_seed(0)
@@ -87,7 +87,7 @@ class FeatureSession:
     """onnxruntime over the exported graph: crops (N, 3, S, S) -> features (N, 6)."""
 
     def __init__(self, model: str | os.PathLike[str] | bytes, chunk: int = 4) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: only the onnx runtime needs it
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
