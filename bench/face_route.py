@@ -7,7 +7,7 @@ largest face (`predict --faces`), whose box also gives the share of the picture 
 covers. Prints, per source, the share of images whose face covers at least 0.3 ... 0.7 of
 the picture, and on the images at or above a fraction, the ROC-AUC of `general`, of `faces`
 and of their threshold-relative average at face weights 0.3, 0.5 and 0.7 (the rule of
-`fakescope.detectors.face_aware`).
+`fakescope.kinds.face_aware.detector`).
 
 `general` was trained on most of these faces and on the modern photos (its own validation
 split is another draw), so its column is flattered here; `bench/face_aware.py` measures the

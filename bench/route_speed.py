@@ -29,8 +29,9 @@ from sklearn.metrics import roc_auc_score
 
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import open_source
-from fakescope.detectors import face_aware, load_detector
+from fakescope.detectors import load_detector
 from fakescope.faces import FaceBox, FaceFinder, FaceSelector, make_face_finder, usable_faces
+from fakescope.kinds.face_aware import detector as face_aware
 
 # (source, images per class): DFDC and StyleGAN faces are what the route is for; modern photos
 # hold portraits and scenes; LFW face swaps are small faces in a frame; CIFAKE thumbnails are

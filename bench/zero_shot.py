@@ -33,8 +33,8 @@ from _common import DATA, REPO, machine
 from PIL import Image, ImageFilter
 from sklearn.metrics import roc_auc_score
 
-from fakescope.zero_shot.data import archive_items, recipe_real_images
-from fakescope.zero_shot.recipe import load_recipe
+from fakescope.kinds.zero_shot.data import archive_items, recipe_real_images
+from fakescope.kinds.zero_shot.recipe import load_recipe
 
 CLONES = REPO.parent / "data" / "clones"
 SHARED = ("cifake_train", "stylegan_faces", "faceswap_lfw", "dfdc_faces", "modern_photos")
@@ -126,7 +126,7 @@ def modern_paths(name: str, repo: str, pattern: str, keep: Callable[[str], bool]
 def cmd_bits(args: argparse.Namespace) -> None:
     from safetensors.torch import load_file
 
-    from fakescope.zero_shot.coder import Coder, CoderConfig
+    from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
 
     recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
     coder = Coder(CoderConfig(**recipe.coder.model_dump()))

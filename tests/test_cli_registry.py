@@ -15,14 +15,15 @@ import typer
 from clirun import fakescope
 from typer.main import get_group
 
-from fakescope import cli
+from fakescope import cli, kinds
 from fakescope.cli.main import COMMAND_MODULES, app
 
 NOT_COMMAND_MODULES = {"__main__", "common", "main"}
+# the generic commands, then the detector kinds' own; groups (data, zero-shot) after commands
 COMMANDS = [
     "models", "train", "predict", "provenance", "evaluate", "calibrate", "unsure-band",
     "domain", "compare", "explain", "export", "info", "serve", "demo", "robustness",
-    "ensemble", "face-aware", "score", "data", "zero-shot",
+    "score", "ensemble", "face-aware", "data", "zero-shot",
 ]  # fmt: skip
 
 
@@ -49,12 +50,13 @@ def test_every_module_of_the_package_is_registered() -> None:
 
 
 def test_each_module_registers_its_commands_and_the_app_holds_exactly_those() -> None:
-    per_module = {module.__name__: _registers(module) for module in COMMAND_MODULES}
+    modules = (*COMMAND_MODULES, *kinds.command_modules())
+    per_module = {module.__name__: _registers(module) for module in modules}
     for name, commands in per_module.items():
         assert commands, f"{name} registers no command"
     root = list(get_group(app).commands)
     assert sorted(root) == sorted(name for names in per_module.values() for name in names)
-    assert root == COMMANDS  # every command kept, in the order the help has always listed
+    assert root == COMMANDS  # every command kept, generic ones first, then the kinds' own
 
 
 def test_help_lists_every_command() -> None:

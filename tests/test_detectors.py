@@ -14,6 +14,7 @@ from PIL import Image
 from tiny import tiny_bundle
 
 import fakescope as package
+from fakescope import kinds
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.bundle import BundleMeta, read_meta, shipped_bundle_path
 from fakescope.data.inputs import expand_inputs, prepare_or_reason
@@ -27,11 +28,9 @@ from fakescope.detectors import (
     OnnxDetector,
     TorchDetector,
     load_detector,
-    register_kind,
 )
-from fakescope.detectors import base as detectors_base
-from fakescope.ensemble import build_ensemble
 from fakescope.errors import BundleError, ConfigError, ExportError
+from fakescope.kinds.ensemble.build import build_ensemble
 from fakescope.onnx_export import export_onnx
 
 
@@ -116,7 +115,7 @@ def test_shipped_names_load_as_their_kinds() -> None:
 
 
 def test_a_new_kind_is_one_registered_class(small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What DESIGN.md promises: a new kind is a module with a registered subclass."""
+    """What DESIGN.md promises: a kind's detector is a subclass its registered kind names."""
 
     class Constant(Detector):
         kind = "constant"
@@ -132,8 +131,7 @@ def test_a_new_kind_is_one_registered_class(small: Path, monkeypatch: pytest.Mon
         def image_logits(self, batch: torch.Tensor) -> torch.Tensor:
             return torch.full((batch.shape[0],), 3.0)
 
-    monkeypatch.setattr(detectors_base, "_KINDS", dict(detectors_base._KINDS))
-    register_kind("torch", "single")(Constant)
+    monkeypatch.setitem(kinds.get(kinds.DEFAULT).detectors, "torch", Constant)
     detector = load_detector(small, device="cpu")
     assert isinstance(detector, Constant)
     (result,) = detector.predict([Image.new("RGB", (8, 8))])

@@ -14,9 +14,10 @@ from tiny import tiny_bundle
 
 from fakescope.bundle import read_meta
 from fakescope.detectors import Detector
-from fakescope.ensemble import EnsembleDetector, build_ensemble, rule_weights
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import evaluate
+from fakescope.kinds.ensemble.build import build_ensemble, rule_weights
+from fakescope.kinds.ensemble.detector import EnsembleDetector
 from fakescope.robustness.attacked import attack_target
 from fakescope.robustness.sweep import RobustnessConfig, robustness
 

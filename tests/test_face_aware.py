@@ -22,23 +22,22 @@ from videogen import cartoon_face
 from fakescope.bundle import (
     BundleError,
     BundleMeta,
-    FaceRoute,
     load_bundle,
     read_meta,
     save_bundle,
-    save_face_aware_bundle,
     shipped_available,
     sign,
     update_meta,
 )
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import CapabilityError, Detector, FaceAwareDetector, load_detector
-from fakescope.detectors.face_aware import route_finder
-from fakescope.ensemble import build_ensemble
 from fakescope.errors import ConfigError
 from fakescope.evaluation.evaluate import evaluate
 from fakescope.evaluation.explain import gradcam
 from fakescope.faces import FaceCropPolicy, FaceSelector, mtcnn_available
+from fakescope.kinds.ensemble.build import build_ensemble
+from fakescope.kinds.face_aware.bundle import FaceRoute, save_face_aware_bundle
+from fakescope.kinds.face_aware.detector import route_finder
 from fakescope.models import create_model
 from fakescope.onnx_export import ExportError, export_onnx
 
@@ -180,7 +179,7 @@ def test_decoded_sets_are_cached_under_the_route_and_its_search(
     face is looked for must not reuse arrays routed the old way."""
     from fakescope.data.cache import cache_key
     from fakescope.data.sources import Item
-    from fakescope.detectors import face_aware
+    from fakescope.kinds.face_aware import detector as face_aware
 
     items = [Item("a.png", 0)]
     pre = detector.preprocessing

@@ -21,8 +21,8 @@ from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
-from fakescope.detectors.onnx import onnx_cache_path
 from fakescope.errors import BundleError, ConfigError, ExportError
+from fakescope.kinds.single.onnx import onnx_cache_path
 from fakescope.models import create_model, list_models, model_defaults
 from fakescope.onnx_export import CANNOT_EXPORT, export_onnx
 from fakescope.onnx_model import KEY_BUNDLE_JSON, KEY_BUNDLE_SHA256, KEY_EXPORTER, ONNX_FILE

@@ -14,17 +14,17 @@ import torch
 from PIL import Image
 
 from fakescope import onnx_export as onnx_exporter
-from fakescope.bundle import FaceRoute
 from fakescope.data.sources import collect_inputs
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import OnnxDetector, TorchDetector, load_detector
-from fakescope.detectors.face_aware import (
+from fakescope.errors import ConfigError, ExportError
+from fakescope.faces import FaceCropPolicy
+from fakescope.kinds.face_aware.bundle import FaceRoute
+from fakescope.kinds.face_aware.detector import (
     ROUTE_MIN_FACE,
     FaceRoutedPreprocessing,
     could_hold_route_face,
 )
-from fakescope.errors import ConfigError, ExportError
-from fakescope.faces import FaceCropPolicy
 from fakescope.onnx_export import export_onnx
 from fakescope.onnx_model import OnnxModel
 

@@ -20,20 +20,20 @@ from fakescope import cli
 from fakescope.bundle import WEIGHTS_FILE, read_meta
 from fakescope.detectors import ZeroShotDetector, load_detector
 from fakescope.errors import BundleError, ConfigError
-from fakescope.serve import ServeSettings, create_app
-from fakescope.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
-from fakescope.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
-from fakescope.zero_shot.data import REAL_PHOTO_FOLDERS, assign_split
-from fakescope.zero_shot.fit import fit_statistic
-from fakescope.zero_shot.onnx_graph import FeatureSession, export_features
-from fakescope.zero_shot.recipe import load_recipe
-from fakescope.zero_shot.statistic import (
+from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
+from fakescope.kinds.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
+from fakescope.kinds.zero_shot.data import REAL_PHOTO_FOLDERS, assign_split
+from fakescope.kinds.zero_shot.fit import fit_statistic
+from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
+from fakescope.kinds.zero_shot.recipe import load_recipe
+from fakescope.kinds.zero_shot.statistic import (
     GapFeatures,
     crop_features,
     entropy_bits,
     image_statistics,
 )
-from fakescope.zero_shot.train import train_coder
+from fakescope.kinds.zero_shot.train import train_coder
+from fakescope.serve import ServeSettings, create_app
 
 TINY = CoderConfig(width=8, blocks=1, mixtures=3, residual=1)
 

@@ -29,15 +29,14 @@ from pathlib import Path
 from fakescope.bundle import (
     DOMAIN_FILE,
     SHIPPED_DETECTORS,
-    FaceRoute,
     load_bundle,
     save_bundle,
-    save_face_aware_bundle,
     shipped_bundle_path,
     update_meta,
 )
 from fakescope.detectors import Detector
 from fakescope.evaluation.evaluate import evaluate
+from fakescope.kinds.face_aware.bundle import FaceRoute, save_face_aware_bundle
 
 LIMITS = (
     "Trained on one generator (Stable Diffusion 1.4) and one real-image source (CIFAR-10) "

@@ -1,21 +1,19 @@
-"""The one bundle format: single-model and ensemble bundles, signed, verified, written atomically.
+"""The one bundle format, for every detector kind: signed, verified, written atomically.
 
-A single-model bundle is a folder:
+A bundle is a folder:
 
-    model.safetensors   the weights (never a pickle)
-    bundle.json         architecture, preprocessing, threshold, temperature, unsure band,
-                        labels, data fingerprint, metrics, versions, checksums
+    bundle.json         format, version, ``kind`` (absent for one model's weights), the
+                        metadata the kind needs, checksums; signed (its own sha256)
+    model.safetensors   weights (never a pickle), for the kinds that have their own
+    members/            other bundles, for the kinds that combine them
     MODEL_CARD.md       the same, for people
 
-An ensemble bundle (``"kind": "ensemble"`` in bundle.json) holds copies of its member bundles
-under ``members/`` instead of weights; its bundle.json lists each member's folder and sha256
-(see `fakescope.ensemble` for how ensembles are fitted and `fakescope.detectors.ensemble` for
-how they score).
-
 `bundle.json["sha256"]` covers the whole metadata (including the weights' sha256, or each
-member's sha256), so any edit to any file is detected. This module is the only place that
-signs, verifies, reads and writes bundles; `fakescope.detectors.load_detector` turns a
-verified bundle into a detector.
+member's sha256), so any edit to any file is detected. This module signs, verifies, reads and
+writes bundles and never names a kind: what a kind's bundle.json covers beyond itself (its
+weights, its members) and how its card reads are the kind's own (`fakescope.kinds`, looked up
+by the ``kind`` field); `fakescope.detectors.load_detector` turns a verified bundle into a
+detector.
 """
 
 from __future__ import annotations
@@ -30,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from fakescope import LABEL_NAMES, __version__
+from fakescope import LABEL_NAMES, __version__, kinds
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
-from fakescope.errors import BundleError, ConfigError
+from fakescope.errors import BundleError
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -46,12 +44,7 @@ WEIGHTS_FILE = "model.safetensors"
 DOMAIN_FILE = "domain.safetensors"  # optional: the training data's description (domain score)
 META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
-ENSEMBLE_KIND = "ensemble"
-FACE_AWARE_KIND = "face_aware"  # a whole-image detector with a face specialist's second look
-ZERO_SHOT_KIND = "zero_shot"  # a real-image coder's coding-gap statistic (fakescope.zero_shot)
-MEMBERS_DIR = "members"
-
-BundleKind = Literal["single", "ensemble", "face_aware", "zero_shot"]
+MEMBERS_DIR = "members"  # where a bundle that combines other bundles keeps their copies
 
 
 def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
@@ -61,7 +54,8 @@ def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
 
 @dataclass
 class BundleMeta:
-    """Everything needed to use a set of weights correctly (or, for an ensemble, its members)."""
+    """Everything needed to use a set of weights correctly (or, for a kind that combines
+    bundles, what its members make of an image)."""
 
     architecture: str
     preprocessing: Preprocessing
@@ -128,8 +122,8 @@ class BundleMeta:
     def from_dict(
         cls, data: dict[str, Any], *, preprocessing: Preprocessing | None = None
     ) -> BundleMeta:
-        """The metadata of a bundle.json; `preprocessing` replaces the stored one (ensembles
-        derive theirs from their members)."""
+        """The metadata of a bundle.json; `preprocessing` replaces the stored one (a kind
+        that combines bundles derives its own from its members')."""
         labels = tuple(data.get("labels", LABEL_NAMES))
         if len(labels) != 2:
             raise BundleError(f"a bundle has two labels (real, fake), not {list(labels)}")
@@ -194,38 +188,46 @@ def is_signed(meta: dict[str, Any]) -> bool:
 
 
 def write_meta(folder: Path, meta: dict[str, Any], *, weights_sha256: str) -> None:
-    """Sign and write a single-model bundle.json (the weights' checksum included)."""
-    signed = sign(dict(meta, weights_sha256=weights_sha256))
+    """Sign and write the bundle.json of a bundle with weights (their checksum included)."""
+    write_signed(folder, dict(meta, weights_sha256=weights_sha256))
+
+
+def write_signed(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Sign `meta` and write it as `folder`'s bundle.json; returns what was written."""
+    signed = sign(meta)
     atomic_write_text(folder / META_FILE, json.dumps(signed, indent=2, sort_keys=True))
+    return signed
+
+
+def new_meta(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The bundle.json of a `kind` bundle, unsigned: the format, `fields`, when and by what."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        **fields,
+        "created": fields.get("created") or now_iso(),
+        "versions": fields.get("versions") or package_versions(),
+    }
 
 
 # -- reading -------------------------------------------------------------------------------
-def bundle_kind(path: str | os.PathLike[str]) -> BundleKind:
-    """'ensemble' or 'face_aware' when `path`'s bundle.json says so, else 'single' (not
-    verified here: every reader verifies with :func:`read_meta`)."""
+def bundle_kind(path: str | os.PathLike[str]) -> str:
+    """The kind `path`'s bundle.json declares (`fakescope.kinds`; not verified here: every
+    reader verifies with :func:`read_meta`); the default kind where there is none to read."""
     meta_path = Path(path) / META_FILE
     if not meta_path.is_file():
-        return "single"
+        return kinds.DEFAULT
     try:
         data = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return "single"
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind == ENSEMBLE_KIND:
-        return "ensemble"
-    if kind == ZERO_SHOT_KIND:
-        return "zero_shot"
-    return "face_aware" if kind == FACE_AWARE_KIND else "single"
-
-
-def is_ensemble(path: str | os.PathLike[str]) -> bool:
-    """Whether `path` holds an ensemble bundle (by its bundle.json; not yet verified)."""
-    return bundle_kind(path) == "ensemble"
+        return kinds.DEFAULT
+    return kinds.name_of(data) if isinstance(data, dict) else kinds.DEFAULT
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and verify a bundle.json with every checksum it covers (the weights of a single
-    bundle; each member of an ensemble); BundleError says what is wrong."""
+    """Read and verify a bundle.json with every checksum it covers (its kind says which: the
+    weights, each member's bundle); BundleError says what is wrong."""
     folder = Path(path)
     if not folder.exists():
         raise BundleError(
@@ -235,13 +237,12 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     if folder.is_file():
         raise BundleError(f"{folder}: a bundle is a folder holding {META_FILE} and {WEIGHTS_FILE}")
     meta = _read_signed_json(folder)
-    if meta.get("kind") == ENSEMBLE_KIND:
-        _verify_members(folder, meta)
-        return meta
-    if meta.get("kind") == FACE_AWARE_KIND:
-        for role in FACE_AWARE_ROLES:
-            face_aware_member(folder, meta, role)  # verifies each member
-        return meta
+    kinds.of_meta(meta).verify(folder, meta)
+    return meta
+
+
+def verify_weights(folder: Path, meta: dict[str, Any]) -> None:
+    """The weights (and the domain model, if any) a bundle.json covers are the ones signed."""
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise BundleError(f"{folder}: not a fakescope bundle ({WEIGHTS_FILE} is missing)")
@@ -256,14 +257,14 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise BundleError(
                 f"{domain_path}: missing, modified or damaged (its checksum is in {META_FILE})"
             )
-    return meta
 
 
-def read_ensemble_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and verify an ensemble's bundle.json and every member's checksums."""
-    if not is_ensemble(path):
-        raise BundleError(f"{Path(path) / META_FILE}: not a fakescope ensemble bundle")
-    return read_meta(path)
+def member_folder(folder: Path, ref: str) -> Path:
+    """The folder of a member bundle kept inside `folder` at `ref`; refused if it leaves it."""
+    member = (folder / ref).resolve()
+    if folder.resolve() not in member.parents:
+        raise BundleError(f"{folder / META_FILE}: member path {ref!r} leaves the bundle")
+    return member
 
 
 def _read_signed_json(folder: Path) -> dict[str, Any]:
@@ -287,38 +288,15 @@ def _read_signed_json(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def _verify_members(folder: Path, meta: dict[str, Any]) -> None:
-    root = folder.resolve()
-    members = meta.get("members")
-    if not isinstance(members, list) or not members:
-        raise BundleError(f"{folder / META_FILE}: an ensemble bundle without members")
-    for entry in members:
-        member = (folder / entry["path"]).resolve()
-        if root not in member.parents:
-            raise BundleError(
-                f"{folder / META_FILE}: member path {entry['path']!r} leaves the bundle"
-            )
-        if read_meta(member)["sha256"] != entry["sha256"]:  # the member's own checksums
-            raise BundleError(
-                f"{member}: this member is not the one the ensemble was built with (sha256 "
-                "differs); rebuild the ensemble with fakescope ensemble"
-            )
-
-
 def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMeta]:
     """Verify a single-model bundle and rebuild its model in eval mode."""
     from fakescope.models import create_model, list_models
 
     raw = read_meta(path)
-    if raw.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND):
+    if kinds.name_of(raw) != kinds.DEFAULT:
         raise BundleError(
-            f"{path}: a {raw['kind']} bundle combines other bundles and has no weights of its "
-            "own; load it with fakescope.detectors.load_detector"
-        )
-    if raw.get("kind") == ZERO_SHOT_KIND:
-        raise BundleError(
-            f"{path}: a zero-shot bundle holds a real-image coder, not a classifier; load it "
-            "with fakescope.detectors.load_detector"
+            f"{path}: a {raw['kind']} bundle {kinds.of_meta(raw).holds}; load it with "
+            "fakescope.detectors.load_detector"
         )
     meta = BundleMeta.from_dict(raw)
     if meta.architecture not in list_models():
@@ -349,8 +327,6 @@ def save_bundle(
 ) -> Path:
     """Write a single-model bundle atomically (a temporary folder renamed into place);
     `extra_files` (e.g. the DOMAIN_FILE that `meta.domain` describes) are copied in."""
-    from fakescope.model_card import render_model_card
-
     if not meta.created:
         meta.created = now_iso()
     if not meta.versions:
@@ -361,195 +337,24 @@ def save_bundle(
             shutil.copyfile(extra, tmp / extra.name)
         save_file(state, str(tmp / WEIGHTS_FILE))
         write_meta(tmp, meta.to_dict(), weights_sha256=sha256_file(tmp / WEIGHTS_FILE))
-        (tmp / CARD_FILE).write_text(card_text or render_model_card(meta))
+        raw = meta.to_dict()
+        (tmp / CARD_FILE).write_text(card_text or kinds.of_meta(raw).render_card(raw))
     return Path(out)
-
-
-@dataclass(frozen=True)
-class MemberSource:
-    """A bundle to copy into an ensemble, under `name`, with what the ensemble card shows."""
-
-    name: str
-    bundle: Path
-    validation: dict[str, Any]
-
-
-def save_ensemble_bundle(
-    out: str | os.PathLike[str],
-    members: Sequence[MemberSource],
-    fields: dict[str, Any],
-    render_card: Any,
-) -> Path:
-    """Copy `members` into `out/members/`, verify each copy, then sign and write the
-    ensemble's bundle.json (`fields` + the member list) and its card (`render_card(meta)`),
-    atomically."""
-    with atomic_folder(out) as tmp:
-        entries = []
-        for index, member in enumerate(members):
-            rel = f"{MEMBERS_DIR}/{index:02d}-{_safe(member.name)}"
-            shutil.copytree(member.bundle, tmp / rel)
-            copied = read_meta(tmp / rel)  # verifies the copy
-            entries.append(
-                {
-                    "name": member.name,
-                    "path": rel,
-                    "source_bundle": str(member.bundle),
-                    "sha256": copied["sha256"],
-                    "weights_sha256": copied["weights_sha256"],
-                    "architecture": copied["architecture"],
-                    "input_size": copied["preprocessing"]["input_size"],
-                    "threshold": copied["threshold"],
-                    "temperature": copied.get("temperature", 1.0),
-                    "validation": member.validation,
-                }
-            )
-        threshold, margin = float(fields["threshold"]), float(fields["unsure_margin"])
-        meta = sign(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "kind": ENSEMBLE_KIND,
-                "architecture": ENSEMBLE_KIND,
-                "members": entries,
-                "labels": list(LABEL_NAMES),
-                "temperature": 1.0,
-                **fields,
-                "unsure_band": list(unsure_band(threshold, margin)),
-                "created": now_iso(),
-                "versions": package_versions(),
-            }
-        )
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        (tmp / CARD_FILE).write_text(render_card(meta))
-    return Path(out)
-
-
-# -- face-aware bundles: a whole-image detector and a face specialist ---------------------
-FACE_AWARE_ROLES = ("whole", "faces")
-
-
-@dataclass(frozen=True)
-class FaceRoute:
-    """When the face specialist joins (its largest face covers at least this share of the
-    image) and how much its score weighs in the average."""
-
-    min_face_fraction: float = 0.5
-    face_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.min_face_fraction <= 1.0:
-            raise ConfigError(f"min_face_fraction must be in (0, 1], got {self.min_face_fraction}")
-        if not 0.0 < self.face_weight <= 1.0:
-            raise ConfigError(f"face_weight must be in (0, 1], got {self.face_weight}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FaceRoute:
-        return cls(float(data["min_face_fraction"]), float(data["face_weight"]))
-
-    def to_dict(self) -> dict[str, float]:
-        return {"min_face_fraction": self.min_face_fraction, "face_weight": self.face_weight}
-
-
-def face_aware_member_path(folder: Path, meta: dict[str, Any], role: str) -> Path:
-    """The bundle folder of a face-aware bundle's `role` member ('whole' or 'faces'): a
-    shipped detector by name, or a copy inside the bundle (not verified here)."""
-    entry = (meta.get("members") or {}).get(role)
-    if not isinstance(entry, dict) or not isinstance(entry.get("ref"), str):
-        raise BundleError(f"{folder / META_FILE}: a face-aware bundle without its {role} member")
-    ref: str = entry["ref"]
-    if entry.get("shipped"):
-        return shipped_bundle_path(ref)
-    member = (folder / ref).resolve()
-    if folder.resolve() not in member.parents:
-        raise BundleError(f"{folder / META_FILE}: member path {ref!r} leaves the bundle")
-    return member
-
-
-def face_aware_member(folder: Path, meta: dict[str, Any], role: str) -> Path:
-    """:func:`face_aware_member_path`, verified: the member's own checksums, and that it is
-    the member the bundle was built with."""
-    member = face_aware_member_path(folder, meta, role)
-    entry = meta["members"][role]
-    if read_meta(member)["sha256"] != entry.get("sha256"):
-        raise BundleError(
-            f"{member}: the {role} member is not the one {folder} was built with (sha256 "
-            "differs); rebuild it: fakescope face-aware WHOLE FACES --out BUNDLE (the shipped "
-            "one: python tools/ship_default_detector.py --name general_faces)"
-        )
-    return member
-
-
-def save_face_aware_bundle(
-    out: str | os.PathLike[str],
-    whole: str | os.PathLike[str],
-    faces: str | os.PathLike[str],
-    route: FaceRoute,
-    *,
-    card: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-) -> Path:
-    """Write a face-aware bundle: `whole` scores every image, `faces` the largest face of
-    the images a face fills (`route`: how large a face, how much it weighs). A shipped detector
-    given by name is referenced by name (the bundle then holds no weights); any other bundle
-    is copied in. Atomic; every member verified."""
-    from fakescope.model_card import render_face_aware_card
-
-    with atomic_folder(out) as tmp:
-        members: dict[str, dict[str, Any]] = {}
-        for role, given in (("whole", whole), ("faces", faces)):
-            shipped = not Path(given).exists() and str(given) in SHIPPED_DETECTORS
-            source = resolve_bundle_path(given)
-            member_meta = read_meta(source)
-            if member_meta.get("kind") is not None:
-                raise BundleError(f"{given}: the {role} member must be a single-model bundle")
-            ref = str(given) if shipped else f"{MEMBERS_DIR}/{role}"
-            if not shipped:
-                shutil.copytree(source, tmp / ref)
-                member_meta = read_meta(tmp / ref)  # verifies the copy
-            members[role] = {
-                "ref": ref,
-                "shipped": shipped,
-                "source_bundle": str(given),
-                "sha256": member_meta["sha256"],
-            }
-        meta = sign(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "kind": FACE_AWARE_KIND,
-                "architecture": FACE_AWARE_KIND,
-                "members": members,
-                "route": route.to_dict(),
-                "labels": list(LABEL_NAMES),
-                "card": card or {},
-                "metrics": metrics or {},
-                "created": now_iso(),
-                "versions": package_versions(),
-            }
-        )
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        (tmp / CARD_FILE).write_text(render_face_aware_card(meta))
-    return Path(out)
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
     """Change metadata fields of a verified single-model bundle (e.g. temperature), re-sign
-    it and re-render its model card."""
-    from fakescope.model_card import render_model_card
-
+    it and re-render its model card (refused for a kind whose fields its builder fits)."""
     folder = Path(path)
     meta = read_meta(folder)
-    if meta.get("kind") in (ENSEMBLE_KIND, FACE_AWARE_KIND, ZERO_SHOT_KIND):
+    kind = kinds.of_meta(meta)
+    if kind.fields_fitted:
         raise BundleError(f"{folder}: a {meta['kind']} bundle's fields are fitted; rebuild it")
     meta.update(changes)
     updated = BundleMeta.from_dict(meta)
     meta["unsure_band"] = list(updated.unsure_band)
     write_meta(folder, meta, weights_sha256=meta["weights_sha256"])
-    atomic_write_text(folder / CARD_FILE, render_model_card(updated))
+    atomic_write_text(folder / CARD_FILE, kind.render_card(meta))
     return meta
 
 
@@ -563,7 +368,7 @@ SHIPPED_DETECTORS: dict[str, str] = {
     "faces": "faces_detector",  # the face specialist (configs/faces_lite2.yaml), for --faces
     # general, with the face specialist's score averaged in where a face fills the image
     "general_faces": "general_faces_detector",  # tools/ship_default_detector.py builds it
-    # a model of real photos only; p(fake) from its coding-cost gap (fakescope.zero_shot)
+    # a model of real photos only; p(fake) from its coding-cost gap (fakescope.kinds.zero_shot)
     "zero_shot": "zero_shot_detector",
 }
 """Detectors inside the package, by the name that ``--bundle`` and ``pretrained_path`` accept.

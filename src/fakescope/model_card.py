@@ -1,4 +1,6 @@
-"""Model cards: a bundle's metadata rendered for people."""
+"""Model cards: a bundle's metadata rendered for people. The card of one model's bundle (the
+single kind, :func:`render_model_card`) and the sections every kind's card ends with
+(:func:`use_and_limits`); each other kind renders its own (`fakescope.kinds`)."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def render_model_card(meta: BundleMeta) -> str:
         "",
         *_metrics_section(meta),
         "",
-        *_use_and_limits(card, meta.versions, meta.created),
+        *use_and_limits(card, meta.versions, meta.created),
     ]
     return "\n".join(lines)
 
@@ -59,7 +61,7 @@ _INTENDED_USE = (
 )
 
 
-def _use_and_limits(card: dict[str, Any], versions: object, created: str) -> list[str]:
+def use_and_limits(card: dict[str, Any], versions: object, created: str) -> list[str]:
     """The card's closing sections: intended use, limits, versions."""
     return [
         "## Intended use",
@@ -73,36 +75,6 @@ def _use_and_limits(card: dict[str, Any], versions: object, created: str) -> lis
         f"Versions: {json.dumps(versions)}. Created {created}.",
         "",
     ]
-
-
-def render_face_aware_card(meta: dict[str, Any]) -> str:
-    """Markdown model card of a face-aware bundle (its bundle.json as a dict): what it
-    combines, when the face specialist joins, use and limits."""
-    card, route, members = meta.get("card", {}), meta["route"], meta["members"]
-
-    def member(role: str) -> str:
-        m = members[role]
-        where = "shipped detector" if m["shipped"] else "copied into this bundle from"
-        return f"`{m['source_bundle']}` ({where}; sha256 {m['sha256'][:12]}…)"
-
-    lines = [
-        f"# Model card: {card.get('title', 'fakescope face-aware detector')}",
-        "",
-        card.get("summary", "A whole-image detector with a face specialist's second look."),
-        "",
-        "## Model",
-        "",
-        f"- Whole-image member (scores every image; its threshold, unsure band and domain "
-        f"score decide the verdict): {member('whole')}",
-        f"- Face member (scores the largest face's crop): {member('faces')}",
-        f"- The face member joins when the largest face covers at least "
-        f"{route['min_face_fraction']:.0%} of the image; its logit (less its threshold's) "
-        f"then weighs {route['face_weight']:.0%} of the average, the whole-image member's the "
-        "rest. Grad-CAM shows the whole-image member's map.",
-        "",
-        *_use_and_limits(card, meta.get("versions", {}), meta.get("created", "")),
-    ]
-    return "\n".join(lines)
 
 
 def _model_section(meta: BundleMeta) -> list[str]:

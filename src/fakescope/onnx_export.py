@@ -33,13 +33,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from fakescope import __version__
+from fakescope import __version__, kinds
 from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta, load_bundle, read_meta, resolve_bundle_path
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import collect_inputs
-from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import ExportError
+from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import (
     FEATURES_NAME,
     INPUT_NAME,
@@ -169,24 +169,9 @@ def export_onnx(
     started = time.perf_counter()
     bundle_path = resolve_bundle_path(bundle)
     raw = read_meta(bundle_path)
-    if raw.get("kind") == "ensemble":
-        raise ExportError(
-            f"ONNX export needs a single-model bundle; {bundle_path} is an ensemble of "
-            f"{len(raw['members'])}: export its members one by one"
-        )
-    if raw.get("kind") == "face_aware":
-        members = ", ".join(str(m["source_bundle"]) for m in raw["members"].values())
-        raise ExportError(
-            f"ONNX export needs a single-model bundle; {bundle_path} is face-aware (a "
-            f"whole-image detector and a face specialist): export its members ({members}) one "
-            "by one; `--runtime onnx` runs the face-aware bundle on both"
-        )
-    if raw.get("kind") == "zero_shot":
-        raise ExportError(
-            f"{bundle_path} is a zero-shot bundle: its coder and coding-gap features export "
-            f"with `fakescope zero-shot export --bundle {bundle_path} --out FILE.onnx`, and "
-            "`--runtime onnx` runs it on onnxruntime directly"
-        )
+    refusal = kinds.of_meta(raw).export_refusal(bundle_path, raw)
+    if refusal:
+        raise ExportError(refusal)
     model, meta = load_bundle(bundle_path)
     model = model.float().cpu().eval()
     if check_images:
@@ -283,8 +268,6 @@ def check_parity(
 ) -> ParityReport:
     """Score a uint8 batch with PyTorch and onnxruntime: the first image alone, then the rest
     in batches of 64 (the batch axis is dynamic); both of the graph's outputs are checked."""
-    # Imported here: importing fakescope.detectors runs its __init__, which imports
-    # detectors.onnx, which imports this module (to export bundles on demand).
 
     session = OnnxModel(onnx_bytes, name="exported model")
     reference = TorchDetector(model, meta, device="cpu")  # the PyTorch runtime, as predict runs it

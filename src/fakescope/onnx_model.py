@@ -1,6 +1,6 @@
 """An onnxruntime session over a fakescope ONNX graph, and the names such graphs carry.
 
-`fakescope.onnx_export` writes these graphs; `fakescope.detectors.onnx` scores with them.
+`fakescope.onnx_export` writes these graphs; `fakescope.kinds.single.onnx` scores with them.
 The graph takes a ``(batch, 3, S, S)`` uint8 tensor named ``image`` and returns ``logit`` and
 ``p_fake`` (and, in graphs exported since the ONNX runtime became the default, ``features``:
 the penultimate features the bundle's domain model reads); its metadata holds the signed

@@ -10,7 +10,6 @@ import typer
 from rich.text import Text
 
 import fakescope.cli.bundle_ops as bundle_ops
-import fakescope.cli.combine as combine
 import fakescope.cli.data as data
 import fakescope.cli.demo as demo
 import fakescope.cli.evaluate as evaluate
@@ -20,8 +19,7 @@ import fakescope.cli.robustness as robustness
 import fakescope.cli.score as score
 import fakescope.cli.serve as serve
 import fakescope.cli.train as train
-import fakescope.cli.zero_shot as zero_shot
-from fakescope import __version__
+from fakescope import __version__, kinds
 from fakescope.cli.common import console, out
 from fakescope.errors import FakescopeError
 
@@ -40,13 +38,12 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     serve,
     demo,
     robustness,
-    combine,
     score,
     data,
-    zero_shot,
 )
 """Every module of `fakescope.cli` that holds commands, in the order `fakescope --help` lists
-them (groups of subcommands, such as `data`, after the commands). Each has `register(app)`."""
+them (groups of subcommands, such as `data`, after the commands). Each has `register(app)`.
+The detector kinds' own commands (`fakescope.kinds.COMMANDS`) follow them."""
 
 
 def _version(value: bool) -> None:
@@ -64,7 +61,7 @@ def main(
     """fakescope command line."""
 
 
-for _module in COMMAND_MODULES:
+for _module in (*COMMAND_MODULES, *kinds.command_modules()):
     _module.register(app)
 
 

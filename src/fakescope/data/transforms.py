@@ -30,8 +30,6 @@ class _OptionalPreprocessingKeys(TypedDict, total=False):
     mean: Sequence[float]
     std: Sequence[float]
     crops: int  # resize "native": crops of input_size per image, on a grid over the image
-    # an ensemble whose members see different input geometries reports all of them
-    packed: list[PreprocessingDict]
 
 
 class PreprocessingDict(_OptionalPreprocessingKeys):

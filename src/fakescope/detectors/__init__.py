@@ -1,17 +1,22 @@
-"""Detector kinds behind one interface: :class:`Detector` and :func:`load_detector`.
+"""Detectors behind one interface: :class:`Detector` and :func:`load_detector`.
 
     from fakescope.detectors import load_detector
     detector = load_detector("default")           # a shipped name, a bundle folder or .onnx
     detector.predict(["photo.jpg", "folder/"])    # verdicts
     detector.capabilities.can_explain             # ask, don't probe
 
-One module per kind, each registered with :func:`register_kind`: ``pytorch`` (one model),
-``onnx`` (onnxruntime), ``ensemble`` (a bundle of bundles), ``face_aware`` (a whole-image
-detector with a face specialist's second look at close-up faces) and ``zero_shot`` (a model of
-real photos and its coding-gap statistic; its own package, `fakescope.zero_shot`). A new kind
-is a new module here (or a package of its own), imported below.
+Each detector kind is a package under `fakescope.kinds`, registered there, that names the
+:class:`Detector` subclass it runs on each runtime; :func:`load_detector` looks the kind of a
+bundle up and never names one. A new kind is a new package (docs/EXTENDING.md).
+
+The kinds' detector classes can be imported from here too (``from fakescope.detectors import
+TorchDetector``); each is looked up in the registry on first use, so importing this package
+loads no kind.
 """
 
+from typing import Any
+
+from fakescope import kinds
 from fakescope.detectors.base import (
     RUNTIMES,
     Capabilities,
@@ -20,27 +25,35 @@ from fakescope.detectors.base import (
     PixelScores,
     Runtime,
     load_detector,
-    register_kind,
 )
-from fakescope.detectors.ensemble import EnsembleDetector
-from fakescope.detectors.face_aware import FaceAwareDetector
-from fakescope.detectors.onnx import OnnxDetector
-from fakescope.detectors.pytorch import TorchDetector
-from fakescope.zero_shot.detector import ZeroShotDetector, ZeroShotOnnxDetector
+
+_KIND_CLASSES = (
+    "EnsembleDetector",
+    "FaceAwareDetector",
+    "OnnxDetector",
+    "TorchDetector",
+    "ZeroShotDetector",
+    "ZeroShotOnnxDetector",
+)
 
 __all__ = [
     "RUNTIMES",
     "Capabilities",
     "CapabilityError",
     "Detector",
-    "EnsembleDetector",
-    "FaceAwareDetector",
-    "OnnxDetector",
     "PixelScores",
     "Runtime",
-    "TorchDetector",
-    "ZeroShotDetector",
-    "ZeroShotOnnxDetector",
     "load_detector",
-    "register_kind",
+    *_KIND_CLASSES,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A kind's detector class by its name, from the kinds registered."""
+    if name in _KIND_CLASSES:
+        for kind_name in kinds.names():
+            for cls in kinds.get(kind_name).detectors.values():
+                for klass in cls.__mro__:
+                    if klass.__name__ == name:
+                        return klass
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

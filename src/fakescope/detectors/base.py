@@ -1,10 +1,11 @@
 """What every detector is: a verified bundle that scores decoded images, and says what else it
 can do.
 
-A detector kind (one module each in this package: ``pytorch``, ``onnx``, ``ensemble``) is a
-subclass of :class:`Detector` registered with :func:`register_kind`. Callers never probe a
-detector's attributes to find out what it is: they read :attr:`Detector.capabilities`, or call
-:meth:`Detector.require`, which fails at once with a message that says why and what to do.
+A detector kind (one package each under `fakescope.kinds`) runs as subclasses of
+:class:`Detector`, one per runtime, that its registered `fakescope.kinds.Kind` names. Callers
+never probe a detector's attributes to find out what it is: they read
+:attr:`Detector.capabilities`, or call :meth:`Detector.require`, which fails at once with a
+message that says why and what to do.
 :func:`load_detector` is the one way from a path or a shipped name to a detector.
 """
 
@@ -16,14 +17,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fakescope.bundle import BundleKind, BundleMeta, bundle_kind, resolve_bundle_path
+from fakescope import kinds
+from fakescope.bundle import BundleMeta, bundle_kind, resolve_bundle_path
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError, ConfigError, FakescopeError
 from fakescope.faces import FaceCropPolicy
@@ -43,7 +45,8 @@ Capability = Literal["explain", "embed", "gradients"]
 
 
 class CapabilityError(ConfigError):
-    """A detector was asked for something its kind cannot do (e.g. Grad-CAM of an ensemble)."""
+    """A detector was asked for something its kind cannot do (e.g. Grad-CAM of a kind that
+    combines several models)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Capabilities:
 class PixelScores:
     """Per image: calibrated p(fake), and where the detector provides them, its domain score
     (distance to the training data / threshold; above 1 is out of domain), the p(fake) of
-    its most suspicious crop, and for a kind that reads faces on its own (``face_aware``) the
+    its most suspicious crop, and for a kind that reads faces on its own the
     face ({x, y, w, h} in the original image) whose score joined the image's, or None."""
 
     p_fake: np.ndarray
@@ -153,7 +156,7 @@ class Detector(ABC):
     @property
     def explained_by(self) -> Detector:
         """The detector whose Grad-CAM map explains this one's verdicts: itself, or for a
-        kind that combines models around one whole-image model (``face_aware``), that one."""
+        kind that combines models around one whole-image model, that one."""
         return self
 
     def require(self, capability: Capability, purpose: str) -> None:
@@ -374,23 +377,7 @@ def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack(list(arrays)))
 
 
-# -- kinds ---------------------------------------------------------------------------------
-KindKey = tuple[Runtime, BundleKind]
-_KINDS: dict[KindKey, type[Detector]] = {}
-D = TypeVar("D", bound=type[Detector])
-
-
-def register_kind(runtime: Runtime, *bundle_kinds: BundleKind) -> Callable[[D], D]:
-    """Class decorator: this kind loads bundles of `bundle_kinds` on `runtime`."""
-
-    def register(cls: D) -> D:
-        for kind in bundle_kinds:
-            _KINDS[(runtime, kind)] = cls
-        return cls
-
-    return register
-
-
+# -- loading -------------------------------------------------------------------------------
 def load_detector(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -402,12 +389,12 @@ def load_detector(
 
     `runtime`: 'torch', 'onnx', or 'auto' (the default): onnxruntime on the CPU wherever the
     bundle's ONNX export exists or can be made and passes its parity check against PyTorch
-    (exported once into the cache, see `fakescope.detectors.onnx`), for single models and
-    both members of a face-aware bundle; PyTorch for ensembles, on a GPU, and wherever the
-    export fails (the reason is logged). Grad-CAM and embeddings of an onnx detector loaded
-    from a bundle folder use the same bundle on PyTorch (`Detector.explained_by`); white-box
-    attacks and training need runtime 'torch'. FAKESCOPE_RUNTIME=torch|onnx sets what
-    'auto' means for a whole process."""
+    (exported once into the cache, see `fakescope.kinds.single.onnx`), for the kinds that
+    run there (`fakescope.kinds.Kind.auto_onnx`); PyTorch for the others, on a GPU, and
+    wherever the export fails (the reason is logged). Grad-CAM and embeddings of an onnx
+    detector loaded from a bundle folder use the same bundle on PyTorch
+    (`Detector.explained_by`); white-box attacks and training need runtime 'torch'.
+    FAKESCOPE_RUNTIME=torch|onnx sets what 'auto' means for a whole process."""
     if runtime not in RUNTIME_CHOICES:
         raise ConfigError(f"unknown runtime {runtime!r}: use 'auto', 'torch' or 'onnx'")
     if runtime == "auto":
@@ -420,15 +407,10 @@ def load_detector(
         )
     if runtime == "torch" and bundle.suffix == ".onnx" and bundle.is_file():
         raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
-    kind = _KINDS.get((runtime, bundle_kind(bundle)))
-    if kind is None:  # the one pair without a kind today: an ensemble on onnxruntime
-        raise ConfigError(
-            f"{bundle} is an ensemble; ensembles run on the torch runtime only "
-            "(export its members to ONNX one by one)"
-        )
+    cls = kinds.get(bundle_kind(bundle)).detector_class(bundle, runtime)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return kind.from_bundle(bundle, device=device)
+    return cls.from_bundle(bundle, device=device)
 
 
 def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
@@ -442,7 +424,7 @@ def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
     if bundle.suffix == ".onnx" and bundle.is_file():
         return load_detector(path, runtime="onnx", device=device)
     on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if on_gpu or (bundle.is_dir() and bundle_kind(bundle) == "ensemble"):
+    if on_gpu or (bundle.is_dir() and not kinds.get(bundle_kind(bundle)).auto_onnx):
         return load_detector(path, runtime="torch", device=device)
     try:
         import onnxruntime  # noqa: F401  # an optional speed-up: torch still works without it

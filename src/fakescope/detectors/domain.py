@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from fakescope.bundle import DOMAIN_FILE, sha256_file
+from fakescope import kinds
+from fakescope.atomic import atomic_write_text
+from fakescope.bundle import CARD_FILE, DOMAIN_FILE, read_meta, sha256_file, write_meta
 from fakescope.errors import BundleError, ConfigError
 
 DEFAULT_DIMS = 64
@@ -216,14 +218,11 @@ def fit_domain(
 def attach_domain(bundle: Path, model: DomainModel) -> dict[str, Any]:
     """Store `model` in a verified single-model bundle (re-signed, card re-rendered);
     returns the bundle's new metadata."""
-    from fakescope.atomic import atomic_write_text
-    from fakescope.bundle import CARD_FILE, BundleMeta, read_meta, write_meta
-    from fakescope.model_card import render_model_card
-
     raw = read_meta(bundle)
-    if raw.get("kind") == "ensemble":
-        raise ConfigError(f"{bundle}: an ensemble takes no domain model; give one to each member")
+    refusal = kinds.of_meta(raw).domain_refusal(bundle, raw)
+    if refusal:
+        raise ConfigError(refusal)
     raw["domain"] = model.save(bundle)
     write_meta(bundle, raw, weights_sha256=raw["weights_sha256"])
-    atomic_write_text(bundle / CARD_FILE, render_model_card(BundleMeta.from_dict(raw)))
+    atomic_write_text(bundle / CARD_FILE, kinds.of_meta(raw).render_card(raw))
     return raw

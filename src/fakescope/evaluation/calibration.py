@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from fakescope import kinds
 from fakescope.bundle import (
     SHIPPED_DETECTORS,
-    is_ensemble,
+    bundle_kind,
     read_meta,
     resolve_bundle_path,
     shipped_bundle_path,
@@ -107,8 +108,8 @@ def check_rewritable(
 ) -> None:
     """Refuse, before a single image is decoded, a bundle that `command` (calibrate,
     unsure-band) cannot rewrite in place: a shipped detector (read-only, part of the
-    package), an ensemble (its fields are fitted from its members) or a folder that is not a
-    valid bundle. Each message says what to do."""
+    package), a kind whose fields are fitted from its members (`Kind.refit_refusal`) or a
+    folder that is not a valid bundle. Each message says what to do."""
     folder = resolve_bundle_path(bundle)
     val = shlex.quote(str(val_source))
     for name in SHIPPED_DETECTORS:
@@ -120,13 +121,9 @@ def check_rewritable(
                 f"bundle in place); use a copy instead: cp -r {shlex.quote(str(shipped))} "
                 f"{copy} && fakescope {command} {copy} {val}"
             )
-    if is_ensemble(folder):
-        raise BundleError(
-            f"{bundle}: an ensemble bundle has no temperature or band of its own (its "
-            f"members' calibrated probabilities are combined); run {command} on each member "
-            f"bundle, then rebuild the ensemble: fakescope ensemble MEMBER... --val {val} "
-            f"--out {bundle}"
-        )
+    refusal = kinds.get(bundle_kind(folder)).refit_refusal(str(bundle), command, val)
+    if refusal:
+        raise BundleError(refusal)
     read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which
 
 
@@ -142,8 +139,9 @@ def calibrate_bundle(
     the bundle, re-signed. Returns ECE, log-loss and accuracy before and after.
 
     `split` defaults to "val" when the source has a val split, else all labelled images.
-    Shipped detectors and ensembles are refused first (`check_rewritable`). A fitted unsure
-    band moves with the threshold (same decisions, same unsure images).
+    Shipped detectors and bundles of combined members are refused first
+    (`check_rewritable`). A fitted unsure band moves with the threshold (same decisions, same
+    unsure images).
     """
     check_rewritable(bundle_path, val_source)
     detector = load_detector(bundle_path, device=device, runtime="torch")

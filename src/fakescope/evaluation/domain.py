@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fakescope.bundle import is_shipped, resolve_bundle_path
 from fakescope.data.cache import ReadBytes, decode_items
 from fakescope.data.sources import Item, open_source
-from fakescope.detectors import TorchDetector, load_detector
+from fakescope.detectors.base import DomainScoringDetector, load_detector
 from fakescope.detectors.domain import DEFAULT_DIMS, DEFAULT_QUANTILE, attach_domain, fit_domain
 from fakescope.errors import ConfigError, SourceError
 from fakescope.faces import FaceSelector
@@ -44,7 +44,7 @@ class DomainFit:
 
 
 def _features(
-    detector: TorchDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
+    detector: DomainScoringDetector, items: list[Item], read_bytes: ReadBytes, progress: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Penultimate features of the readable items, their indices in `items` and their original
     (width, height); of their largest faces for a detector trained on face crops (what it is
@@ -124,7 +124,7 @@ def fit_bundle_domain(
 ) -> DomainFit:
     """Fit the domain model of a single-model bundle on `source` and store it in the bundle
     (re-signed). Refused before any work for shipped detectors (unless `allow_shipped`, for
-    the maintainers' shipping script) and for ensembles and ONNX files."""
+    the maintainers' shipping script) and for every bundle but one model's weights."""
     path = resolve_bundle_path(bundle)
     if is_shipped(path) and not allow_shipped:
         raise ConfigError(
@@ -132,7 +132,7 @@ def fit_bundle_domain(
             f"(cp -r {path} mydetector && fakescope domain mydetector DATA)"
         )
     detector = load_detector(path, device="cpu", runtime="torch")
-    if not isinstance(detector, TorchDetector):
+    if not isinstance(detector, DomainScoringDetector):
         raise ConfigError(f"{bundle}: a domain model needs a single-model bundle")
     data = open_source(source)
     items = [it for it in data.items if it.label is not None]

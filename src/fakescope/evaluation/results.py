@@ -124,7 +124,8 @@ class ProvenanceSummary(TypedDict):
 
 
 class SkippedSection(TypedDict):
-    """A report section that could not be made, and why (e.g. Grad-CAM of an ensemble)."""
+    """A report section that could not be made, and why (e.g. Grad-CAM of a detector that
+    combines several models)."""
 
     skipped: str
 

@@ -36,7 +36,7 @@ def fit_bundle_band(
     when the source names them; the largest faces for a detector trained on face crops) and
     store it in the bundle, re-signed.
 
-    `split` defaults to "val" when the source has one. Shipped detectors and ensembles are
+    `split` defaults to "val" when the source has one. Shipped detectors and combined bundles are
     refused first (`check_rewritable`)."""
     check_rewritable(bundle_path, val_source, command="unsure-band")
     detector = load_detector(bundle_path, device=device, runtime="torch")

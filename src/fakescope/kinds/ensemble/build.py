@@ -1,15 +1,7 @@
 """Fit an ensemble: several detector bundles combined into one bundle that behaves as a
-detector (`fakescope.detectors.ensemble` scores it; `fakescope.bundle` stores it).
-
-An ensemble bundle is a folder:
-
-    bundle.json     kind "ensemble": the members (relative folder, sha256 of each member's
-                    bundle.json), the rule and its weights or stacking coefficients, the
-                    threshold (max F1 on validation), temperature 1, the unsure band, the
-                    validation metrics; signed like every bundle (its own sha256)
-    members/NN-name copies of the member bundles, each verified with its own checksums
-    MODEL_CARD.md   the same, for people
-    ensemble.json   the ensemble-versus-members table on the validation data
+detector (`detector` scores it; `bundle` stores it, with ``ensemble.json`` beside it: the
+ensemble-versus-members table on the validation data). The threshold is the max-F1 one on
+validation.
 
 Rules: `accuracy` (weights proportional to each member's validation accuracy at its own
 threshold), `auc` (proportional to validation ROC-AUC), `equal`, all combining the members'
@@ -29,24 +21,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from fakescope import kinds
 from fakescope.atomic import atomic_write_text
-from fakescope.bundle import (
-    MemberSource,
-    bundle_kind,
-    is_ensemble,
-    read_ensemble_meta,
-    resolve_bundle_path,
-    save_ensemble_bundle,
-)
+from fakescope.bundle import bundle_kind, resolve_bundle_path
 from fakescope.data.cache import decode_items
 from fakescope.data.sources import Source, open_source
 from fakescope.detectors.base import load_detector
-from fakescope.detectors.ensemble import Combiner, EnsembleDetector
-from fakescope.detectors.pytorch import TorchDetector
 from fakescope.errors import BundleError, ConfigError
 from fakescope.evaluation.evaluate import model_names, select_items, validation_split
 from fakescope.evaluation.metrics import binary_metrics, choose_threshold
 from fakescope.evaluation.results import BinaryMetrics
+from fakescope.kinds.ensemble.bundle import (
+    MemberSource,
+    is_ensemble,
+    read_ensemble_meta,
+    save_ensemble_bundle,
+)
+from fakescope.kinds.ensemble.card import render_card
+from fakescope.kinds.ensemble.detector import Combiner, EnsembleDetector
+from fakescope.kinds.single.pytorch import TorchDetector
 
 RULES = ("accuracy", "auc", "equal", "stacking")
 TABLE_FILE = "ensemble.json"
@@ -135,6 +128,7 @@ def _score_members(
 
 def _fit_stacking(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[Combiner, np.ndarray, str]:
     """Logistic regression on member logits; out-of-fold p(fake) on validation when possible."""
+    # scikit-learn is slow to import and only the stacking rule needs it
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -172,9 +166,10 @@ def _load_members(bundles: Sequence[str | os.PathLike[str]], device: str) -> lis
     members = []
     for bundle in bundles:
         kind = bundle_kind(resolve_bundle_path(bundle))
-        if kind != "single":
-            what = "an ensemble" if kind == "ensemble" else "face-aware (two detectors)"
-            raise ConfigError(f"{bundle}: is {what}; list its members instead of nesting it")
+        if kind != kinds.DEFAULT:
+            raise ConfigError(
+                f"{bundle}: is {kinds.get(kind).title}; list its members instead of nesting it"
+            )
         detector = load_detector(bundle, device=device, runtime="torch")
         assert isinstance(detector, TorchDetector)  # single-model bundles load as this kind
         members.append(detector)
@@ -299,45 +294,3 @@ def _table(
         "its threshold chosen there by max F1 (so the ensemble row is fitted on these images)",
         "rows": [{"model": "ensemble", **_summary(ens_metrics)}],
     }
-
-
-def render_card(meta: dict[str, Any]) -> str:
-    """MODEL_CARD.md of an ensemble."""
-    m, v = meta["metrics"], meta["validation"]
-    lines = [
-        "# fakescope ensemble",
-        "",
-        f"Rule: **{meta['rule']}** over {len(meta['members'])} members. Threshold "
-        f"{meta['threshold']:.4f} (max F1 on validation), temperature 1, unsure band "
-        f"[{meta['unsure_band'][0]:.4f}, {meta['unsure_band'][1]:.4f}].",
-        "",
-        f"Validation: {v['source']}"
-        + (f" (split {v['split']})" if v.get("split") else "")
-        + f", n = {v['n']}; {v['scores']}.",
-        "",
-        "| model | weight | accuracy | ROC-AUC | F1 |",
-        "|---|---|---|---|---|",
-        f"| ensemble | | {_f(m.get('accuracy'))} | {_f(m.get('roc_auc'))} | {_f(m.get('f1'))} |",
-    ]
-    weights = meta.get("weights") or [None] * len(meta["members"])
-    for entry, w in zip(meta["members"], weights, strict=True):
-        s = entry["validation"]
-        lines.append(
-            f"| {entry['name']} ({entry['architecture']}, {entry['input_size']}px) | {_f(w)} | "
-            f"{_f(s.get('accuracy'))} | {_f(s.get('roc_auc'))} | {_f(s.get('f1'))} |"
-        )
-    if meta.get("stacking"):
-        st = meta["stacking"]
-        coef = ", ".join(f"{c:.4f}" for c in st["coef"])
-        lines += ["", f"Stacking: logit = {st['intercept']:.4f} + [{coef}] · member logits."]
-    lines += [
-        "",
-        "The ensemble row is measured on the validation data it was fitted on (optimistic); "
-        "evaluate it on held-out data with `fakescope evaluate --bundle ENSEMBLE`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _f(value: object) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -2,7 +2,7 @@
 
 The graph takes crops (B, 3, S, S) as uint8 and returns, per crop, the mean actual cost (NLL)
 and expected cost (entropy) of each level in bits per sub-pixel, exactly what
-:class:`~fakescope.zero_shot.statistic.GapFeatures` computes in PyTorch; the threshold is
+:class:`~fakescope.kinds.zero_shot.statistic.GapFeatures` computes in PyTorch; the threshold is
 applied in Python. Exports are checked against PyTorch before they are written, and cached by
 the bundle's checksum ($FAKESCOPE_CACHE/onnx/<sha256>.zero_shot.onnx).
 """
@@ -23,10 +23,10 @@ from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta
 from fakescope.data.cache import default_cache_dir
 from fakescope.errors import BundleError, ExportError
-from fakescope.zero_shot.bundle import load_zero_shot_bundle
-from fakescope.zero_shot.coder import Coder
-from fakescope.zero_shot.fit import GapStatistic
-from fakescope.zero_shot.statistic import GapFeatures, crop_features
+from fakescope.kinds.zero_shot.bundle import load_zero_shot_bundle
+from fakescope.kinds.zero_shot.coder import Coder
+from fakescope.kinds.zero_shot.fit import GapStatistic
+from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features
 
 INPUT = "crops"
 OUTPUT = "gap_features"
@@ -48,7 +48,7 @@ class _Uint8Features(nn.Module):
 def export_features(coder: Coder, side: int, bundle_sha256: str = "") -> bytes:
     """The serialised ONNX graph of the coder's gap features for side x side crops, after a
     parity check against PyTorch on synthetic crops (ExportError when it fails)."""
-    import onnx
+    import onnx  # heavy, and needed only to export
 
     graph = _Uint8Features(coder).eval()
     gen = torch.Generator().manual_seed(0)
@@ -87,7 +87,7 @@ class FeatureSession:
     """onnxruntime over the exported graph: crops (N, 3, S, S) -> features (N, 6)."""
 
     def __init__(self, model: str | os.PathLike[str] | bytes, chunk: int = 4) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: only the onnx runtime needs it
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()

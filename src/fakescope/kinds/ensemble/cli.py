@@ -1,4 +1,6 @@
-"""The commands that combine bundles into one: `ensemble` and `face-aware`."""
+"""`fakescope ensemble`: combine bundles into one ensemble bundle. Thin: it parses the options
+and calls `build.build_ensemble`. Registered by the kinds registry (`kinds.COMMANDS`); light
+to import (`fakescope --help` imports it)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from fakescope.cli.common import console, out
 from fakescope.evaluation.tables import fmt
+
+console = Console(stderr=True)
+out = Console()
 
 
 def register(app: typer.Typer) -> None:
-    """`fakescope ensemble`, `fakescope face-aware`."""
+    """`fakescope ensemble`."""
     app.command("ensemble")(ensemble)
-    app.command("face-aware")(face_aware)
 
 
 class EnsembleRule(str, Enum):
@@ -44,7 +48,7 @@ def ensemble(
 ) -> None:
     """Combine bundles into one ensemble bundle (predict, evaluate, robustness, serve take it)."""
     # heavy: torch
-    from fakescope.ensemble import build_ensemble
+    from fakescope.kinds.ensemble.build import build_ensemble
 
     result = build_ensemble(
         bundles,
@@ -67,33 +71,3 @@ def ensemble(
         )
     console.print(f"[dim]{result['note']}[/]")
     console.print(f"ensemble bundle: {out_dir}\ntable: {out_dir / 'ensemble.json'}")
-
-
-def face_aware(
-    whole: Annotated[
-        str, typer.Argument(help="The whole-image detector: a bundle folder or shipped name.")
-    ],
-    faces: Annotated[
-        str, typer.Argument(help="The face specialist: a bundle folder or shipped name.")
-    ],
-    out_dir: Annotated[Path, typer.Option("--out", help="The face-aware bundle folder to write.")],
-    min_face_fraction: Annotated[
-        float,
-        typer.Option(help="The specialist joins when the largest face covers this share."),
-    ] = 0.5,
-    face_weight: Annotated[
-        float, typer.Option(help="The specialist's share of the averaged logit.")
-    ] = 0.5,
-) -> None:
-    """Combine a whole-image detector and a face specialist into one face-aware bundle: the
-    first scores every image; where a face fills the picture the second scores that face and
-    the two are averaged (predict, evaluate, robustness, serve and videos take it)."""
-    # heavy: torch
-    from fakescope.bundle import FaceRoute, save_face_aware_bundle
-
-    route = FaceRoute(min_face_fraction, face_weight)  # refused before anything is written
-    path = save_face_aware_bundle(out_dir, whole, faces, route)
-    console.print(
-        f"face-aware bundle: {path} ({whole} on every image; {faces} on faces covering "
-        f"{route.min_face_fraction:.0%} of it or more, weight {route.face_weight:.0%})"
-    )

@@ -1,8 +1,9 @@
 """The ensemble kind: several member detectors whose calibrated logits are combined.
 
-An ensemble bundle (see `fakescope.bundle`) holds copies of its members; `fakescope.ensemble`
-fits one. Rules: `accuracy`, `auc` and `equal` take a weighted mean of the members' calibrated
-p(fake); `stacking` applies logistic-regression coefficients to their calibrated logits.
+An ensemble bundle (see `fakescope.kinds.ensemble.bundle`) holds copies of its members;
+`fakescope.kinds.ensemble.build` fits one. Rules: `accuracy`, `auc` and `equal` take a
+weighted mean of the members' calibrated p(fake); `stacking` applies logistic-regression
+coefficients to their calibrated logits.
 
 Members may differ in input size and preprocessing: each one preprocesses from the decoded
 image itself. When their geometries differ, the ensemble's `preprocessing` packs every
@@ -16,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,11 +27,12 @@ from torch import nn
 from fakescope import LABEL_NAMES
 from fakescope.bundle import BundleMeta, read_meta
 from fakescope.data.transforms import Preprocessing, PreprocessingDict
-from fakescope.detectors.base import Capabilities, Detector, register_kind
-from fakescope.detectors.pytorch import TorchDetector
+from fakescope.detectors.base import Capabilities, Detector
+from fakescope.detectors.packing import pack_square, square_side
 from fakescope.errors import ConfigError
+from fakescope.kinds.ensemble.bundle import KIND
+from fakescope.kinds.single.pytorch import TorchDetector
 
-KIND = "ensemble"
 _EPS = 1e-7
 
 
@@ -38,19 +40,6 @@ _EPS = 1e-7
 def _geometry(pre: Preprocessing) -> tuple[int, str, str, int]:
     """What decides the pixels a model sees (mean/std are applied by each member itself)."""
     return (pre.input_size, pre.resize, pre.interpolation, pre.crops)
-
-
-def square_side(total: int) -> int:
-    """The side S of the smallest (3, S, S) array that holds `total` values."""
-    return math.ceil(math.sqrt(total / 3))
-
-
-def pack_square(flat: np.ndarray, side: int) -> np.ndarray:
-    """Flat uint8 values as a (3, side, side) array, zero-padded: one array per image for the
-    code paths that stack prepared images into a batch."""
-    out = np.zeros(3 * side**2, dtype=np.uint8)
-    out[: flat.size] = flat
-    return out.reshape(3, side, side)
 
 
 @dataclass(frozen=True)
@@ -69,10 +58,8 @@ class PackedPreprocessing(Preprocessing):
         return cls(input_size=square_side(total), members=tuple(members))
 
     def to_dict(self) -> PreprocessingDict:
-        return {
-            "input_size": self.input_size,
-            "packed": [p.to_dict() for p in self.members],
-        }
+        stored = {"input_size": self.input_size, "packed": [p.to_dict() for p in self.members]}
+        return cast("PreprocessingDict", stored)
 
     def resize_image(self, img: Image.Image) -> Image.Image:
         raise ConfigError(
@@ -149,11 +136,10 @@ class _EnsembleModule(nn.Module):
 
 
 # -- the detector --------------------------------------------------------------------------
-@register_kind("torch", "ensemble")
 class EnsembleDetector(Detector):
     """A detector whose score combines member detectors (predict, verdict, info, ...)."""
 
-    kind = "ensemble"
+    kind = KIND
 
     def __init__(
         self,

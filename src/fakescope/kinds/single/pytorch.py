@@ -1,4 +1,4 @@
-"""The PyTorch kind: one model from a single-model bundle, on the CPU or a GPU."""
+"""The single kind on PyTorch: one model from a single-model bundle, on the CPU or a GPU."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ from torch import nn
 
 from fakescope.bundle import BundleMeta, load_bundle
 from fakescope.data.transforms import Preprocessing
-from fakescope.detectors.base import (
-    Capabilities,
-    Capability,
-    DomainScoringDetector,
-    register_kind,
-)
+from fakescope.detectors.base import Capabilities, Capability, DomainScoringDetector
 from fakescope.detectors.domain import DomainModel
 
 
-@register_kind("torch", "single")
 class TorchDetector(DomainScoringDetector):
     """Scores with one PyTorch model: explainable, embeddable and differentiable."""
 

@@ -20,7 +20,6 @@ from fakescope.atomic import atomic_folder
 from fakescope.bundle import (
     CARD_FILE,
     WEIGHTS_FILE,
-    ZERO_SHOT_KIND,
     BundleMeta,
     now_iso,
     package_versions,
@@ -30,10 +29,11 @@ from fakescope.bundle import (
 )
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
-from fakescope.zero_shot.card import render_zero_shot_card
-from fakescope.zero_shot.coder import MULTIPLE, Coder, CoderConfig
-from fakescope.zero_shot.fit import GapStatistic
+from fakescope.kinds.zero_shot.card import render_zero_shot_card
+from fakescope.kinds.zero_shot.coder import MULTIPLE, Coder, CoderConfig
+from fakescope.kinds.zero_shot.fit import GapStatistic
 
+KIND = "zero_shot"
 ARCHITECTURE = "zero_shot_coder"
 
 
@@ -72,7 +72,7 @@ def save_zero_shot_bundle(
         created=now_iso(),
         versions=package_versions(),
     )
-    raw = {**meta.to_dict(), "kind": ZERO_SHOT_KIND, "statistic": statistic.to_dict()}
+    raw = {**meta.to_dict(), "kind": KIND, "statistic": statistic.to_dict()}
     state = {k: v.detach().cpu().contiguous() for k, v in coder.state_dict().items()}
     with atomic_folder(out) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE))
@@ -90,7 +90,7 @@ def load_zero_shot_bundle(
         BundleError: not a zero-shot bundle, damaged, or weights that do not fit.
     """
     raw = read_meta(path)
-    if raw.get("kind") != ZERO_SHOT_KIND:
+    if raw.get("kind") != KIND:
         raise BundleError(f"{path}: not a zero-shot bundle (kind {raw.get('kind', 'single')!r})")
     meta = BundleMeta.from_dict(raw)
     try:

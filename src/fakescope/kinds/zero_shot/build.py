@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -18,13 +19,14 @@ from safetensors.torch import load_file
 from fakescope.data.sources import read_item_bytes
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import ConfigError, ImageError
-from fakescope.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
-from fakescope.zero_shot.coder import Coder, CoderConfig
-from fakescope.zero_shot.data import RealImage, recipe_real_images
-from fakescope.zero_shot.fit import fit_statistic
-from fakescope.zero_shot.recipe import ZeroShotRecipe
-from fakescope.zero_shot.statistic import GapFeatures, crop_features, image_statistics
-from fakescope.zero_shot.train import SUMMARY, WEIGHTS
+from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
+from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
+from fakescope.kinds.zero_shot.data import RealImage, recipe_real_images
+from fakescope.kinds.zero_shot.fit import fit_statistic
+from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
+from fakescope.kinds.zero_shot.recipe import ZeroShotRecipe
+from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features, image_statistics
+from fakescope.kinds.zero_shot.train import SUMMARY, WEIGHTS
 
 log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = {"d0": -1.0}  # ZED: generated images are coded more cheaply than expected
@@ -41,8 +43,6 @@ def load_coder(run_dir: str | os.PathLike[str], recipe: ZeroShotRecipe) -> Coder
 
 
 def decode(path: str) -> Image.Image:
-    import io
-
     try:
         with Image.open(io.BytesIO(read_item_bytes(path))) as img:
             return img.convert("RGB")
@@ -90,8 +90,6 @@ def build_bundle(
 ) -> Path:
     """Fit the threshold on up to `per_source` held-back real photos of each source (the
     ``calib`` split; photos smaller than a crop are left out) and write the bundle."""
-    from fakescope.zero_shot.onnx_graph import FeatureSession, export_features
-
     coder = load_coder(run_dir, recipe)
     pre = crop_preprocessing(side, crops)
     # onnxruntime computes the same features (parity-checked on export) many times faster

@@ -86,8 +86,8 @@ def load_recipe(
         ConfigError: the file is missing or not YAML, or a key or value is invalid.
     """
     if path is None:
-        text = resources.files("fakescope.zero_shot").joinpath("recipe.yaml").read_text()
-        where = "fakescope/zero_shot/recipe.yaml (shipped)"
+        text = resources.files("fakescope.kinds.zero_shot").joinpath("recipe.yaml").read_text()
+        where = "fakescope/kinds/zero_shot/recipe.yaml (shipped)"
     else:
         try:
             text = Path(path).read_text()

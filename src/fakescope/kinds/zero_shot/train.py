@@ -23,9 +23,9 @@ from safetensors.torch import save_file
 from fakescope.atomic import atomic_write_text
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
-from fakescope.zero_shot.coder import Coder, CoderConfig
-from fakescope.zero_shot.data import RealImage, recipe_real_images
-from fakescope.zero_shot.recipe import ZeroShotRecipe
+from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
+from fakescope.kinds.zero_shot.data import RealImage, recipe_real_images
+from fakescope.kinds.zero_shot.recipe import ZeroShotRecipe
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"

@@ -8,7 +8,7 @@ each colour channel (PixelCNN++: green's and blue's means shift with the actual 
 green). The coarsest level is coded at a flat 8 bits.
 
 Everything here is plain convolutions and elementwise ops so that the same computation
-exports to ONNX (see :mod:`fakescope.zero_shot.onnx_graph`).
+exports to ONNX (see :mod:`fakescope.kinds.zero_shot.onnx_graph`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,12 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
+
+def register(parent: typer.Typer) -> None:
+    """`fakescope zero-shot ...` (called by the kinds registry's `COMMANDS`)."""
+    parent.add_typer(app, name="zero-shot")
+
+
 RecipeOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML recipe (default: the shipped zero_shot recipe)."),
@@ -38,8 +44,9 @@ def train(
 ) -> None:
     """Train the coder on random crops of the real photos (never a fake); a checkpoint every
     few steps, the held-out photos' bits per sub-pixel at the end."""
-    from fakescope.zero_shot.recipe import load_recipe
-    from fakescope.zero_shot.train import train_coder
+    # the library imports torch: kept out of `fakescope --help`
+    from fakescope.kinds.zero_shot.recipe import load_recipe
+    from fakescope.kinds.zero_shot.train import train_coder
 
     recipe = load_recipe(config, overrides)
 
@@ -74,8 +81,9 @@ def build(
     per_source: Annotated[int, typer.Option(help="Held-back real photos per source.")] = 60,
 ) -> None:
     """Fit the threshold on held-back real photos only and write the zero-shot bundle."""
-    from fakescope.zero_shot.build import build_bundle
-    from fakescope.zero_shot.recipe import load_recipe
+    # the library imports torch: kept out of `fakescope --help`
+    from fakescope.kinds.zero_shot.build import build_bundle
+    from fakescope.kinds.zero_shot.recipe import load_recipe
 
     recipe = load_recipe(config, overrides)
     path = build_bundle(
@@ -91,8 +99,9 @@ def export(
 ) -> None:
     """Export the coder and its coding-gap features (crops in, per-level NLL and entropy
     out) to ONNX, after a parity check against PyTorch."""
+    # the library imports torch: kept out of `fakescope --help`
     from fakescope.bundle import resolve_bundle_path
-    from fakescope.zero_shot.onnx_graph import export_zero_shot
+    from fakescope.kinds.zero_shot.onnx_graph import export_zero_shot
 
     path = export_zero_shot(resolve_bundle_path(bundle), out)
     console.print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

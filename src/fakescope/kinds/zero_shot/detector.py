@@ -15,23 +15,22 @@ from fakescope.detectors.base import (
     Capabilities,
     Detector,
     PixelScores,
-    register_kind,
     stack_arrays,
 )
-from fakescope.zero_shot.bundle import load_zero_shot_bundle
-from fakescope.zero_shot.fit import GapStatistic
-from fakescope.zero_shot.statistic import GapFeatures, crop_features, image_statistics
+from fakescope.kinds.zero_shot.bundle import KIND, load_zero_shot_bundle
+from fakescope.kinds.zero_shot.fit import GapStatistic
+from fakescope.kinds.zero_shot.onnx_graph import open_zero_shot_onnx
+from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features, image_statistics
 
 FeatureFn = Callable[[torch.Tensor], np.ndarray]  # crops (N, 3, S, S) -> (N, 6)
 
 _WHY = "a zero-shot detector scores a coding statistic, not a classifier's logit"
 
 
-@register_kind("torch", "zero_shot")
 class ZeroShotDetector(Detector):
     """p(fake) from the coding gap of an image's crops under a model of real photos."""
 
-    kind = "zero_shot"
+    kind = KIND
 
     def __init__(
         self,
@@ -121,14 +120,11 @@ class ZeroShotDetector(Detector):
         return {**super().info(), "statistic": self.statistic.to_dict()}
 
 
-@register_kind("onnx", "zero_shot")
 class ZeroShotOnnxDetector(ZeroShotDetector):
     """The zero-shot kind on onnxruntime: the coder and the gap statistic exported as one
     graph (cached per bundle checksum), the threshold applied in Python."""
 
     @classmethod
     def from_bundle(cls, path: Path, *, device: str) -> ZeroShotDetector:
-        from fakescope.zero_shot.onnx_graph import open_zero_shot_onnx
-
         session, meta, statistic, raw = open_zero_shot_onnx(path)
         return cls(meta, statistic, session, runtime="onnx", bundle_path=path, raw=raw)

@@ -1,4 +1,4 @@
-"""The ONNX kind: scores with onnxruntime, from an exported .onnx file or a bundle folder.
+"""The single kind on onnxruntime: scores from an exported .onnx file or a bundle folder.
 
 `open_onnx` accepts
 - a ``.onnx`` file made by `fakescope export`: its metadata holds the verified bundle.json;
@@ -40,11 +40,11 @@ from fakescope.detectors.base import (
     Capability,
     Detector,
     DomainScoringDetector,
-    register_kind,
     stack_arrays,
 )
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
+from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 _NO_TORCH = "the onnx runtime has no PyTorch model; load the bundle with runtime 'torch'"
 
 
-@register_kind("onnx", "single")
 class OnnxDetector(DomainScoringDetector):
     """Scores with onnxruntime on the CPU: fast, but neither explainable nor differentiable."""
 
@@ -86,8 +85,6 @@ class OnnxDetector(DomainScoringDetector):
             return self
         assert self.bundle_path is not None
         if self._torch is None:
-            from fakescope.detectors.pytorch import TorchDetector
-
             self._torch = TorchDetector.from_bundle(self.bundle_path, device="cpu")
         return self._torch
 
@@ -195,8 +192,8 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
 def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
     """The bundle's export in the cache, exported (and parity-checked) first when missing,
     damaged, or without the features its domain model needs."""
-    # imported here: the exporter checks its graph against this package's torch kind, so a
-    # module-level import would run this package's __init__ before the exporter is defined
+    # imported here: the exporter checks its graph against TorchDetector, so importing it at
+    # module level would run this package's __init__ (which imports this module) first
     from fakescope.onnx_export import export_onnx
 
     cached = onnx_cache_path(raw["sha256"])

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fakescope.bundle import FaceRoute, face_aware_member_path, read_meta
+from fakescope.bundle import read_meta
 from fakescope.data.transforms import Preprocessing, PreprocessingDict
 from fakescope.detectors.base import (
     Capabilities,
@@ -44,14 +44,13 @@ from fakescope.detectors.base import (
     PixelScores,
     Runtime,
     load_detector,
-    register_kind,
     stack_arrays,
 )
-from fakescope.detectors.ensemble import pack_square, square_side
+from fakescope.detectors.packing import pack_square, square_side
 from fakescope.errors import ConfigError
 from fakescope.faces import FaceCropPolicy, FaceFinder, FaceSelector, make_face_finder
+from fakescope.kinds.face_aware.bundle import KIND, FaceRoute, face_aware_member_path
 
-KIND = "face_aware"
 HEADER = 16  # bytes before the members' inputs: routed flag, then the face box as 4 x uint16
 # Only a face that fills much of the image joins, and such a face is at least half the image's
 # shorter side: the search runs on a 192 px copy for faces of 40 px and more, with one retry
@@ -102,7 +101,7 @@ class FaceRoutedPreprocessing(Preprocessing):
     def to_dict(self) -> PreprocessingDict:
         stored = {
             "input_size": self.input_size,
-            "face_aware": {
+            KIND: {
                 "whole": self.whole.to_dict(),
                 "faces": self.faces.to_dict(),
                 "policy": self.policy.to_dict(),
@@ -195,7 +194,6 @@ def _logit(p: np.ndarray | float) -> np.ndarray:
     return np.asarray(np.log(q) - np.log1p(-q))
 
 
-@register_kind("torch", "face_aware")
 class FaceAwareDetector(Detector):
     """The whole-image member's verdict, with the face member's score averaged in on images a
     face fills (see the module doc)."""
@@ -326,7 +324,6 @@ class FaceAwareDetector(Detector):
         return self.logits(batch)
 
 
-@register_kind("onnx", "face_aware")
 class OnnxFaceAwareDetector(FaceAwareDetector):
     """The face-aware kind with both members on onnxruntime."""
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 from fakescope.data.sources import ARCHIVE_SEP
 from fakescope.errors import SourceError
-from fakescope.zero_shot.recipe import RealData
+from fakescope.kinds.zero_shot.recipe import RealData
 
 Split = Literal["train", "calib", "test"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

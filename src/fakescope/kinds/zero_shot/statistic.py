@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fakescope.zero_shot.coder import _EDGE, LEVELS, LN2, Coder, _split, log_prob, to_unit
+from fakescope.kinds.zero_shot.coder import _EDGE, LEVELS, LN2, Coder, _split, log_prob, to_unit
 
 FEATURES = tuple(f"{what}{level}" for level in range(LEVELS) for what in ("nll", "h"))
 
