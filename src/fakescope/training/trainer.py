@@ -7,7 +7,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,10 @@ from tqdm.auto import tqdm
 from fakescope.bundle import BundleMeta, resolve_bundle_path, save_bundle
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
+from fakescope.data.format_neutral import JpegReencoder, real_jpeg_qualities
 from fakescope.data.multi_source import MultiSource, SourceSpec, sampling_weights
 from fakescope.data.self_blend import SelfBlend
+from fakescope.data.source_selection import Selection
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.data.transforms import Augmentation, Preprocessing, native_sides, pick_crops
 from fakescope.errors import ConfigError
@@ -251,11 +253,16 @@ class Trainer:
         return self._load_or_decode(items, desc)
 
     def _load_or_decode(self, items: list[Item], desc: str) -> DecodedSet:
+        read_bytes: Callable[[Item], bytes] = self.source.read_bytes
+        fingerprint = self.source.fingerprint()
+        if desc == "decode train" and self.reencoder is not None:
+            read_bytes = self.reencoder
+            fingerprint += "|" + self.reencoder.describe()
         return load_or_decode(
             items,
-            self.source.read_bytes,
+            read_bytes,
             self.pre,
-            fingerprint=self.source.fingerprint(),
+            fingerprint=fingerprint,
             mode="disk" if self.recipe.data.cache == "disk" else "memory",
             cache_dir=self.recipe.data.cache_dir,
             progress=self.progress,
@@ -263,12 +270,22 @@ class Trainer:
             faces=self.faces,
         )
 
+    def _train_reencoder(self) -> JpegReencoder | None:
+        """Format neutralisation (`augment.reencode`): the training images' reader that
+        re-encodes non-JPEG files at the training reals' JPEG qualities."""
+        if self.recipe.data.augment.reencode == "none":
+            return None
+        read = self.source.read_bytes
+        qualities = real_jpeg_qualities(self.train_items, read, seed=self.cfg.seed)
+        return JpegReencoder(read, qualities, seed=self.cfg.seed)
+
     def _load_data(self) -> None:
         self.skipped: list[tuple[str, str]] = []
+        self.reencoder = self._train_reencoder()
         if self.recipe.data.cache == "none":
             self.train_set = None
             self.stream = StreamingDataset(
-                self.train_items, self.source.read_bytes, self.pre, self.faces
+                self.train_items, self.reencoder or self.source.read_bytes, self.pre, self.faces
             )
             self.n_train = len(self.train_items)
             labels = [it.label for it in self.train_items]  # None (unlabelled) fails here
@@ -933,7 +950,21 @@ def open_training_source(
             raise ConfigError("give a SOURCE to train on, or a recipe that lists data.sources")
         return open_source(source_spec)
     root = data_dir or os.environ.get("FAKESCOPE_DATA_DIR") or "."
-    specs = [SourceSpec(s.path, s.label, s.weight, s.max_items) for s in listed]
+    specs = [
+        SourceSpec(
+            s.path,
+            s.label,
+            s.weight,
+            s.max_items,
+            Selection(
+                None if s.generators is None else tuple(s.generators),
+                tuple(s.exclude_generators),
+                s.balance,
+            ),
+            f"data.sources[{i}] ({s.label})",
+        )
+        for i, s in enumerate(listed)
+    ]
     return MultiSource(specs, data_dir=root, seed=recipe.train.seed)
 
 
