@@ -8,6 +8,11 @@ of AI images confidently called real (label real, not unsure) and, for the reals
 confidently called fake.
 
     python bench/modern_sources.py --modern modern.csv --real real.csv [--bundle default]
+
+With --exclude-trained RUN/manifest.csv the images that run trained on (its `train` split)
+are left out before sampling, so a detector trained on these sources is measured on its
+validation images and on the images its recipe never drew; two bundles compared with the
+same seed and the same run see the same images.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def main() -> None:
     parser.add_argument("--per-real-source", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--exclude-trained", type=Path, help="a run's manifest.csv")
     args = parser.parse_args()
 
     from fakescope.data.sources import CsvSource
@@ -60,6 +66,11 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     fakes = [it for it in CsvSource(args.modern).items if it.label == 1]
     reals = [it for it in CsvSource(args.real).items if it.label == 0]
+    trained: set[str] = set()
+    if args.exclude_trained:
+        trained = {it.path for it in CsvSource(args.exclude_trained).items if it.split == "train"}
+        fakes = [it for it in fakes if it.path not in trained]
+        reals = [it for it in reals if it.path not in trained]
     fakes = _sample(fakes, lambda it: it.generator or "", args.per_generator, rng)
     reals = _sample(reals, lambda it: it.source or "", args.per_real_source, rng)
     items = reals + fakes
@@ -84,6 +95,8 @@ def main() -> None:
         f"({len(reals)} reals of {len({it.source for it in reals})} sources, {len(fakes)} fakes "
         f"of {len({it.generator for it in fakes})} generators; seed {args.seed})"
     )
+    if args.exclude_trained:
+        print(f"left out: the {len(trained)} training images of {args.exclude_trained}")
     rows = []
 
     def row(name: str, fake_mask: np.ndarray) -> dict:

@@ -381,3 +381,21 @@ def test_adversarial_recipe_is_validated() -> None:
         validate_recipe({"train": {"adversarial": {"ratio": 1.5}}})
     with pytest.raises(ConfigError, match="jpeg_min"):
         validate_recipe({"data": {"augment": {"degrade": {"jpeg_min": 90, "jpeg_max": 50}}}})
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_computes_it(monkeypatch) -> None:
+    """torch's capability string says "AVX512" on every AVX-512 CPU; bf16 emulated on one
+    without AVX512_BF16 trains slower than fp32, so 'auto' asks for the bf16 units."""
+    from fakescope.training import device as device_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert device_module.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert device_module.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert device_module.resolve_precision("auto", cpu) == "bf16"
+    assert device_module.resolve_precision("fp32", cpu) == "fp32"

@@ -76,6 +76,12 @@ class AugmentConfig(_Strict):
         description="face crops only: blend real faces with altered copies of themselves, "
         "labelled fake, applied before the degradations",
     )
+    reencode: Literal["none", "non_jpeg"] = Field(
+        "none",
+        description="'non_jpeg': every training image that is not a JPEG file is re-encoded as "
+        "one, once, at a quality drawn from the training reals' JPEG qualities, so file format "
+        "and compression cannot tell the classes apart (fakescope.data.format_neutral)",
+    )
 
 
 class SourceConfig(_Strict):
@@ -85,6 +91,29 @@ class SourceConfig(_Strict):
     name: str | None = Field(None, description="default: the file or folder name")
     weight: float = Field(1.0, gt=0.0, description="share of each epoch, relative to others")
     max_items: int | None = Field(None, ge=10, description="stratified subsample of this one")
+    generators: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="a CSV manifest's generators to keep, by name or shell glob ('GPT-4o*'); "
+        "a pattern that matches none is an error",
+    )
+    exclude_generators: list[str] = Field(
+        default_factory=list, description="generators to leave out, by name or glob"
+    )
+    balance: Literal["none", "generator", "origin"] = Field(
+        "none",
+        description="with max_items: an equal quota per generator (or per origin, the "
+        "manifest's `source` column) instead of a stratified one; small ones give all they have",
+    )
+
+    @model_validator(mode="after")
+    def _balance_needs_cap(self) -> SourceConfig:
+        if self.balance != "none" and self.max_items is None:
+            raise ValueError(f"balance {self.balance!r} needs max_items (the total to share)")
+        bad = [p for p in (self.generators or []) + self.exclude_generators if not p.strip()]
+        if bad:
+            raise ValueError("generator patterns must not be empty")
+        return self
 
     @property
     def label(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fakescope.data.source_selection import Selection, balanced_subsample, select_generators
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.errors import SourceError
 
@@ -29,6 +30,8 @@ class SourceSpec:
     name: str
     weight: float = 1.0
     max_items: int | None = None
+    selection: Selection = Selection()
+    where: str = ""  # the recipe field, for errors (data.sources[2])
 
 
 def stratified_subsample(items: Sequence[Item], max_items: int | None, seed: int) -> list[Item]:
@@ -64,7 +67,11 @@ class MultiSource(Source):
             source = open_source(path)
             self.sources[spec.name] = source
             own = [it for it in source.items if it.label is not None]
-            own = stratified_subsample(own, spec.max_items, seed)
+            own = select_generators(own, spec.selection, spec.where or spec.name)
+            if spec.selection.balance != "none" and spec.max_items is not None:
+                own = balanced_subsample(own, spec.max_items, spec.selection.balance, seed)
+            else:
+                own = stratified_subsample(own, spec.max_items, seed)
             items += [replace(it, source=spec.name) for it in own]
         super().__init__(" + ".join(f"{s.name}={self.sources[s.name].location}" for s in specs))
         self.items = sorted(items, key=lambda it: it.path)
@@ -82,6 +89,8 @@ class MultiSource(Source):
         for spec in self.specs:
             fingerprint = self.sources[spec.name].fingerprint()
             digest.update(f"{spec.name}|{fingerprint}|{spec.max_items}|{self._seed}\n".encode())
+            if spec.selection != Selection():  # older caches keep their fingerprints
+                digest.update(f"{spec.selection}\n".encode())
         return digest.hexdigest()
 
     def weights(self) -> dict[str, float]:

@@ -3,13 +3,14 @@ served as batches in a seeded order, epoch by epoch, resumable mid-epoch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from fakescope.config import Recipe, TrainConfig
 from fakescope.data.cache import DecodedSet, StreamingDataset, load_or_decode
+from fakescope.data.format_neutral import JpegReencoder, real_jpeg_qualities
 from fakescope.data.multi_source import MultiSource, sampling_weights
 from fakescope.data.sources import Item, Source
 from fakescope.data.transforms import Preprocessing, native_sides
@@ -40,11 +41,16 @@ class TrainingData:
         return self._load_or_decode(items, desc)
 
     def _load_or_decode(self, items: list[Item], desc: str) -> DecodedSet:
+        read_bytes: Callable[[Item], bytes] = self.source.read_bytes
+        fingerprint = self.source.fingerprint()
+        if desc == "decode train" and self.reencoder is not None:
+            read_bytes = self.reencoder
+            fingerprint += "|" + self.reencoder.describe()
         return load_or_decode(
             items,
-            self.source.read_bytes,
+            read_bytes,
             self.pre,
-            fingerprint=self.source.fingerprint(),
+            fingerprint=fingerprint,
             mode="disk" if self.recipe.data.cache == "disk" else "memory",
             cache_dir=self.recipe.data.cache_dir,
             progress=self.progress,
@@ -52,12 +58,22 @@ class TrainingData:
             faces=self.faces,
         )
 
+    def _train_reencoder(self) -> JpegReencoder | None:
+        """Format neutralisation (`augment.reencode`): the training images' reader that
+        re-encodes non-JPEG files at the training reals' JPEG qualities."""
+        if self.recipe.data.augment.reencode == "none":
+            return None
+        read = self.source.read_bytes
+        qualities = real_jpeg_qualities(self.train_items, read, seed=self.cfg.seed)
+        return JpegReencoder(read, qualities, seed=self.cfg.seed)
+
     def _load_data(self) -> None:
         self.skipped: list[tuple[str, str]] = []
+        self.reencoder = self._train_reencoder()
         if self.recipe.data.cache == "none":
             self.train_set = None
             self.stream = StreamingDataset(
-                self.train_items, self.source.read_bytes, self.pre, self.faces
+                self.train_items, self.reencoder or self.source.read_bytes, self.pre, self.faces
             )
             self.n_train = len(self.train_items)
             labels = [it.label for it in self.train_items]  # None (unlabelled) fails here

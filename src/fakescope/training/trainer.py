@@ -13,6 +13,7 @@ import yaml
 
 from fakescope.config import Recipe, validate_recipe
 from fakescope.data.multi_source import MultiSource, SourceSpec
+from fakescope.data.source_selection import Selection
 from fakescope.data.sources import Item, Source, open_source
 from fakescope.errors import ConfigError
 from fakescope.metrics.shapes import BinaryMetrics
@@ -75,7 +76,21 @@ def open_training_source(
             raise ConfigError("give a SOURCE to train on, or a recipe that lists data.sources")
         return open_source(source_spec)
     root = data_dir or os.environ.get("FAKESCOPE_DATA_DIR") or "."
-    specs = [SourceSpec(s.path, s.label, s.weight, s.max_items) for s in listed]
+    specs = [
+        SourceSpec(
+            s.path,
+            s.label,
+            s.weight,
+            s.max_items,
+            Selection(
+                None if s.generators is None else tuple(s.generators),
+                tuple(s.exclude_generators),
+                s.balance,
+            ),
+            f"data.sources[{i}] ({s.label})",
+        )
+        for i, s in enumerate(listed)
+    ]
     return MultiSource(specs, data_dir=root, seed=recipe.train.seed)
 
 
