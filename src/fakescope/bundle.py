@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from fakescope import LABEL_NAMES, __version__, kinds
+from fakescope import LABEL_NAMES, __version__, kind_registry
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
@@ -217,12 +217,12 @@ def bundle_kind(path: str | os.PathLike[str]) -> str:
     reader verifies with :func:`read_meta`); the default kind where there is none to read."""
     meta_path = Path(path) / META_FILE
     if not meta_path.is_file():
-        return kinds.DEFAULT
+        return kind_registry.DEFAULT
     try:
         data = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return kinds.DEFAULT
-    return kinds.name_of(data) if isinstance(data, dict) else kinds.DEFAULT
+        return kind_registry.DEFAULT
+    return kind_registry.name_of(data) if isinstance(data, dict) else kind_registry.DEFAULT
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -237,7 +237,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     if folder.is_file():
         raise BundleError(f"{folder}: a bundle is a folder holding {META_FILE} and {WEIGHTS_FILE}")
     meta = _read_signed_json(folder)
-    kinds.of_meta(meta).verify(folder, meta)
+    kind_registry.of_meta(meta).verify(folder, meta)
     return meta
 
 
@@ -293,9 +293,9 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
     from fakescope.models import create_model, list_models
 
     raw = read_meta(path)
-    if kinds.name_of(raw) != kinds.DEFAULT:
+    if kind_registry.name_of(raw) != kind_registry.DEFAULT:
         raise BundleError(
-            f"{path}: a {raw['kind']} bundle {kinds.of_meta(raw).holds}; load it with "
+            f"{path}: a {raw['kind']} bundle {kind_registry.of_meta(raw).holds}; load it with "
             "fakescope.detectors.load_detector"
         )
     meta = BundleMeta.from_dict(raw)
@@ -338,7 +338,7 @@ def save_bundle(
         save_file(state, str(tmp / WEIGHTS_FILE))
         write_meta(tmp, meta.to_dict(), weights_sha256=sha256_file(tmp / WEIGHTS_FILE))
         raw = meta.to_dict()
-        (tmp / CARD_FILE).write_text(card_text or kinds.of_meta(raw).render_card(raw))
+        (tmp / CARD_FILE).write_text(card_text or kind_registry.of_meta(raw).render_card(raw))
     return Path(out)
 
 
@@ -347,7 +347,7 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
     it and re-render its model card (refused for a kind whose fields its builder fits)."""
     folder = Path(path)
     meta = read_meta(folder)
-    kind = kinds.of_meta(meta)
+    kind = kind_registry.of_meta(meta)
     if kind.fields_fitted:
         raise BundleError(f"{folder}: a {meta['kind']} bundle's fields are fitted; rebuild it")
     meta.update(changes)

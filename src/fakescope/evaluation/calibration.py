@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from fakescope import kinds
+from fakescope import kind_registry
 from fakescope.bundle import (
     SHIPPED_DETECTORS,
     bundle_kind,
@@ -121,7 +121,7 @@ def check_rewritable(
                 f"bundle in place); use a copy instead: cp -r {shlex.quote(str(shipped))} "
                 f"{copy} && fakescope {command} {copy} {val}"
             )
-    refusal = kinds.get(bundle_kind(folder)).refit_refusal(str(bundle), command, val)
+    refusal = kind_registry.get(bundle_kind(folder)).refit_refusal(str(bundle), command, val)
     if refusal:
         raise BundleError(refusal)
     read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which

@@ -30,8 +30,8 @@ from fakescope import LABEL_NAMES
 from fakescope.data.decode import load_image
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
-from fakescope.evaluation.plots import save_figure
 from fakescope.evaluation.results import LabelCount
+from fakescope.figures import save_figure
 from fakescope.models.registry import embed
 
 if TYPE_CHECKING:

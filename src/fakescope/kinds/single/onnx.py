@@ -44,6 +44,7 @@ from fakescope.detectors.base import (
 )
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
+from fakescope.kinds.single.export import export_onnx
 from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
@@ -192,10 +193,6 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
 def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
     """The bundle's export in the cache, exported (and parity-checked) first when missing,
     damaged, or without the features its domain model needs."""
-    # imported here: the exporter checks its graph against TorchDetector, so importing it at
-    # module level would run this package's __init__ (which imports this module) first
-    from fakescope.onnx_export import export_onnx
-
     cached = onnx_cache_path(raw["sha256"])
     if cached.is_file():
         try:
