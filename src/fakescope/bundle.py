@@ -37,6 +37,7 @@ from fakescope import LABEL_NAMES, __version__, kind_registry
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
+from fakescope.models import create_model, list_models
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -148,7 +149,7 @@ class BundleMeta:
 
 
 def package_versions() -> dict[str, str]:
-    import timm
+    import timm  # heavy: only a written bundle records its version
 
     return {
         "fakescope": __version__,
@@ -290,8 +291,6 @@ def _read_signed_json(folder: Path) -> dict[str, Any]:
 
 def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMeta]:
     """Verify a single-model bundle and rebuild its model in eval mode."""
-    from fakescope.models import create_model, list_models
-
     raw = read_meta(path)
     if kind_registry.name_of(raw) != kind_registry.DEFAULT:
         raise BundleError(

@@ -90,7 +90,7 @@ def _same_decisions_threshold(
 def calibration_summary(
     logits: np.ndarray, labels: np.ndarray, temperature: float, threshold: float
 ) -> dict[str, Any]:
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import log_loss  # heavy: sklearn.metrics, only for the fitted log loss
 
     p = probabilities(logits, temperature)
     ece, _ = expected_calibration_error(labels, p)

@@ -201,7 +201,7 @@ def export_onnx(
 
 def onnx_model_proto(graph: OnnxGraph, input_size: int, exporter: Exporter = "auto") -> Any:
     """(onnx.ModelProto, exporter used) for a module taking (B, 3, S, S) uint8."""
-    import onnx
+    import onnx  # heavy: onnx, only when exporting
 
     if exporter not in EXPORTERS:
         raise ExportError(f"unknown exporter {exporter!r}; choose one of {', '.join(EXPORTERS)}")
@@ -239,7 +239,7 @@ def _export_dynamo(graph: OnnxGraph, example: torch.Tensor) -> Any:
 
 
 def _export_torchscript(graph: OnnxGraph, example: torch.Tensor) -> Any:
-    import onnx
+    import onnx  # heavy: onnx, only when exporting
 
     buffer = io.BytesIO()
     batch_axis = {0: "batch"}
