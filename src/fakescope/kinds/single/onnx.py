@@ -44,7 +44,7 @@ from fakescope.detectors.base import (
 )
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
-from fakescope.kinds.single.export import export_onnx
+from fakescope.kinds.single import export
 from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
@@ -209,5 +209,5 @@ def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
         path.name,
         cached.parent,
     )
-    export_onnx(path, cached)
+    export.export_onnx(path, cached)
     return OnnxModel(cached)
