@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import fakescope.kinds.single.export as export  # the module: tests patch its export_onnx
 from fakescope.bundle import BundleMeta, read_meta
 from fakescope.data.cache import default_cache_dir
 from fakescope.data.transforms import Preprocessing
@@ -44,7 +45,6 @@ from fakescope.detectors.base import (
 )
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
-from fakescope.kinds.single import export
 from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
 
