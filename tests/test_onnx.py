@@ -15,13 +15,13 @@ import torch
 from clirun import fakescope as run_fakescope
 from torch import nn
 
-from fakescope import onnx_export as onnx_exporter
 from fakescope.bundle import BundleMeta, read_meta, save_bundle, update_meta
 from fakescope.data.decode import load_image
 from fakescope.data.sources import collect_inputs, read_item_bytes
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import Detector
 from fakescope.errors import BundleError, ConfigError, ExportError
+from fakescope.kinds.single import export as onnx_exporter  # the exporter's home
 from fakescope.kinds.single.onnx import onnx_cache_path
 from fakescope.models import create_model, list_models, model_defaults
 from fakescope.onnx_export import CANNOT_EXPORT, export_onnx

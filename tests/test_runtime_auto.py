@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from fakescope import onnx_export as onnx_exporter
 from fakescope.data.sources import collect_inputs
 from fakescope.data.transforms import Preprocessing
 from fakescope.detectors import OnnxDetector, TorchDetector, load_detector
@@ -25,6 +24,7 @@ from fakescope.kinds.face_aware.detector import (
     FaceRoutedPreprocessing,
     could_hold_route_face,
 )
+from fakescope.kinds.single import export as onnx_exporter  # the exporter's home
 from fakescope.onnx_export import export_onnx
 from fakescope.onnx_model import OnnxModel
 

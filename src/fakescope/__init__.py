@@ -10,7 +10,7 @@ LABEL_NAMES: tuple[str, str] = ("real", "fake")
 
 def __getattr__(name: str):  # lazy: importing fakescope must not import torch
     if name in ("Detector", "load_detector"):
-        from fakescope import detectors
+        from fakescope import detectors  # heavy: torch; only on first use of these names
 
         return getattr(detectors, name)
     raise AttributeError(name)

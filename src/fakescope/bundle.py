@@ -33,10 +33,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from fakescope import LABEL_NAMES, __version__, kinds
+from fakescope import LABEL_NAMES, __version__, kind_registry
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
+from fakescope.models import create_model, list_models
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -148,7 +149,7 @@ class BundleMeta:
 
 
 def package_versions() -> dict[str, str]:
-    import timm
+    import timm  # heavy: only a written bundle records its version
 
     return {
         "fakescope": __version__,
@@ -217,12 +218,12 @@ def bundle_kind(path: str | os.PathLike[str]) -> str:
     reader verifies with :func:`read_meta`); the default kind where there is none to read."""
     meta_path = Path(path) / META_FILE
     if not meta_path.is_file():
-        return kinds.DEFAULT
+        return kind_registry.DEFAULT
     try:
         data = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return kinds.DEFAULT
-    return kinds.name_of(data) if isinstance(data, dict) else kinds.DEFAULT
+        return kind_registry.DEFAULT
+    return kind_registry.name_of(data) if isinstance(data, dict) else kind_registry.DEFAULT
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -237,7 +238,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     if folder.is_file():
         raise BundleError(f"{folder}: a bundle is a folder holding {META_FILE} and {WEIGHTS_FILE}")
     meta = _read_signed_json(folder)
-    kinds.of_meta(meta).verify(folder, meta)
+    kind_registry.of_meta(meta).verify(folder, meta)
     return meta
 
 
@@ -290,12 +291,10 @@ def _read_signed_json(folder: Path) -> dict[str, Any]:
 
 def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMeta]:
     """Verify a single-model bundle and rebuild its model in eval mode."""
-    from fakescope.models import create_model, list_models
-
     raw = read_meta(path)
-    if kinds.name_of(raw) != kinds.DEFAULT:
+    if kind_registry.name_of(raw) != kind_registry.DEFAULT:
         raise BundleError(
-            f"{path}: a {raw['kind']} bundle {kinds.of_meta(raw).holds}; load it with "
+            f"{path}: a {raw['kind']} bundle {kind_registry.of_meta(raw).holds}; load it with "
             "fakescope.detectors.load_detector"
         )
     meta = BundleMeta.from_dict(raw)
@@ -338,7 +337,7 @@ def save_bundle(
         save_file(state, str(tmp / WEIGHTS_FILE))
         write_meta(tmp, meta.to_dict(), weights_sha256=sha256_file(tmp / WEIGHTS_FILE))
         raw = meta.to_dict()
-        (tmp / CARD_FILE).write_text(card_text or kinds.of_meta(raw).render_card(raw))
+        (tmp / CARD_FILE).write_text(card_text or kind_registry.of_meta(raw).render_card(raw))
     return Path(out)
 
 
@@ -347,7 +346,7 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
     it and re-render its model card (refused for a kind whose fields its builder fits)."""
     folder = Path(path)
     meta = read_meta(folder)
-    kind = kinds.of_meta(meta)
+    kind = kind_registry.of_meta(meta)
     if kind.fields_fitted:
         raise BundleError(f"{folder}: a {meta['kind']} bundle's fields are fitted; rebuild it")
     meta.update(changes)

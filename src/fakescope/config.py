@@ -408,7 +408,7 @@ def validate_recipe(data: dict[str, Any], origin: str = "recipe") -> Recipe:
             for err in exc.errors()
         ]
         raise ConfigError(f"{origin}: invalid recipe:\n" + "\n".join(lines)) from None
-    from fakescope.models import list_models
+    from fakescope.models import list_models  # heavy: torch, timm, for this check only
 
     if recipe.model.name not in list_models():
         import difflib

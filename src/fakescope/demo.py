@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
@@ -41,13 +42,12 @@ def find_demo_data(explicit: str | None = None) -> Path:
 
 
 def quick_recipe_path() -> Path:
-    from importlib import resources
-
     return Path(str(resources.files("fakescope") / "recipes" / "quick.yaml"))
 
 
 def run_demo(data: str | None, run_dir: Path, *, console: Console) -> dict:
     """Audit, train, evaluate; print where the bundle, logs and metrics are."""
+    # heavy: torch, pydantic, yaml; `fakescope --help` imports this module (cli.demo)
     from fakescope.config import load_recipe
     from fakescope.data.audit import audit_source, print_audit
     from fakescope.data.sources import open_source

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fakescope.errors import ConfigError
 from fakescope.face_box import Box, Eyes, FaceBox
@@ -113,8 +113,6 @@ def _to_original(
 
 def _equalized_gray(copy: tuple[np.ndarray, float]) -> tuple[np.ndarray, float]:
     """The search copy as histogram-equalized grey in three channels (what MTCNN takes)."""
-    from PIL import ImageOps
-
     gray = ImageOps.equalize(Image.fromarray(copy[0]).convert("L"))
     return np.repeat(np.asarray(gray)[..., None], 3, axis=2), copy[1]
 
@@ -288,7 +286,7 @@ class HaarFaceFinder(FaceFinder):
         min_face_size: int = 24,
         search_size: int = SEARCH_SIZE,
     ) -> None:
-        import cv2
+        import cv2  # heavy: OpenCV, only for the Haar finder
 
         path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self._cv2 = cv2
@@ -475,7 +473,7 @@ def _turned_crop(image: Image.Image, region: Box, degrees: float) -> Image.Image
     content turns the other way, so a face rolled by ``degrees`` comes out level); pixels
     from beyond the image are mirrored from its border (no black corners for a detector to
     read as a trace)."""
-    import cv2
+    import cv2  # heavy: OpenCV, only for this finder
 
     left, top, w, h = region
     cx, cy = left + w / 2, top + h / 2

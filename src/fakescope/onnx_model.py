@@ -42,7 +42,7 @@ class OnnxModel:
     def __init__(
         self, model: str | os.PathLike[str] | bytes, *, threads: int | None = None, name: str = ""
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # heavy: onnxruntime, only for the ONNX runtime
 
         self.name = name or (str(model) if not isinstance(model, bytes) else "<onnx bytes>")
         options = ort.SessionOptions()

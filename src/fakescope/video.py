@@ -413,10 +413,10 @@ def plot_timeline(
 ) -> Path:
     """p(fake) per sampled frame over time, with the threshold, the unsure band, the mean
     (the verdict) and grey ticks for frames left out (no face)."""
-    # matplotlib: loaded only when a timeline is drawn
+    # heavy: matplotlib, loaded only when a timeline is drawn
     from matplotlib.figure import Figure
 
-    from fakescope.evaluation.plots import save_figure
+    from fakescope.figures import save_figure  # heavy: imports matplotlib
 
     fig = Figure(figsize=(8, 3.6))
     ax = fig.add_subplot()

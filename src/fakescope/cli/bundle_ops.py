@@ -48,7 +48,7 @@ def export(
 ) -> None:
     """Export a detector to ONNX (dynamic batch, bundle metadata inside), parity-checked."""
     # heavy: torch
-    from fakescope.onnx_export import export_onnx
+    from fakescope.kinds.single.export import export_onnx
 
     result = export_onnx(
         bundle,

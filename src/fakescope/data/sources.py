@@ -3,44 +3,34 @@
 Every :class:`Item` has a string ``path`` that can be re-opened anywhere with
 :func:`read_item_bytes`: an absolute file path, or ``"<abs archive path>::<member name>"``.
 Archives are read in place (never extracted) and are safe to use from several threads and
-after ``fork`` (DataLoader workers).
+after ``fork`` (DataLoader workers): `fakescope.data.archives`.
 """
 
 from __future__ import annotations
 
-import bz2
-import contextlib
 import csv
 import functools
-import gzip
 import hashlib
-import lzma
 import os
 import posixpath
 import re
-import shutil
-import tarfile
-import tempfile
-import threading
-import weakref
-import zipfile
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from fakescope import LABEL_NAMES
+from fakescope.data import archives
+from fakescope.data.archives import ArchiveReader, cached_reader, read_file, read_member
 from fakescope.data.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from fakescope.errors import ImageError, SourceError
+from fakescope.errors import SourceError
 
-ARCHIVE_SEP = "::"
-"""Separates the archive path from the member name in an item path."""
-
-_ZIP_SUFFIXES = (".zip",)
-_PLAIN_TAR_SUFFIXES = (".tar",)
-_COMPRESSED_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-ARCHIVE_SUFFIXES = _ZIP_SUFFIXES + _PLAIN_TAR_SUFFIXES + _COMPRESSED_TAR_SUFFIXES
+# the archive names this module has always offered; their home is `fakescope.data.archives`
+ARCHIVE_SEP = archives.ARCHIVE_SEP
+ARCHIVE_SUFFIXES = archives.ARCHIVE_SUFFIXES
+is_archive = archives.is_archive
+read_item_bytes = archives.read_item_bytes
+split_item_path = archives.split_item_path
 
 REAL_NAMES = ("real", "authentic", "human", "original", "genuine", "pristine", "true", "0")
 FAKE_NAMES = (
@@ -256,239 +246,6 @@ def _check_class_dirs(
 
 
 # ---------------------------------------------------------------------------------------
-# Archive access, safe across threads and fork
-# ---------------------------------------------------------------------------------------
-
-_LIVE_READERS: weakref.WeakSet[_ArchiveReader] = weakref.WeakSet()
-_DECOMPRESSORS = (
-    ((".tar.gz", ".tgz"), gzip.open),
-    ((".tar.bz2", ".tbz2"), bz2.open),
-    ((".tar.xz", ".txz"), lzma.open),
-)
-
-
-def is_archive(path: str | os.PathLike[str]) -> bool:
-    """True if the name ends in an archive suffix we can read in place."""
-    return os.fspath(path).lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _tar_cache_path(archive: str) -> str:
-    stat = os.stat(archive)
-    key = f"{archive}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
-    folder = os.path.join(tempfile.gettempdir(), "fakescope-archive-cache")
-    os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, hashlib.sha256(key).hexdigest()[:24] + ".tar")
-
-
-def _remove_if_owner(path: str, owner_pid: int) -> None:
-    # Forked workers inherit the finalizer; only the process that built the file removes it.
-    if os.getpid() == owner_pid:
-        with contextlib.suppress(OSError):
-            os.remove(path)
-
-
-class _ArchiveReader:
-    """Random access to the regular-file members of a zip or tar archive.
-
-    The OS-level handle is opened lazily per process (tracked with ``os.getpid()`` and an
-    at-fork hook) and reads are serialised with a lock, so one reader can be shared by
-    threads and inherited by forked or spawned DataLoader workers.
-
-    Compressed tars cannot seek backwards cheaply (each backwards seek re-decompresses
-    from the start), so they are decompressed once into a temporary plain tar that all
-    processes share and which is removed again by ``close()`` / at exit.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._zip = path.lower().endswith(_ZIP_SUFFIXES)
-        self._compressed = path.lower().endswith(_COMPRESSED_TAR_SUFFIXES)
-        self._members: dict[str, tuple[int, int, int]] | None = None  # name -> (size, key, off)
-        self._tar_path: str | None = None
-        self._finalizer: weakref.finalize[[str, int], _ArchiveReader] | None = None
-        self._reset_process_state()
-        _LIVE_READERS.add(self)
-
-    def _reset_process_state(self) -> None:
-        self._lock = threading.Lock()
-        self._handle: zipfile.ZipFile | BinaryIO | None = None
-        self._pid = os.getpid()
-
-    def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        for key in ("_lock", "_handle", "_pid", "_finalizer"):
-            state.pop(key, None)
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._finalizer = None
-        self._reset_process_state()
-        _LIVE_READERS.add(self)
-
-    # -- listing -------------------------------------------------------------------------
-
-    def members(self) -> dict[str, tuple[int, int, int]]:
-        """Regular-file members: name -> (size, CRC or mtime, data offset for tars)."""
-        if self._members is None:
-            with self._lock:
-                if self._members is None:
-                    self._members = self._list_zip() if self._zip else self._list_tar()
-        return self._members
-
-    def _list_zip(self) -> dict[str, tuple[int, int, int]]:
-        try:
-            with zipfile.ZipFile(self.path) as archive:
-                return {
-                    info.filename: (info.file_size, info.CRC, 0)
-                    for info in archive.infolist()
-                    if not info.is_dir()
-                }
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise SourceError(f"{self.path}: cannot read zip archive ({exc})") from None
-
-    def _list_tar(self) -> dict[str, tuple[int, int, int]]:
-        try:
-            tar_path = self._plain_tar_path()
-            members: dict[str, tuple[int, int, int]] = {}
-            with tarfile.open(tar_path, mode="r:") as archive:
-                for info in archive:
-                    # Links, devices and sparse files cannot be read by offset; image data
-                    # sets do not use them.
-                    if info.isreg() and not info.issparse():
-                        members[info.name] = (info.size, int(info.mtime), info.offset_data)
-            return members
-        except (OSError, tarfile.TarError, EOFError) as exc:
-            raise SourceError(f"{self.path}: cannot read tar archive ({exc})") from None
-
-    def _plain_tar_path(self) -> str:
-        if not self._compressed:
-            return self.path
-        if self._tar_path and os.path.exists(self._tar_path):
-            return self._tar_path
-        cache = _tar_cache_path(self.path)
-        if not os.path.exists(cache):
-            self._decompress_to(cache)
-        self._tar_path = cache
-        return cache
-
-    def _decompress_to(self, cache: str) -> None:
-        partial = f"{cache}.{os.getpid()}.{threading.get_ident()}.part"
-        lower = self.path.lower()
-        opener = next(op for suffixes, op in _DECOMPRESSORS if lower.endswith(suffixes))
-        try:
-            with opener(self.path, "rb") as source, open(partial, "wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            os.replace(partial, cache)  # atomic: concurrent builders never see a half file
-        finally:
-            if os.path.exists(partial):
-                os.remove(partial)
-        self._finalizer = weakref.finalize(self, _remove_if_owner, cache, os.getpid())
-
-    # -- reading -------------------------------------------------------------------------
-
-    def _open_handle(self) -> zipfile.ZipFile | BinaryIO:
-        if self._zip:
-            return zipfile.ZipFile(self.path)
-        return open(self._plain_tar_path(), "rb")  # noqa: SIM115 - kept open on purpose
-
-    def read(self, member: str) -> bytes:
-        """Bytes of one member. Raises KeyError if absent, OSError/BadZipFile if broken."""
-        if self._pid != os.getpid():  # belt and braces; the at-fork hook normally did this
-            self._reset_process_state()
-        entry = self.members()[member]
-        with self._lock:
-            if self._handle is None:
-                self._handle = self._open_handle()
-            if isinstance(self._handle, zipfile.ZipFile):
-                return self._handle.read(member)
-            self._handle.seek(entry[2])
-            return self._handle.read(entry[0])
-
-    def close(self) -> None:
-        with self._lock:
-            if self._handle is not None and self._pid == os.getpid():
-                self._handle.close()
-            self._handle = None
-        if self._finalizer is not None:
-            # Removes the decompressed tar if this process built it; member offsets stay
-            # valid because decompressing again gives the identical byte stream.
-            self._finalizer()
-            self._finalizer = None
-            self._tar_path = None
-
-
-def _reset_readers_after_fork() -> None:
-    # A lock held by another thread at fork time would stay locked forever in the child.
-    for reader in list(_LIVE_READERS):
-        reader._reset_process_state()
-    global _CACHE_LOCK
-    _CACHE_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_readers_after_fork)
-
-_CACHE_LOCK = threading.Lock()
-_READER_CACHE: dict[str, _ArchiveReader] = {}
-
-
-def _cached_reader(archive: str) -> _ArchiveReader:
-    with _CACHE_LOCK:
-        reader = _READER_CACHE.get(archive)
-        if reader is None:
-            reader = _READER_CACHE[archive] = _ArchiveReader(archive)
-        return reader
-
-
-def _read_member(reader: _ArchiveReader, member: str, item_path: str) -> bytes:
-    try:
-        return reader.read(member)
-    except KeyError:
-        raise ImageError(item_path, "not found in archive") from None
-    except SourceError as exc:
-        raise ImageError(item_path, str(exc)) from None
-    except FileNotFoundError:
-        raise ImageError(item_path, "archive not found") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise ImageError(item_path, f"corrupt archive member ({exc})") from None
-    except (RuntimeError, NotImplementedError) as exc:  # encrypted / exotic compression
-        raise ImageError(item_path, f"cannot extract member ({exc})") from None
-
-
-def _read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ImageError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image file") from None
-    except OSError as exc:
-        raise ImageError(path, f"cannot read file ({exc.strerror or exc})") from None
-
-
-def split_item_path(path: str) -> tuple[str, str | None]:
-    """Split ``"archive::member"`` into its parts; plain paths give ``(path, None)``."""
-    archive, sep, member = path.partition(ARCHIVE_SEP)
-    return (archive, member) if sep else (path, None)
-
-
-def read_item_bytes(path: str) -> bytes:
-    """Bytes of any ``Item.path``: a plain file or ``archive::member`` (archives cached).
-
-    Raises:
-        ImageError: the file or member is missing or cannot be read.
-    """
-    archive, member = split_item_path(path)
-    if member is None:
-        return _read_file(path)
-    if not os.path.isfile(archive):
-        raise ImageError(path, "archive not found")
-    return _read_member(_cached_reader(archive), member, path)
-
-
-# ---------------------------------------------------------------------------------------
 # Sources
 # ---------------------------------------------------------------------------------------
 
@@ -597,7 +354,7 @@ class FolderSource(Source):
         self._set_items(items, rows)
 
     def read_bytes(self, item: Item) -> bytes:
-        return _read_file(item.path)
+        return read_file(item.path)
 
 
 class ArchiveSource(Source):
@@ -611,7 +368,7 @@ class ArchiveSource(Source):
         if not is_archive(location):
             suffixes = ", ".join(ARCHIVE_SUFFIXES)
             raise SourceError(f"{location}: not a supported archive ({suffixes})")
-        self._reader = _ArchiveReader(location)
+        self._reader = ArchiveReader(location)
         members = self._reader.members()
         entries, skipped = _resolve_layout(members, location)
         self.skipped = [(f"{location}{ARCHIVE_SEP}{name}", why) for name, why in skipped]
@@ -629,7 +386,7 @@ class ArchiveSource(Source):
         archive, member = split_item_path(item.path)
         if member is None or archive != self.location:
             return read_item_bytes(item.path)
-        return _read_member(self._reader, member, item.path)
+        return read_member(self._reader, member, item.path)
 
     def close(self) -> None:
         self._reader.close()
@@ -774,7 +531,7 @@ def _item_size(path: str) -> int | None:
     if not os.path.isfile(archive) or not is_archive(archive):
         return None
     try:
-        entry = _cached_reader(archive).members().get(member)
+        entry = cached_reader(archive).members().get(member)
     except SourceError:
         return None
     return None if entry is None else entry[0]
@@ -803,7 +560,7 @@ def open_source(spec: str | os.PathLike[str]) -> Source:
 
 
 def _archive_images(archive: str) -> list[str]:
-    names = _cached_reader(archive).members()
+    names = cached_reader(archive).members()
     return [
         f"{archive}{ARCHIVE_SEP}{name}"
         for name in sorted(names)

@@ -16,7 +16,7 @@ loads no kind.
 
 from typing import Any
 
-from fakescope import kinds
+from fakescope import kind_registry
 from fakescope.detectors.base import (
     RUNTIMES,
     Capabilities,
@@ -51,8 +51,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """A kind's detector class by its name, from the kinds registered."""
     if name in _KIND_CLASSES:
-        for kind_name in kinds.names():
-            for cls in kinds.get(kind_name).detectors.values():
+        for kind_name in kind_registry.names():
+            for cls in kind_registry.get(kind_name).detectors.values():
                 for klass in cls.__mro__:
                     if klass.__name__ == name:
                         return klass

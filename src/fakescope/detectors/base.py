@@ -24,17 +24,19 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fakescope import kinds
+from fakescope import kind_registry
 from fakescope.bundle import BundleMeta, bundle_kind, resolve_bundle_path
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError, ConfigError, FakescopeError
 from fakescope.faces import FaceCropPolicy
+from fakescope.verdict.pipeline import predict_inputs
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from fakescope.data.inputs import ImageInput
     from fakescope.detectors.domain import DomainModel
-    from fakescope.inference import ImageInput, Prediction
+    from fakescope.verdict.prediction import Prediction
 
 Runtime = Literal["torch", "onnx"]
 RUNTIMES: tuple[Runtime, ...] = ("torch", "onnx")
@@ -291,11 +293,9 @@ class Detector(ABC):
     ) -> list[Prediction]:
         """Verdicts for images, bytes, files, folders and archives; bad files get an `error`.
         With `provenance` (the default) each file's Content Credentials, metadata and
-        watermarks join the pixel score (see `fakescope.inference`). `faces`: score the
+        watermarks join the pixel score (see `fakescope.verdict`). `faces`: score the
         largest face (by :attr:`face_policy`) instead of the whole image; `all_faces`: every
         face, one verdict each."""
-        from fakescope.inference import predict_inputs
-
         return predict_inputs(
             self,
             inputs,
@@ -407,7 +407,7 @@ def load_detector(
         )
     if runtime == "torch" and bundle.suffix == ".onnx" and bundle.is_file():
         raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
-    cls = kinds.get(bundle_kind(bundle)).detector_class(bundle, runtime)
+    cls = kind_registry.get(bundle_kind(bundle)).detector_class(bundle, runtime)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return cls.from_bundle(bundle, device=device)
@@ -424,7 +424,7 @@ def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
     if bundle.suffix == ".onnx" and bundle.is_file():
         return load_detector(path, runtime="onnx", device=device)
     on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if on_gpu or (bundle.is_dir() and not kinds.get(bundle_kind(bundle)).auto_onnx):
+    if on_gpu or (bundle.is_dir() and not kind_registry.get(bundle_kind(bundle)).auto_onnx):
         return load_detector(path, runtime="torch", device=device)
     try:
         import onnxruntime  # noqa: F401  # an optional speed-up: torch still works without it

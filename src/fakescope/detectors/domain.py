@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from fakescope import kinds
+from fakescope import kind_registry
 from fakescope.atomic import atomic_write_text
 from fakescope.bundle import CARD_FILE, DOMAIN_FILE, read_meta, sha256_file, write_meta
 from fakescope.errors import BundleError, ConfigError
@@ -219,10 +219,10 @@ def attach_domain(bundle: Path, model: DomainModel) -> dict[str, Any]:
     """Store `model` in a verified single-model bundle (re-signed, card re-rendered);
     returns the bundle's new metadata."""
     raw = read_meta(bundle)
-    refusal = kinds.of_meta(raw).domain_refusal(bundle, raw)
+    refusal = kind_registry.of_meta(raw).domain_refusal(bundle, raw)
     if refusal:
         raise ConfigError(refusal)
     raw["domain"] = model.save(bundle)
     write_meta(bundle, raw, weights_sha256=raw["weights_sha256"])
-    atomic_write_text(bundle / CARD_FILE, kinds.of_meta(raw).render_card(raw))
+    atomic_write_text(bundle / CARD_FILE, kind_registry.of_meta(raw).render_card(raw))
     return raw

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from fakescope import kinds
+from fakescope import kind_registry
 from fakescope.bundle import (
     SHIPPED_DETECTORS,
     bundle_kind,
@@ -90,7 +90,7 @@ def _same_decisions_threshold(
 def calibration_summary(
     logits: np.ndarray, labels: np.ndarray, temperature: float, threshold: float
 ) -> dict[str, Any]:
-    from sklearn.metrics import log_loss
+    from sklearn.metrics import log_loss  # heavy: sklearn.metrics, only for the fitted log loss
 
     p = probabilities(logits, temperature)
     ece, _ = expected_calibration_error(labels, p)
@@ -121,7 +121,7 @@ def check_rewritable(
                 f"bundle in place); use a copy instead: cp -r {shlex.quote(str(shipped))} "
                 f"{copy} && fakescope {command} {copy} {val}"
             )
-    refusal = kinds.get(bundle_kind(folder)).refit_refusal(str(bundle), command, val)
+    refusal = kind_registry.get(bundle_kind(folder)).refit_refusal(str(bundle), command, val)
     if refusal:
         raise BundleError(refusal)
     read_meta(folder)  # missing, not a bundle, or tampered: BundleError says which

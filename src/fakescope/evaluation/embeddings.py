@@ -30,8 +30,8 @@ from fakescope import LABEL_NAMES
 from fakescope.data.decode import load_image
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
-from fakescope.evaluation.plots import save_figure
 from fakescope.evaluation.results import LabelCount
+from fakescope.figures import save_figure
 from fakescope.models.registry import embed
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def has_opentsne() -> bool:
 
 def _reduce(features: np.ndarray, seed: int) -> np.ndarray:
     """Centre, and project onto the top principal components when there are many dims."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # heavy: only when PCA is drawn
 
     x = features - features.mean(axis=0, keepdims=True)
     dims = min(PCA_DIMS, x.shape[0], x.shape[1])
@@ -271,7 +271,7 @@ def tsne_2d(
     use_opentsne = backend == "opentsne" or (backend == "auto" and has_opentsne())
     if use_opentsne:
         return _opentsne(x, seed, perplexity=perplexity, n_jobs=n_jobs, progress=progress)
-    from sklearn.manifold import TSNE as SkTSNE
+    from sklearn.manifold import TSNE as SkTSNE  # heavy: only without openTSNE
 
     if n > 2000:
         warnings.warn(
@@ -294,7 +294,7 @@ def tsne_2d(
 def _opentsne(
     x: np.ndarray, seed: int, *, perplexity: float, n_jobs: int, progress: bool
 ) -> np.ndarray:
-    from openTSNE import TSNE
+    from openTSNE import TSNE  # optional: openTSNE
 
     every = 10
     with tqdm(

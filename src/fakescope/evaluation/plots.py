@@ -16,18 +16,9 @@ from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 from fakescope.evaluation.metrics import threshold_sweep
+from fakescope.figures import save_figure
 
 Curve = tuple[np.ndarray, np.ndarray]  # (labels, p_fake)
-DPI = 110
-
-
-def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Lay out and write a figure as PNG, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=DPI)
-    return path
 
 
 def _both(y: np.ndarray) -> bool:

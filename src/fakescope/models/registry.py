@@ -217,7 +217,7 @@ def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise ConfigError(f"weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # only for .safetensors files
 
             obj: Any = load_file(str(path), device="cpu")
         else:

@@ -152,7 +152,7 @@ def read_c2pa(data: bytes, *, trust_anchors: str | None = None) -> tuple[list[Ev
     if not may_carry_c2pa(data):
         return [], []
     try:
-        import c2pa
+        import c2pa  # optional: degrade when missing
     except ImportError:  # pragma: no cover - a core dependency, but degrade, never crash
         return [], ["c2pa-python is not installed: Content Credentials not read"]
     try:

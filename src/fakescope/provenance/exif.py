@@ -130,7 +130,7 @@ def read_capture(data: bytes) -> CaptureMetadata | None:
     A format Pillow cannot open (HEIC without its plugin registered) is None; anything
     else Pillow's parser raises on garbage is raised: `read.py` runs it guarded.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # heavy: Pillow, only when EXIF is read
 
     try:
         img = Image.open(io.BytesIO(data))

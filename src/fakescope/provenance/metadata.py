@@ -114,7 +114,7 @@ def _looks_comfy(prompt: str) -> bool:
 
 def from_exif(data: bytes) -> list[Evidence]:
     """Evidence from EXIF UserComment (A1111) and Software; never raises."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # heavy: Pillow, only for stealth reads
 
     try:
         with Image.open(io.BytesIO(data)) as img:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from fakescope.data.sources import collect_inputs, read_item_bytes
+from fakescope.errors import ImageError
 from fakescope.provenance.content_credentials import read_c2pa
 from fakescope.provenance.evidence import Evidence, ProvenanceReport
 from fakescope.provenance.exif import read_camera
@@ -142,7 +144,7 @@ def _guard(label: str, reader: Callable[[], _T]) -> tuple[_T | None, list[str]]:
 
 def _decode(data: bytes) -> tuple[np.ndarray | None, str | None]:
     """RGB or RGBA uint8 pixels of a lossless file, or why not."""
-    from PIL import Image
+    from PIL import Image  # heavy: Pillow, only for the pixels
 
     try:
         with warnings.catch_warnings():
@@ -195,9 +197,6 @@ def read_paths(
 ) -> list[FileProvenance]:
     """Provenance of files, folders (recursive), archives and CSV manifests, in input
     order; a missing or unreadable file gets an ``error``, never an exception."""
-    from fakescope.data.sources import collect_inputs, read_item_bytes
-    from fakescope.errors import ImageError
-
     items, problems = collect_inputs(paths)
     results = [FileProvenance(path, error=reason) for path, reason in problems]
     for item in items:

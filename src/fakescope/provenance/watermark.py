@@ -107,7 +107,7 @@ def block_values(rgb: np.ndarray, order: str, dtype: str = "uint8") -> np.ndarra
         dtype: ``"uint8"`` or ``"float"``: the type of the array the encoder was given,
             which decides where OpenCV centres U (128 or 0.5).
     """
-    import cv2
+    import cv2  # heavy: OpenCV, only when decoding
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fakescope.evaluation.plots import save_figure
+from fakescope.figures import save_figure
 from fakescope.robustness.results import AttackExamples, ExampleImages, RobustnessResult
 
 Metric = Literal["accuracy", "roc_auc"]

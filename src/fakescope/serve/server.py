@@ -8,7 +8,13 @@ import logging
 import os
 import sys
 
+import torch
+import uvicorn
+
+from fakescope.bundle import face_detector_or_default
+from fakescope.detectors import Detector
 from fakescope.serve.access_log import LOGGER_NAME
+from fakescope.serve.app import create_app
 from fakescope.serve.settings import ServeSettings, check_port
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
@@ -18,8 +24,6 @@ def configure_torch_threads(threads: int) -> None:
     """One intra-op thread by default: on a small CPU the other cores decode uploads and
     run HTTP; the model gains speed from batching instead. Inter-op threads stay at 1
     (the model has no parallel branches)."""
-    import torch
-
     torch.set_num_threads(max(1, threads))
     # RuntimeError: already set, or inter-op work already ran in this process
     with contextlib.suppress(RuntimeError):
@@ -69,11 +73,6 @@ def run_server(
 ) -> None:
     """Load the bundle (and the detector for faces=true requests, see `faces_detector_name`)
     and serve them until interrupted."""
-    import uvicorn
-
-    from fakescope.detectors import Detector
-    from fakescope.serve.app import create_app
-
     check_port(port)
     configure_torch_threads(threads)
     return_large_blocks_to_the_os()
@@ -106,8 +105,6 @@ def faces_detector_name(
         return None if str(faces_bundle) == SAME else faces_bundle
     if bundle is not None:
         return None
-    from fakescope.bundle import face_detector_or_default
-
     name, note = face_detector_or_default()
     if note:  # not installed: the served default detector scores faces, and the log says so
         logging.getLogger(LOGGER_NAME).warning(note)

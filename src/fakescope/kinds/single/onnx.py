@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import fakescope.kinds.single.export as export  # the module: tests patch its export_onnx
 from fakescope.bundle import BundleMeta, read_meta
 from fakescope.data.cache import default_cache_dir
 from fakescope.data.transforms import Preprocessing
@@ -192,10 +193,6 @@ def open_onnx(path: str | os.PathLike[str]) -> tuple[OnnxModel, dict[str, Any]]:
 def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
     """The bundle's export in the cache, exported (and parity-checked) first when missing,
     damaged, or without the features its domain model needs."""
-    # imported here: the exporter checks its graph against TorchDetector, so importing it at
-    # module level would run this package's __init__ (which imports this module) first
-    from fakescope.onnx_export import export_onnx
-
     cached = onnx_cache_path(raw["sha256"])
     if cached.is_file():
         try:
@@ -212,5 +209,5 @@ def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
         path.name,
         cached.parent,
     )
-    export_onnx(path, cached)
+    export.export_onnx(path, cached)
     return OnnxModel(cached)
