@@ -76,5 +76,5 @@ def info(bundle: BundleOpt = None) -> None:
     from fakescope.bundle import CARD_FILE, read_meta, resolve_bundle_path
 
     path = resolve_bundle_path(bundle)
-    read_meta(path)  # verifies a single or an ensemble bundle
+    read_meta(path)  # verifies a bundle of any kind (weights or members)
     out.print(Markdown((Path(path) / CARD_FILE).read_text()))

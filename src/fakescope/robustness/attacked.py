@@ -43,7 +43,7 @@ def attack_target(detector: Detector) -> AttackTarget:
 
     `module(normalize(x01))` is the detector's fake-logit for images `x01` in [0, 1] at the
     preprocessing's input size, or for (B, K, 3, S, S) native crops (their mean logit);
-    ensembles give gradients through all members, and kinds without gradients
+    detectors of several members give gradients through all of them, and runtimes without gradients
     (onnxruntime) refuse with the reason.
     """
     model, normalize, pre, temperature = detector.attack_target()
