@@ -226,6 +226,8 @@ def score(paths: list[Path], bundle: str) -> dict[str, object]:
             c["error"] += 1
         elif pred.label == "fake" and not pred.unsure:
             c["confident_fake"] += 1
+            # what a content check answering `unsure` on graphic images would leave
+            c["confident_fake_photo_content"] += heuristic([str(path)])["photo"]
         elif pred.unsure:
             c["unsure"] += 1
     total = Counter[str]()
@@ -238,10 +240,16 @@ def score(paths: list[Path], bundle: str) -> dict[str, object]:
         )
     share = total["confident_fake"] / total["n"]
     print(f"  all      {total['confident_fake']:4d} / {total['n']:4d} ({share:.1%})")
+    left = total["confident_fake_photo_content"]
+    print(
+        f"  with graphic images (fakescope.data.content_type) answered unsure: {left} / "
+        f"{total['n']} ({left / total['n']:.1%}) confidently called fake"
+    )
     return {
         "bundle": bundle,
         "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "confident_fake_share": share,
+        "confident_fake_share_with_content_check": left / total["n"],
     }
 
 

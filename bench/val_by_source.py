@@ -9,6 +9,10 @@ confidently called fake and AI images confidently called real, each as a share o
 class in the source. Two evaluations of two bundles on the same manifest compare directly.
 
     python bench/val_by_source.py RUN/manifest.csv EVAL/predictions.csv [--reals real_photos]
+
+--content-check: the same figures if images the content heuristic
+(fakescope.data.content_type) calls graphic were answered unsure (what such a check costs
+in coverage and saves in confident mistakes); it decodes every image once.
 """
 
 from __future__ import annotations
@@ -31,12 +35,21 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
     return float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else None
 
 
+def _graphic(path: str) -> bool:
+    from fakescope.data.content_type import content_stats
+    from fakescope.data.decode import load_image
+    from fakescope.data.sources import read_item_bytes
+
+    return content_stats(load_image(read_item_bytes(path), path))["kind"] == "graphic"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("manifest", type=Path)
     parser.add_argument("predictions", type=Path)
     parser.add_argument("--reals", nargs="*", default=["real_photos"],
                         help="all-real sources an all-fake source is ranked against")  # fmt: skip
+    parser.add_argument("--content-check", action="store_true")
     args = parser.parse_args()
     with args.manifest.open(newline="") as handle:
         source_of = {row["path"]: row["source"] for row in csv.DictReader(handle)}
@@ -45,12 +58,14 @@ def main() -> None:
         for row in csv.DictReader(handle):
             if row["p_fake"] == "" or row["path"] not in source_of:
                 continue
+            unsure = row["unsure"] == "1" or (args.content_check and _graphic(row["path"]))
             rows[source_of[row["path"]]].append(
                 (int(row["label"] == "fake"), float(row["p_fake"]),
-                 row["predicted"] == "fake", row["unsure"] == "1")
+                 row["predicted"] == "fake", unsure)
             )  # fmt: skip
     print(f"# {machine(torch_threads=False)}")
-    print(f"{args.predictions} on {args.manifest} (validation rows)\n")
+    check = " (graphic images answered unsure)" if args.content_check else ""
+    print(f"{args.predictions} on {args.manifest} (validation rows){check}\n")
     print("| source | images | ROC-AUC | coverage | real called fake (sure) "
           "| AI called real (sure) |\n|---|---:|---:|---:|---:|---:|")  # fmt: skip
     real_pool = [r for name in args.reals for r in rows.get(name, [])]

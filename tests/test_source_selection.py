@@ -173,3 +173,38 @@ def test_the_shipped_modern_recipe_validates() -> None:
     assert len(families) == 9 and recipe.data.augment.reencode == "non_jpeg"
     assert recipe.decision.max_real_called_fake == 0.05
     assert recipe.decision.max_fake_called_real == 0.10
+
+
+def test_training_decodes_non_jpeg_files_re_encoded(manifest: Path, tmp_path: Path) -> None:
+    """With augment.reencode the trainer's training images of PNG files carry JPEG
+    compression (they differ from the PNG's pixels); its validation images do not."""
+    from tiny import tiny_recipe_data
+
+    from fakescope.data.cache import decode_one
+    from fakescope.training.run_manifest import prepare_split
+    from fakescope.training.trainer import Trainer
+
+    data = tiny_recipe_data(epochs=1)
+    data["data"] |= {"input_size": 32, "sources": [{"path": "corpus.csv", "name": "all"}]}
+    for reencode in ("none", "non_jpeg"):
+        data["data"]["augment"] = {"reencode": reencode}
+        recipe = validate_recipe(data)
+        source = open_training_source(None, recipe, manifest)
+        split_file = tmp_path / f"{reencode}.csv"
+        items = prepare_split(source, recipe.data, seed=0, manifest_path=split_file, progress=False)
+        trainer = Trainer(recipe, tmp_path / reencode, source=source, items=items, progress=False)
+        trainer._load_data()
+        pngs = [i for i, p in enumerate(trainer.train_set.paths) if p.endswith(".png")]
+        plain = [decode_one(Item(trainer.train_set.paths[i], 1), source.read_bytes, trainer.pre)
+                 for i in pngs]  # fmt: skip
+        same = [np.array_equal(trainer.train_set.images[i].numpy(), want)
+                for i, want in zip(pngs, plain, strict=True)]  # fmt: skip
+        if reencode == "none":
+            assert all(same) and trainer.reencoder is None
+        else:
+            assert not any(same)  # JPEG blocks in every PNG's training pixels
+            assert set(trainer.reencoder.qualities) == {80, 92}
+        val_png = next(it for it in trainer.val_items if it.path.endswith(".png"))
+        index = trainer.val_set.paths.index(val_png.path)
+        want = decode_one(val_png, source.read_bytes, trainer.pre)
+        assert np.array_equal(trainer.val_set.images[index].numpy(), want)
