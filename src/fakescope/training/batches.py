@@ -35,15 +35,16 @@ class TrainingData:
     val_items: list[Item]
     degrade_native: bool  # the recipe degrades images at their native resolution
 
-    def _decode(self, items: list[Item], desc: str) -> DecodedSet:
+    def _decode(self, items: list[Item], desc: str, *, reencode: bool = False) -> DecodedSet:
+        """`reencode`: read through the format-neutralising re-encoder (training images)."""
         if self.recipe.data.cache == "disk":  # process 0 fills the shared cache, others map it
-            return self.dist.main_first(lambda: self._load_or_decode(items, desc))
-        return self._load_or_decode(items, desc)
+            return self.dist.main_first(lambda: self._load_or_decode(items, desc, reencode))
+        return self._load_or_decode(items, desc, reencode)
 
-    def _load_or_decode(self, items: list[Item], desc: str) -> DecodedSet:
+    def _load_or_decode(self, items: list[Item], desc: str, reencode: bool) -> DecodedSet:
         read_bytes: Callable[[Item], bytes] = self.source.read_bytes
         fingerprint = self.source.fingerprint()
-        if desc == "decode train" and self.reencoder is not None:
+        if reencode and self.reencoder is not None:
             read_bytes = self.reencoder
             fingerprint += "|" + self.reencoder.describe()
         return load_or_decode(
@@ -79,7 +80,7 @@ class TrainingData:
             labels = [it.label for it in self.train_items]  # None (unlabelled) fails here
             self.train_labels = torch.tensor(labels, dtype=torch.float32)
         else:
-            self.train_set = self._decode(self.train_items, "decode train")
+            self.train_set = self._decode(self.train_items, "decode train", reencode=True)
             self.skipped += self.train_set.skipped
             self.n_train = len(self.train_set)
             self.train_labels = self.train_set.labels
