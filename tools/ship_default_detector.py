@@ -11,6 +11,11 @@ shipped `general` and `faces` by their checksums. Shipping either of them rebuil
 keeps loading; its card's figures then describe the members it had, so re-measure them
 (`cd bench && python face_aware.py`) and update CARDS["general_faces"].
 
+`general` is made for photographs: shipping it switches its content check on
+(`fakescope.bundle.set_content(bundle, "photo")`, see PHOTOS_ONLY), so drawn or graphic
+images (plots, screenshots, illustrations) are answered unsure; `general_faces` follows its
+whole-image member, so it has the check too.
+
 A detector trained on face crops (its bundle records a face crop policy) is measured on the
 faces of its validation images, cropped the way `--faces` crops them; a recipe with its own
 `card:` (configs/faces.yaml) keeps that text.
@@ -31,6 +36,7 @@ from fakescope.bundle import (
     SHIPPED_DETECTORS,
     load_bundle,
     save_bundle,
+    set_content,
     shipped_bundle_path,
     update_meta,
 )
@@ -99,7 +105,9 @@ CARDS = {
             "training data (domain score) or near the threshold. Four crops on a grid are "
             "scored at the image's own resolution and their logits averaged, so large photos "
             "are not squashed into thumbnails; Content Credentials, metadata and watermarks, "
-            "where present, outweigh the pixels."
+            "where present, outweigh the pixels. It is for photographs: a drawn or graphic "
+            "image (plots, graphs, screenshots, diagrams, illustrations, flat artwork) is "
+            "answered 'unsure: not a photograph', its p(fake) still reported."
         ),
         "limits": (
             "Five training sources are few: generators, cameras and editing tools it never "
@@ -108,6 +116,10 @@ CARDS = {
             "are the honest estimate of that, not the validation metrics below, which come "
             "from held-out images of the same five sources. It saw JPEG re-compression, "
             "rescaling, blur and noise on both classes, at each picture's own resolution. "
+            "What counts as drawn is a simple statistic (flat areas, few colours: "
+            "fakescope.data.content_type): it misses painted or rendered art with texture "
+            "everywhere, which is judged as a photograph, and calls about 2% of real photos "
+            "graphic (plain low-quality JPEGs, products on white), which are then unsure. "
             "Route 'unsure' verdicts to a person, "
             "and never use a single score as proof that an image is fake."
         ),
@@ -130,7 +142,11 @@ CARDS = {
             "image is unlike the whole-image detector's training data or near its threshold. "
             "A picture that is mostly one face (a face crop, a portrait close-up, a video "
             "frame of a talking head) gets the face specialist's second look; Content "
-            "Credentials, metadata and watermarks, where present, outweigh the pixels."
+            "Credentials, metadata and watermarks, where present, outweigh the pixels. Like "
+            "its whole-image member it is for photographs: a drawn or graphic image (plots, "
+            "graphs, screenshots, diagrams, illustrations, flat artwork) is answered 'unsure: "
+            "not a photograph', its p(fake) still reported; with --faces the face crop "
+            "scored is what is looked at (a photographed face in a screenshot is judged)."
         ),
         "limits": (
             "Both members learnt from five sources only: generators, cameras and editing "
@@ -140,6 +156,9 @@ CARDS = {
             "average is near chance and the whole-image detector's half carries the verdict. "
             "Faces are looked for on a 192 px copy and join only when they cover half the "
             "picture. On 1280x720 photos it runs at about four fifths of `general`'s speed. "
+            "Drawn or graphic is a simple statistic (flat areas, few colours): painted or "
+            "rendered art with texture everywhere is judged as a photograph, and about 2% of "
+            "real photos (plain low-quality JPEGs) are called graphic and answered unsure. "
             "Route 'unsure' verdicts to a person, and never use a single score as proof that "
             "an image is fake."
         ),
@@ -148,7 +167,10 @@ CARDS = {
 FACE_AWARE = {
     "general_faces": ("general", "faces", FaceRoute(min_face_fraction=0.5, face_weight=0.5))
 }
-"""Shipped face-aware bundles: (whole-image member, face member, route) by shipped name."""
+"""Shipped face-aware bundles: (whole-image member, face member, route) by shipped name. A
+face-aware bundle is for what its whole-image member is for (its `content`)."""
+PHOTOS_ONLY = {"general"}
+"""Shipped detectors made for photographs: `set_content(bundle, "photo")` on every shipping."""
 
 
 def ship_face_aware(name: str) -> None:
@@ -197,6 +219,8 @@ def main() -> None:
     if not card:
         raise SystemExit(f"no model card text for {args.name!r}: add one to CARDS or the recipe")
     update_meta(target, card=card, metrics=numbers, training=training)
+    if args.name in PHOTOS_ONLY:  # drawn or graphic images answered unsure
+        set_content(target, "photo")
     print(f"shipped {args.run / 'bundle'} -> {target} as {args.name!r} (float16 weights)")
     before, after = meta.metrics["accuracy"], numbers["accuracy"]
     print(f"validation accuracy: float32 {before:.4f}, float16 {after:.4f}")

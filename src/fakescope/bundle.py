@@ -46,6 +46,10 @@ DOMAIN_FILE = "domain.safetensors"  # optional: the training data's description 
 META_FILE = "bundle.json"
 CARD_FILE = "MODEL_CARD.md"
 MEMBERS_DIR = "members"  # where a bundle that combines other bundles keeps their copies
+CONTENTS = ("any", "photo")
+"""What a detector is for (bundle.json ``content``, the recipe's ``decision.content``): any
+image, or photographs only: then a drawn or graphic image (a plot, a screenshot, an
+illustration; `fakescope.data.content_type`) is answered unsure (`fakescope.verdict.rule`)."""
 
 
 def unsure_band(threshold: float, margin: float) -> tuple[float, float]:
@@ -75,8 +79,14 @@ class BundleMeta:
     faces: dict[str, Any] | None = None  # the face crop policy it was trained on (faces.py)
     # the band fitted to a false-accusation budget (evaluation.unsure_band); None: the margin
     unsure_fit: dict[str, Any] | None = None
+    content: str = "any"  # what it is for: any image, or photographs only (CONTENTS)
 
     def __post_init__(self) -> None:
+        if self.content not in CONTENTS:
+            raise BundleError(
+                f"content {self.content!r} is not one of {', '.join(CONTENTS)} (what the "
+                "detector is for: any image, or photographs only)"
+            )
         if self.unsure_fit is not None:
             low, high = self.unsure_fit["band"]
             if not 0.0 <= low <= self.threshold <= high <= 1.0:
@@ -99,6 +109,8 @@ class BundleMeta:
             optional["faces"] = self.faces
         if self.unsure_fit is not None:
             optional["unsure_fit"] = self.unsure_fit
+        if self.content != "any":  # absent: any image, as in bundles made before the field
+            optional["content"] = self.content
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -145,7 +157,13 @@ class BundleMeta:
             domain=dict(data["domain"]) if data.get("domain") else None,
             faces=dict(data["faces"]) if data.get("faces") else None,
             unsure_fit=dict(data["unsure_fit"]) if data.get("unsure_fit") else None,
+            content=str(data.get("content", "any")),
         )
+
+    @property
+    def photos_only(self) -> bool:
+        """Whether the detector is for photographs only (drawn or graphic images unsure)."""
+        return self.content == "photo"
 
 
 def package_versions() -> dict[str, str]:
@@ -355,6 +373,22 @@ def update_meta(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
     write_meta(folder, meta, weights_sha256=meta["weights_sha256"])
     atomic_write_text(folder / CARD_FILE, kind.render_card(meta))
     return meta
+
+
+def set_content(path: str | os.PathLike[str], content: str = "photo") -> dict[str, Any]:
+    """Say what a single-model bundle's detector is for (`CONTENTS`): 'photo' answers drawn
+    or graphic images (plots, screenshots, illustrations) unsure, 'any' judges every image;
+    re-signed, its card re-rendered (:func:`update_meta`). A face-aware bundle follows its
+    whole-image member: set it there and rebuild the face-aware bundle."""
+    if content not in CONTENTS:
+        raise BundleError(f"content {content!r} is not one of {', '.join(CONTENTS)}")
+    kind = kind_registry.name_of(read_meta(path))
+    if kind != kind_registry.DEFAULT:
+        raise BundleError(
+            f"{path}: a {kind} bundle is for what its members are for: set the content of its "
+            "whole-image member (fakescope.bundle.set_content) and rebuild it"
+        )
+    return update_meta(path, content=content)
 
 
 # -- shipped detectors and names -----------------------------------------------------------

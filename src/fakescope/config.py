@@ -260,6 +260,12 @@ class DecisionConfig(_Strict):
     max_fake_called_real: float = Field(
         0.10, gt=0.0, lt=0.5, description="risk: share of fakes confidently called real"
     )
+    content: Literal["any", "photo"] = Field(
+        "any",
+        description="what the detector is for, written into the bundle (bundle.json "
+        "`content`): any image, or photo: photographs only, so drawn or graphic images "
+        "(plots, screenshots, illustrations) are answered unsure",
+    )
 
 
 class CardConfig(_Strict):

@@ -55,6 +55,12 @@ def render_model_card(meta: BundleMeta) -> str:
     return "\n".join(lines)
 
 
+PHOTOS_ONLY = (
+    "- content: photographs (bundle `content: photo`): a drawn or graphic image (plots, "
+    "screenshots, diagrams, illustrations, flat artwork; `fakescope.data.content_type`) is "
+    "answered unsure, 'not a photograph', with its p(fake) still reported"
+)
+
 _INTENDED_USE = (
     "Screening images for signs of AI generation or manipulation, as one signal among "
     "others, by ML engineers and trust-and-safety teams."
@@ -115,6 +121,7 @@ def _model_section(meta: BundleMeta) -> list[str]:
         f"- temperature: {meta.temperature:.4f}",
         f"- unsure band: p(fake) in [{meta.unsure_band[0]:.3f}, {meta.unsure_band[1]:.3f}]"
         + _band_origin(meta),
+        *([PHOTOS_ONLY] if meta.photos_only else []),
     ]
 
 

@@ -8,8 +8,10 @@ sparsely, evenly over its whole duration, so that at most ``max_frames`` frames 
 Verdict: ``p_fake`` is the MEAN p(fake) of the scored frames, judged by the one verdict rule
 (`fakescope.verdict.rule.verdict`) exactly as one image is: the bundle's threshold and unsure
 band, and out of domain when the mean domain score of the scored frames (features and frame
-size) is over 1. A video's file provenance is not read (its frames carry none), so
-``p_fake`` is the pixels' own (``p_fake_pixels``). Reported
+size) is over 1; for a detector made for photographs, unsure as not a photograph when most
+scored frames (or face crops) are drawn or graphic (`content`). A video's file provenance
+is not read (its frames carry none), so ``p_fake`` is the pixels' own (``p_fake_pixels``).
+Reported
 beside it: the fraction of scored frames at or over the threshold and the highest frame score,
 because a video that is fake in only a few seconds shows up there first.
 
@@ -47,6 +49,7 @@ from fakescope.faces import (
     make_face_finder,
     usable_faces,
 )
+from fakescope.verdict.pipeline import content_of
 from fakescope.verdict.prediction import CSV_FIELDS, Prediction, declare, field_specs
 from fakescope.verdict.rule import domain_score_of, verdict
 
@@ -254,6 +257,9 @@ def predict_video(
     sizes: dict[int, tuple[int, int]] = {}  # position in `frames` -> its face crop's size
     whole: list[np.ndarray] = []  # every frame, preprocessed: small, and the no-face fallback
     crops: dict[int, np.ndarray] = {}  # position in `frames` -> preprocessed face crop
+    # what each frame (or its face crop) shows, for a detector made for photographs
+    whole_contents: list[str | None] = []
+    crop_contents: dict[int, str | None] = {}
     pending: list[SampledFrame] = []  # frames waiting for one batched face search
 
     def flush() -> None:
@@ -265,7 +271,9 @@ def predict_video(
                 box = selection.face_box.xywh
                 crops[len(frames)] = detector.prepare(selection.image)
                 sizes[len(frames)] = selection.image.size
+                crop_contents[len(frames)] = content_of(detector, selection.image)
             whole.append(detector.prepare(sampled.image))
+            whole_contents.append(content_of(detector, sampled.image))
             whole_sizes.append(sampled.image.size)
             frames.append(FrameScore(sampled.index, round(sampled.time, 3), None, box))
         pending.clear()
@@ -277,9 +285,11 @@ def predict_video(
     flush()
 
     notes = [sampler.note] if sampler.note else []
+    contents: list[str | None] = whole_contents
     if selector and crops:
         chosen = sorted(crops)
         inputs = [crops[i] for i in chosen]
+        contents = [crop_contents[i] for i in chosen]
         if len(chosen) < len(frames):
             notes.append(
                 f"no face in {len(frames) - len(chosen)} of {len(frames)} sampled frames; "
@@ -305,6 +315,7 @@ def predict_video(
             detector, pixels.domain_score, [sizes.get(i, whole_sizes[i]) for i in chosen]
         ),
         max_crop_p_fake=None if max_crop is None else float(max_crop.max()),
+        content=_video_content(contents),
     )
     result = VideoPrediction(
         **{f.name: getattr(judged, f.name) for f in fields(Prediction)},
@@ -320,6 +331,15 @@ def predict_video(
         band = detector.meta.unsure_band
         result.timeline = str(plot_timeline(result, timeline, detector.threshold, band))
     return result
+
+
+def _video_content(contents: Sequence[str | None]) -> str | None:
+    """What a video shows: 'graphic' when most of its scored frames (or their face crops)
+    are (a screen recording, an animation), else 'photo'; None when not looked at."""
+    if not contents or contents[0] is None:
+        return None
+    graphic = sum(c == "graphic" for c in contents)
+    return "graphic" if graphic * 2 > len(contents) else "photo"
 
 
 def _mean_domain(

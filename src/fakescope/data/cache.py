@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from fakescope.data.content_type import content_stats
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import Item
 from fakescope.data.transforms import Preprocessing
@@ -43,6 +44,8 @@ class DecodedSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     sizes: np.ndarray | None = None  # (N, 2) width, height of the images as decoded
     faces: list[FaceSelection] | None = None  # with a face selector: what each one shows
+    # with content=True: what each scored image shows, 'photo' or 'graphic' (content_type)
+    contents: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,19 +59,26 @@ def decode_one(item: Item, read_bytes: ReadBytes, pre: Preprocessing) -> np.ndar
     return result
 
 
-def _with_size(pre: Preprocessing, img: Image.Image) -> tuple[np.ndarray, tuple[int, int]]:
-    return pre.to_uint8(img), img.size
+Prepped = tuple[np.ndarray, tuple[int, int], str | None]
+"""One decoded image: its model input, its (width, height) and, where asked, its content."""
+Decoded = Prepped | tuple[np.ndarray, tuple[int, int], str | None, FaceSelection]
 
 
-Decoded = tuple[np.ndarray, tuple[int, int]] | tuple[np.ndarray, tuple[int, int], FaceSelection]
+def _with_size(pre: Preprocessing, content: bool, img: Image.Image) -> Prepped:
+    return pre.to_uint8(img), img.size, content_stats(img)["kind"] if content else None
 
 
 def _decode_face_chunk(
-    items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing, faces: FaceSelector
+    items: Sequence[Item],
+    read_bytes: ReadBytes,
+    pre: Preprocessing,
+    faces: FaceSelector,
+    content: bool = False,
 ) -> list[Decoded | ImageError]:
     """Each item's largest face (one face search for the chunk), cropped by the policy and
-    prepared, with the crop's size and the selection; or why the item cannot be read. The
-    size is the crop's: what the detector sees, and what its domain is measured on."""
+    prepared, with the crop's size, what it shows (with `content`) and the selection; or why
+    the item cannot be read. The size is the crop's: what the detector sees, and what its
+    domain is measured on."""
     decoded = [prepare_or_reason(partial(read_bytes, it), it.path, lambda i: i) for it in items]
     images = [d for d in decoded if not isinstance(d, str)]
     chosen = iter(faces.largest(images))
@@ -78,7 +88,7 @@ def _decode_face_chunk(
             out.append(ImageError(item.path, result))
             continue
         selection = next(chosen)
-        prepared = prepare_or_reason(selection.image, item.path, partial(_with_size, pre))
+        prepared = prepare_or_reason(selection.image, item.path, partial(_with_size, pre, content))
         if isinstance(prepared, str):
             out.append(ImageError(item.path, prepared))
         else:
@@ -87,11 +97,12 @@ def _decode_face_chunk(
 
 
 def _decode_chunk(
-    items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing
-) -> list[tuple[np.ndarray, tuple[int, int]] | ImageError]:
-    """Each item's model input and original (width, height), or why it cannot be read."""
-    out: list[tuple[np.ndarray, tuple[int, int]] | ImageError] = []
-    prepare = partial(_with_size, pre)
+    items: Sequence[Item], read_bytes: ReadBytes, pre: Preprocessing, content: bool = False
+) -> list[Prepped | ImageError]:
+    """Each item's model input, original (width, height) and (with `content`) what it
+    shows, or why it cannot be read."""
+    out: list[Prepped | ImageError] = []
+    prepare = partial(_with_size, pre, content)
     for item in items:
         result = prepare_or_reason(partial(read_bytes, item), item.path, prepare)
         out.append(ImageError(item.path, result) if isinstance(result, str) else result)
@@ -107,14 +118,19 @@ def decode_items(
     desc: str = "decode",
     threads: int | None = None,
     faces: FaceSelector | None = None,
+    content: bool = False,
 ) -> DecodedSet:
     """Decode items into one (N, 3, S, S) uint8 tensor; unreadable items are skipped.
 
     `faces`: each image's largest face (cropped by the selector's policy) instead of the
-    whole image, or the whole image when it has none; `DecodedSet.faces` says which."""
+    whole image, or the whole image when it has none; `DecodedSet.faces` says which.
+    `content`: what each image scored shows ('photo' or 'graphic', from the decoded image:
+    `fakescope.data.content_type`) in `DecodedSet.contents`, as the verdict pipeline's
+    `content_of` says it."""
     buffer = np.empty((len(items), *pre.array_shape), dtype=np.uint8)
     sizes = np.zeros((len(items), 2), dtype=np.int32)
     selections: dict[int, FaceSelection] = {}
+    kinds: dict[int, str | None] = {}
     keep: list[int] = []
     skipped: list[tuple[str, str]] = []
     chunk = 256 if faces is None else 32  # full-size images wait for one face search
@@ -124,8 +140,8 @@ def decode_items(
 
     def decode_chunk(c: Sequence[Item]) -> Sequence[Decoded | ImageError]:
         if faces is None:
-            return _decode_chunk(c, read_bytes, pre)
-        return _decode_face_chunk(c, read_bytes, pre, faces)
+            return _decode_chunk(c, read_bytes, pre, content)
+        return _decode_face_chunk(c, read_bytes, pre, faces, content)
 
     with ThreadPoolExecutor(threads) as pool:
         offset = 0
@@ -135,8 +151,9 @@ def decode_items(
                     skipped.append((res.path, res.reason))
                 else:
                     buffer[offset + j], sizes[offset + j] = res[0], res[1]
-                    if len(res) == 3:
-                        selections[offset + j] = res[2]
+                    kinds[offset + j] = res[2]
+                    if len(res) == 4:
+                        selections[offset + j] = res[3]
                     keep.append(offset + j)
             offset += len(results)
             bar.update(len(results))
@@ -146,7 +163,10 @@ def decode_items(
     labels = torch.tensor([_label(items[i]) for i in keep], dtype=torch.float32)
     paths = [items[i].path for i in keep]
     chosen = None if faces is None else [selections[i] for i in keep]
-    return DecodedSet(torch.from_numpy(images), labels, paths, skipped, sizes[index], chosen)
+    contents = [str(kinds[i]) for i in keep] if content else None
+    return DecodedSet(
+        torch.from_numpy(images), labels, paths, skipped, sizes[index], chosen, contents
+    )
 
 
 def _label(item: Item) -> int:

@@ -230,6 +230,7 @@ def evaluate(
                     progress=progress,
                     desc=f"decode {name}" if len(specs) > 1 else "decode",
                     faces=selector,
+                    content=detector.meta.photos_only,  # as the verdict pipeline's content_of
                 )
             with _timed(timings, "score"):
                 parts.append(

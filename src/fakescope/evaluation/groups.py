@@ -164,6 +164,7 @@ def provenance_summary(scored: ScoredSet, detector: Detector, *, read: bool) -> 
                 np.array([p.p_fake_pixels]),
                 None if p.domain_score is None else np.array([p.domain_score]),
             ),
+            contents=[p.content],
         )[0]
         labels_changed += alone.label != p.label
         changed += (alone.label, alone.unsure) != (p.label, p.unsure)

@@ -149,6 +149,7 @@ def judged(
         found,
         decoded.sizes,
         faces=decoded.faces,
+        contents=decoded.contents,
     )
     generator = {it.path: it.generator for it in items}
     source = {it.path: it.source for it in items}

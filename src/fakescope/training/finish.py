@@ -197,6 +197,7 @@ class Finishing:
             | ({"by_source": final.by_source} if final.by_source else {}),
             card=self.recipe.card.model_dump(exclude_none=True) if self.recipe.card else {},
             faces=self.faces.policy.to_dict() if self.faces else None,
+            content=decision.content,
         )
 
     def _write_summary(self, state: TrainState, bundle_dir: Path, final: _FinalMetrics) -> None:

@@ -12,7 +12,13 @@ The steps, in order, for every caller:
    (`prepare_image`; a face-aware detector routes its faces inside `Detector.prepare`);
 4. scores: `Detector.score_prepared` in batches (the server's micro-batcher, Ray's actors
    and evaluate's batches call it their own way) -> `PixelScores` with the domain score;
-5. domain, band and combination: `judge` -> `fakescope.verdict.rule.verdicts`.
+5. domain, content, band and combination: `judge` -> `fakescope.verdict.rule.verdicts`.
+
+Content: for a detector made for photographs (`BundleMeta.photos_only`), step 3 also says
+what the decoded image that is scored shows (`content_of`: 'photo' or 'graphic', from
+`fakescope.data.content_type` on the image already decoded): the whole image, or with faces
+the face crop scored (a face found in a screenshot is a photographed face; a drawn face is
+graphic). A graphic one is answered unsure in step 5 (`fakescope.verdict.rule.NOT_A_PHOTO`).
 
 `predict_inputs` runs all five for images, bytes, files, folders and archives; the server
 runs 1-3 in its decode threads (`prepare_image` on an upload it decoded under its limits),
@@ -39,6 +45,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from fakescope.data.content_type import content_stats
 from fakescope.data.inputs import ImageInput, expand_inputs, prepare_or_reason, read_input_bytes
 from fakescope.data.sources import Item
 from fakescope.faces import FaceCropPolicy, FaceSelection, FaceSelector
@@ -53,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Prepared",
     "ProvenanceReader",
+    "content_of",
     "face_selector",
     "judge",
     "predict_inputs",
@@ -68,8 +76,8 @@ log = logging.getLogger(__name__)
 class Prepared:
     """One input after steps 1-3: its model input (`array`), or the reason there is none
     (`error`); its evidence; the size of what is scored (the face crop, with faces); the
-    face scored (`face`, with faces); and the decoded image while faces are still to be
-    searched."""
+    face scored (`face`, with faces); the decoded image while faces are still to be
+    searched; and what the scored image shows (`content`, see `content_of`)."""
 
     name: str
     array: np.ndarray | None
@@ -78,6 +86,13 @@ class Prepared:
     size: tuple[int, int] = (0, 0)
     image: Image.Image | None = None  # kept (decoded, not prepared) when faces are searched
     face: FaceSelection | None = None
+    content: str | None = None
+
+
+def content_of(detector: Detector, image: Image.Image) -> str | None:
+    """What a decoded image shows ('photo' or 'graphic') when `detector` is made for
+    photographs (its bundle's ``content: photo``); None (not looked at) otherwise."""
+    return content_stats(image)["kind"] if detector.meta.photos_only else None
 
 
 def provenance_of(data: bytes, name: str) -> list[Evidence]:
@@ -106,10 +121,12 @@ def read_item(
         if isinstance(decoded, str):
             return Prepared(name, None, decoded, [])
         return Prepared(name, None, None, evidence, decoded.size, decoded)
-    prepared = prepare_or_reason(source, name, lambda img: (detector.prepare(img), img.size))
+    prepared = prepare_or_reason(
+        source, name, lambda img: (detector.prepare(img), img.size, content_of(detector, img))
+    )
     if isinstance(prepared, str):
         return Prepared(name, None, prepared, [])
-    return Prepared(name, prepared[0], None, evidence, prepared[1])
+    return Prepared(name, prepared[0], None, evidence, prepared[1], content=prepared[2])
 
 
 def prepare_image(
@@ -120,11 +137,19 @@ def prepare_image(
     selector: FaceSelector | None = None,
 ) -> Prepared:
     """Step 3 for an image decoded elsewhere (an upload, a video frame): with `selector`
-    its largest face cropped, then prepared for the model. Raises what
-    `Detector.prepare` raises (the caller says how a bad image is reported)."""
+    its largest face cropped, then prepared for the model (and what it shows, `content_of`).
+    Raises what `Detector.prepare` raises (the caller says how a bad image is reported)."""
     face = selector.largest([image])[0] if selector is not None else None
     scored = image if face is None else face.image
-    return Prepared(name, detector.prepare(scored), None, evidence, scored.size, face=face)
+    return Prepared(
+        name,
+        detector.prepare(scored),
+        None,
+        evidence,
+        scored.size,
+        face=face,
+        content=content_of(detector, scored),
+    )
 
 
 def judge(
@@ -141,6 +166,7 @@ def judge(
         [p.evidence for p in prepared],
         [p.size for p in prepared],
         [p.face for p in prepared] if faces else None,
+        [p.content for p in prepared],
     )
 
 
@@ -161,7 +187,15 @@ def _judge_faces(
     images = [p.image for p in good if p.image is not None]
     found = selector.every(images) if all_faces else [[s] for s in selector.largest(images)]
     rows = [
-        Prepared(p.name, detector.prepare(s.image), None, p.evidence, s.image.size, face=s)
+        Prepared(
+            p.name,
+            detector.prepare(s.image),
+            None,
+            p.evidence,
+            s.image.size,
+            face=s,
+            content=content_of(detector, s.image),
+        )
         for p, selections in zip(good, found, strict=True)
         for s in selections
     ]

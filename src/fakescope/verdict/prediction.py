@@ -83,7 +83,8 @@ class Prediction:
 
     p_fake, label and unsure are the final verdict (pixels and provenance combined);
     p_fake_pixels is the detector's own score; unsure_reason says why the verdict is unsure
-    (the unsure band, or an input outside the detector's domain); evidence lists what the
+    (the unsure band, an input outside the detector's domain, or a drawn or graphic image
+    judged by a detector made for photographs: content says which); evidence lists what the
     file's provenance says (dicts with signal, claim, by, trust, detail); disagreement is
     set when the pixels and the provenance point different ways. With faces: face_box is
     the face scored ({x, y, w, h} in the original image; None when none was found),
@@ -112,8 +113,8 @@ class Prediction:
         required=True,
     )
     unsure: bool | None = declare(
-        "the verdict is not to be relied on: see unsure_reason (inside the unsure band, or "
-        "unlike the detector's training data)",
+        "the verdict is not to be relied on: see unsure_reason (inside the unsure band, "
+        "unlike the detector's training data, or not a photograph)",
         csv="flag",
         parquet="bool",
         api="required",
@@ -171,6 +172,12 @@ class Prediction:
         "with faces=true: what was scored instead when no face was found",
         parquet="string",
         api="optional",
+    )
+    content: str | None = declare(
+        "what the scored image shows, for a detector made for photographs: 'photo', or "
+        "'graphic' (drawn: plots, screenshots, illustrations; then the verdict is unsure); "
+        "null when the detector judges any image",
+        parquet="string",
     )
 
     def to_dict(self) -> dict[str, Any]:

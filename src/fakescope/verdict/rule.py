@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fakescope.detectors.base import Detector, PixelScores
 
 __all__ = [
+    "NOT_A_PHOTO",
     "OUT_OF_DOMAIN",
     "UNSURE_BAND",
     "at_threshold",
@@ -29,6 +30,10 @@ __all__ = [
 
 UNSURE_BAND = "p(fake) is inside the unsure band around the threshold"
 OUT_OF_DOMAIN = "out of domain: unlike anything this detector was trained on"
+NOT_A_PHOTO = (
+    "not a photograph: drawn or graphic content (plots, screenshots, illustrations); "
+    "this detector is for photographs"
+)
 
 
 def domain_score_of(
@@ -52,17 +57,25 @@ def verdict(
     domain_score: float | None = None,
     max_crop_p_fake: float | None = None,
     image_size: tuple[int, int] | None = None,
+    content: str | None = None,
 ) -> Prediction:
     """The verdict for one image: the pixel score combined with its provenance evidence;
-    unsure inside the unsure band, or outside the detector's domain (its features, or for a
-    detector that resizes, an `image_size` far from the sizes it was trained on) unless
-    decisive evidence (an intact AI-labelled manifest, an AI watermark) answers for them."""
+    unsure inside the unsure band, outside the detector's domain (its features, or for a
+    detector that resizes, an `image_size` far from the sizes it was trained on), or, for a
+    detector made for photographs (`BundleMeta.photos_only`), on drawn or graphic `content`
+    (`fakescope.data.content_type`: 'photo' or 'graphic'; None where it was not looked at),
+    unless decisive evidence (an intact AI-labelled manifest, an AI watermark) answers for
+    them."""
     domain_score = domain_score_of(detector, domain_score, image_size)
     combined = combine(p_pixels, evidence, threshold=detector.threshold)
     label, in_band = detector.verdict(combined.p_fake)
     in_domain = None if domain_score is None else bool(domain_score <= 1.0)
-    reason = None  # out of domain says more than "near the threshold", so it comes first
-    if in_domain is False and not combined.overridden:
+    not_a_photo = content == "graphic" and detector.meta.photos_only
+    # what the image is says most, then unlike the training data, then near the threshold
+    reason = None
+    if not_a_photo and not combined.overridden:
+        reason = NOT_A_PHOTO
+    elif in_domain is False and not combined.overridden:
         reason = OUT_OF_DOMAIN
     elif in_band:
         reason = UNSURE_BAND
@@ -78,6 +91,7 @@ def verdict(
         max_crop_p_fake=max_crop_p_fake,
         evidence=[e.to_dict() for e in evidence],
         disagreement=combined.disagreement,
+        content=content,
     )
 
 
@@ -88,9 +102,11 @@ def verdicts(
     evidence: Sequence[Sequence[Evidence]] | None = None,
     sizes: Sequence[tuple[int, int]] | np.ndarray | None = None,
     faces: Sequence[FaceSelection | None] | None = None,
+    contents: Sequence[str | None] | None = None,
 ) -> list[Prediction]:
     """`verdict` for each scored image (in order); `sizes`: their (width, height); `faces`:
-    the face each one scored, if any (reported in face_box, faces_found, face_note)."""
+    the face each one scored, if any (reported in face_box, faces_found, face_note);
+    `contents`: what each one shows ('photo', 'graphic'), where it was looked at."""
     judged = [
         verdict(
             detector,
@@ -100,6 +116,7 @@ def verdicts(
             domain_score=_at(scores.domain_score, i),
             max_crop_p_fake=_at(scores.max_crop_p_fake, i),
             image_size=None if sizes is None else (int(sizes[i][0]), int(sizes[i][1])),
+            content=None if contents is None else contents[i],
         )
         for i, name in enumerate(names)
     ]

@@ -24,8 +24,9 @@ def render_face_aware_card(meta: dict[str, Any]) -> str:
         "",
         "## Model",
         "",
-        f"- Whole-image member (scores every image; its threshold, unsure band and domain "
-        f"score decide the verdict): {member('whole')}",
+        f"- Whole-image member (scores every image; its threshold, unsure band, domain "
+        f"score and what it is for, any image or photographs only, decide the verdict): "
+        f"{member('whole')}",
         f"- Face member (scores the largest face's crop): {member('faces')}",
         f"- The face member joins when the largest face covers at least "
         f"{route['min_face_fraction']:.0%} of the image; its logit (less its threshold's) "
