@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 CHECKER_AMPLITUDE = 40  # +-40 grey levels: a tiny CNN learns it from 40 images in <10 epochs
 
@@ -68,6 +68,31 @@ def toy_array(kind: str, rng: np.random.Generator, size: int | tuple[int, int] =
     if kind != "real":
         raise ValueError(f"unknown kind {kind!r}")
     return img
+
+
+def flat_drawing(size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A drawn, non-photographic image like a matplotlib plot: white ground, axes, a line
+    and bars (`fakescope.data.content_type` calls it graphic)."""
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    w, h = size
+    draw.line([(30, h - 30), (w - 10, h - 30)], fill="black", width=2)
+    draw.line([(30, 10), (30, h - 30)], fill="black", width=2)
+    xs = np.linspace(30, w - 10, 40)
+    ys = (h - 30) - (h - 60) * (0.5 + 0.4 * np.sin(xs / 25))
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill="#1f77b4", width=2)
+    for i, top in enumerate((60, 110, 90)):
+        draw.rectangle([60 + 50 * i, top, 90 + 50 * i, h - 31], fill="#ff7f0e")
+    return img
+
+
+def photo_like(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
+    """Texture and noise everywhere, as a photograph has (content_type: photo)."""
+    rng = np.random.default_rng(seed)
+    cells = rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(cells).resize(size, Image.Resampling.BICUBIC), np.int16)
+    noisy = base + rng.normal(0, 12, size=base.shape).round().astype(np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
 def encode(array: np.ndarray, fmt: str = "PNG", **save_kwargs: object) -> bytes:
