@@ -51,6 +51,13 @@ def test_the_test_images_are_what_they_claim() -> None:
     assert content_stats(photo_like())["kind"] == "photo"
 
 
+def test_a_black_and_white_photo_is_a_photo_and_a_grey_drawing_is_not() -> None:
+    """Greyscale has few quantised colours whatever it shows: the photo is judged by its
+    texture, the drawing (a grey plot) by its flat paper-and-ink areas."""
+    assert content_stats(photo_like().convert("L").convert("RGB"))["kind"] == "photo"
+    assert content_stats(flat_drawing().convert("L").convert("RGB"))["kind"] == "graphic"
+
+
 def test_a_drawing_is_unsure_on_a_photo_detector_and_a_photo_is_not(
     images: Path, bundles: tuple[Path, Path]
 ) -> None:

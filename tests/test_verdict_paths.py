@@ -2,8 +2,9 @@
 Python API, `evaluate` (predictions.csv), the HTTP API (a real server) and video (a
 lossless clip of the still image) give the same row for the same image, with the shipped
 default detector on real images: a face close-up its face route scores, a StyleGAN face, a
-modern photo outside its domain, a CIFAKE thumbnail and a DALL-E 3 image carrying C2PA
-Content Credentials.
+modern photo outside its domain, a CIFAKE thumbnail, a DALL-E 3 image carrying C2PA
+Content Credentials and a flat drawing made here (a plot: the default detector is made for
+photographs, so every path answers it unsure, not a photograph).
 
 Where video legitimately differs, and what this test holds it to instead: a video's file
 provenance is not read (its frames carry none), so its row is the image's verdict from the
@@ -26,6 +27,7 @@ import httpx
 import numpy as np
 import pytest
 from clirun import fakescope
+from imagegen import flat_drawing
 from liveserver import thread_server
 
 from fakescope.bundle import shipped_available
@@ -34,6 +36,7 @@ from fakescope.detectors import Detector, load_detector
 from fakescope.evaluation.evaluate import PREDICTION_COLUMNS, evaluate
 from fakescope.serve import ServeSettings, create_app
 from fakescope.verdict.prediction import CSV_FIELDS, Prediction
+from fakescope.verdict.rule import NOT_A_PHOTO
 from fakescope.video import VIDEO_CSV_FIELDS
 
 pytestmark = [
@@ -49,6 +52,7 @@ IMAGES = {
     "nature_generated.jpg": ("data/modern_photos.zip", "fake/nature_6.jpg", "fake"),
     "cifake_thumbnail.jpg": ("data/cifake_train.zip", "real/0000 (6).jpg", "real"),
     "c2pa_dalle3.webp": ("fixtures/provenance/c2pa_openai_dalle3_2024.webp", None, "fake"),
+    "plot_drawing.png": ("made here: tests/imagegen.flat_drawing", None, "real"),
 }
 FLOATS = {"p_fake", "p_fake_pixels", "domain_score", "max_crop_p_fake"}
 
@@ -67,7 +71,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("same_row")
     for name, (source, member, label) in IMAGES.items():
         (root / label).mkdir(exist_ok=True)
-        if member is None:
+        if source.startswith("made here"):
+            flat_drawing().save(root / label / name)
+        elif member is None:
             shutil.copyfile(shared / source, root / label / name)
         else:
             with zipfile.ZipFile(shared / source) as archive:
@@ -127,6 +133,11 @@ def test_predict_evaluate_serve_and_video_give_the_same_row(
     assert api["face_closeup.jpg"]["face_box"], "the face route did not take the close-up"
     assert "c2pa: ai_generated" in api["c2pa_dalle3.webp"]["evidence"]
     assert api["nature_generated.jpg"]["in_domain"] == "0"
+    assert detector.meta.photos_only, "the default detector is made for photographs"
+    assert api["plot_drawing.png"]["content"] == "graphic"
+    assert api["plot_drawing.png"]["unsure"] == "1"
+    assert api["plot_drawing.png"]["unsure_reason"] == NOT_A_PHOTO
+    assert api["face_closeup.jpg"]["content"] == "photo"
     fields = CSV_FIELDS[1:]
 
     # fakescope predict, images and clips in one CSV
