@@ -156,6 +156,12 @@ class Prediction:
     disagreement: str | None = declare(
         "set when the pixels and the provenance point different ways", parquet="string"
     )
+    content: str | None = declare(
+        "what the scored image shows, for a detector made for photographs: 'photo', or "
+        "'graphic' (drawn: plots, screenshots, illustrations; then the verdict is unsure); "
+        "null when the detector judges any image",
+        parquet="string",
+    )
     face_box: dict[str, int] | None = declare(
         "with faces=true: the face that was scored, in the original image's pixels; null "
         "when no face was found (then the whole image was scored)",
@@ -172,12 +178,6 @@ class Prediction:
         "with faces=true: what was scored instead when no face was found",
         parquet="string",
         api="optional",
-    )
-    content: str | None = declare(
-        "what the scored image shows, for a detector made for photographs: 'photo', or "
-        "'graphic' (drawn: plots, screenshots, illustrations; then the verdict is unsure); "
-        "null when the detector judges any image",
-        parquet="string",
     )
 
     def to_dict(self) -> dict[str, Any]:
