@@ -1,10 +1,12 @@
-"""The CLI's start-up and shut-down with Python's garbage collector: imports and loading run
-with it paused and are frozen after (`cli.common.loading`), and whatever is alive when a
-command ends is frozen before the interpreter's shutdown collections (`cli.main.run`)."""
+"""The CLI's start-up and shut-down: imports and loading run with Python's garbage collector
+paused and are frozen after (`cli.common.loading`), whatever is alive when a command ends is
+frozen before the interpreter's shutdown collections (`cli.main.run`), and the modules that
+load detectors leave timm (PyTorch models only) unimported until a PyTorch model is built."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -51,3 +53,12 @@ def test_run_freezes_everything_alive_before_the_interpreter_shuts_down(
         run()
     assert stopped.value.code in (0, None)
     assert gc.get_freeze_count() >= len(alive)
+
+
+def test_detectors_and_bundles_import_without_timm() -> None:
+    code = (
+        "import sys, fakescope.bundle, fakescope.detectors, fakescope.verdict.pipeline; "
+        "print('timm' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
