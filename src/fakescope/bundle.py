@@ -37,7 +37,6 @@ from fakescope import LABEL_NAMES, __version__, kind_registry
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
-from fakescope.models import create_model, list_models
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -315,6 +314,8 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
             f"{path}: a {raw['kind']} bundle {kind_registry.of_meta(raw).holds}; load it with "
             "fakescope.detectors.load_detector"
         )
+    from fakescope.models import create_model, list_models  # heavy: timm; not on onnxruntime
+
     meta = BundleMeta.from_dict(raw)
     if meta.architecture not in list_models():
         raise BundleError(

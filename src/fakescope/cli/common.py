@@ -1,5 +1,5 @@
-"""What several commands share: the two consoles, common options, the unreadable-input exit
-and the face-specialist fallback.
+"""What several commands share: the two consoles, common options, the unreadable-input exit,
+the face-specialist fallback and the start-up with the garbage collector paused.
 
 Imports here stay light (typer, rich, the standard library): every command module imports
 this one, so whatever it loads, `fakescope --help` loads too.
@@ -7,6 +7,8 @@ this one, so whatever it loads, `fakescope --help` loads too.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 console = Console(stderr=True)
 """Messages, warnings and where things were written: stderr."""
@@ -92,3 +94,21 @@ def face_bundle(bundle: Path | None, faces: bool) -> Path | str | None:
     if note:
         console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)
     return name
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """A command's heavy imports and detector loading with Python's cyclic garbage collector
+    paused, then everything they made frozen (`gc.freeze`: never scanned again) and the
+    collector back on. Importing torch, torchvision (with torch._dynamo), timm and
+    onnxruntime makes some 400,000 objects that live as long as the process; the collector
+    rescanned them again and again while they were being made, and afterwards in every full
+    collection (bench/predict_vs_seed.py, docs/NOTEBOOK.md)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()

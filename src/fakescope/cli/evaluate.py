@@ -20,6 +20,7 @@ from fakescope.cli.common import (
     console,
     exit_if_unread,
     face_bundle,
+    loading,
     out,
 )
 from fakescope.evaluation.tables import GROUP_COLUMNS, fmt, metrics_table_rows
@@ -108,14 +109,15 @@ def evaluate(
     A folder of labelled videos (real/ and fake/ holding mp4, webm, mov...) is evaluated one
     row per video: its verdict is the mean p(fake) of its sampled frames (faces with --faces).
     """
-    # heavy: torch
-    from fakescope.detectors import load_detector
-    from fakescope.evaluation.evaluate import evaluate as run_evaluation
-    from fakescope.evaluation.report_sections import report_hooks
-    from fakescope.video import VideoOptions
+    with loading():
+        # heavy: torch
+        from fakescope.detectors import load_detector
+        from fakescope.evaluation.evaluate import evaluate as run_evaluation
+        from fakescope.evaluation.report_sections import report_hooks
+        from fakescope.video import VideoOptions
 
-    video_options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
-    detector = load_detector(face_bundle(bundle, faces), runtime=runtime.value)
+        video_options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)
+        detector = load_detector(face_bundle(bundle, faces), runtime=runtime.value)
     hooks = report_hooks(
         gallery=0 if no_explain else gallery,
         tsne_points=0 if no_tsne else tsne_points,

@@ -23,6 +23,7 @@ from fakescope.cli.common import (
     console,
     exit_if_unread,
     face_bundle,
+    loading,
     out,
 )
 
@@ -83,13 +84,14 @@ def predict(
     fraction of frames over the threshold; --timeline DIR plots them over time. Exit status
     1 when no input could be read (--strict: when any could not).
     """
-    # heavy: torch
-    from fakescope.detectors import load_detector
-    from fakescope.video import VideoOptions, predict_videos, split_video_inputs
+    with loading():
+        # heavy: torch
+        from fakescope.detectors import load_detector
+        from fakescope.video import VideoOptions, predict_videos, split_video_inputs
 
-    faces = faces or all_faces
-    options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)  # checked before loading
-    detector = load_detector(face_bundle(bundle, faces), runtime=runtime.value)
+        faces = faces or all_faces
+        options = VideoOptions(fps=fps, max_frames=max_frames, faces=faces)  # checked first
+        detector = load_detector(face_bundle(bundle, faces), runtime=runtime.value)
     videos, images = split_video_inputs(paths)
     results: list[Prediction | VideoPrediction] = []
     if images:
