@@ -17,6 +17,7 @@ fakes from the shared archives' fake/ halves and the repositories of modern_sour
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -96,10 +97,14 @@ TRANSFORMS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
-def held_out_reals(split: str) -> dict[str, list[str]]:
+@functools.cache
+def _all_reals() -> list[Any]:
     recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
-    d = recipe.data
-    images = recipe_real_images(d)
+    return recipe_real_images(recipe.data)
+
+
+def held_out_reals(split: str) -> dict[str, list[str]]:
+    images = _all_reals()
     out: dict[str, list[str]] = {}
     for image in images:
         if image.split == split:
@@ -267,7 +272,9 @@ def cmd_classical_score(args: argparse.Namespace) -> None:
     )
     done = {(r["set"], r["path"]) for r in rows}
     started = time.time()
-    jobs = [(s, lab, p) for s, lab, paths in sets for p in paths if (s, p) not in done]
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    jobs = [(s, lab, p) for s, lab, paths in sets for p in paths][shard::shards]
+    jobs = [job for job in jobs if (job[0], job[2]) not in done]
     for n, (set_name, label, path) in enumerate(jobs):
         try:
             img = decode(path)
@@ -297,8 +304,10 @@ def cmd_classical_report(args: argparse.Namespace) -> None:
     rate on the held-back (calib) reals, and real photos called fake."""
     from fakescope.kinds.zero_shot.fit import fit_statistic
 
-    data = json.loads(Path(args.scores).read_text())
-    rows = data["rows"]
+    rows = []
+    for path in args.scores:
+        data = json.loads(Path(path).read_text())
+        rows += data["rows"]
     calib = [r["stats"] for r in rows if r["set"] == "calib"]
     stat = fit_statistic(calib, {args.feature: -1.0}, fpr=args.fpr)
     for r in rows:
@@ -595,8 +604,9 @@ def main() -> None:
     cs.add_argument("--side", type=int, default=64)
     cs.add_argument("--crops", type=int, default=8)
     cs.add_argument("--threads", type=int, default=1)
+    cs.add_argument("--shard", default="0/1", help="i/n: every n-th image from the i-th")
     cr = sub.add_parser("classical-report", help="the classical coder's figures")
-    cr.add_argument("--scores", required=True)
+    cr.add_argument("--scores", required=True, nargs="+")
     cr.add_argument("--feature", default="d0")
     cr.add_argument("--fpr", type=float, default=0.05)
     s = sub.add_parser("score")

@@ -288,7 +288,7 @@ def fit_classical(
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
         if progress is not None and (step + 1) % 25 == 0:
-            progress(step + 1, float(loss))
+            progress(step + 1, float(loss.detach()))
     coder.eval()
     with torch.no_grad():
         total = float(_mean_total_bits(coder, crops[:256]))
