@@ -285,7 +285,7 @@ def fit_classical(
         per_level = coder.bits(crops[idx])
         loss = per_level.mean(dim=0).sum()
         opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         opt.step()
         if progress is not None and (step + 1) % 25 == 0:
             progress(step + 1, float(loss.detach()))
