@@ -17,6 +17,7 @@ fakes from the shared archives' fake/ halves and the repositories of modern_sour
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
@@ -96,10 +97,14 @@ TRANSFORMS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
-def held_out_reals(split: str) -> dict[str, list[str]]:
+@functools.cache
+def _all_reals() -> list[Any]:
     recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
-    d = recipe.data
-    images = recipe_real_images(d)
+    return recipe_real_images(recipe.data)
+
+
+def held_out_reals(split: str) -> dict[str, list[str]]:
+    images = _all_reals()
     out: dict[str, list[str]] = {}
     for image in images:
         if image.split == split:
@@ -130,8 +135,12 @@ def cmd_bits(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
     coder = Coder(CoderConfig(**recipe.coder.model_dump()))
-    coder.load_state_dict(load_file(str(Path(args.run) / "coder.safetensors")))
+    weights = Path(args.run) / "coder.safetensors"
+    if not weights.is_file():  # a bundle folder: the same weights as model.safetensors
+        weights = Path(args.run) / "model.safetensors"
+    coder.load_state_dict(load_file(str(weights)))
     coder.eval()
+    classical = load_classical(args.classical) if args.classical else None
     tests = held_out_reals("test")
     side = args.side
     rows: dict[str, list[tuple[float, float, float]]] = {}
@@ -149,22 +158,195 @@ def cmd_bits(args: argparse.Namespace) -> None:
             x = torch.from_numpy(np.asarray(crop)).permute(2, 0, 1)[None].float()
             with torch.no_grad():
                 model = float(coder.total_bits_per_subpixel(x)[0])
+                other = float(classical.total_bits_per_subpixel(x)[0]) if classical else math.nan
             rows.setdefault(source, []).append(
-                (model, 8 * png.tell() / n_sub, 8 * webp.tell() / n_sub)
+                (model, 8 * png.tell() / n_sub, 8 * webp.tell() / n_sub, other)
             )
     print(f"# held-out real crops ({side}x{side}, centre), bits per sub-pixel; {machine()}")
-    print(f"{'source':18s} {'n':>4s} {'coder':>7s} {'PNG':>7s} {'WebP-LL':>7s}")
+    print(f"{'source':18s} {'n':>4s} {'coder':>7s} {'PNG':>7s} {'WebP-LL':>7s} {'classic':>7s}")
     allrows = []
-    for source, vals in rows.items():
+    for source, vals in [*rows.items(), ("all", [v for vs in rows.values() for v in vs])]:
         a = np.array(vals)
         allrows.extend(vals)
-        print(
-            f"{source:18s} {len(a):4d} {a[:, 0].mean():7.3f} {a[:, 1].mean():7.3f} "
-            f"{a[:, 2].mean():7.3f}"
+        print(f"{source:18s} {len(a):4d} " + " ".join(f"{v:7.3f}" for v in a.mean(axis=0)))
+
+
+# -- the classical coder ------------------------------------------------------------------
+def load_classical(path: str) -> Any:
+    from safetensors.torch import load_file
+
+    from fakescope.kinds.zero_shot.classical import ClassicalCoder
+
+    coder = ClassicalCoder()
+    coder.load_state_dict(load_file(str(Path(path) / "classical.safetensors")))
+    return coder.eval()
+
+
+def real_crops(split: str, per_source: int, side: int, per_image: int, seed: int) -> torch.Tensor:
+    """Random native side x side crops of `per_source` photos of each source's `split`."""
+    rng = random.Random(seed)
+    crops = []
+    for _source, paths in sorted(held_out_reals(split).items()):
+        used = 0
+        for path in sample(paths, per_source * 3, seed):
+            if used >= per_source:
+                break
+            arr = np.asarray(decode(path))
+            h, w = arr.shape[:2]
+            if min(h, w) < side:
+                continue
+            used += 1
+            for _ in range(per_image):
+                y, x = rng.randrange(h - side + 1), rng.randrange(w - side + 1)
+                crops.append(arr[y : y + side, x : x + side])
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+
+
+def cmd_classical_fit(args: argparse.Namespace) -> None:
+    from safetensors.torch import save_file
+
+    from fakescope.kinds.zero_shot.classical import fit_classical
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    crops = real_crops("train", args.per_source, args.side, args.per_image, 0)
+    print(f"{len(crops)} training crops of {args.side} px", file=sys.stderr)
+    coder, summary = fit_classical(
+        crops,
+        steps=args.steps,
+        batch=args.batch,
+        progress=lambda s, v: print(f"step {s}: {v:.3f} bits (sum of levels)", file=sys.stderr),
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in coder.state_dict().items()}
+    save_file(state, str(out / "classical.safetensors"))
+    (out / "summary.json").write_text(json.dumps({**summary, "machine": machine()}, indent=1))
+    print(json.dumps(summary))
+
+
+def modern_manifest(path: Path, per_generator: int, minimum: int) -> dict[str, list[str]]:
+    """A seeded sample of each generator of a manifest (modern.csv) with enough images."""
+    import csv
+
+    by_gen: dict[str, list[str]] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row["label"] == "fake":
+                by_gen.setdefault(row["generator"], []).append(row["path"])
+    return {
+        g: sample(paths, per_generator, 6)
+        for g, paths in sorted(by_gen.items())
+        if len(paths) >= minimum
+    }
+
+
+def cmd_classical_score(args: argparse.Namespace) -> None:
+    """Coding-gap statistics of the classical coder on held-back reals and every fake set,
+    appended to a JSON file (resumable); the detector's crops (8 native 64 px crops)."""
+    from fakescope.kinds.zero_shot.bundle import crop_preprocessing
+    from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features, image_statistics
+
+    torch.set_num_threads(args.threads)
+    graph = GapFeatures(load_classical(args.classical)).eval()
+    pre = crop_preprocessing(args.side, args.crops)
+    calib, tests = held_out_reals("calib"), held_out_reals("test")
+    photo_sources = [s for s in sorted(tests) if s not in SHARED]
+    sets: list[tuple[str, str, list[str]]] = []
+    for source in sorted(calib):
+        sets.append(("calib", "real", sample(calib[source], args.calib, 7)))
+    reals: list[str] = []
+    for source in photo_sources:
+        reals += sample(tests[source], max(1, args.reals // len(photo_sources)), 1)
+    sets.append(("real_photos", "real", reals))
+    for name in SHARED:
+        sets.append((name, "real", sample(tests.get(name, []), args.per_set, 2)))
+        sets.append(
+            (name, "fake", sample(archive_items(DATA / f"{name}.zip", "fake"), args.per_set, 3))
         )
-    a = np.array(allrows)
+    for gen, paths in modern_manifest(Path(args.manifest), args.modern, 40).items():
+        sets.append((f"modern:{gen}", "fake", paths))
+    out_path = Path(args.out)
+    rows: list[dict[str, Any]] = (
+        json.loads(out_path.read_text())["rows"] if out_path.is_file() else []
+    )
+    done = {(r["set"], r["path"]) for r in rows}
+    started = time.time()
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    jobs = [(s, lab, p) for s, lab, paths in sets for p in paths][shard::shards]
+    jobs = [job for job in jobs if (job[0], job[2]) not in done]
+    for n, (set_name, label, path) in enumerate(jobs):
+        try:
+            img = decode(path)
+        except Exception as exc:  # a broken file is reported, not fatal
+            print(f"skip {path}: {exc}", file=sys.stderr)
+            continue
+        crops = torch.from_numpy(pre.to_uint8(img)).float()
+        stats = image_statistics(crop_features(graph, crops).numpy())
+        rows.append(
+            {
+                "set": set_name,
+                "label": label,
+                "path": path,
+                "w": img.width,
+                "h": img.height,
+                "stats": stats,
+            }
+        )
+        if (n + 1) % 25 == 0 or n + 1 == len(jobs):
+            out_path.write_text(json.dumps({"machine": machine(), "rows": rows}))
+            print(f"{n + 1}/{len(jobs)}, {time.time() - started:.0f} s", file=sys.stderr)
+    out_path.write_text(json.dumps({"machine": machine(), "rows": rows}))
+
+
+def cmd_classical_report(args: argparse.Namespace) -> None:
+    """ROC-AUC per set of the classical coder's statistics, the threshold at a false-positive
+    rate on the held-back (calib) reals, and real photos called fake."""
+    from fakescope.kinds.zero_shot.fit import fit_statistic
+
+    rows = []
+    for path in args.scores:
+        data = json.loads(Path(path).read_text())
+        rows += data["rows"]
+    calib = [r["stats"] for r in rows if r["set"] == "calib"]
+    stat = fit_statistic(calib, {args.feature: -1.0}, fpr=args.fpr)
+    for r in rows:
+        r["p"] = 1 / (1 + math.exp(-stat.logit(r["stats"])))
     print(
-        f"{'all':18s} {len(a):4d} {a[:, 0].mean():7.3f} {a[:, 1].mean():7.3f} {a[:, 2].mean():7.3f}"
+        f"# classical coder, statistic -{args.feature}, threshold {stat.center:.4f} at "
+        f"{args.fpr:.0%} FPR on {len(calib)} held-back reals; scored {data['machine']}"
+    )
+    alt = ("d0", "d1", "d2", "slope", "nll0", "h0")
+    print(
+        f"{'set':40s} {'n_r':>4s} {'n_f':>4s} {'AUC':>6s} {'acc':>6s} {'r->F':>6s} "
+        + " ".join(f"{'-' + a:>6s}" for a in alt)
+    )
+    real_photos = [r for r in rows if r["set"] == "real_photos"]
+    aucs: dict[str, float] = {}
+    for set_name in dict.fromkeys(r["set"] for r in rows if r["label"] == "fake"):
+        fakes = [r for r in rows if r["set"] == set_name and r["label"] == "fake"]
+        reals = [r for r in rows if r["set"] == set_name and r["label"] == "real"] or real_photos
+        both = reals + fakes
+        y = np.array([0] * len(reals) + [1] * len(fakes))
+        p = np.array([r["p"] for r in both])
+        aucs[set_name] = _auc(y, p)
+        alts = [_auc(y, -np.array([r["stats"][a] for r in both])) for a in alt]
+        print(
+            f"{set_name:40s} {len(reals):4d} {len(fakes):4d} {aucs[set_name]:6.3f} "
+            f"{float(((p >= 0.5) == y).mean()):6.3f} "
+            f"{float(np.mean([r['p'] >= 0.6 for r in reals])):6.3f} "
+            + " ".join(f"{a:6.3f}" for a in alts)
+        )
+    shared = [a for n, a in aucs.items() if n in SHARED]
+    modern = [a for n, a in aucs.items() if n not in SHARED]
+    print(
+        f"mean AUC: shared sources {np.nanmean(shared):.3f} ({sum(a >= 0.7 for a in shared)} of "
+        f"{len(shared)} >= 0.70); modern generators {np.nanmean(modern):.3f} ({len(modern)})"
+    )
+    rp = np.array([r["p"] for r in real_photos])
+    print(
+        f"held-out real photos (n={len(rp)}): called fake {float((rp >= 0.5).mean()):.3f}, "
+        f"confidently (p >= 0.6) {float((rp >= 0.6).mean()):.3f}"
     )
 
 
@@ -402,6 +584,31 @@ def main() -> None:
     b.add_argument("--run", default=str(REPO / "runs" / "zero_shot"))
     b.add_argument("--side", type=int, default=128)
     b.add_argument("--per-source", type=int, default=30)
+    b.add_argument("--classical", help="a folder with classical.safetensors: its column too")
+    c = sub.add_parser("classical-fit", help="fit the classical coder on training crops")
+    c.add_argument("--out", default=str(REPO / "runs" / "zero_shot_classical"))
+    c.add_argument("--per-source", type=int, default=25, help="training photos per source")
+    c.add_argument("--per-image", type=int, default=2)
+    c.add_argument("--side", type=int, default=64)
+    c.add_argument("--steps", type=int, default=300)
+    c.add_argument("--batch", type=int, default=32)
+    c.add_argument("--threads", type=int, default=2)
+    cs = sub.add_parser("classical-score", help="the classical coder's statistics per set")
+    cs.add_argument("--classical", default=str(REPO / "runs" / "zero_shot_classical"))
+    cs.add_argument("--out", required=True)
+    cs.add_argument("--manifest", default=str(REPO.parent / "data" / "manifests" / "modern.csv"))
+    cs.add_argument("--calib", type=int, default=10, help="held-back reals per source")
+    cs.add_argument("--reals", type=int, default=150, help="held-out real photos in all")
+    cs.add_argument("--per-set", type=int, default=60, help="real and fake per shared source")
+    cs.add_argument("--modern", type=int, default=20, help="images per modern generator")
+    cs.add_argument("--side", type=int, default=64)
+    cs.add_argument("--crops", type=int, default=8)
+    cs.add_argument("--threads", type=int, default=1)
+    cs.add_argument("--shard", default="0/1", help="i/n: every n-th image from the i-th")
+    cr = sub.add_parser("classical-report", help="the classical coder's figures")
+    cr.add_argument("--scores", required=True, nargs="+")
+    cr.add_argument("--feature", default="d0")
+    cr.add_argument("--fpr", type=float, default=0.05)
     s = sub.add_parser("score")
     s.add_argument("--bundle", default="zero_shot")
     s.add_argument("--out", required=True)
@@ -421,7 +628,15 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10)
     p.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    {"bits": cmd_bits, "score": cmd_score, "report": cmd_report, "speed": cmd_speed}[args.cmd](args)
+    {
+        "bits": cmd_bits,
+        "classical-fit": cmd_classical_fit,
+        "classical-score": cmd_classical_score,
+        "classical-report": cmd_classical_report,
+        "score": cmd_score,
+        "report": cmd_report,
+        "speed": cmd_speed,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

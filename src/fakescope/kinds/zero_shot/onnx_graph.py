@@ -24,9 +24,8 @@ from fakescope.bundle import BundleMeta
 from fakescope.data.cache import default_cache_dir
 from fakescope.errors import BundleError, ExportError
 from fakescope.kinds.zero_shot.bundle import load_zero_shot_bundle
-from fakescope.kinds.zero_shot.coder import Coder
 from fakescope.kinds.zero_shot.fit import GapStatistic
-from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features
+from fakescope.kinds.zero_shot.statistic import AnyCoder, GapFeatures, crop_features
 
 INPUT = "crops"
 OUTPUT = "gap_features"
@@ -36,7 +35,7 @@ PARITY_TOLERANCE = 1e-3  # bits per sub-pixel
 
 
 class _Uint8Features(nn.Module):
-    def __init__(self, coder: Coder) -> None:
+    def __init__(self, coder: AnyCoder) -> None:
         super().__init__()
         self.features = GapFeatures(coder)
 
@@ -45,7 +44,7 @@ class _Uint8Features(nn.Module):
         return out
 
 
-def export_features(coder: Coder, side: int, bundle_sha256: str = "") -> bytes:
+def export_features(coder: AnyCoder, side: int, bundle_sha256: str = "") -> bytes:
     """The serialised ONNX graph of the coder's gap features for side x side crops, after a
     parity check against PyTorch on synthetic crops (ExportError when it fails)."""
     import onnx  # heavy, and needed only to export

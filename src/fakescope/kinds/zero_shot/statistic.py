@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from fakescope.kinds.zero_shot.classical import ClassicalCoder
 from fakescope.kinds.zero_shot.coder import _EDGE, LEVELS, LN2, Coder, _split, log_prob, to_unit
+
+AnyCoder = Coder | ClassicalCoder  # both give each level's distribution in the same layout
 
 FEATURES = tuple(f"{what}{level}" for level in range(LEVELS) for what in ("nll", "h"))
 
@@ -57,7 +60,7 @@ class GapFeatures(nn.Module):
     per sub-pixel, over the same sample of its sub-pixels (:func:`sample_blocks`). Plain
     tensor ops, so it exports to ONNX as it is."""
 
-    def __init__(self, coder: Coder) -> None:
+    def __init__(self, coder: AnyCoder) -> None:
         super().__init__()
         self.coder = coder
 
@@ -94,6 +97,7 @@ def image_statistics(per_crop: np.ndarray) -> dict[str, float]:
 
 __all__ = [
     "FEATURES",
+    "AnyCoder",
     "GapFeatures",
     "crop_features",
     "entropy_bits",
