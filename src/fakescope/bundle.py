@@ -396,7 +396,7 @@ def set_content(path: str | os.PathLike[str], content: str = "photo") -> dict[st
 SHIPPED_DETECTORS: dict[str, str] = {
     # used when no bundle is given: general, with the face specialist on close-up faces
     "default": "general_faces_detector",
-    "general": "general_detector",  # EfficientNet-Lite0 on five sources, native crops
+    "general": "general_detector",  # Lite0, shared sources + 12 generators, native crops
     "cifake": "cifake_detector",  # EfficientNet-Lite0 fine-tuned on CIFAKE at 64 px
     "scratch": "scratch_detector",  # resnet_se trained from scratch on CIFAKE at 32 px
     "faces": "faces_detector",  # the face specialist (configs/faces_lite2.yaml), for --faces
