@@ -27,6 +27,7 @@ http = httpx.Client(timeout=60)
 RESULT_FIELDS = {
     "filename", "p_fake", "label", "unsure", "unsure_reason", "p_fake_pixels", "domain_score",
     "in_domain", "max_crop_p_fake", "evidence", "disagreement",
+    "content",  # photo / graphic on a detector made for photographs, else null
     "face_box", "faces_found", "face_note",  # null unless faces=true
 }  # fmt: skip
 EVIDENCE_FIELDS = {"signal", "claim", "by", "trust", "detail", "decisive", "raw"}

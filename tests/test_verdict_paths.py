@@ -49,7 +49,7 @@ pytestmark = [
 IMAGES = {
     "face_closeup.jpg": ("data/stylegan_faces.zip", "real/real_1.jpg", "real"),
     "stylegan_fake.jpg": ("data/stylegan_faces.zip", "fake/fake_1.jpg", "fake"),
-    "nature_generated.jpg": ("data/modern_photos.zip", "fake/nature_6.jpg", "fake"),
+    "nature_generated.jpg": ("data/modern_photos.zip", "fake/nature_10.jpg", "fake"),
     "cifake_thumbnail.jpg": ("data/cifake_train.zip", "real/0000 (6).jpg", "real"),
     "c2pa_dalle3.webp": ("fixtures/provenance/c2pa_openai_dalle3_2024.webp", None, "fake"),
     "plot_drawing.png": ("made here: tests/imagegen.flat_drawing", None, "real"),
