@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from coder_images import batch, smooth_image
 from imagegen import encode
 from liveserver import thread_server
 from PIL import Image
@@ -36,22 +37,6 @@ from fakescope.kinds.zero_shot.train import train_coder
 from fakescope.serve import ServeSettings, create_app
 
 TINY = CoderConfig(width=8, blocks=1, mixtures=3, residual=1)
-
-
-def smooth_image(rng: np.random.Generator, side: int = 64) -> np.ndarray:
-    """A photo-like toy: gradients and a soft blob, a little noise."""
-    yy, xx = np.mgrid[0:side, 0:side] / side
-    out = np.empty((side, side, 3))
-    for c in range(3):
-        a, b, d = rng.uniform(-120, 120, 3)
-        cy, cx = rng.uniform(0, 1, 2)
-        out[..., c] = 128 + a * xx + b * yy + d * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) * 8)
-    out += rng.normal(0, 2, out.shape)
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def batch(arrays: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
 
 
 @pytest.fixture(scope="module")

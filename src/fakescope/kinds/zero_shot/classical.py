@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fakescope.kinds.zero_shot.coder import LEVELS, LN2, log_prob, pyramid
+from fakescope.kinds.zero_shot.coder import LEVELS, LN2, log_prob, pyramid, total_bits
 
 PAD = 128.0  # value of the pixels outside the image (a constant: causal)
 OWN = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0))  # (rows up, columns left)
@@ -230,9 +230,7 @@ class ClassicalCoder(nn.Module):
     def total_bits_per_subpixel(self, x0: torch.Tensor) -> torch.Tensor:
         """Lossless cost of the whole image (every level, the coarsest at 8 bits) divided by
         its sub-pixels, (B,): comparable with PNG's and WebP's file sizes."""
-        per_level = self.bits(x0)
-        weights = torch.tensor([4.0**-i for i in range(LEVELS)], dtype=per_level.dtype)
-        return (per_level * weights).sum(dim=1) + 8.0 * 4.0**-LEVELS
+        return total_bits(self.bits(x0))
 
 
 def _least_squares(coder: ClassicalCoder, crops: torch.Tensor, ridge: float = 1e-3) -> None:

@@ -23,6 +23,15 @@ from torch import nn
 LEVELS = 3  # predicted levels: x0 | x1, x1 | x2, x2 | x3
 MULTIPLE = 2**LEVELS  # image sides are cropped to a multiple of this
 LN2 = math.log(2.0)
+
+
+def total_bits(per_level: torch.Tensor) -> torch.Tensor:
+    """(B, LEVELS) bits per sub-pixel of each level -> (B,) lossless cost of the whole image
+    (every level, the coarsest at 8 bits) per sub-pixel: level i has 4**-i of the sub-pixels."""
+    weights = torch.tensor([4.0**-i for i in range(LEVELS)], dtype=per_level.dtype)
+    return (per_level * weights).sum(dim=1) + 8.0 * 4.0**-LEVELS
+
+
 _EDGE = 1.0 / 255.0  # half a bin on the [-1, 1] scale
 
 
@@ -193,6 +202,4 @@ class Coder(nn.Module):
     def total_bits_per_subpixel(self, x0: torch.Tensor) -> torch.Tensor:
         """Lossless cost of the whole image (every level, the coarsest at 8 bits) divided by
         its sub-pixels, (B,): comparable with PNG's and WebP's file sizes."""
-        per_level = self.bits(x0)
-        weights = torch.tensor([4.0**-i for i in range(LEVELS)], dtype=per_level.dtype)
-        return (per_level * weights).sum(dim=1) + 8.0 * 4.0**-LEVELS
+        return total_bits(self.bits(x0))
