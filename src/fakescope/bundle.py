@@ -380,9 +380,8 @@ def set_content(path: str | os.PathLike[str], content: str = "photo") -> dict[st
     """Say what a single-model bundle's detector is for (`CONTENTS`): 'photo' answers drawn
     or graphic images (plots, screenshots, illustrations) unsure, 'any' judges every image;
     re-signed, its card re-rendered (:func:`update_meta`). A face-aware bundle follows its
-    whole-image member: set it there and rebuild the face-aware bundle."""
-    if content not in CONTENTS:
-        raise BundleError(f"content {content!r} is not one of {', '.join(CONTENTS)}")
+    whole-image member: set it there and rebuild the face-aware bundle. An unknown `content`
+    is refused by `BundleMeta` before anything is written."""
     kind = kind_registry.name_of(read_meta(path))
     if kind != kind_registry.DEFAULT:
         raise BundleError(

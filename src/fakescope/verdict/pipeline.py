@@ -140,7 +140,18 @@ def prepare_image(
     its largest face cropped, then prepared for the model (and what it shows, `content_of`).
     Raises what `Detector.prepare` raises (the caller says how a bad image is reported)."""
     face = selector.largest([image])[0] if selector is not None else None
-    scored = image if face is None else face.image
+    return _scored(detector, name, image if face is None else face.image, evidence, face)
+
+
+def _scored(
+    detector: Detector,
+    name: str,
+    scored: Image.Image,
+    evidence: list[Evidence],
+    face: FaceSelection | None,
+) -> Prepared:
+    """`scored` (the whole image, or the face crop chosen) prepared for the model, with its
+    size and what it shows."""
     return Prepared(
         name,
         detector.prepare(scored),
@@ -187,15 +198,7 @@ def _judge_faces(
     images = [p.image for p in good if p.image is not None]
     found = selector.every(images) if all_faces else [[s] for s in selector.largest(images)]
     rows = [
-        Prepared(
-            p.name,
-            detector.prepare(s.image),
-            None,
-            p.evidence,
-            s.image.size,
-            face=s,
-            content=content_of(detector, s.image),
-        )
+        _scored(detector, p.name, s.image, p.evidence, s)
         for p, selections in zip(good, found, strict=True)
         for s in selections
     ]
