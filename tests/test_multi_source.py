@@ -68,6 +68,20 @@ def test_a_big_source_cannot_drown_a_small_one() -> None:
     assert p[:900].sum() == pytest.approx(0.75)
 
 
+def test_a_source_of_weight_zero_is_validated_but_never_drawn() -> None:
+    sources = ["big"] * 900 + ["left_out"] * 100
+    p = sampling_weights(sources, {"big": 1.0, "left_out": 0.0})
+    assert p[900:].sum() == 0.0 and p.sum() == pytest.approx(1.0)
+    drawn = torch.multinomial(torch.from_numpy(p), 5000, replacement=True)
+    assert int(drawn.max()) < 900
+    recipe = validate_recipe(
+        _recipe(sources=[{"path": "a", "weight": 1.0}, {"path": "b", "weight": 0.0}])
+    )
+    assert [s.weight for s in recipe.data.sources] == [1.0, 0.0]
+    with pytest.raises(ConfigError, match="every source has weight 0"):
+        validate_recipe(_recipe(sources=[{"path": "a", "weight": 0.0}]))
+
+
 def test_recipe_sources_and_source_argument_exclude_each_other(two_sources: Path) -> None:
     recipe = validate_recipe(_recipe(sources=[{"path": "small/toy"}]))
     with pytest.raises(ConfigError, match="drop SOURCE"):

@@ -89,7 +89,12 @@ class SourceConfig(_Strict):
 
     path: str
     name: str | None = Field(None, description="default: the file or folder name")
-    weight: float = Field(1.0, gt=0.0, description="share of each epoch, relative to others")
+    weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="share of each epoch, relative to others; 0 keeps the source for validation "
+        "only (its images are split and validated, never drawn for training: leave-one-out runs)",
+    )
     max_items: int | None = Field(None, ge=10, description="stratified subsample of this one")
     generators: list[str] | None = Field(
         None,
@@ -178,6 +183,8 @@ class DataConfig(_Strict):
         names = [s.label for s in self.sources]
         if len(set(names)) != len(names):
             raise ValueError(f"source names must be unique, got {names}")
+        if self.sources and not any(s.weight > 0 for s in self.sources):
+            raise ValueError("every source has weight 0: at least one must be trained on")
         return self
 
 
