@@ -7,9 +7,9 @@ same time budget on everything else: the family keeps its place in the recipe wi
 (its images are split and validated as in every run, never drawn for training; so every run
 decodes the same images and reuses one cache) and its weight goes to the other families, so
 the share of AI images in each epoch does not change. Then score every run on the same images:
-the validation images of every family and of the real photos, plus the left-out family's
-training images (unseen by that run). Per family, ROC-AUC of its AI images against the real
-photos' validation images:
+the validation images of every family and of the real photos, plus up to --max-train of the
+left-out family's training images (unseen by that run). Per family, ROC-AUC of its AI images
+against the real photos' validation images:
 
 - left out: in the run that never trained on it (validation images only, and all its images);
 - seen: the mean over the runs that trained on it (its validation images);
@@ -88,18 +88,17 @@ def train_without(recipe_data: dict, family: str, out: Path, start: str, minutes
 
 
 def scoring_manifest(
-    run_manifest: Path, out: Path, families: list[str], reals: str, family: str
+    run_manifest: Path, out: Path, families: list[str], reals: str, family: str, max_train: int
 ) -> Path:
     """The images every run is scored on (the validation images of the families and of the
-    real photos) plus `family`'s training images, as one manifest with split 'val'."""
+    real photos) plus up to `max_train` of `family`'s training images (seeded), as one
+    manifest with split 'val'."""
     with run_manifest.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    keep = [
-        r
-        for r in rows
-        if (r["source"] in families or r["source"] == reals)
-        and (r["split"] == "val" or r["source"] == family)
-    ]
+    keep = [r for r in rows if r["split"] == "val" and r["source"] in (*families, reals)]
+    unseen = [r for r in rows if r["split"] != "val" and r["source"] == family]
+    picked = np.random.default_rng(0).permutation(len(unseen))[:max_train]
+    keep += [unseen[i] for i in sorted(picked)]
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -114,7 +113,7 @@ def score(bundle: Path | str, manifest: Path, out: Path) -> dict[str, dict[str, 
     predictions = out / "predictions.csv"
     if not predictions.is_file():
         evaluate(
-            load_detector(bundle, device="cpu"),
+            load_detector(bundle, runtime="torch", device="cpu"),  # no export per run
             manifest,
             out,
             split="val",
@@ -142,7 +141,7 @@ def family_rows(
     groups[reals] = {"val": [], "train": []}
     for r in rows:
         if r["path"] in scores and r["source"] in groups:
-            groups[r["source"]][r["split"]].append(scores[r["path"]])
+            groups[r["source"]].setdefault(r["split"], []).append(scores[r["path"]])
     return groups
 
 
@@ -153,6 +152,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=7.0, help="training budget per run")
     parser.add_argument("--reals", default="real_photos", help="the recipe's real-photo source")
     parser.add_argument("--only", action="append", help="left-out family (families) to run")
+    parser.add_argument(
+        "--max-train", type=int, default=200, help="left-out family's training images scored"
+    )
     parser.add_argument("--out", default="runs/logo")
     parser.add_argument("--table", action="store_true", help="only print the finished runs")
     args = parser.parse_args()
@@ -176,7 +178,7 @@ def main() -> None:
     for family in done:
         run = out / family
         manifest = scoring_manifest(
-            run / "manifest.csv", run / "scores.csv", families, args.reals, family
+            run / "manifest.csv", run / "scores.csv", families, args.reals, family, args.max_train
         )
         scores = score(run / "bundle", manifest, run / "scores")
         # the true splits are the run's own manifest's (the scoring manifest says 'val')

@@ -15,6 +15,8 @@ from fakescope.config import apply_overrides, load_recipe, validate_recipe
 from fakescope.errors import ConfigError
 from fakescope.training.budget import chain_seconds_of
 from fakescope.training.checkpoint import flatten_optimizer, unflatten_optimizer
+from fakescope.training.finish import Finishing
+from fakescope.training.loop import Trainer
 from fakescope.training.schedule import cosine_factor, schedule_position
 from fakescope.training.trainer import TrainingInterrupted, train, train_folds
 
@@ -180,6 +182,34 @@ def test_training_learns_the_toy_task_and_writes_a_run(toy_folder: Path, tmp_pat
     assert any((run / "tensorboard").iterdir())
     history = json.loads((run / "metrics.json").read_text())["history"]
     assert len(history) == result.epochs_run and history[0]["images_per_second"] > 0
+
+
+def test_the_end_of_a_run_reuses_the_best_epochs_validation_scores(
+    toy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation images are scored once per epoch, not again at the end: the best epoch's
+    logits are those its restored weights give."""
+    calls = {"n": 0}
+    predict = Trainer.predict_logits
+
+    def counted(self: Trainer, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        calls["n"] += 1
+        return predict(self, images, batch_size)
+
+    final_metrics = Finishing._final_metrics
+
+    def checked(self: Trainer) -> object:
+        reused = self.best_val_logits
+        assert reused is not None
+        torch.testing.assert_close(reused, predict(self, self.val_set.images))
+        return final_metrics(self)
+
+    monkeypatch.setattr(Trainer, "predict_logits", counted)
+    monkeypatch.setattr(Finishing, "_final_metrics", checked)
+    result = train(toy_folder, tiny_recipe(epochs=3), tmp_path / "run", progress=False)
+    assert calls["n"] == result.epochs_run == 3
+    best = max(result.history, key=lambda r: (r["val_roc_auc"] or 0.0, -r["val_loss"]))
+    assert result.val_metrics["roc_auc"] == pytest.approx(best["val_roc_auc"])
 
 
 def test_training_gives_the_callers_denormal_floats_back(toy_folder: Path, tmp_path: Path) -> None:

@@ -29,6 +29,11 @@ class EpochMetrics:
     progress: bool
     n_train: int
     val_set: DecodedSet
+    # the validation logits of the epoch just validated, and of the best epoch while its
+    # weights are the ones `_load_best` brings back (this process validated it): the end of
+    # the run reuses them instead of scoring every validation image a second time
+    _last_val_logits: torch.Tensor | None = None
+    best_val_logits: torch.Tensor | None = None
 
     if TYPE_CHECKING:  # defined by Trainer and Checkpointing
 
@@ -38,6 +43,7 @@ class EpochMetrics:
 
     def _validate(self) -> ValMetrics:
         logits = self.predict_logits(self.val_set.images)
+        self._last_val_logits = logits
         labels = self.val_set.labels
         loss = float(nn.functional.binary_cross_entropy_with_logits(logits, labels))
         probs = torch.sigmoid(logits).numpy()
@@ -90,6 +96,7 @@ class EpochMetrics:
             state["best_score"], state["best_epoch"] = score, epoch + 1
             state["epochs_since_best"] = 0
             self._save_best()
+            self.best_val_logits = self._last_val_logits
         else:
             state["epochs_since_best"] += 1
             patience = self.cfg.early_stopping_patience

@@ -68,6 +68,7 @@ class Finishing:
     class_counts: dict[str, int]
     earlier_seconds: float | None
     max_minutes: float | None
+    best_val_logits: torch.Tensor | None  # EpochMetrics: the best epoch's, when known
 
     if TYPE_CHECKING:  # defined by Trainer, TrainingData and Checkpointing
 
@@ -129,7 +130,11 @@ class Finishing:
         """The threshold (the recipe's policy on the validation scores), and the validation
         (overall and per source) and test metrics at it."""
         decision = self.recipe.decision
-        logits = self.predict_logits(self.val_set.images)
+        # the best epoch's own validation logits when this process validated it (the same
+        # weights `_load_best` restored); after a resume, scored again
+        logits = self.best_val_logits
+        if logits is None:
+            logits = self.predict_logits(self.val_set.images)
         probs = torch.sigmoid(logits).numpy()
         y_val = self.val_set.labels.numpy()
         threshold = choose_threshold(
