@@ -61,20 +61,28 @@ def content_stats(img: Image.Image) -> ContentStats:
     a = np.asarray(rgb, dtype=np.int16)
     if a.shape[0] < 2 or a.shape[1] < 2:
         return {"flat": 1.0, "colours": 0.0, "kind": "graphic"}
-    right = np.abs(a[:-1, 1:] - a[:-1, :-1]).max(axis=2) <= 2
-    down = np.abs(a[1:, :-1] - a[:-1, :-1]).max(axis=2) <= 2
+    right = _channel_max(np.abs(a[:-1, 1:] - a[:-1, :-1])) <= 2
+    down = _channel_max(np.abs(a[1:, :-1] - a[:-1, :-1])) <= 2
     flat = float(np.mean(right & down))
     pixels = (a >> 3).reshape(-1, 3)
     if len(pixels) > _COUNT:
         pixels = pixels[np.linspace(0, len(pixels) - 1, _COUNT).astype(np.int64)]
     keys = (pixels[:, 0].astype(np.int32) << 10) | (pixels[:, 1] << 5) | pixels[:, 2]
-    colours = float(len(np.unique(keys)) / len(keys))
-    if float((a.max(axis=2) - a.min(axis=2)).mean()) <= GREY_SPREAD:  # greyscale
+    colours = float(np.count_nonzero(np.bincount(keys, minlength=1 << 15)) / len(keys))
+    spread = _channel_max(a) - np.minimum(np.minimum(a[..., 0], a[..., 1]), a[..., 2])
+    if float(spread.mean()) <= GREY_SPREAD:  # greyscale
         few = _grey_top_share(a) >= GREY_TOP_GRAPHIC
     else:
         few = colours <= COLOURS_GRAPHIC
     graphic = flat >= FLAT_GRAPHIC or few
     return {"flat": round(flat, 4), "colours": round(colours, 4), "kind": _kind(graphic)}
+
+
+def _channel_max(a: np.ndarray) -> np.ndarray:
+    """max over the last axis of an (H, W, 3) array: numpy's reduction over an axis of 3 is
+    several times slower than two element-wise maxima (the check runs on every image)."""
+    out: np.ndarray = np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
+    return out
 
 
 def _grey_top_share(a: np.ndarray) -> float:
