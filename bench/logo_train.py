@@ -183,7 +183,11 @@ def main() -> None:
         scores = score(run / "bundle", manifest, run / "scores")
         # the true splits are the run's own manifest's (the scoring manifest says 'val')
         per_run[family] = family_rows(run / "manifest.csv", scores, families, args.reals)
-    start_scores = score(args.start, out / done[0] / "scores.csv", out / "start_scores")
+    # the starting weights on the validation images alone (no family's training images)
+    start_manifest = scoring_manifest(
+        out / done[0] / "manifest.csv", out / "start.csv", families, args.reals, done[0], 0
+    )
+    start_scores = score(args.start, start_manifest, out / "start_scores")
     start_rows = family_rows(out / done[0] / "manifest.csv", start_scores, families, args.reals)
 
     def p(rows: list[dict[str, str]]) -> list[float]:
