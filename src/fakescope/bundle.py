@@ -28,15 +28,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from fakescope import LABEL_NAMES, __version__, kind_registry
 from fakescope.atomic import atomic_folder, atomic_write_text
 from fakescope.data.transforms import Preprocessing
 from fakescope.errors import BundleError
+
+if TYPE_CHECKING:  # PyTorch only to read or write weights: scoring on onnxruntime has none
+    import torch
 
 FORMAT = "fakescope-bundle"
 FORMAT_VERSION = 1
@@ -167,6 +167,7 @@ class BundleMeta:
 
 def package_versions() -> dict[str, str]:
     import timm  # heavy: only a written bundle records its version
+    import torch
 
     return {
         "fakescope": __version__,
@@ -314,6 +315,8 @@ def load_bundle(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, BundleMe
             f"{path}: a {raw['kind']} bundle {kind_registry.of_meta(raw).holds}; load it with "
             "fakescope.detectors.load_detector"
         )
+    from safetensors.torch import load_file
+
     from fakescope.models import create_model, list_models  # heavy: timm; not on onnxruntime
 
     meta = BundleMeta.from_dict(raw)
@@ -349,6 +352,8 @@ def save_bundle(
         meta.created = now_iso()
     if not meta.versions:
         meta.versions = package_versions()
+    from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_folder(out) as tmp:
         for extra in extra_files:

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from fakescope.errors import ConfigError
@@ -183,6 +182,8 @@ class MtcnnFaceFinder(FaceFinder):
         )
 
     def find(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
+        import torch  # lazy: only MTCNN runs on PyTorch
+
         if self.threads is None or self.threads == torch.get_num_threads():
             return self._find(images)
         previous = torch.get_num_threads()

@@ -20,7 +20,7 @@ everything they build on: ``make lint`` (import-linter) checks that order.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,40 @@ with `register(app)`; `fakescope.cli.main` adds them after the generic commands.
 _REGISTRY: dict[str, Kind] = {}
 
 
+class DetectorClasses(MutableMapping[str, "type[Detector]"]):
+    """Runtime -> the detector class that loads a kind there. A class may be registered as
+    ``"module:Class"``, imported the first time it is asked for: a runtime's heavy imports
+    (PyTorch, timm) then load only when a detector runs on it, never to score on
+    onnxruntime."""
+
+    def __init__(self, classes: Mapping[str, type[Detector] | str]) -> None:
+        self._classes: dict[str, type[Detector] | str] = dict(classes)
+
+    def __getitem__(self, runtime: str) -> type[Detector]:
+        cls = self._classes[runtime]
+        if isinstance(cls, str):
+            module, _, name = cls.partition(":")
+            cls = getattr(importlib.import_module(module), name)
+            self._classes[runtime] = cls
+        assert not isinstance(cls, str)
+        return cls
+
+    def __contains__(self, runtime: object) -> bool:  # without importing the class
+        return runtime in self._classes
+
+    def __setitem__(self, runtime: str, cls: type[Detector]) -> None:
+        self._classes[runtime] = cls
+
+    def __delitem__(self, runtime: str) -> None:
+        del self._classes[runtime]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+
 class Kind:
     """What generic code may ask of a detector kind. A kind package subclasses it, overriding
     what its bundles do differently, and registers one instance.
@@ -57,6 +91,7 @@ class Kind:
     title:      what such a bundle is, for messages ("is <title>")
     holds:      what it holds instead of one classifier's weights, for messages
     detectors:  runtime ('torch', 'onnx') -> the detector class that loads the kind there
+                (given as a class, or as "module:Class" to import on first use)
     auto_onnx:  whether runtime 'auto' tries onnxruntime first (else PyTorch)
     """
 
@@ -65,8 +100,8 @@ class Kind:
     holds: str = ""
     auto_onnx: bool = True
 
-    def __init__(self, detectors: Mapping[str, type[Detector]]) -> None:
-        self.detectors: dict[str, type[Detector]] = dict(detectors)
+    def __init__(self, detectors: Mapping[str, type[Detector] | str]) -> None:
+        self.detectors = DetectorClasses(detectors)
 
     # -- the bundle ------------------------------------------------------------------------
     def verify(self, folder: Path, meta: dict[str, Any]) -> None:
@@ -83,10 +118,9 @@ class Kind:
         """The class that loads `bundle` on `runtime`; ConfigError when the kind cannot run
         there (see :meth:`runtime_refusal`)."""
 
-        cls = self.detectors.get(runtime)
-        if cls is None:
+        if runtime not in self.detectors:
             raise ConfigError(self.runtime_refusal(bundle, runtime))
-        return cls
+        return self.detectors[runtime]
 
     def runtime_refusal(self, bundle: Path, runtime: str) -> str:
         """Why this kind does not run on `runtime`."""

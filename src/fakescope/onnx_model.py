@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from fakescope.bundle import is_signed
 from fakescope.errors import BundleError
@@ -34,6 +33,9 @@ KEY_BUNDLE_JSON = "fakescope.bundle_json"
 KEY_BUNDLE_SHA256 = "fakescope.bundle_sha256"
 KEY_EXPORTER = "fakescope.exporter"
 KEY_PARITY = "fakescope.parity"
+
+if TYPE_CHECKING:  # scoring runs on numpy arrays; tensors only from callers on PyTorch
+    import torch
 
 
 class OnnxModel:
@@ -101,6 +103,8 @@ class OnnxModel:
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Raw logits for a (B, 3, S, S) uint8 tensor, as `Detector.logits` returns them."""
+        import torch
+
         return torch.from_numpy(self.run(batch.cpu().numpy())[0]).float()
 
     def bundle_meta(self) -> dict[str, Any]:

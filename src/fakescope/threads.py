@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
-
-import torch
 
 
 def cores() -> int:
@@ -35,8 +34,14 @@ def worker_count() -> int:
 def decode_threads(runtime: str) -> Iterator[None]:
     """While a detector on `runtime` scores: with 'onnx', PyTorch (left with the face search
     in the worker threads) on one intra-op thread; with 'torch', unchanged (the model needs
-    its threads). Restored afterwards."""
-    if runtime != "onnx" or torch.get_num_threads() == 1:
+    its threads). Restored afterwards. Nothing to do where PyTorch is not loaded (scoring on
+    onnxruntime with a face search that does not use it): it is not imported for this."""
+    if runtime != "onnx" or "torch" not in sys.modules:
+        yield
+        return
+    import torch
+
+    if torch.get_num_threads() == 1:
         yield
         return
     previous = torch.get_num_threads()

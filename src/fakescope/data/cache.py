@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from fakescope.data.cache_dir import default_cache_dir
 from fakescope.data.content_type import content_stats
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import Item
@@ -231,14 +232,6 @@ def load_or_decode(
     }
     meta_path.write_text(json.dumps(meta))
     return decoded
-
-
-def default_cache_dir() -> Path:
-    """$FAKESCOPE_CACHE, else $XDG_CACHE_HOME/fakescope, else ~/.cache/fakescope."""
-    if env := os.environ.get("FAKESCOPE_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fakescope"
 
 
 class StreamingDataset(Dataset[tuple[torch.Tensor, float]]):

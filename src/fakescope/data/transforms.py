@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import numpy as np
-import torch
 from PIL import Image
 
-from fakescope.data.corruptions import RobustAugment
 from fakescope.errors import ConfigError
+
+if TYPE_CHECKING:  # PyTorch only where a batch is normalised or augmented: scoring on
+    import torch  # onnxruntime reads bundles and prepares uint8 arrays without it
+
+    from fakescope.data.corruptions import RobustAugment
 
 ResizePolicy = Literal["squash", "shorter_crop", "native"]
 Interpolation = Literal["bilinear", "bicubic"]
@@ -157,12 +160,16 @@ class Preprocessing:
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) uint8 -> float32 normalised with the bundle's mean and std."""
+        import torch
+
         mean = torch.tensor(self.mean, device=batch.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.std, device=batch.device).view(1, 3, 1, 1) * 255.0
         return (batch.float() - mean) / std
 
     def batch_from_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> (B, 3, S, S) uint8 tensor."""
+        import torch
+
         return torch.from_numpy(np.stack([self.to_uint8(img) for img in images]))
 
 
@@ -183,6 +190,8 @@ def grid_shape(crops: int, width: int, height: int) -> tuple[int, int]:
 def native_sides(sizes: np.ndarray, input_size: int) -> torch.Tensor:
     """Per image (width, height) -> its shorter side where `native_view` enlarges it to
     `input_size`, else 0 (for `RobustAugment`'s native-resolution degradations)."""
+    import torch
+
     shorter = np.asarray(sizes, dtype=np.int64).reshape(-1, 2).min(axis=1)
     return torch.from_numpy(np.where(shorter < input_size, shorter, 0))
 
@@ -192,6 +201,8 @@ def pick_crops(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     resolution crops sees a different part of each image every epoch)."""
     if batch.ndim != 5:
         return batch
+    import torch
+
     index = torch.randint(0, batch.shape[1], (batch.shape[0],), generator=generator)
     return batch[torch.arange(batch.shape[0]), index]
 
@@ -211,6 +222,8 @@ class Augmentation:
         native_sides: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`native_sides`: see `RobustAugment` (degradations at each image's own resolution)."""
+        import torch
+
         if self.degrade is not None and self.degrade.active:
             batch = self.degrade(batch, generator, native_sides)
         if self.hflip:
@@ -225,6 +238,8 @@ class Augmentation:
 
 def random_translate(batch: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
     """Reflect-pad by `pad` and crop back at a random offset per sample."""
+    import torch
+
     n, _, h, w = batch.shape
     padded = torch.nn.functional.pad(batch.float(), (pad, pad, pad, pad), mode="reflect")
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -31,7 +31,8 @@ from fakescope.errors import BundleError, ConfigError, FakescopeError
 from fakescope.faces import FaceCropPolicy
 from fakescope.verdict.pipeline import predict_inputs
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # PyTorch is imported where a detector runs on it, never to score on
+    import torch  # onnxruntime (a kind on onnxruntime works on numpy arrays)
     from torch import nn
 
     from fakescope.data.inputs import ImageInput
@@ -149,6 +150,8 @@ class Detector(ABC):
     @property
     def device(self) -> torch.device:
         """Where inputs go; CPU unless a kind runs on a GPU."""
+        import torch
+
         return torch.device("cpu")
 
     @property
@@ -204,8 +207,13 @@ class Detector(ABC):
         """Calibrated p(fake) for a (B, 3, S, S) uint8 batch."""
         return self.calibrate(self.logits(batch))
 
-    def calibrate(self, logits: torch.Tensor) -> np.ndarray:
-        """p(fake) from raw logits: sigmoid(logit / temperature), float32 like the models."""
+    def calibrate(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
+        """p(fake) from raw logits (a tensor, or an array from onnxruntime): sigmoid(logit /
+        temperature), float32 like the models."""
+        if isinstance(logits, np.ndarray):
+            return sigmoid(logits.astype(np.float32) / np.float32(self.meta.temperature))
+        import torch
+
         return torch.sigmoid(logits.float() / self.meta.temperature).numpy()
 
     def verdict(self, p_fake: float) -> tuple[str, bool]:
@@ -237,6 +245,8 @@ class Detector(ABC):
                 batch = stack_arrays(chunk)
                 parts.append(self.logits(batch).float().reshape(-1))
                 bar.update(len(batch))
+        import torch
+
         return torch.cat(parts) if parts else torch.empty(0)
 
     def probabilities_in_batches(
@@ -265,6 +275,8 @@ class Detector(ABC):
         ]
         if not per_crop:
             return PixelScores(np.empty(0), max_crop_p_fake=np.empty(0))
+        import torch
+
         z = torch.cat(per_crop)
         return PixelScores(
             self.calibrate(z.mean(dim=1)), max_crop_p_fake=self.calibrate(z.max(dim=1).values)
@@ -357,6 +369,8 @@ def domain_scored(
         features.append(f.numpy())
     if not logits:
         return PixelScores(np.empty(0), np.empty(0))
+    import torch
+
     z = torch.cat(logits)
     feats = np.concatenate(features)
     scores = domain.scores(feats)
@@ -372,9 +386,44 @@ def domain_scored(
 
 def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
     """A batch tensor from prepared arrays (a tensor is returned as it is)."""
+    import torch
+
     if isinstance(arrays, torch.Tensor):
         return arrays
+    if isinstance(arrays, np.ndarray):  # already a batch
+        return torch.from_numpy(np.ascontiguousarray(arrays))
     return torch.from_numpy(np.stack(list(arrays)))
+
+
+def stack_numpy(arrays: Sequence[np.ndarray] | torch.Tensor) -> np.ndarray:
+    """A batch array from prepared arrays (an array is returned as it is, a CPU tensor as
+    the array it holds): what scoring on onnxruntime works on, without PyTorch."""
+    if isinstance(arrays, np.ndarray):
+        return arrays
+    if isinstance(arrays, Sequence):
+        return np.stack(list(arrays))
+    return np.asarray(arrays.numpy())  # a tensor (on the CPU)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The logistic function in `z`'s precision, without overflow for large |z|."""
+    e = np.exp(-np.abs(z))
+    p: np.ndarray = np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+    return p
+
+
+def cuda_available() -> bool:
+    """`torch.cuda.is_available()`, without importing PyTorch where no GPU driver is present
+    (Linux without NVIDIA's, ROCm's or WSL's device files; macOS), so that scoring on
+    onnxruntime on an ordinary CPU never loads it."""
+    if sys.platform == "darwin":
+        return False
+    drivers = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+    if sys.platform.startswith("linux") and not any(os.path.exists(d) for d in drivers):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -409,7 +458,7 @@ def load_detector(
         raise BundleError(f"{bundle} is an ONNX file: load it with runtime 'onnx'")
     cls = kind_registry.get(bundle_kind(bundle)).detector_class(bundle, runtime)
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if cuda_available() else "cpu"
     return cls.from_bundle(bundle, device=device)
 
 
@@ -423,7 +472,7 @@ def _load_auto(path: str | os.PathLike[str] | None, device: str) -> Detector:
     bundle = resolve_bundle_path(path)
     if bundle.suffix == ".onnx" and bundle.is_file():
         return load_detector(path, runtime="onnx", device=device)
-    on_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    on_gpu = device == "cuda" or (device == "auto" and cuda_available())
     if on_gpu or (bundle.is_dir() and not kind_registry.get(bundle_kind(bundle)).auto_onnx):
         return load_detector(path, runtime="torch", device=device)
     try:

@@ -3,17 +3,18 @@ Grad-CAM picture."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sys
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fakescope.detectors.base import PixelScores
-from fakescope.evaluation.explain import gradcam, overlay
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
@@ -34,8 +35,18 @@ class ImageScore:
 def score_batch(detector: Detector, arrays: Sequence[np.ndarray]) -> PixelScores:
     """What the pixels say about prepared inputs ((3, S, S) or (K, 3, S, S) crops each, as
     `Detector.prepare` makes them), in one forward pass: `Detector.score_prepared`."""
-    with torch.inference_mode():
+    with _inference_mode():
         return detector.score_prepared(arrays, batch_size=max(1, len(arrays)))
+
+
+def _inference_mode() -> AbstractContextManager[object]:
+    """PyTorch's inference mode where PyTorch is loaded (a detector on it loads it); nothing
+    to switch off on onnxruntime, which scores without it (and so never imports it)."""
+    if "torch" not in sys.modules:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.inference_mode()
 
 
 def per_image(scores: PixelScores) -> list[ImageScore]:
@@ -70,6 +81,8 @@ def joined(scores: Sequence[ImageScore]) -> PixelScores:
 def explain_png(detector: Detector, image: Image.Image) -> tuple[bytes, float]:
     """The Grad-CAM overlay on the image as the model saw it (PNG), and the detector's
     p(fake) (a face-aware detector's map is its whole-image member's)."""
+    from fakescope.evaluation.explain import gradcam, overlay  # heavy: torch
+
     view = detector.explained_by.preprocessing.resize_image(image)
     (cam,) = gradcam(detector.explained_by, [image])
     p_fake = float(detector.predict_images([image])[0])

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 
-import torch
 import uvicorn
 
 from fakescope.bundle import face_detector_or_default
@@ -23,7 +22,16 @@ _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 def configure_torch_threads(threads: int) -> None:
     """One intra-op thread by default: on a small CPU the other cores decode uploads and
     run HTTP; the model gains speed from batching instead. Inter-op threads stay at 1
-    (the model has no parallel branches)."""
+    (the model has no parallel branches).
+
+    A server on onnxruntime does not load PyTorch for this: until something imports it (a
+    detector on PyTorch, a face search on it), OMP_NUM_THREADS says the same to it, read when
+    it is imported (onnxruntime sets its own threads: `fakescope.onnx_model`)."""
+    if "torch" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
+        return
+    import torch
+
     torch.set_num_threads(max(1, threads))
     # RuntimeError: already set, or inter-op work already ran in this process
     with contextlib.suppress(RuntimeError):

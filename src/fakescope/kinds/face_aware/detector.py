@@ -30,10 +30,9 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fakescope.bundle import read_meta
@@ -44,12 +43,17 @@ from fakescope.detectors.base import (
     PixelScores,
     Runtime,
     load_detector,
-    stack_arrays,
+    stack_numpy,
 )
 from fakescope.detectors.packing import pack_square, square_side
 from fakescope.errors import ConfigError
 from fakescope.faces import FaceCropPolicy, FaceFinder, FaceSelector, make_face_finder
 from fakescope.kinds.face_aware.bundle import KIND, FaceRoute, face_aware_member_path
+
+if TYPE_CHECKING:  # batches are numpy arrays here; each member converts what it needs
+    import torch
+
+ArrayT = TypeVar("ArrayT", "np.ndarray", "torch.Tensor")
 
 HEADER = 16  # bytes before the members' inputs: routed flag, then the face box as 4 x uint16
 # Only a face that fills much of the image joins, and such a face is at least half the image's
@@ -152,15 +156,15 @@ class FaceRoutedPreprocessing(Preprocessing):
         flat = np.concatenate([header, self.whole.to_uint8(img).ravel(), face_input])
         return pack_square(flat, self.input_size)
 
-    def unpack(self, batch: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    def unpack(self, batch: ArrayT) -> tuple[np.ndarray, ArrayT, ArrayT]:
         """(B, 3, S, S) -> (headers (B, HEADER) uint8, whole inputs, face inputs), the inputs
-        in their own shapes."""
+        in their own shapes and type (numpy arrays, or CPU tensors)."""
         flat = batch.reshape(batch.shape[0], -1)
         whole_size = math.prod(self.whole.array_shape)
         face_size = math.prod(self.faces.array_shape)
         whole = flat[:, HEADER : HEADER + whole_size].reshape(-1, *self.whole.array_shape)
         faces = flat[:, HEADER + whole_size : HEADER + whole_size + face_size]
-        return flat[:, :HEADER].numpy(), whole, faces.reshape(-1, *self.faces.array_shape)
+        return np.asarray(flat[:, :HEADER]), whole, faces.reshape(-1, *self.faces.array_shape)
 
     @staticmethod
     def face_box(header: np.ndarray) -> dict[str, int] | None:
@@ -284,20 +288,23 @@ class FaceAwareDetector(Detector):
     ) -> PixelScores:
         return PixelScores.concat(
             [
-                self._score_batch(stack_arrays(arrays[start : start + batch_size]))
+                self._score_batch(stack_numpy(arrays[start : start + batch_size]))
                 for start in range(0, len(arrays), batch_size)
             ]
         )
 
-    def _score_batch(self, batch: torch.Tensor) -> PixelScores:
+    def _score_batch(self, batch: np.ndarray) -> PixelScores:
         pre = cast("FaceRoutedPreprocessing", self.preprocessing)
         headers, whole_in, face_in = pre.unpack(batch)
-        scores = self.whole.score_prepared(whole_in, batch_size=max(1, len(batch)))
+        # an array is a sequence of prepared arrays, which each member's runtime stacks
+        scores = self.whole.score_prepared(
+            cast("Sequence[np.ndarray]", whole_in), batch_size=max(1, len(batch))
+        )
         p = scores.p_fake.astype(np.float64).copy()
         routed = headers[:, 0] == 1
         if routed.any():
             p_face = self.faces.score_prepared(
-                face_in[torch.from_numpy(routed)], batch_size=max(1, len(batch))
+                cast("Sequence[np.ndarray]", face_in[routed]), batch_size=max(1, len(batch))
             )
             p[routed] = self.combine(p[routed], p_face.p_fake)
         boxes = [FaceRoutedPreprocessing.face_box(h) for h in headers]
@@ -317,7 +324,9 @@ class FaceAwareDetector(Detector):
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """The combined calibrated logit (temperature 1) for a batch of prepared arrays."""
-        p = self._score_batch(batch).p_fake
+        import torch
+
+        p = self._score_batch(stack_numpy(batch)).p_fake
         return torch.from_numpy(_logit(p).astype(np.float32))
 
     def image_logits(self, batch: torch.Tensor) -> torch.Tensor:

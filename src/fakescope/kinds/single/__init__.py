@@ -4,8 +4,21 @@ parity-checked). Its bundle is what `fakescope train` writes (`fakescope.bundle.
 its card `fakescope.model_card`; calibrate, unsure-band and domain rewrite it in place, and
 `fakescope export` exports it. `kind` registers it."""
 
+from typing import TYPE_CHECKING, Any
+
 from fakescope.kinds.single.kind import SingleKind
 from fakescope.kinds.single.onnx import OnnxDetector
-from fakescope.kinds.single.pytorch import TorchDetector
+
+if TYPE_CHECKING:
+    from fakescope.kinds.single.pytorch import TorchDetector
 
 __all__ = ["OnnxDetector", "SingleKind", "TorchDetector"]
+
+
+def __getattr__(name: str) -> Any:
+    """`TorchDetector` on first use: scoring on onnxruntime imports no PyTorch."""
+    if name == "TorchDetector":
+        from fakescope.kinds.single.pytorch import TorchDetector
+
+        return TorchDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

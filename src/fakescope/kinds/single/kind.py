@@ -8,7 +8,6 @@ from typing import Any
 from fakescope import kinds
 from fakescope.bundle import BundleMeta, verify_weights
 from fakescope.kinds.single.onnx import OnnxDetector
-from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.model_card import render_model_card
 
 
@@ -35,4 +34,6 @@ class SingleKind(kinds.Kind):
         return None
 
 
-kinds.register(SingleKind({"torch": TorchDetector, "onnx": OnnxDetector}))
+# PyTorch (and timm) load only when a detector runs there
+TORCH = "fakescope.kinds.single.pytorch:TorchDetector"
+kinds.register(SingleKind({"torch": TORCH, "onnx": OnnxDetector}))

@@ -24,29 +24,31 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-import fakescope.kinds.single.export as export  # the module: tests patch its export_onnx
 from fakescope.bundle import BundleMeta, read_meta
-from fakescope.data.cache import default_cache_dir
-from fakescope.data.transforms import Preprocessing
+from fakescope.data.cache_dir import default_cache_dir
 from fakescope.detectors.base import (
     Capabilities,
     Capability,
     Detector,
     DomainScoringDetector,
-    stack_arrays,
+    PixelScores,
+    stack_numpy,
 )
 from fakescope.detectors.domain import DomainModel
 from fakescope.errors import BundleError
-from fakescope.kinds.single.pytorch import TorchDetector
 from fakescope.onnx_model import ONNX_FILE, OnnxModel
+
+if TYPE_CHECKING:  # scoring works on numpy arrays: PyTorch only for what needs the model
+    import torch  # (Grad-CAM, attacks: `explained_by`), or callers that pass tensors
+    from torch import nn
+
+    from fakescope.data.transforms import Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -86,28 +88,75 @@ class OnnxDetector(DomainScoringDetector):
             return self
         assert self.bundle_path is not None
         if self._torch is None:
+            from fakescope.kinds.single.pytorch import TorchDetector  # heavy: torch, timm
+
             self._torch = TorchDetector.from_bundle(self.bundle_path, device="cpu")
         return self._torch
 
-    def _crops_logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K, 3, S, S) crops -> logits (B, K), mean features (B, D), identical crops
+    # -- scoring, on numpy arrays (PyTorch tensors only where a caller passes them) -----------
+    def array_logits_and_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float32 logits (B,) and features (B, D) of a (B, 3, S, S) uint8 array; for
+        (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features, identical crops
         scored once (`unique_crops`)."""
-        k = batch.shape[1]
-        flat, counts = unique_crops(batch)
-        z, f = self.logits_and_features(flat)
-        return repeat_crops(z, counts, k), repeat_crops(f, counts, k).mean(dim=1)
+        if batch.ndim == 5:
+            k = batch.shape[1]
+            flat, counts = unique_crops(batch)
+            z, f = self.array_logits_and_features(flat)
+            return repeat_crops(z, counts, k), repeat_crops(f, counts, k).mean(axis=1)
+        logit, features = self.session.run_with_features(batch)
+        return logit.astype(np.float32), features.astype(np.float32)
+
+    def array_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Float32 logits (B,) of a (B, 3, S, S) uint8 array, or (B, K) of crops."""
+        if batch.ndim == 5:
+            flat, counts = unique_crops(batch)
+            return repeat_crops(self.array_logits(flat), counts, batch.shape[1])
+        return self.session.run(batch)[0].astype(np.float32)
+
+    def score_prepared(
+        self, arrays: Sequence[np.ndarray] | torch.Tensor, *, batch_size: int = 256
+    ) -> PixelScores:
+        """As `DomainScoringDetector.score_prepared`, on numpy arrays throughout: p(fake),
+        for crops also the most suspicious crop's, and with a domain model the domain score
+        from the same pass."""
+        logits, features = [], []
+        for start in range(0, len(arrays), batch_size):
+            batch = stack_numpy(arrays[start : start + batch_size])
+            if self.domain is None:
+                logits.append(self.array_logits(batch))
+            else:
+                z, f = self.array_logits_and_features(batch)
+                logits.append(z)
+                features.append(f)
+        if not logits:
+            if self.domain is not None:
+                return PixelScores(np.empty(0), np.empty(0))
+            if self.preprocessing.multi_crop:
+                return PixelScores(np.empty(0), max_crop_p_fake=np.empty(0))
+            return PixelScores(self.calibrate(np.empty(0, dtype=np.float32)))
+        z = np.concatenate(logits)
+        feats = domain = None
+        if self.domain is not None:
+            feats = np.concatenate(features)
+            domain = self.domain.scores(feats)
+        if z.ndim == 1:
+            return PixelScores(self.calibrate(z), domain, features=feats)
+        return PixelScores(
+            self.calibrate(z.mean(axis=1)), domain, self.calibrate(z.max(axis=1)), features=feats
+        )
 
     def crop_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        flat, counts = unique_crops(batch)
-        return repeat_crops(self.image_logits(flat), counts, batch.shape[1])
+        import torch
+
+        return torch.from_numpy(self.array_logits(batch.numpy()))
 
     def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As `TorchDetector.logits_and_features`: logits (B,) and features (B, D); for
         (B, K, 3, S, S) crops, logits (B, K) and the crops' mean features."""
-        if batch.ndim == 5:
-            return self._crops_logits_and_features(batch)
-        logit, features = self.session.run_with_features(stack_arrays(batch).numpy())
-        return torch.from_numpy(logit).float(), torch.from_numpy(features).float()
+        import torch
+
+        z, f = self.array_logits_and_features(stack_numpy(batch))
+        return torch.from_numpy(z), torch.from_numpy(f)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -141,25 +190,26 @@ class OnnxDetector(DomainScoringDetector):
         return self.session.logits(batch)
 
 
-def unique_crops(batch: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+def unique_crops(batch: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """(B, K, 3, S, S) crops -> (M, 3, S, S) to score and how many rows each image has: an
     image no larger than one crop (a thumbnail enlarged to S) has K identical crops, and one
     is scored for the same numbers at a K-th of the work."""
     b, k = batch.shape[:2]
-    same = (batch == batch[:, :1]).flatten(1).all(dim=1).tolist()
+    same = (batch == batch[:, :1]).reshape(b, -1).all(axis=1).tolist()
     if not any(same):
-        return batch.flatten(0, 1), [k] * b
+        return batch.reshape(b * k, *batch.shape[2:]), [k] * b
     counts = [1 if s else k for s in same]
-    return torch.cat([batch[i, :n] for i, n in enumerate(counts)]), counts
+    return np.concatenate([batch[i, :n] for i, n in enumerate(counts)]), counts
 
 
-def repeat_crops(values: torch.Tensor, counts: list[int], k: int) -> torch.Tensor:
+def repeat_crops(values: np.ndarray, counts: list[int], k: int) -> np.ndarray:
     """Rows scored for `unique_crops` back to (B, K, ...), a lone crop repeated K times."""
     starts = np.cumsum([0, *counts[:-1]]).tolist()
     parts = [
-        values[s : s + n].expand(k, *values.shape[1:]) for s, n in zip(starts, counts, strict=True)
+        np.broadcast_to(values[s : s + n], (k, *values.shape[1:]))
+        for s, n in zip(starts, counts, strict=True)
     ]
-    return torch.stack(parts)
+    return np.stack(parts)
 
 
 def onnx_cache_path(bundle_sha256: str) -> Path:
@@ -209,5 +259,7 @@ def _cached(path: Path, raw: dict[str, Any]) -> OnnxModel:
         path.name,
         cached.parent,
     )
+    import fakescope.kinds.single.export as export  # heavy: torch; tests patch export_onnx
+
     export.export_onnx(path, cached)
     return OnnxModel(cached)
