@@ -188,9 +188,10 @@ def test_predict_on_onnxruntime_imports_no_torch_once_the_export_is_cached(
 @pytest.mark.skipif(not shipped_available("default"), reason="the default detector is not shipped")
 def test_the_default_detector_on_onnxruntime_imports_no_torch(small_photos: Path) -> None:
     """The shipped default detector (face-aware: general, the face specialist, the face
-    search), its exports in the user's cache as `fakescope predict` keeps them."""
+    search on every image but the 24 px one), its exports in the user's cache as `fakescope
+    predict` keeps them. (The drawn face fills a third of its picture: under the shipped
+    route's half, so the specialist does not join; the search runs all the same.)"""
     warm = _probe("cli", "default", "auto", small_photos, None)
-    assert warm["scored"][3][1] is not None  # the drawn face joined: the face search ran
     _assert_no_torch_on_onnxruntime("default", small_photos, None, warm)
 
 
