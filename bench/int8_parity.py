@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import DATA
+from _common import DATA, REPO
 from predict_vs_seed import cpu_flags
 from sklearn.metrics import roc_auc_score
 
@@ -43,7 +43,7 @@ from fakescope.evaluation.evaluate import pixel_scores
 from fakescope.inference import verdicts
 from fakescope.onnx_model import INPUT_NAME, OnnxModel
 
-MANIFEST = Path("/work/runs/general-modern2/manifest.csv")
+MANIFEST = REPO.parent / "runs" / "general-modern2" / "manifest.csv"  # the default's training run
 SHARED = {  # manifest source -> archive
     "cifake": "cifake_train",
     "stylegan_faces": "stylegan_faces",
@@ -200,6 +200,7 @@ def speed(fp32: Path, int8: Path, crops: np.ndarray, rounds: int) -> dict[int, t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", default=None, help="a face-aware bundle (the default)")
+    parser.add_argument("--manifest", type=Path, default=MANIFEST, help="a run's manifest.csv")
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--calib", type=int, default=16, help="training images per source/label")
     parser.add_argument("--max-crops", type=int, default=256, help="whole-image crops, at most")
@@ -215,11 +216,11 @@ def main() -> None:
     det = load_detector(args.bundle, runtime="onnx")
     members = {"whole": det.whole, "faces": det.faces}
     fp32 = {k: Path(m.session.name) for k, m in members.items()}
-    manifest = list(open_source(MANIFEST).items)
+    manifest = list(open_source(args.manifest).items)
 
     # calibration: training images only
     calib_items = stratified([it for it in manifest if it.split == "train"], args.calib, seed=0)
-    source = open_source(MANIFEST)
+    source = open_source(args.manifest)
     started = time.perf_counter()
     decoded = decode_items(calib_items, source.read_bytes, det.preprocessing, progress=False)
     whole, faces = member_crops(det, decoded)
@@ -316,7 +317,7 @@ def print_table(rows: list[Any], names: list[str]) -> None:
     print("\nROC-AUC fp32-onnx and int8 - fp32 (ΔAUC), max |Δp|, verdict flips (label, unsure)")
     head = f"{'set':28s} {'n':>5s} {'held-out':>8s} {'AUC fp32':>8s}"
     for name in names:
-        head += f" | {name[:18]:>18s} ΔAUC  max|Δp| flips"
+        head += f" | {name[:10]:>10s} {'ΔAUC':>8s} {'max|Δp|':>7s} {'flips':>5s}"
     print(head)
     worst = dict.fromkeys(names, 0.0)
     for set_name, n, held, auc32, cols in rows:
