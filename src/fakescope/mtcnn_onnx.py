@@ -158,7 +158,7 @@ def load_mtcnn_nets(folder: Path | None = None) -> MtcnnNets:
     folder = folder or export_dir()
     exported = False
     if not _intact(folder):
-        logger.info("exporting facenet-pytorch's MTCNN to ONNX (once) into %s", folder)
+        logger.warning("exporting facenet-pytorch's MTCNN to ONNX (once, seconds) into %s", folder)
         export_nets(folder)
         exported = True
         if not _intact(folder):
