@@ -4,10 +4,13 @@ draft mode (`PIL.Image.draft`: libjpeg's DCT scaling, 1/2 to 1/8) would save.
 
     python bench/predict_stages.py                  # runs/web_photos, built once
     python bench/predict_stages.py --folder PHOTOS
+    python bench/predict_stages.py --backend torch onnx   # MTCNN's backends, image by image
 
 Stages are timed in CPU seconds of this process (`time.process_time`), one image at a time
 with PyTorch on one thread, as predict's decode workers run them: reading the file,
-provenance, decoding, the face route's search (MTCNN on a 192 px copy), the whole-image
+provenance, decoding, the face route's search (MTCNN on a 192 px copy; with several
+``--backend``, each backend's search of the same image in turn, and whether their boxes are
+identical), the whole-image
 member's native crops, then scoring the prepared arrays in batches of 64 (onnxruntime).
 
 Draft decoding: the default's whole-image member scores 160 px crops at the image's own
@@ -35,6 +38,9 @@ DRAFT_MIN_SIDE = 1280
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--folder", type=Path, default=None, help="default: runs/web_photos")
+    parser.add_argument(
+        "--backend", nargs="+", default=["onnx"], choices=["onnx", "torch"], help="MTCNN's"
+    )
     args = parser.parse_args()
     folder = args.folder or build_folder(REPO / "runs" / "web_photos")
 
@@ -43,8 +49,12 @@ def main() -> None:
 
     from fakescope.data.decode import decode_image
     from fakescope.detectors import load_detector
-    from fakescope.faces import _search_copy
-    from fakescope.kinds.face_aware.detector import ROUTE_SEARCH_SIZE, FaceRoutedPreprocessing
+    from fakescope.faces import FaceSelector, _search_copy
+    from fakescope.kinds.face_aware.detector import (
+        ROUTE_SEARCH_SIZE,
+        FaceRoutedPreprocessing,
+        route_finder,
+    )
     from fakescope.verdict.pipeline import provenance_of
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
@@ -54,7 +64,12 @@ def main() -> None:
     pre = detector.preprocessing
     assert isinstance(pre, FaceRoutedPreprocessing), "the default detector is face-aware"
     torch.set_num_threads(1)
-    selector = pre._selector()
+    selectors = {}
+    for backend in args.backend:
+        finder = route_finder(pre.policy, backend=backend)
+        assert getattr(finder, "backend", backend) == backend, f"{backend}: {finder}"
+        selectors[backend] = FaceSelector(pre.policy, finder=finder)
+    differ = 0
     cpu: dict[str, float] = {}
 
     def timed(stage: str, fn: Callable[..., T], *args: object) -> T:
@@ -68,7 +83,12 @@ def main() -> None:
         data = timed("read", path.read_bytes)
         timed("provenance", provenance_of, data, path.name)
         image, _ = timed("decode", decode_image, data, path.name)
-        timed("face route search", selector.largest, [image])
+        found = [
+            timed(f"face route search ({backend})", selector.largest, [image])[0].face_box
+            for backend, selector in selectors.items()
+        ]
+        boxes = [None if f is None else f.xywh for f in found]  # pixels (not the floats)
+        differ += any(b != boxes[0] for b in boxes)
         timed("whole member crops", pre.whole.to_uint8, image)
         arrays.append(pre.to_uint8(image))  # the packed input (searches again: not timed)
     for start in range(0, len(arrays), 64):
@@ -80,6 +100,8 @@ def main() -> None:
             f"  {stage:24s} {seconds:6.2f} s  {1000 * seconds / len(files):6.1f} ms/image  "
             f"{100 * seconds / total:5.1f} %"
         )
+    if len(selectors) > 1:
+        print(f"  images whose largest face differs between the backends: {differ}")
 
     large = [p for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
     large = [p for p in large if max(Image.open(p).size) >= DRAFT_MIN_SIDE]

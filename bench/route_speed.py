@@ -11,7 +11,13 @@ call as the route calls it; the settings alternate image by image, so the machin
 falls on each alike). Where a setting changes any decision, the default detector scores the
 source under both searches and its ROC-AUC under each is printed.
 
+With ``--backends torch onnx`` every setting runs on both of MTCNN's backends (facenet-pytorch,
+and its nets on onnxruntime: `MtcnnFaceFinder(backend=...)`), alternating image by image, and
+each setting on the second backend is compared with the same setting on the first: the
+routing decisions that differ, and the routed boxes that are not identical ("boxes").
+
     python bench/route_speed.py [--per-class 500] [--shares 0.5 0.7] [--sources modern_photos]
+    python bench/route_speed.py --per-class 200 --shares 0.5 --backends torch onnx
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=500)
     parser.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.7])
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
+    parser.add_argument(
+        "--backends", nargs="+", default=["onnx"], choices=["onnx", "torch"], help="MTCNN's"
+    )
     args = parser.parse_args()
     detector: Any = load_detector(None, runtime="torch")
     pre = detector.preprocessing
@@ -67,18 +76,28 @@ def main() -> None:
         "search_size": face_aware.ROUTE_SEARCH_SIZE,
         "border_retries": (0.25,),
     }
-    settings = {"former (40 px)": make_face_finder(policy.finder, **base)}
+    named = {"former (40 px)": base}
     for share in args.shares:
-        settings[f"share {share:g}"] = make_face_finder(
-            policy.finder, **{**base, "min_face_share": share}
-        )
+        named[f"share {share:g}"] = {**base, "min_face_share": share}
+    settings: dict[str, FaceFinder] = {}
+    reference: dict[str, str] = {}  # what each setting's routing is compared with
+    for name, options in named.items():
+        for backend in args.backends:
+            label = name if len(args.backends) == 1 else f"{name} {backend}"
+            finder = make_face_finder(policy.finder, **options, backend=backend)
+            assert getattr(finder, "backend", backend) == backend, finder
+            settings[label] = finder
+            first = name if len(args.backends) == 1 else f"{name} {args.backends[0]}"
+            reference[label] = "former (40 px)" if len(args.backends) == 1 else first
     retried: dict[str, int] = {}
     for s, finder in settings.items():
         count_retries(finder, retried, s)
     print(f"machine: {machine()}; {cpu_flags()}")
     print(f"route: faces covering >= {fraction:.0%} of the image; finder {policy.finder}")
-    header = f"{'source':15s} {'n':>5s} {'setting':15s} {'routed':>6s} {'changed':>7s} "
-    print(header + f"{'min IoU':>7s} {'mean IoU':>8s} {'ms/img':>7s} {'retried':>7s}")
+    print("changed / boxes: against " + ("the same setting on " + args.backends[0] if
+          len(args.backends) > 1 else "the former settings"))  # fmt: skip
+    header = f"{'source':15s} {'n':>5s} {'setting':20s} {'routed':>6s} {'changed':>7s} "
+    print(header + f"{'boxes':>5s} {'min IoU':>7s} {'mean IoU':>8s} {'ms/img':>7s} {'retried':>7s}")
     for name in args.sources:
         share_of_n = SOURCES[name]
         path = DATA / f"{name}.zip"
@@ -112,26 +131,26 @@ def main() -> None:
                 box = faces[0] if faces else None
                 routed = box is not None and box.area / (img.width * img.height) >= fraction
                 boxes[s].append(box if routed else None)
-        former = boxes["former (40 px)"]
         for s in settings:
-            now = boxes[s]
+            former, now = boxes[reference[s]], boxes[s]
             changed = sum((a is None) != (b is None) for a, b in zip(former, now, strict=True))
             both = [iou(a, b) for a, b in zip(former, now, strict=True) if a and b]
             routed = sum(b is not None for b in now)
+            differ = sum(a.xywh != b.xywh for a, b in zip(former, now, strict=True) if a and b)
             ms = 1000 * cpu[s] / max(1, searched)
             lo = f"{min(both):7.3f}" if both else f"{'-':>7s}"
             mean = f"{np.mean(both):8.4f}" if both else f"{'-':>8s}"
-            print(f"{name:15s} {len(now):5d} {s:15s} {routed:6d} {changed:7d} {lo} {mean} "
-                  f"{ms:7.1f} {retried[s]:7d}")  # fmt: skip
+            print(f"{name:15s} {len(now):5d} {s:20s} {routed:6d} {changed:7d} {differ:5d} "
+                  f"{lo} {mean} {ms:7.1f} {retried[s]:7d}")  # fmt: skip
             for item, a, b in zip(items, former, now, strict=True):
                 if (a is None) != (b is None):
                     print(f"    changed: {item.path}: former {a}, now {b}")
             if changed:
-                p_former = scores(detector, source, items, settings["former (40 px)"])
+                p_former = scores(detector, source, items, settings[reference[s]])
                 p_now = scores(detector, source, items, settings[s])
                 y = [it.label for it in items]
                 dp = np.abs(np.array(p_former) - np.array(p_now)).max()
-                print(f"    ROC-AUC of the default on {name}: former "
+                print(f"    ROC-AUC of the default on {name}: {reference[s]} "
                       f"{roc_auc_score(y, p_former):.4f}, {s} {roc_auc_score(y, p_now):.4f}; "
                       f"max |dp| {dp:.3f}")  # fmt: skip
 

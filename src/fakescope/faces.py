@@ -5,8 +5,9 @@ crop at training, evaluation and prediction time. This module is that one place:
 
 - :class:`FaceFinder` finds faces: ``find(images) -> list[list[FaceBox]]``, one list per
   image, boxes in the ORIGINAL image's pixels, clamped inside it, largest first.
-  :func:`make_face_finder` builds one by kind: ``"mtcnn"`` (facenet-pytorch, whose weights
-  ship inside its wheel, so it works offline), ``"haar"`` (OpenCV, always installed) or
+  :func:`make_face_finder` builds one by kind: ``"mtcnn"`` (facenet-pytorch's nets, whose
+  weights ship inside its wheel, so it works offline; on the CPU run on onnxruntime with the
+  same answers, :mod:`fakescope.mtcnn_onnx`), ``"haar"`` (OpenCV, always installed) or
   ``"auto"`` (MTCNN when facenet-pytorch is importable, else Haar with a note saying why).
 - :class:`FaceCropPolicy` says how a box becomes a crop (margin, square, minimum face size,
   which finder, whether to level the eyes); it round-trips through a bundle's JSON with
@@ -26,6 +27,7 @@ on the crops as they are from 98.9 % to 99.7 % (BENCHMARKS.md, "Face finder").
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -36,7 +38,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from fakescope.errors import ConfigError
@@ -47,6 +48,7 @@ from fakescope.face_box import face_box_dict as face_box_dict
 logger = logging.getLogger(__name__)
 
 FINDER_KINDS = ("auto", "mtcnn", "haar")
+MTCNN_BACKENDS = ("onnx", "torch")
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 # Detection runs on a copy no larger than this (long side, px): big frames only cost time,
 # and a face under ~20 px at this size is too small for a detector to judge anyway.
@@ -122,7 +124,15 @@ def _largest_first(boxes: list[FaceBox]) -> list[FaceBox]:
 
 
 class MtcnnFaceFinder(FaceFinder):
-    """MTCNN (facenet-pytorch) on the CPU, batched over images of the same size.
+    """MTCNN (facenet-pytorch's nets and weights) on the CPU, batched over images of the same
+    size.
+
+    ``backend``: "onnx" (the default on the CPU) runs the three nets on onnxruntime and the
+    pipeline in numpy (:mod:`fakescope.mtcnn_onnx`: the same boxes, probabilities and
+    landmarks, without importing torch once the nets are exported to the cache); "torch"
+    runs facenet-pytorch itself (the default on a CUDA ``device``, and the reference). When
+    the ONNX nets cannot be exported or opened, the finder falls back to "torch" and logs why
+    (``backend`` then says "torch", ``backend_note`` the reason).
 
     ``min_face_size`` (px on the search copy), ``thresholds`` (P-, R-, O-net) and ``factor``
     (pyramid step) are MTCNN's own. ``border_retries``: for images where nothing was found,
@@ -137,10 +147,11 @@ class MtcnnFaceFinder(FaceFinder):
     equalized grey. It recovers strongly colour-graded or dim portraits (a blue-lit face, a
     red light projection: 3 of the 8 StyleGAN-set portraits the other passes miss, 99.4 ->
     99.6 %) but adds false boxes on photos without faces (5.8 -> 7.5 %), so it is off.
-    ``threads``: torch intra-op threads while detecting (restored afterwards; None leaves
-    them alone). MTCNN runs many tiny convolutions that gain nothing from several threads
-    and lose badly when the cores are busy: on the shared 2-core VM, 640x360 frames went
-    from 19 frames/s with one thread to 2-3 with two.
+    ``threads``: with the torch backend, torch intra-op threads while detecting (restored
+    afterwards; None leaves them alone). MTCNN runs many tiny convolutions that gain nothing
+    from several threads and lose badly when the cores are busy: on the shared 2-core VM,
+    640x360 frames went from 19 frames/s with one thread to 2-3 with two. (The ONNX
+    backend's sessions run on one intra-op thread for the same reason.)
     Not thread-safe (the retries change the MTCNN's minimum face size): one per thread.
     """
 
@@ -160,9 +171,17 @@ class MtcnnFaceFinder(FaceFinder):
         device: str = "cpu",
         threads: int | None = 1,
         gray_retry: bool = False,
+        backend: str | None = None,
     ) -> None:
-        from facenet_pytorch import MTCNN  # lazy: torch-heavy, and optional
-
+        backend = backend or ("onnx" if device == "cpu" else "torch")
+        if backend not in MTCNN_BACKENDS:
+            raise ConfigError(
+                f"MTCNN backend must be one of {', '.join(MTCNN_BACKENDS)}, got {backend!r}"
+            )
+        if backend == "onnx" and device != "cpu":
+            raise ConfigError(f"the MTCNN onnx backend runs on the CPU only, not on {device!r}")
+        self.backend = backend
+        self.backend_note: str | None = None
         self.threads = threads
         self.gray_retry = gray_retry
         self.min_face_size = min_face_size
@@ -173,16 +192,37 @@ class MtcnnFaceFinder(FaceFinder):
         self.factor = factor
         self.search_size = search_size
         self.batch_size = batch_size
-        self._mtcnn = MTCNN(
-            min_face_size=min_face_size,
-            thresholds=list(thresholds),
-            factor=factor,
-            select_largest=True,
-            keep_all=True,
-            device=device,
-        )
+        self._nets: Any = None
+        self._mtcnn: Any = None
+        if backend == "onnx":
+            try:
+                from fakescope.mtcnn_onnx import shared_mtcnn_nets
+
+                self._nets = shared_mtcnn_nets()
+            except Exception as exc:  # onnxruntime, the export or the cache: any failure
+                reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                self.backend_note = (
+                    f"MTCNN runs on facenet-pytorch: its ONNX nets failed ({reason})"
+                )
+                logger.warning(self.backend_note)
+                self.backend = "torch"
+        if self.backend == "torch":
+            from facenet_pytorch import MTCNN  # lazy: torch-heavy, and optional
+
+            self._mtcnn = MTCNN(
+                min_face_size=min_face_size,
+                thresholds=list(thresholds),
+                factor=factor,
+                select_largest=True,
+                keep_all=True,
+                device=device,
+            )
 
     def find(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
+        if self.backend == "onnx":
+            return self._find(images)
+        import torch  # the torch backend only
+
         if self.threads is None or self.threads == torch.get_num_threads():
             return self._find(images)
         previous = torch.get_num_threads()
@@ -229,17 +269,16 @@ class MtcnnFaceFinder(FaceFinder):
             # facenet-pytorch's pyramid is empty (and it fails) below the minimum face size.
             if min(height, width) + 2 * pad < min_face:
                 continue
-            self._mtcnn.min_face_size = min_face
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
                 batch = np.stack([copies[i][0] for i in chunk])
                 if pad:
                     batch = np.pad(batch, ((0, 0), (pad, pad), (pad, pad), (0, 0)), "reflect")
-                boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
+                boxes, probs, points = self._detect_batch(batch, min_face)
                 for index, image_boxes, image_probs, image_points in zip(
                     chunk, boxes, probs, points, strict=True
                 ):
-                    if image_boxes is None:
+                    if image_boxes is None or not len(image_boxes):
                         continue
                     out[index] = [
                         (x1 - pad, y1 - pad, x2 - pad, y2 - pad, float(p), _eyes(marks, pad))
@@ -247,8 +286,25 @@ class MtcnnFaceFinder(FaceFinder):
                             image_boxes, image_probs, image_points, strict=True
                         )
                     ]
-        self._mtcnn.min_face_size = self.min_face_size
         return out
+
+    def _detect_batch(self, batch: np.ndarray, min_face: float) -> tuple[Any, Any, Any]:
+        """MTCNN's boxes (x1, y1, x2, y2), probabilities and landmarks per image of a (N, H,
+        W, 3) uint8 batch, largest first (None or empty: no face)."""
+        if self._nets is not None:
+            from fakescope.mtcnn_onnx import detect_faces
+
+            found = detect_faces(self._nets, batch, min_face, self.thresholds, self.factor)
+            return (
+                [b[:, :4] for b, _ in found],
+                [b[:, 4] for b, _ in found],
+                [p for _, p in found],
+            )
+        self._mtcnn.min_face_size = min_face
+        try:
+            return self._mtcnn.detect(batch, landmarks=True)
+        finally:
+            self._mtcnn.min_face_size = self.min_face_size
 
     def first_min_face(self, short_side: int) -> float:
         """The first pass's minimum face (px) on a search copy of this short side:
@@ -321,12 +377,12 @@ class HaarFaceFinder(FaceFinder):
 
 
 def mtcnn_available() -> bool:
-    """True when facenet-pytorch (and so MTCNN with its shipped weights) can be imported."""
+    """True when facenet-pytorch (and so MTCNN with its shipped weights) is installed; found
+    without importing it (its import imports torch and torchvision)."""
     try:
-        import facenet_pytorch  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("facenet_pytorch") is not None
+    except (ImportError, ValueError):
         return False
-    return True
 
 
 _warned_fallback = False

@@ -179,13 +179,15 @@ def could_hold_route_face(size: tuple[int, int]) -> bool:
     return min(size) >= ROUTE_MIN_FACE
 
 
-def route_finder(policy: FaceCropPolicy) -> FaceFinder:
+def route_finder(policy: FaceCropPolicy, **mtcnn: Any) -> FaceFinder:
     """The finder that decides whether a face fills the image (the policy's kind, searching
-    only for large faces on a small copy; see ROUTE_SEARCH_SIZE)."""
+    only for large faces on a small copy; see ROUTE_SEARCH_SIZE). ``mtcnn``: further MTCNN
+    options (e.g. ``backend``; benchmarks)."""
     options: dict[str, Any] = {"min_face_size": ROUTE_MIN_FACE, "search_size": ROUTE_SEARCH_SIZE}
     if policy.finder != "haar":  # MTCNN's options (the Haar fallback of "auto" takes none)
         options["border_retries"] = ROUTE_BORDER_RETRIES
         options["min_face_share"] = ROUTE_MIN_FACE_SHARE
+        options.update(mtcnn)
     return make_face_finder(policy.finder, **options)
 
 
