@@ -87,7 +87,8 @@ def main() -> None:
             timed(f"face route search ({backend})", selector.largest, [image])[0].face_box
             for backend, selector in selectors.items()
         ]
-        differ += any(f != found[0] for f in found)
+        boxes = [None if f is None else f.xywh for f in found]  # pixels (not the floats)
+        differ += any(b != boxes[0] for b in boxes)
         timed("whole member crops", pre.whole.to_uint8, image)
         arrays.append(pre.to_uint8(image))  # the packed input (searches again: not timed)
     for start in range(0, len(arrays), 64):

@@ -152,6 +152,22 @@ def test_detection_runs_on_one_thread_and_restores_the_callers(mtcnn: MtcnnFaceF
     torch.set_num_threads(2)  # the autouse fixture restores the session's count afterwards
     assert len(mtcnn.find_one(face_image())) == 1
     assert torch.get_num_threads() == 2
+    # the torch backend sets one thread while it detects, and gives the caller's back
+    on_torch = MtcnnFaceFinder(backend="torch")
+    seen: list[int] = []
+    detect = on_torch._detect_batch
+
+    def counted(batch: np.ndarray, min_face: float) -> object:
+        seen.append(torch.get_num_threads())
+        return detect(batch, min_face)
+
+    on_torch._detect_batch = counted  # type: ignore[method-assign]
+    assert len(on_torch.find_one(face_image())) == 1
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+def test_the_default_backend_is_onnx_on_the_cpu(mtcnn: MtcnnFaceFinder) -> None:
+    assert mtcnn.backend == "onnx" and mtcnn.backend_note is None
 
 
 # -- crops and the policy ---------------------------------------------------------------------

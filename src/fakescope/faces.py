@@ -5,8 +5,9 @@ crop at training, evaluation and prediction time. This module is that one place:
 
 - :class:`FaceFinder` finds faces: ``find(images) -> list[list[FaceBox]]``, one list per
   image, boxes in the ORIGINAL image's pixels, clamped inside it, largest first.
-  :func:`make_face_finder` builds one by kind: ``"mtcnn"`` (facenet-pytorch, whose weights
-  ship inside its wheel, so it works offline), ``"haar"`` (OpenCV, always installed) or
+  :func:`make_face_finder` builds one by kind: ``"mtcnn"`` (facenet-pytorch's nets, whose
+  weights ship inside its wheel, so it works offline; on the CPU run on onnxruntime with the
+  same answers, :mod:`fakescope.mtcnn_onnx`), ``"haar"`` (OpenCV, always installed) or
   ``"auto"`` (MTCNN when facenet-pytorch is importable, else Haar with a note saying why).
 - :class:`FaceCropPolicy` says how a box becomes a crop (margin, square, minimum face size,
   which finder, whether to level the eyes); it round-trips through a bundle's JSON with
