@@ -29,7 +29,6 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from fakescope.atomic import atomic_path, atomic_write_text
+from fakescope.cache_dir import default_cache_dir
 from fakescope.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -52,15 +52,6 @@ RUN_BATCH = 512  # crops per R-/O-net run, as facenet-pytorch's fixed_batch_proc
 
 Boxes = np.ndarray  # (K, 5) float32: x1, y1, x2, y2, probability
 Points = np.ndarray  # (K, 5, 2) float32: the five landmarks (x, y)
-
-
-def cache_root() -> Path:
-    """$FAKESCOPE_CACHE, else $XDG_CACHE_HOME/fakescope, else ~/.cache/fakescope (as
-    ``fakescope.data.cache.default_cache_dir``, which imports torch)."""
-    if env := os.environ.get("FAKESCOPE_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fakescope"
 
 
 def facenet_weights() -> dict[str, Path]:
@@ -88,7 +79,7 @@ def export_dir() -> Path:
     for name in NETS:
         digest.update(_sha256(weights[name]).encode())
     version = importlib.metadata.version("facenet-pytorch")
-    return cache_root() / "onnx" / f"mtcnn-{version}-{digest.hexdigest()[:16]}"
+    return default_cache_dir() / "onnx" / f"mtcnn-{version}-{digest.hexdigest()[:16]}"
 
 
 def export_nets(folder: Path) -> None:

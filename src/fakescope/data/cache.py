@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from fakescope.data.cache_dir import default_cache_dir
+from fakescope.cache_dir import default_cache_dir
 from fakescope.data.content_type import content_stats
 from fakescope.data.inputs import prepare_or_reason
 from fakescope.data.sources import Item

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fakescope.bundle import BundleMeta, read_meta
-from fakescope.data.cache_dir import default_cache_dir
+from fakescope.cache_dir import default_cache_dir
 from fakescope.detectors.base import (
     Capabilities,
     Capability,

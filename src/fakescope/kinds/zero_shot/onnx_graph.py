@@ -21,7 +21,7 @@ from torch import nn
 
 from fakescope.atomic import atomic_write_bytes
 from fakescope.bundle import BundleMeta
-from fakescope.data.cache_dir import default_cache_dir
+from fakescope.cache_dir import default_cache_dir
 from fakescope.errors import BundleError, ExportError
 from fakescope.kinds.zero_shot.bundle import load_zero_shot_bundle
 from fakescope.kinds.zero_shot.fit import GapStatistic

@@ -1,7 +1,8 @@
 """Where fakescope keeps what it makes once and reuses (decoded data sets, ONNX exports).
 
-Its own module, without PyTorch, so that scoring on onnxruntime finds its cached export
-without importing the data set cache (`fakescope.data.cache`, which is built on torch).
+Its own module at the bottom of the layers, without PyTorch, so that scoring on onnxruntime and
+the face search (fakescope.mtcnn_onnx) find their cached exports without importing the data set
+cache (`fakescope.data.cache`, which is built on torch).
 """
 
 from __future__ import annotations
