@@ -3,10 +3,12 @@ cores instead of fighting over them.
 
 The model runs on its own pool: onnxruntime with one intra-op thread per core, or PyTorch
 with its own setting. Images are decoded and prepared (for a face-aware detector that
-includes the face search, which runs on PyTorch) by one worker thread per core, while the
-model scores the previous batch. With the model on onnxruntime, each of those workers runs
-PyTorch on one intra-op thread (`decode_threads`): several PyTorch pools of two threads on
-two cores, next to onnxruntime's, made `predict` spend a third of its time in the kernel.
+includes the face search, on onnxruntime with one thread per net: `fakescope.mtcnn_onnx`) by
+one worker thread per core, while the model scores the previous batch. Where PyTorch is
+loaded beside a model on onnxruntime (the face search's PyTorch fallback, a GPU user's
+setup), each of those workers runs it on one intra-op thread (`decode_threads`): several
+PyTorch pools of two threads on two cores, next to onnxruntime's, made `predict` spend a
+third of its time in the kernel.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def torch_loaded() -> bool:
+    """Whether something in this process has imported PyTorch (a detector or face search on
+    it). Code that only tunes PyTorch asks this first, so that it never loads PyTorch itself:
+    the onnxruntime path runs without it."""
+    return "torch" in sys.modules
+
+
 def worker_count() -> int:
     """Threads that read, decode and prepare images beside the model: one per core."""
     return max(1, cores())
@@ -36,7 +45,7 @@ def decode_threads(runtime: str) -> Iterator[None]:
     in the worker threads) on one intra-op thread; with 'torch', unchanged (the model needs
     its threads). Restored afterwards. Nothing to do where PyTorch is not loaded (scoring on
     onnxruntime with a face search that does not use it): it is not imported for this."""
-    if runtime != "onnx" or "torch" not in sys.modules:
+    if runtime != "onnx" or not torch_loaded():
         yield
         return
     import torch

@@ -390,9 +390,7 @@ def stack_arrays(arrays: Sequence[np.ndarray] | torch.Tensor) -> torch.Tensor:
 
     if isinstance(arrays, torch.Tensor):
         return arrays
-    if isinstance(arrays, np.ndarray):  # already a batch
-        return torch.from_numpy(np.ascontiguousarray(arrays))
-    return torch.from_numpy(np.stack(list(arrays)))
+    return torch.from_numpy(np.ascontiguousarray(stack_numpy(arrays)))
 
 
 def stack_numpy(arrays: Sequence[np.ndarray] | torch.Tensor) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from fakescope.detectors.base import PixelScores
+from fakescope.threads import torch_loaded
 
 if TYPE_CHECKING:
     from fakescope.detectors import Detector
@@ -42,7 +42,7 @@ def score_batch(detector: Detector, arrays: Sequence[np.ndarray]) -> PixelScores
 def _inference_mode() -> AbstractContextManager[object]:
     """PyTorch's inference mode where PyTorch is loaded (a detector on it loads it); nothing
     to switch off on onnxruntime, which scores without it (and so never imports it)."""
-    if "torch" not in sys.modules:
+    if not torch_loaded():
         return contextlib.nullcontext()
     import torch
 

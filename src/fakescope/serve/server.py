@@ -15,6 +15,7 @@ from fakescope.detectors import Detector
 from fakescope.serve.access_log import LOGGER_NAME
 from fakescope.serve.app import create_app
 from fakescope.serve.settings import ServeSettings, check_port
+from fakescope.threads import torch_loaded
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
@@ -27,7 +28,7 @@ def configure_torch_threads(threads: int) -> None:
     A server on onnxruntime does not load PyTorch for this: until something imports it (a
     detector on PyTorch, a face search on it), OMP_NUM_THREADS says the same to it, read when
     it is imported (onnxruntime sets its own threads: `fakescope.onnx_model`)."""
-    if "torch" not in sys.modules:
+    if not torch_loaded():
         os.environ["OMP_NUM_THREADS"] = str(max(1, threads))
         return
     import torch
