@@ -57,6 +57,7 @@ def without_family(recipe_data: dict, family: str, start: str, minutes: float) -
     data["model"]["pretrained"] = False
     data["model"]["pretrained_path"] = start
     data["train"]["max_minutes"] = minutes
+    data["train"]["total_minutes"] = None  # a probe of its own length, not a stage of a chain
     sources = data["data"]["sources"]
     fams = [s for s in sources if s.get("generators")]
     total = sum(s["weight"] for s in fams)

@@ -175,6 +175,23 @@ def test_the_shipped_modern_recipe_validates() -> None:
     assert recipe.decision.max_fake_called_real == 0.10
 
 
+def test_the_shipped_general_is_a_90_minute_chain_of_its_recipes() -> None:
+    """`general` (the default's whole-image member) is stage 1 (`general`, from ImageNet
+    weights) then `general_modern` for what is left of the chain's 90 minutes (issue 26's
+    budget), and the recipe says so: it starts from stage 1's bundle with total_minutes 90."""
+    from fakescope.bundle import read_meta, resolve_bundle_path
+    from fakescope.config import load_recipe
+
+    recipe = load_recipe("general_modern")
+    assert recipe.train.total_minutes == 90 and recipe.train.max_minutes is None
+    assert recipe.model.pretrained_path == "runs/general/bundle"
+    assert load_recipe("general").model.pretrained and load_recipe("general").train.max_minutes
+    training = read_meta(resolve_bundle_path("general"))["training"]
+    assert training["recipe"]["name"] == "general_modern"
+    assert training["chain_train_seconds"] <= 90 * 60 + 5  # the clock stops on a step
+    assert training["train_seconds"] < training["chain_train_seconds"]  # a later stage
+
+
 def test_training_decodes_non_jpeg_files_re_encoded(manifest: Path, tmp_path: Path) -> None:
     """With augment.reencode the trainer's training images of PNG files carry JPEG
     compression (they differ from the PNG's pixels); its validation images do not."""

@@ -2,7 +2,7 @@
 
     python tools/ship_default_detector.py runs/default --name cifake    # recipe `default`
     python tools/ship_default_detector.py runs/scratch --name scratch   # recipe `scratch`
-    python tools/ship_default_detector.py runs/general-tune --name general  # `general_tune`
+    python tools/ship_default_detector.py runs/general-modern --name general  # `general_modern`
     python tools/ship_default_detector.py runs/faces-lite2 --name faces  # `faces_lite2`
     python tools/ship_default_detector.py --name general_faces   # shipped general + faces
 
@@ -100,9 +100,9 @@ CARDS = {
             "public repositories (the sources listed in ../shared/data/*_sources.tsv), "
             "generator families and repositories sampled equally, every non-JPEG training "
             "file re-encoded as a JPEG so that format cannot decide; 160 px crops at each "
-            "image's own resolution. Three stages on 2 CPU cores: 60 minutes from ImageNet "
-            "weights (recipes/general.yaml), 30 of fine-tuning under degradations "
-            "(general_tune.yaml), 60 on all sources (general_modern.yaml)."
+            "image's own resolution. Two stages, 90 minutes on 2 CPU cores: 60 from ImageNet "
+            "weights on the five shared sources (recipes/general.yaml), then 30 on all "
+            "sources (general_modern.yaml)."
         ),
         "intended_use": (
             "The detector fakescope uses when no bundle is given: a first screen of photos, "
@@ -139,14 +139,14 @@ CARDS = {
             "specialist `faces` (EfficientNet-Lite2 on 224 px face crops) scores that face "
             "too and the two scores are averaged. On the 3,858 validation images of the "
             "general_modern run (fakescope evaluate RUN/manifest.csv --split val --bundle "
-            "default, then bench/val_by_source.py; 2026-12-06): ROC-AUC 0.977, 63 % answered, "
-            "real images confidently called fake 1.6 %, AI images confidently called real "
-            "1.2 %; DFDC faces ROC-AUC 0.966 against 0.792 for `general` alone (the face "
+            "default, then bench/val_by_source.py; 2026-12-06): ROC-AUC 0.974, 62 % answered, "
+            "real images confidently called fake 1.1 %, AI images confidently called real "
+            "1.4 %; DFDC faces ROC-AUC 0.968 against 0.752 for `general` alone (the face "
             "specialist trained on DFDC with its own split, so some of these faces may be "
             "its training images); on images of the twelve generators' repositories that "
             "training never used (bench/modern_sources.py --exclude-trained) mean ROC-AUC "
-            "0.940 over 22 generator labels, 3.9 % of AI images confidently called real, "
-            "1.5 % of real photos confidently called fake."
+            "0.939 over 22 generator labels, 4.1 % of AI images confidently called real, "
+            "0.8 % of real photos confidently called fake."
         ),
         "intended_use": (
             "A first screen of photos, faces and AI images, with an 'unsure' answer where an "
