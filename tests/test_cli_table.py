@@ -41,3 +41,21 @@ def test_unsure_is_the_headline_and_the_leaning_is_beneath() -> None:
     assert "out of domain" in beneath and "leans" not in beneath
     first, _ = _lines_of(lines, "gone.png")
     assert "does not exist" in first
+
+
+def test_results_tables_are_wide_in_a_log_and_follow_columns() -> None:
+    """Piped to a file, results tables get FILE_WIDTH columns instead of rich's 80 (which
+    crushed a robustness table of 15 sources into '0.8…' cells); COLUMNS still decides."""
+    import os
+    import subprocess
+    import sys
+
+    from fakescope.cli.common import FILE_WIDTH
+
+    code = "from fakescope.cli.common import out; print(out.width)"
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert int(piped.stdout) == FILE_WIDTH > 80
+    env["COLUMNS"] = "100"
+    narrow = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert int(narrow.stdout) == 100
