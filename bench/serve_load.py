@@ -8,7 +8,7 @@ single-request latency (p50/p99, one client) and throughput at 1, 4 and 16 concu
 clients, alternating the two servers so that a change in machine load hits both; counts 5xx
 and lost requests (sent but never answered).
     python bench/serve_load.py [--bundle PATH] [--seconds 10] [--rounds 2] [--size 1280x720]
-        [--archive modern_photos.zip]
+        [--archive modern_photos.zip] [--member real/interior_1.jpg]
 """
 
 from __future__ import annotations
@@ -35,14 +35,19 @@ from PIL import Image
 BOUNDARY = uuid.uuid4().hex
 
 
-def sample_jpeg(size: tuple[int, int] = (256, 256), first: str = "stylegan_faces.zip") -> bytes:
-    """A real image from `first` (else a CIFAKE photo) as a JPEG of `size`: by default a
-    StyleGAN face at 256x256."""
+def sample_jpeg(
+    size: tuple[int, int] = (256, 256), first: str = "stylegan_faces.zip", member: str | None = None
+) -> bytes:
+    """An image from `first` (its `member`, else its first image; else a CIFAKE photo) as a
+    JPEG of `size`: by default a StyleGAN face at 256x256."""
     for archive in (first, "cifake_train.zip"):
         path = DATA / archive
         if path.is_file():
             with zipfile.ZipFile(path) as zf:
-                name = next(n for n in zf.namelist() if n.lower().endswith((".jpg", ".png")))
+                names = [n for n in zf.namelist() if n.lower().endswith((".jpg", ".png"))]
+                if member is not None and member not in names:
+                    sys.exit(f"{path}: no image named {member!r} (e.g. {names[0]!r})")
+                name = member or names[0]
                 img = Image.open(io.BytesIO(zf.read(name))).convert("RGB")
             break
     else:
@@ -213,13 +218,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each server")
     parser.add_argument("--size", default="256x256", help="WxH of the JPEG, or one side")
     parser.add_argument("--archive", default="stylegan_faces.zip", help="where the image is from")
+    parser.add_argument(
+        "--member", default=None, help="which image of --archive (default: its first)"
+    )
     args = parser.parse_args()
     width, _, height = args.size.partition("x")
     size = (int(width), int(height or width))
-    body = multipart(sample_jpeg(size, args.archive))
+    body = multipart(sample_jpeg(size, args.archive, args.member))
     print(f"machine: {machine()}")
     print(
-        f"request: one {size[0]}x{size[1]} JPEG from {args.archive} "
+        f"request: one {size[0]}x{size[1]} JPEG of {args.archive}:{args.member or 'its first'} "
         f"({len(body):,} bytes of multipart body)"
     )
     print(f"servers: fakescope serve --threads {args.threads} (torch intra-op threads)")

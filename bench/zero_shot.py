@@ -88,6 +88,7 @@ def jpeg(img: Image.Image, quality: int) -> Image.Image:
 TRANSFORMS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "none": lambda img: img,
     "jpeg95": lambda img: jpeg(img, 95),
+    "jpeg90": lambda img: jpeg(img, 90),
     "jpeg75": lambda img: jpeg(img, 75),
     "down0.5": lambda img: img.resize(
         (max(1, img.width // 2), max(1, img.height // 2)), Image.Resampling.BICUBIC
@@ -182,8 +183,11 @@ def load_classical(path: str) -> Any:
     return coder.eval()
 
 
-def real_crops(split: str, per_source: int, side: int, per_image: int, seed: int) -> torch.Tensor:
-    """Random native side x side crops of `per_source` photos of each source's `split`."""
+def real_crops(
+    split: str, per_source: int, side: int, per_image: int, seed: int, transform: str = "none"
+) -> torch.Tensor:
+    """Random native side x side crops of `per_source` photos of each source's `split`, each
+    photo passed through TRANSFORMS[transform] first."""
     rng = random.Random(seed)
     crops = []
     for _source, paths in sorted(held_out_reals(split).items()):
@@ -191,7 +195,7 @@ def real_crops(split: str, per_source: int, side: int, per_image: int, seed: int
         for path in sample(paths, per_source * 3, seed):
             if used >= per_source:
                 break
-            arr = np.asarray(decode(path))
+            arr = np.asarray(TRANSFORMS[transform](decode(path)))
             h, w = arr.shape[:2]
             if min(h, w) < side:
                 continue
@@ -209,8 +213,8 @@ def cmd_classical_fit(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    crops = real_crops("train", args.per_source, args.side, args.per_image, 0)
-    print(f"{len(crops)} training crops of {args.side} px", file=sys.stderr)
+    crops = real_crops("train", args.per_source, args.side, args.per_image, 0, args.transform)
+    print(f"{len(crops)} training crops of {args.side} px ({args.transform})", file=sys.stderr)
     coder, summary = fit_classical(
         crops,
         steps=args.steps,
@@ -221,7 +225,9 @@ def cmd_classical_fit(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in coder.state_dict().items()}
     save_file(state, str(out / "classical.safetensors"))
-    (out / "summary.json").write_text(json.dumps({**summary, "machine": machine()}, indent=1))
+    (out / "summary.json").write_text(
+        json.dumps({**summary, "transform": args.transform, "machine": machine()}, indent=1)
+    )
     print(json.dumps(summary))
 
 
@@ -271,13 +277,14 @@ def cmd_classical_score(args: argparse.Namespace) -> None:
         json.loads(out_path.read_text())["rows"] if out_path.is_file() else []
     )
     done = {(r["set"], r["path"]) for r in rows}
+    meta = {"machine": machine(), "transform": args.transform}
     started = time.time()
     shard, shards = (int(v) for v in args.shard.split("/"))
     jobs = [(s, lab, p) for s, lab, paths in sets for p in paths][shard::shards]
     jobs = [job for job in jobs if (job[0], job[2]) not in done]
     for n, (set_name, label, path) in enumerate(jobs):
         try:
-            img = decode(path)
+            img = TRANSFORMS[args.transform](decode(path))
         except Exception as exc:  # a broken file is reported, not fatal
             print(f"skip {path}: {exc}", file=sys.stderr)
             continue
@@ -294,9 +301,9 @@ def cmd_classical_score(args: argparse.Namespace) -> None:
             }
         )
         if (n + 1) % 25 == 0 or n + 1 == len(jobs):
-            out_path.write_text(json.dumps({"machine": machine(), "rows": rows}))
+            out_path.write_text(json.dumps({**meta, "rows": rows}))
             print(f"{n + 1}/{len(jobs)}, {time.time() - started:.0f} s", file=sys.stderr)
-    out_path.write_text(json.dumps({"machine": machine(), "rows": rows}))
+    out_path.write_text(json.dumps({**meta, "rows": rows}))
 
 
 def cmd_classical_report(args: argparse.Namespace) -> None:
@@ -314,7 +321,8 @@ def cmd_classical_report(args: argparse.Namespace) -> None:
         r["p"] = 1 / (1 + math.exp(-stat.logit(r["stats"])))
     print(
         f"# classical coder, statistic -{args.feature}, threshold {stat.center:.4f} at "
-        f"{args.fpr:.0%} FPR on {len(calib)} held-back reals; scored {data['machine']}"
+        f"{args.fpr:.0%} FPR on {len(calib)} held-back reals; every image through "
+        f"{data.get('transform', 'none')!r} first; scored {data['machine']}"
     )
     alt = ("d0", "d1", "d2", "slope", "nll0", "h0")
     print(
@@ -593,6 +601,12 @@ def main() -> None:
     c.add_argument("--steps", type=int, default=300)
     c.add_argument("--batch", type=int, default=32)
     c.add_argument("--threads", type=int, default=2)
+    c.add_argument(
+        "--transform",
+        choices=sorted(TRANSFORMS),
+        default="none",
+        help="pass every training photo through this first (e.g. jpeg90: one format for all)",
+    )
     cs = sub.add_parser("classical-score", help="the classical coder's statistics per set")
     cs.add_argument("--classical", default=str(REPO / "runs" / "zero_shot_classical"))
     cs.add_argument("--out", required=True)
@@ -605,6 +619,12 @@ def main() -> None:
     cs.add_argument("--crops", type=int, default=8)
     cs.add_argument("--threads", type=int, default=1)
     cs.add_argument("--shard", default="0/1", help="i/n: every n-th image from the i-th")
+    cs.add_argument(
+        "--transform",
+        choices=sorted(TRANSFORMS),
+        default="none",
+        help="pass every image, real and fake, through this first (fit the coder the same way)",
+    )
     cr = sub.add_parser("classical-report", help="the classical coder's figures")
     cr.add_argument("--scores", required=True, nargs="+")
     cr.add_argument("--feature", default="d0")

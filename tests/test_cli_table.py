@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from fakescope.cli.predict import _prediction_table
@@ -43,19 +44,21 @@ def test_unsure_is_the_headline_and_the_leaning_is_beneath() -> None:
     assert "does not exist" in first
 
 
-def test_results_tables_are_wide_in_a_log_and_follow_columns() -> None:
+@pytest.mark.parametrize("module", ["fakescope.cli.common", "fakescope.kinds.ensemble.cli"])
+def test_results_tables_are_wide_in_a_log_and_follow_columns(module: str) -> None:
     """Piped to a file, results tables get FILE_WIDTH columns instead of rich's 80 (which
-    crushed a robustness table of 15 sources into '0.8…' cells); COLUMNS still decides."""
+    crushed a robustness table of 15 sources into '0.8…' cells); COLUMNS still decides. The
+    kinds' own commands (here `fakescope ensemble`'s table) print on the same console."""
     import os
     import subprocess
     import sys
 
-    from fakescope.cli.common import FILE_WIDTH
+    from fakescope.consoles import FILE_WIDTH
 
-    code = "from fakescope.cli.common import out; print(out.width)"
+    code = f"from {module} import out; print(out.width)"
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert int(piped.stdout) == FILE_WIDTH > 80
+    assert int(piped.stdout) == FILE_WIDTH > 80, piped.stderr
     env["COLUMNS"] = "100"
     narrow = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert int(narrow.stdout) == 100

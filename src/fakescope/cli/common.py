@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
+
+from fakescope.consoles import messages_console, results_console
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-console = Console(stderr=True)
+console = messages_console()
 """Messages, warnings and where things were written: stderr."""
-FILE_WIDTH = 160
-"""Columns a results table gets when stdout is a file or a pipe and COLUMNS is not set:
-rich's 80 crush a table of 15 sources or 11 metrics into '0.8…' cells in a log."""
-
-
-def results_console() -> Console:
-    """A console for results on stdout: the terminal's width, COLUMNS where set, else
-    FILE_WIDTH (output to a file or a pipe is read later, not wrapped by a terminal)."""
-    to_file = not os.environ.get("COLUMNS") and not sys.stdout.isatty()
-    return Console(width=FILE_WIDTH if to_file else None)
-
-
 out = results_console()
 """Results (tables, reports): stdout."""
 

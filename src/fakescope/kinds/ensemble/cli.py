@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from fakescope.consoles import messages_console, results_console
 from fakescope.evaluation.tables import fmt
 
-console = Console(stderr=True)
-out = Console()
+console = messages_console()
+out = results_console()
 
 
 def register(app: typer.Typer) -> None:

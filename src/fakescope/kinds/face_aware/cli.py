@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
+from fakescope.consoles import messages_console
+
+console = messages_console()
 
 
 def register(app: typer.Typer) -> None:

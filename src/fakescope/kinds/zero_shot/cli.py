@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from fakescope.consoles import messages_console
 
 app = typer.Typer(
     help="The zero-shot detector: a model of real photos only, and its coding-gap statistic.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = messages_console()
 
 
 def register(parent: typer.Typer) -> None:
