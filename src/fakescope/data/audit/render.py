@@ -8,6 +8,7 @@ import io
 from rich.console import Console
 from rich.table import Table
 
+from fakescope.consoles import messages_console
 from fakescope.data.audit.bias import fmt_number
 from fakescope.data.audit.report import AuditReport
 from fakescope.data.shortcuts import GroupStats, Shortcut
@@ -84,7 +85,7 @@ def _print_shortcuts(console: Console, shortcuts: list[Shortcut]) -> None:
 
 def print_audit(report: AuditReport, console: Console | None = None) -> None:
     """Readable summary of an :func:`audit_source` report."""
-    console = console or Console(stderr=True)
+    console = console or messages_console()
     console.print(
         f"[bold]Audit of {report['source']}[/bold]: {report['total']} images, "
         f"fingerprint {report['fingerprint'][:12]}",
