@@ -39,8 +39,9 @@ def sample_jpeg(
     size: tuple[int, int] = (256, 256), first: str = "stylegan_faces.zip", member: str | None = None
 ) -> bytes:
     """An image from `first` (its `member`, else its first image; else a CIFAKE photo) as a
-    JPEG of `size`: by default a StyleGAN face at 256x256."""
-    for archive in (first, "cifake_train.zip"):
+    JPEG of `size`: by default a StyleGAN face at 256x256. A named `member` is looked for in
+    `first` only."""
+    for archive in (first,) if member else (first, "cifake_train.zip"):
         path = DATA / archive
         if path.is_file():
             with zipfile.ZipFile(path) as zf:
@@ -51,7 +52,7 @@ def sample_jpeg(
                 img = Image.open(io.BytesIO(zf.read(name))).convert("RGB")
             break
     else:
-        sys.exit(f"no data in {DATA}: set FAKESCOPE_DATA_DIR")
+        sys.exit(f"no {first} in {DATA}: set FAKESCOPE_DATA_DIR")
     buffer = io.BytesIO()
     img.resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
