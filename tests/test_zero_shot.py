@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
 import httpx
@@ -23,7 +24,7 @@ from fakescope.detectors import ZeroShotDetector, load_detector
 from fakescope.errors import BundleError, ConfigError
 from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
-from fakescope.kinds.zero_shot.data import REAL_PHOTO_FOLDERS, assign_split
+from fakescope.kinds.zero_shot.data import REAL_PHOTO_FOLDERS, RealImage, assign_split
 from fakescope.kinds.zero_shot.fit import fit_statistic
 from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
 from fakescope.kinds.zero_shot.recipe import load_recipe
@@ -33,18 +34,21 @@ from fakescope.kinds.zero_shot.statistic import (
     entropy_bits,
     image_statistics,
 )
-from fakescope.kinds.zero_shot.train import train_coder
+from fakescope.kinds.zero_shot.train import DROP_AFTER, CropStream, train_coder
 from fakescope.serve import ServeSettings, create_app
 
 TINY = CoderConfig(width=8, blocks=1, mixtures=3, residual=1)
+# the same with a causal context over the level's own coded pixels
+TINY_CONTEXT = CoderConfig(width=8, blocks=1, mixtures=3, residual=1, context=3)
+SHAPES = pytest.mark.parametrize("config", [TINY, TINY_CONTEXT], ids=["coarse", "context"])
 
 
-@pytest.fixture(scope="module")
-def trained() -> Coder:
-    """A tiny coder trained for a few seconds on smooth toy images."""
+@pytest.fixture(scope="module", params=[TINY, TINY_CONTEXT], ids=["coarse", "context"])
+def trained(request: pytest.FixtureRequest) -> Coder:
+    """A tiny coder (each shape) trained for a few seconds on smooth toy images."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    coder = Coder(TINY)
+    coder = Coder(request.param)
     opt = torch.optim.Adam(coder.parameters(), lr=1e-2)
     for _ in range(60):
         loss = coder.bits(batch([smooth_image(rng, 32) for _ in range(8)])).mean()
@@ -54,20 +58,41 @@ def trained() -> Coder:
     return coder.eval()
 
 
-def test_each_sub_pixel_distribution_sums_to_one_over_256_values() -> None:
+@SHAPES
+def test_each_sub_pixel_distribution_sums_to_one_over_256_values(config: CoderConfig) -> None:
     torch.manual_seed(1)
-    coder = Coder(TINY).eval()
+    coder = Coder(config).eval()
     x0 = batch([np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)])
     with torch.no_grad():
         for params, x in coder.level_params(x0):
-            logp = log_pmf(params, x, TINY.mixtures)
+            logp = log_pmf(params, x, config.mixtures)
             assert logp.shape[2] == 256
             assert torch.allclose(logp.exp().sum(dim=2), torch.ones(1), atol=1e-5)
             picked = logp.gather(2, x.long().unsqueeze(2)).squeeze(2)
             # the cost of the actual values and the entropy agree with the whole distribution
-            assert torch.allclose(picked, log_prob(params, x, TINY.mixtures), atol=1e-4)
+            assert torch.allclose(picked, log_prob(params, x, config.mixtures), atol=1e-4)
             entropy = -(logp.exp() * logp).sum(dim=2) / np.log(2)
-            assert torch.allclose(entropy, entropy_bits(params, x, TINY.mixtures), atol=1e-3)
+            assert torch.allclose(entropy, entropy_bits(params, x, config.mixtures), atol=1e-3)
+
+
+def test_the_context_never_sees_the_pixel_it_predicts_or_a_later_one() -> None:
+    """Changing one pixel of a level changes the predictions of the pixels after it in raster
+    order (the context reads it) and of none before it or at it: a coder that peeked would
+    code an image cheaper than it can decode it."""
+    torch.manual_seed(2)
+    net = Coder(CoderConfig(width=8, blocks=1, mixtures=2, context=5)).levels[0].eval()
+    coarse = torch.rand(1, 3, 8, 8) * 2 - 1
+    fine = torch.rand(1, 3, 16, 16) * 2 - 1
+    row, col = 7, 9
+    changed = fine.clone()
+    changed[0, :, row, col] += 0.5
+    with torch.no_grad():
+        moved = (net(coarse, fine) - net(coarse, changed)).abs().amax(dim=(0, 1)) > 1e-6
+    order = torch.arange(16 * 16).reshape(16, 16)
+    assert not moved[order <= row * 16 + col].any()
+    assert moved[row, col + 1] and moved[row + 1, col]  # its east and south neighbours read it
+    with pytest.raises(ValueError, match="needs the level's own pixels"):
+        net(coarse)
 
 
 def test_pyramid_levels_are_rounded_means() -> None:
@@ -107,6 +132,8 @@ def test_recipe_is_strict() -> None:
         load_recipe(None, ["train.crop=60"])
     with pytest.raises(ConfigError, match="coder.depth"):
         load_recipe(None, ["coder.depth=3"])
+    with pytest.raises(ConfigError, match="context must be 0"):
+        load_recipe(None, ["coder.context=1"])
 
 
 def test_splits_are_fixed_and_stratified() -> None:
@@ -125,6 +152,30 @@ def fake_clones(root: Path) -> None:
             target.mkdir(parents=True, exist_ok=True)
             for i in range(2):
                 Image.fromarray(smooth_image(rng, 48)).save(target / f"p{i}.png")
+
+
+def test_training_stops_drawing_from_a_source_whose_photos_are_all_too_small(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(3)
+    images = []
+    for i in range(DROP_AFTER + 5):
+        tiny = tmp_path / f"tiny{i}.png"
+        Image.fromarray(smooth_image(rng, 16)).save(tiny)
+        images.append(RealImage(str(tiny), "tiny", "train"))
+    big = tmp_path / "big.png"
+    Image.fromarray(smooth_image(rng, 64)).save(big)
+    images.append(RealImage(str(big), "big", "train"))
+    recipe = load_recipe(None, ["train.crop=32", "train.batch_size=4"])
+    stream = CropStream(images, recipe, random.Random(0))
+    for _ in range(60):
+        assert stream.batch().shape == (4, 3, 32, 32)
+    assert stream.sources == ["big"]
+    assert stream.misses["tiny"] == DROP_AFTER
+
+    alone = CropStream(images[:DROP_AFTER], recipe, random.Random(0))
+    with pytest.raises(ConfigError, match="no training photo is as large as the crop"):
+        alone.batch()
 
 
 def test_training_checkpoints_and_resumes(tmp_path: Path) -> None:

@@ -7,6 +7,14 @@ sub-pixels under every coarse pixel, a mixture of discretised logistics over the
 each colour channel (PixelCNN++: green's and blue's means shift with the actual red and
 green). The coarsest level is coded at a flat 8 bits.
 
+With ``context`` > 0 each level also reads its own pixels that are already coded (raster
+order: the rows above, the pixels to the left), through a masked convolution of that size
+followed by pointwise layers only, so no prediction ever sees the pixel it predicts or one
+after it. This is what the classical coders (CALIC, LOCO-I) and PixelCNN have and SReC lacks:
+the west and north neighbours, and the three other sub-pixels of a 2x2 block, which with the
+coarse pixel nearly fix the fourth. The likelihood is still one parallel pass (the actual
+values are known when an image is scored).
+
 Everything here is plain convolutions and elementwise ops so that the same computation
 exports to ONNX (see :mod:`fakescope.kinds.zero_shot.onnx_graph`).
 """
@@ -46,6 +54,9 @@ class CoderConfig:
     # 1: the predicted means are offsets from the coarse pixel's value (learns faster); the
     # shipped coder was trained without (0)
     residual: int = 0
+    # > 0: side of the masked (causal) convolution over the level's already-coded pixels;
+    # 0: the level is predicted from the coarse level alone (the first shipped coder)
+    context: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -65,27 +76,68 @@ class _Block(nn.Module):
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
+class CausalConv(nn.Conv2d):
+    """A k x k convolution that reads only the pixels before the centre in raster order (the
+    rows above, and the pixels to the left in the centre row): PixelCNN's mask A."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int) -> None:
+        if kernel < 2:
+            raise ValueError(f"a causal context needs a kernel of 2 or more, not {kernel}")
+        super().__init__(channels_in, channels_out, kernel, padding=kernel // 2)
+        mask = torch.zeros(1, 1, kernel, kernel)
+        centre = kernel // 2
+        mask[..., :centre, :] = 1.0
+        mask[..., centre, :centre] = 1.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        h, w = x.shape[-2:]
+        return out[..., :h, :w]  # even kernels pad one more than they need
+
+
 class LevelNet(nn.Module):
-    """Coarse level (B, 3, h, w) in [-1, 1] -> mixture parameters (B, 10K, 2h, 2w)."""
+    """Coarse level (B, 3, h, w) in [-1, 1] (and, with a context, the level itself,
+    (B, 3, 2h, 2w) in [-1, 1]) -> mixture parameters (B, 10K, 2h, 2w)."""
 
     def __init__(self, config: CoderConfig) -> None:
         super().__init__()
         width = config.width
+        out = config.params_per_subpixel
+        self.context = config.context
         self.stem = nn.Conv2d(3, width, 3, padding=1)
         self.body = nn.Sequential(*[_Block(width, 1 + (i % 2)) for i in range(config.blocks)])
-        self.head = nn.Conv2d(width, 4 * config.params_per_subpixel, 1)
-        with torch.no_grad():  # start with narrow logistics (about 6 grey levels wide)
-            k = config.mixtures
-            bias = self.head.bias
-            assert bias is not None
-            bias[4 * 4 * k : 4 * 7 * k] = -3.0  # log-scales (PixelShuffle order)
         self.shuffle = nn.PixelShuffle(2)
+        if self.context:
+            # coarse features for each of the 4 sub-pixels, joined at the fine level with
+            # the causal context, then pointwise layers (which cannot look ahead)
+            self.head = nn.Conv2d(width, 4 * width, 1)
+            self.causal = CausalConv(3, width, config.context)
+            self.mix = nn.Sequential(
+                nn.SiLU(), nn.Conv2d(width, width, 1), nn.SiLU(), nn.Conv2d(width, width, 1)
+            )
+            self.out = nn.Conv2d(width, out, 1)
+            scales = slice(4 * config.mixtures, 7 * config.mixtures)
+        else:
+            self.head = nn.Conv2d(width, 4 * out, 1)
+            scales = slice(4 * 4 * config.mixtures, 4 * 7 * config.mixtures)  # shuffle order
+        with torch.no_grad():  # start with narrow logistics (about 6 grey levels wide)
+            last = self.out if self.context else self.head
+            assert last.bias is not None
+            last.bias[scales] = -3.0
 
         self.residual = bool(config.residual)
         self.mixtures = config.mixtures
 
-    def forward(self, coarse: torch.Tensor) -> torch.Tensor:
-        params = self.shuffle(self.head(F.silu(self.body(self.stem(coarse)))))
+    def forward(self, coarse: torch.Tensor, fine: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.shuffle(self.head(F.silu(self.body(self.stem(coarse)))))
+        if self.context:
+            if fine is None:
+                raise ValueError("a coder with a causal context needs the level's own pixels")
+            hidden = features + self.causal(fine)
+            params = self.out(F.silu(hidden + self.mix(hidden)))
+        else:
+            params = features
         if not self.residual:
             return params
         k = self.mixtures
@@ -189,7 +241,9 @@ class Coder(nn.Module):
     def level_params(self, x0: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """For each level l: (its mixture parameters, its actual values x_l)."""
         pyr = pyramid(x0)
-        return [(net(to_unit(pyr[i + 1])), pyr[i]) for i, net in enumerate(self.levels)]
+        return [
+            (net(to_unit(pyr[i + 1]), to_unit(pyr[i])), pyr[i]) for i, net in enumerate(self.levels)
+        ]
 
     def bits(self, x0: torch.Tensor) -> torch.Tensor:
         """Coding cost in bits per sub-pixel of each level, (B, LEVELS): the training loss."""

@@ -23,6 +23,18 @@ class CoderShape(_Strict):
     blocks: int = Field(5, ge=1, le=32)
     mixtures: int = Field(5, ge=1, le=16)
     residual: int = Field(0, ge=0, le=1, description="1: means are offsets from the coarse pixel")
+    context: int = Field(
+        0,
+        ge=0,
+        le=9,
+        description="side of the causal convolution over the level's coded pixels (0: none)",
+    )
+
+    @model_validator(mode="after")
+    def _context_side(self) -> CoderShape:
+        if self.context == 1:
+            raise ValueError("context must be 0 (none) or a kernel side of 2 or more")
+        return self
 
 
 class RealData(_Strict):

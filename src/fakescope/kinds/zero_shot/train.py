@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "coder.safetensors"
 SUMMARY = "summary.json"
+DROP_AFTER = 20  # too-small photos in a row before a source is dropped from training
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -75,6 +76,25 @@ class CropStream:
         self.rng = rng
         self.pending: list[np.ndarray] = []
         self.too_small: set[str] = set()
+        self.useful: set[str] = set()  # sources that gave at least one crop
+        self.misses: dict[str, int] = {}  # photos too small or broken, per source
+
+    def _drop_if_useless(self, source: str) -> None:
+        """A source whose first DROP_AFTER photos were all too small (CIFAKE's 32 px) is
+        dropped: drawing from it again only decodes photos that give nothing."""
+        self.misses[source] = self.misses.get(source, 0) + 1
+        if source not in self.useful and self.misses[source] >= DROP_AFTER:
+            self.sources.remove(source)
+            log.warning(
+                "%s: its first %d photos were all smaller than the %d px crop; not drawn again",
+                source,
+                DROP_AFTER,
+                self.recipe.train.crop,
+            )
+            if not self.sources:
+                raise ConfigError(
+                    f"no training photo is as large as the crop ({self.recipe.train.crop} px)"
+                )
 
     def batch(self) -> torch.Tensor:
         loop = self.recipe.train
@@ -88,10 +108,14 @@ class CropStream:
             except ImageError as exc:
                 log.warning("skipped: %s", exc)
                 self.too_small.add(path)
+                self._drop_if_useless(source)
                 continue
             crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
-            if not crops:
+            if crops:
+                self.useful.add(source)
+            else:
                 self.too_small.add(path)
+                self._drop_if_useless(source)
             self.pending.extend(crops)
         out, self.pending = self.pending[: loop.batch_size], self.pending[loop.batch_size :]
         return to_tensor(out)
