@@ -282,3 +282,12 @@ def test_bundle_behind_the_http_api(bundle: Path) -> None:
         assert card["model_card_markdown"].startswith("# Model card")
     with Image.open(io.BytesIO(data)) as img:
         assert img.size == (96, 96)
+
+
+def test_the_card_says_whether_the_coder_reads_a_causal_context() -> None:
+    from fakescope.kinds.zero_shot.card import render_zero_shot_card
+
+    shape = {"width": 48, "blocks": 4, "mixtures": 4, "residual": 1}
+    with_context = render_zero_shot_card({"model_kwargs": {**shape, "context": 5}})
+    assert "own already-coded pixels (5x5 causal context)" in with_context
+    assert "no causal context" in render_zero_shot_card({"model_kwargs": shape})

@@ -37,7 +37,13 @@ def render_zero_shot_card(meta: dict[str, Any]) -> str:
         f"- kind: zero_shot; architecture: {meta.get('architecture')}",
         f"- coder: 3 levels (rounded 2x2 mean pyramid), width {shape.get('width')}, "
         f"{shape.get('blocks')} residual blocks per level, {shape.get('mixtures')} "
-        "discretised logistics per sub-pixel",
+        "discretised logistics per sub-pixel; "
+        + (
+            f"each level also reads its own already-coded pixels ({shape['context']}x"
+            f"{shape['context']} causal context)"
+            if shape.get("context")
+            else "each level read from the coarser level alone (no causal context)"
+        ),
         f"- reads {pre.get('crops')} crops of {pre.get('input_size')} px at the image's own "
         "resolution (an image smaller than that is enlarged and reported unsure)",
         f"- statistic: score = {_linear(stat.get('weights', {}))}; "
