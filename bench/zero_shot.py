@@ -7,6 +7,7 @@ accuracy at its own threshold, real photos confidently called fake), robustness 
     python zero_shot.py score --bundle zero_shot --out ../runs/zs_0.json --general --shard 0/3
     (and --shard 1/3, 2/3 in parallel)
     python zero_shot.py report --scores ../runs/zs_*.json       # the tables
+    python zero_shot.py head --scores ../runs/zs_*.json         # a logistic head, each set left out
     python zero_shot.py speed --bundle zero_shot                # 1280x720 photos, images/s
 
 Real photos always come from the held-back splits of the coder's recipe (never trained on);
@@ -134,11 +135,14 @@ def cmd_bits(args: argparse.Namespace) -> None:
 
     from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
 
-    recipe = load_recipe(None, [f"data.clones={CLONES}", f"data.shared={DATA}"])
-    coder = Coder(CoderConfig(**recipe.coder.model_dump()))
-    weights = Path(args.run) / "coder.safetensors"
-    if not weights.is_file():  # a bundle folder: the same weights as model.safetensors
-        weights = Path(args.run) / "model.safetensors"
+    run = Path(args.run)
+    weights = run / "coder.safetensors"
+    if weights.is_file():  # a training run: the coder's shape is in its recipe
+        shape = json.loads((run / "recipe.json").read_text())["coder"]
+    else:  # a bundle folder: the same weights as model.safetensors, the shape in bundle.json
+        weights = run / "model.safetensors"
+        shape = json.loads((run / "bundle.json").read_text())["model_kwargs"]
+    coder = Coder(CoderConfig(**{k: int(v) for k, v in shape.items()}))
     coder.load_state_dict(load_file(str(weights)))
     coder.eval()
     classical = load_classical(args.classical) if args.classical else None
@@ -563,6 +567,76 @@ def cmd_report(args: argparse.Namespace) -> None:
     )
 
 
+# -- a logistic head on the statistics, leave one source out -------------------------------
+HEAD_FEATURES = ("nll0", "h0", "nll1", "h1", "nll2", "h2", "d0", "d1", "d2", "slope")
+
+
+def loso_head(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, tuple[float, float]]:
+    """For each set (shared source or modern family), a logistic regression on the coding
+    statistics fitted on every *other* set, scored on this one: (ROC-AUC of the head, of the
+    fixed statistic -d0). The held-out real photos that stand in for the modern families'
+    reals are split in two by a seeded draw: one half trains, the other is scored, so no
+    image is ever in both."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    plain = [r for r in rows if r["transform"] == "none"]
+    rng = random.Random(seed)
+    pool = sorted(r["path"] for r in plain if r["set"] == "real_photos")
+    rng.shuffle(pool)
+    train_pool = set(pool[: len(pool) // 2])
+
+    def x_of(items: list[dict[str, Any]]) -> np.ndarray:
+        return np.array([[r["stats"][f] for f in HEAD_FEATURES] for r in items])
+
+    out: dict[str, tuple[float, float]] = {}
+    sets = [*SHARED, *[m[0] for m in MODERN]]
+    for held in sets:
+        fakes = [r for r in plain if r["set"] == held and r["label"] == "fake"]
+        if not fakes:
+            continue
+        own_reals = [r for r in plain if r["set"] == held and r["label"] == "real"]
+        test_reals = own_reals or [
+            r for r in plain if r["set"] == "real_photos" and r["path"] not in train_pool
+        ]
+        train = [
+            r
+            for r in plain
+            if r["set"] not in (held, "real_photos")
+            or (r["set"] == "real_photos" and r["path"] in train_pool)
+        ]
+        y_train = np.array([int(r["label"] == "fake") for r in train])
+        head = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        head.fit(x_of(train), y_train)
+        test = test_reals + fakes
+        y = np.array([0] * len(test_reals) + [1] * len(fakes))
+        out[held] = (
+            _auc(y, head.predict_proba(x_of(test))[:, 1]),
+            _auc(y, -np.array([r["stats"]["d0"] for r in test])),
+        )
+    return out
+
+
+def cmd_head(args: argparse.Namespace) -> None:
+    rows: list[dict[str, Any]] = []
+    for path in args.scores:
+        rows += json.loads(Path(path).read_text())["rows"]
+    result = loso_head(rows)
+    print("# a logistic head on the coding statistics, each set left out of its fit (ROC-AUC)")
+    print(f"{'set':22s} {'head':>6s} {'-d0':>6s}")
+    for name, (head, fixed) in result.items():
+        print(f"{name:22s} {head:6.3f} {fixed:6.3f}")
+    for group, names in (("shared", SHARED), ("modern", [m[0] for m in MODERN])):
+        vals = [result[n] for n in names if n in result]
+        if vals:
+            h, f = np.nanmean([v[0] for v in vals]), np.nanmean([v[1] for v in vals])
+            print(
+                f"mean {group}: head {h:.3f} ({sum(v[0] >= 0.7 for v in vals)} of {len(vals)} "
+                f">= 0.70), -d0 {f:.3f}"
+            )
+
+
 # -- speed ----------------------------------------------------------------------------------
 def cmd_speed(args: argparse.Namespace) -> None:
     from fakescope.detectors import load_detector
@@ -643,6 +717,8 @@ def main() -> None:
     r = sub.add_parser("report")
     r.add_argument("--scores", required=True, nargs="+")
     r.add_argument("--bundle", default="zero_shot")
+    hd = sub.add_parser("head", help="a logistic head on the statistics, leave one set out")
+    hd.add_argument("--scores", required=True, nargs="+")
     p = sub.add_parser("speed")
     p.add_argument("--bundle", default="zero_shot")
     p.add_argument("--n", type=int, default=10)
@@ -655,6 +731,7 @@ def main() -> None:
         "classical-report": cmd_classical_report,
         "score": cmd_score,
         "report": cmd_report,
+        "head": cmd_head,
         "speed": cmd_speed,
     }[args.cmd](args)
 

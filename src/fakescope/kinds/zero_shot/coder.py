@@ -80,6 +80,8 @@ class CausalConv(nn.Conv2d):
     """A k x k convolution that reads only the pixels before the centre in raster order (the
     rows above, and the pixels to the left in the centre row): PixelCNN's mask A."""
 
+    mask: torch.Tensor
+
     def __init__(self, channels_in: int, channels_out: int, kernel: int) -> None:
         if kernel < 2:
             raise ValueError(f"a causal context needs a kernel of 2 or more, not {kernel}")
