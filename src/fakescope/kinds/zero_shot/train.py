@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "coder.safetensors"
 SUMMARY = "summary.json"
-DROP_AFTER = 20  # too-small photos in a row before a source is dropped from training
+DROP_AFTER = 20  # photos too small (or broken) before any usable one: the source is dropped
 
 
 def load_rgb(path: str) -> np.ndarray:
