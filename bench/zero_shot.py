@@ -71,6 +71,8 @@ MODERN: tuple[tuple[str, str, str, Callable[[str], bool]], ...] = (
     ("sd14_grids", "gnickm+stable-diffusion-artists", "images/*.jpg", lambda n: True),
 )
 
+FAMILIES = tuple(m[0] for m in MODERN)
+
 
 def decode(path: str) -> Image.Image:
     from fakescope.data.sources import read_item_bytes
@@ -129,22 +131,29 @@ def modern_paths(name: str, repo: str, pattern: str, keep: Callable[[str], bool]
     )
 
 
+def read_scores(paths: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of `score` / `classical-score` output files, and each file's other keys (its
+    machine line; the classical scores' transform)."""
+    rows: list[dict[str, Any]] = []
+    headers = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        rows += data.pop("rows")
+        headers.append(data)
+    return rows, headers
+
+
 # -- bits per sub-pixel ---------------------------------------------------------------------
 def cmd_bits(args: argparse.Namespace) -> None:
-    from safetensors.torch import load_file
-
-    from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
+    from fakescope.kinds.zero_shot.build import load_coder
+    from fakescope.kinds.zero_shot.bundle import load_zero_shot_bundle
+    from fakescope.kinds.zero_shot.train import WEIGHTS
 
     run = Path(args.run)
-    weights = run / "coder.safetensors"
-    if weights.is_file():  # a training run: the coder's shape is in its recipe
-        shape = json.loads((run / "recipe.json").read_text())["coder"]
-    else:  # a bundle folder: the same weights as model.safetensors, the shape in bundle.json
-        weights = run / "model.safetensors"
-        shape = json.loads((run / "bundle.json").read_text())["model_kwargs"]
-    coder = Coder(CoderConfig(**{k: int(v) for k, v in shape.items()}))
-    coder.load_state_dict(load_file(str(weights)))
-    coder.eval()
+    if (run / WEIGHTS).is_file():  # a training run: the coder's shape is in its recipe
+        coder = load_coder(run, load_recipe(run / "recipe.json"))
+    else:  # a bundle folder
+        coder = load_zero_shot_bundle(run)[0]
     classical = load_classical(args.classical) if args.classical else None
     tests = held_out_reals("test")
     side = args.side
@@ -315,10 +324,8 @@ def cmd_classical_report(args: argparse.Namespace) -> None:
     rate on the held-back (calib) reals, and real photos called fake."""
     from fakescope.kinds.zero_shot.fit import fit_statistic
 
-    rows = []
-    for path in args.scores:
-        data = json.loads(Path(path).read_text())
-        rows += data["rows"]
+    rows, headers = read_scores(args.scores)
+    data = headers[-1]
     calib = [r["stats"] for r in rows if r["set"] == "calib"]
     stat = fit_statistic(calib, {args.feature: -1.0}, fpr=args.fpr)
     for r in rows:
@@ -439,12 +446,7 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 def cmd_report(args: argparse.Namespace) -> None:
     from fakescope.detectors import load_detector
 
-    rows: list[dict[str, Any]] = []
-    machines = []
-    for path in args.scores:
-        data = json.loads(Path(path).read_text())
-        rows += data["rows"]
-        machines.append(data["machine"])
+    rows, headers = read_scores(args.scores)
     det: Any = load_detector(args.bundle)
     for r in rows:  # the bundle's fitted statistic, applied to the stored coding statistics
         r["p"] = 1 / (1 + math.exp(-det.statistic.logit(r["stats"])))
@@ -455,7 +457,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     if any("p_general" in r for r in rows):
         gmeta = load_detector("general").meta
         gen_band = (gmeta.unsure_band, gmeta.threshold)
-    print(f"# zero-shot detector ({args.bundle}); scored {machines[0]}")
+    print(f"# zero-shot detector ({args.bundle}); scored {headers[0]['machine']}")
     print(
         f"# statistic: {det.statistic.weights}, threshold {det.statistic.center:.4f} "
         f"(fpr {det.statistic.fpr} on held-back reals); unsure band ({low}, {high})"
@@ -492,7 +494,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(header)
     real_photos = pick("real_photos", "real")
     aucs = []
-    for set_name in [*SHARED, *[m[0] for m in MODERN]]:
+    for set_name in [*SHARED, *FAMILIES]:
         fakes = pick(set_name, "fake")
         reals = pick(set_name, "real") or real_photos
         if not fakes:
@@ -591,8 +593,7 @@ def loso_head(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, tuple[floa
         return np.array([[r["stats"][f] for f in HEAD_FEATURES] for r in items])
 
     out: dict[str, tuple[float, float]] = {}
-    sets = [*SHARED, *[m[0] for m in MODERN]]
-    for held in sets:
+    for held in [*SHARED, *FAMILIES]:
         fakes = [r for r in plain if r["set"] == held and r["label"] == "fake"]
         if not fakes:
             continue
@@ -619,15 +620,12 @@ def loso_head(rows: list[dict[str, Any]], seed: int = 0) -> dict[str, tuple[floa
 
 
 def cmd_head(args: argparse.Namespace) -> None:
-    rows: list[dict[str, Any]] = []
-    for path in args.scores:
-        rows += json.loads(Path(path).read_text())["rows"]
-    result = loso_head(rows)
+    result = loso_head(read_scores(args.scores)[0])
     print("# a logistic head on the coding statistics, each set left out of its fit (ROC-AUC)")
     print(f"{'set':22s} {'head':>6s} {'-d0':>6s}")
     for name, (head, fixed) in result.items():
         print(f"{name:22s} {head:6.3f} {fixed:6.3f}")
-    for group, names in (("shared", SHARED), ("modern", [m[0] for m in MODERN])):
+    for group, names in (("shared", SHARED), ("modern", FAMILIES)):
         vals = [result[n] for n in names if n in result]
         if vals:
             h, f = np.nanmean([v[0] for v in vals]), np.nanmean([v[1] for v in vals])

@@ -40,10 +40,11 @@ from fakescope.serve import ServeSettings, create_app
 TINY = CoderConfig(width=8, blocks=1, mixtures=3, residual=1)
 # the same with a causal context over the level's own coded pixels
 TINY_CONTEXT = CoderConfig(width=8, blocks=1, mixtures=3, residual=1, context=3)
-SHAPES = pytest.mark.parametrize("config", [TINY, TINY_CONTEXT], ids=["coarse", "context"])
+CONFIGS, CONFIG_IDS = [TINY, TINY_CONTEXT], ["coarse", "context"]
+SHAPES = pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 
 
-@pytest.fixture(scope="module", params=[TINY, TINY_CONTEXT], ids=["coarse", "context"])
+@pytest.fixture(scope="module", params=CONFIGS, ids=CONFIG_IDS)
 def trained(request: pytest.FixtureRequest) -> Coder:
     """A tiny coder (each shape) trained for a few seconds on smooth toy images."""
     torch.manual_seed(0)
