@@ -193,6 +193,7 @@ def test_training_checkpoints_and_resumes(tmp_path: Path) -> None:
         "train.checkpoint_every=1",
         "train.test_images=4",
         "train.threads=1",
+        "train.degrade=0",  # what a checkpoint from before the key existed meant
     ]
     run = tmp_path / "run"
     first = train_coder(load_recipe(None, [*keys, "train.max_steps=2"]), run)
@@ -203,6 +204,10 @@ def test_training_checkpoints_and_resumes(tmp_path: Path) -> None:
         train_coder(
             load_recipe(None, [*keys, "coder.width=5", "train.max_steps=4"]), run, resume=True
         )
+    # a checkpoint written before train.degrade existed resumes (the key takes its default)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    del state["recipe"]["train"]["degrade"]
+    torch.save(state, run / "checkpoint.pt")
     again = train_coder(load_recipe(None, [*keys, "train.max_steps=4"]), run, resume=True)
     assert again.steps == 4
     summary = json.loads((run / "summary.json").read_text())

@@ -60,6 +60,12 @@ class TrainLoop(_Strict):
     weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
     minutes: float = Field(90.0, gt=0.0, le=24 * 60, description="wall-clock budget")
     max_steps: int = Field(1_000_000, ge=1)
+    degrade: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of photos whose crops are blurred, re-scaled or re-compressed first",
+    )
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
     threads: int = Field(2, ge=1, le=256)
     seed: int = 0

@@ -25,6 +25,7 @@ from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
 from fakescope.kinds.zero_shot.data import RealImage, recipe_real_images
+from fakescope.kinds.zero_shot.degrade import degraded_crops
 from fakescope.kinds.zero_shot.recipe import ZeroShotRecipe
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
 
 class CropStream:
     """Endless batches of crops from the training photos: a source first (each equally
-    likely), then a photo of it, then `crops_per_image` crops of that photo."""
+    likely), then a photo of it, then `crops_per_image` crops of that photo (of a degraded
+    copy of it for a `train.degrade` share of photos)."""
 
     def __init__(self, images: list[RealImage], recipe: ZeroShotRecipe, rng: random.Random) -> None:
         self.by_source: dict[str, list[str]] = {}
@@ -110,7 +112,12 @@ class CropStream:
                 self.too_small.add(path)
                 self._drop_if_useless(source)
                 continue
-            crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
+            if loop.degrade > 0 and self.rng.random() < loop.degrade:
+                crops = degraded_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
+                if not crops:  # too small for the degradation's margin: take plain crops
+                    crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
+            else:
+                crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
             if crops:
                 self.useful.add(source)
             else:
@@ -156,9 +163,11 @@ def bits_per_subpixel(coder: Coder, crops: torch.Tensor, batch: int = 16) -> flo
 
 
 def _identity(recipe: dict[str, Any]) -> dict[str, Any]:
-    """What a resumed run must share with its checkpoint: all but the budget."""
-    train = {k: v for k, v in recipe["train"].items() if k not in ("minutes", "max_steps")}
-    return {**recipe, "train": train}
+    """What a resumed run must share with its checkpoint: all but the budget (read through
+    the recipe model, so a key added since the checkpoint was written takes its default)."""
+    full = ZeroShotRecipe.model_validate(recipe).model_dump()
+    train = {k: v for k, v in full["train"].items() if k not in ("minutes", "max_steps")}
+    return {**full, "train": train}
 
 
 @dataclass
