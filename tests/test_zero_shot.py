@@ -23,9 +23,10 @@ from fakescope.bundle import WEIGHTS_FILE, read_meta
 from fakescope.detectors import ZeroShotDetector, load_detector
 from fakescope.errors import BundleError, ConfigError
 from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
+from fakescope.kinds.zero_shot.card import render_zero_shot_card
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
 from fakescope.kinds.zero_shot.data import REAL_PHOTO_FOLDERS, RealImage, assign_split
-from fakescope.kinds.zero_shot.fit import fit_statistic
+from fakescope.kinds.zero_shot.fit import GapStatistic, fit_statistic
 from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
 from fakescope.kinds.zero_shot.recipe import load_recipe
 from fakescope.kinds.zero_shot.statistic import (
@@ -291,9 +292,41 @@ def test_bundle_behind_the_http_api(bundle: Path) -> None:
 
 
 def test_the_card_says_whether_the_coder_reads_a_causal_context() -> None:
-    from fakescope.kinds.zero_shot.card import render_zero_shot_card
-
     shape = {"width": 48, "blocks": 4, "mixtures": 4, "residual": 1}
     with_context = render_zero_shot_card({"model_kwargs": {**shape, "context": 5}})
     assert "own already-coded pixels (5x5 causal context)" in with_context
     assert "no causal context" in render_zero_shot_card({"model_kwargs": shape})
+
+
+def gap_stats(d0: np.ndarray) -> list[dict[str, float]]:
+    return [{"d0": float(v), "h0": 3.0} for v in d0]
+
+
+def test_the_threshold_lets_the_chosen_share_of_real_photos_through() -> None:
+    reals = np.random.default_rng(11).normal(0.2, 0.05, 400)
+    stat = fit_statistic(gap_stats(reals), {"d0": -1.0}, fpr=0.05)
+    assert stat.reference is None and not stat.two_sided
+    flagged = [stat.logit(s) > 0 for s in gap_stats(reals)]
+    assert np.mean(flagged) == pytest.approx(0.05, abs=0.01)
+    # one-sided: coded much more cheaply than expected is fake, more expensively is not
+    assert stat.logit({"d0": 0.0}) > 2 and stat.logit({"d0": 0.4}) < -5
+    assert GapStatistic.from_dict(stat.to_dict()) == stat
+    with pytest.raises(ConfigError, match="at least 20 real photos"):
+        fit_statistic(gap_stats(reals[:10]), {"d0": -1.0})
+
+
+def test_a_two_sided_statistic_flags_both_tails_at_the_same_total_rate() -> None:
+    reals = np.random.default_rng(12).normal(0.2, 0.05, 400)
+    stat = fit_statistic(gap_stats(reals), {"d0": -1.0}, fpr=0.05, two_sided=True)
+    assert stat.two_sided and stat.reference == pytest.approx(-0.2, abs=0.01)
+    flagged = [stat.logit(s) > 0 for s in gap_stats(reals)]
+    assert np.mean(flagged) == pytest.approx(0.05, abs=0.01)
+    assert stat.logit({"d0": 0.0}) > 2 and stat.logit({"d0": 0.4}) > 2
+    assert stat.logit({"d0": 0.2}) < -1
+    again = GapStatistic.from_dict(json.loads(json.dumps(stat.to_dict())))
+    assert again == stat and again.score({"d0": 0.4}) == pytest.approx(0.2, abs=0.01)
+    card = render_zero_shot_card({"statistic": stat.to_dict()})
+    assert "two-sided: its distance from the real photos' median -0.2" in card
+    assert "two-sided" not in render_zero_shot_card(
+        {"statistic": fit_statistic(gap_stats(reals), {"d0": -1.0}).to_dict()}
+    )

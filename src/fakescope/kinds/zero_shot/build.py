@@ -84,12 +84,14 @@ def build_bundle(
     crops: int = 8,
     fpr: float = 0.05,
     per_source: int = 60,
+    two_sided: bool = False,
     weights: dict[str, float] | None = None,
     metrics: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Fit the threshold on up to `per_source` held-back real photos of each source (the
-    ``calib`` split; photos smaller than a crop are left out) and write the bundle."""
+    ``calib`` split; photos smaller than a crop are left out; `two_sided`: see
+    :func:`fit_statistic`) and write the bundle."""
     coder = load_coder(run_dir, recipe)
     pre = crop_preprocessing(side, crops)
     # onnxruntime computes the same features (parity-checked on export) many times faster
@@ -123,6 +125,7 @@ def build_bundle(
         stats,
         weights or DEFAULT_WEIGHTS,
         fpr=fpr,
+        two_sided=two_sided,
         fitted_on={"split": "calib", "per_source": used, "seed": recipe.data.seed},
     )
     summary_path = Path(run_dir) / SUMMARY

@@ -46,9 +46,15 @@ def render_zero_shot_card(meta: dict[str, Any]) -> str:
         ),
         f"- reads {pre.get('crops')} crops of {pre.get('input_size')} px at the image's own "
         "resolution (an image smaller than that is enlarged and reported unsure)",
-        f"- statistic: score = {_linear(stat.get('weights', {}))}; "
-        f"threshold {_fmt(stat.get('center'))} (a {stat.get('fpr')} share of held-back real "
-        f"photos above it), scale {_fmt(stat.get('scale'))}",
+        f"- statistic: score = {_linear(stat.get('weights', {}))}"
+        + (
+            f", two-sided: its distance from the real photos' median {_fmt(stat['reference'])}"
+            " (coded more cheaply or more expensively than real photos are); "
+            if stat.get("reference") is not None
+            else "; "
+        )
+        + f"threshold {_fmt(stat.get('center'))} (a {stat.get('fpr')} share of held-back "
+        f"real photos above it), scale {_fmt(stat.get('scale'))}",
         f"- unsure when p(fake) is in {meta.get('unsure_band')} or when the finest level is "
         f"too smooth to read ({stat.get('readability_feature')} below "
         f"{_fmt(stat.get('readability_floor'))} bits)",

@@ -80,6 +80,14 @@ def build(
     crops: Annotated[int, typer.Option(help="Crops per image.")] = 8,
     fpr: Annotated[float, typer.Option(help="False-positive rate on held-back reals.")] = 0.05,
     per_source: Annotated[int, typer.Option(help="Held-back real photos per source.")] = 60,
+    two_sided: Annotated[
+        bool,
+        typer.Option(
+            "--two-sided",
+            help="Flag images coded more expensively than real photos too, not only more "
+            "cheaply (the statistic's distance from the real photos' median).",
+        ),
+    ] = False,
 ) -> None:
     """Fit the threshold on held-back real photos only and write the zero-shot bundle."""
     # the library imports torch: kept out of `fakescope --help`
@@ -88,7 +96,14 @@ def build(
 
     recipe = load_recipe(config, overrides)
     path = build_bundle(
-        run_dir, out, recipe, side=side, crops=crops, fpr=fpr, per_source=per_source
+        run_dir,
+        out,
+        recipe,
+        side=side,
+        crops=crops,
+        fpr=fpr,
+        per_source=per_source,
+        two_sided=two_sided,
     )
     console.print(f"bundle: {path} (fakescope info --bundle {path})")
 

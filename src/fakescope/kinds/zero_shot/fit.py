@@ -1,10 +1,12 @@
 """From an image's coding-gap statistics to a logit, fitted on real photos only.
 
 The score is a fixed linear form of the statistics (chosen before any fake is looked at: by
-default ``-d0``, how much more cheaply than expected the finest level is coded). The
-threshold is the score that a chosen share of held-back real photos exceed (the false-
-positive rate); the logit is ``(score - threshold) / scale`` with the real photos' spread as
-the scale, so p(fake) = 0.5 at the threshold. Images whose finest level the coder expects to
+default ``-d0``, how much more cheaply than expected the finest level is coded), or, as a
+two-sided test, its distance from the real photos' median (an image coded either more cheaply
+or more expensively than real photos are). The threshold is the score that a chosen share of
+held-back real photos exceed (the false-positive rate); the logit is
+``(score - threshold) / scale`` with the real photos' spread as the scale, so p(fake) = 0.5 at
+the threshold. Images whose finest level the coder expects to
 be unusually cheap (less expected cost than nearly every real photo: up-scaled, blurred or
 heavily compressed images) cannot be read: their readability score is above 1.
 """
@@ -22,7 +24,8 @@ from fakescope.errors import BundleError, ConfigError
 
 @dataclass(frozen=True)
 class GapStatistic:
-    """score = sum(weights[name] * stats[name]); logit = (score - center) / scale;
+    """score = sum(weights[name] * stats[name]), or its distance from `reference` (the real
+    photos' median) when that is set (two-sided); logit = (score - center) / scale;
     readability = floor / stats[readability_feature] (above 1: too smooth to read)."""
 
     weights: dict[str, float]
@@ -32,9 +35,15 @@ class GapStatistic:
     readability_feature: str = "h0"
     readability_floor: float = 0.0
     fitted_on: dict[str, Any] = field(default_factory=dict)
+    reference: float | None = None
+
+    @property
+    def two_sided(self) -> bool:
+        return self.reference is not None
 
     def score(self, stats: Mapping[str, float]) -> float:
-        return float(sum(w * stats[name] for name, w in self.weights.items()))
+        linear = float(sum(w * stats[name] for name, w in self.weights.items()))
+        return linear if self.reference is None else abs(linear - self.reference)
 
     def logit(self, stats: Mapping[str, float]) -> float:
         return (self.score(stats) - self.center) / self.scale
@@ -57,6 +66,7 @@ class GapStatistic:
                 readability_feature=str(data.get("readability_feature", "h0")),
                 readability_floor=float(data.get("readability_floor", 0.0)),
                 fitted_on=dict(data.get("fitted_on", {})),
+                reference=None if data.get("reference") is None else float(data["reference"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(
@@ -74,11 +84,13 @@ def fit_statistic(
     fpr: float = 0.05,
     readability_feature: str = "h0",
     readability_quantile: float = 0.01,
+    two_sided: bool = False,
     fitted_on: dict[str, Any] | None = None,
 ) -> GapStatistic:
     """Fit the threshold (a `fpr` share of `real_stats` above it), the scale (the reals'
     score spread, robust) and the readability floor (the `readability_quantile` of the
-    reals' `readability_feature`, halved) on real photos only.
+    reals' `readability_feature`, halved) on real photos only; `two_sided` first takes the
+    score's distance from the reals' median, so the `fpr` is shared by both tails.
 
     Raises:
         ConfigError: fewer than 20 real photos, or a false-positive rate outside (0, 0.5).
@@ -90,6 +102,9 @@ def fit_statistic(
             f"fitting the threshold needs at least 20 real photos, got {len(real_stats)}"
         )
     scores = np.array([sum(w * s[n] for n, w in weights.items()) for s in real_stats])
+    reference = float(np.median(scores)) if two_sided else None
+    if reference is not None:
+        scores = np.abs(scores - reference)
     center = float(np.quantile(scores, 1.0 - fpr))
     q25, q75 = np.quantile(scores, [0.25, 0.75])
     scale = float(max((q75 - q25) / 1.349, 1e-6))
@@ -103,4 +118,5 @@ def fit_statistic(
         readability_feature=readability_feature,
         readability_floor=floor,
         fitted_on={"n_real": len(real_stats), **(fitted_on or {})},
+        reference=reference,
     )
