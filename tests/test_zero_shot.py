@@ -22,6 +22,7 @@ from fakescope import cli
 from fakescope.bundle import WEIGHTS_FILE, read_meta
 from fakescope.detectors import ZeroShotDetector, load_detector
 from fakescope.errors import BundleError, ConfigError
+from fakescope.kinds.zero_shot.build import read_metrics
 from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
 from fakescope.kinds.zero_shot.card import render_zero_shot_card
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
@@ -330,3 +331,17 @@ def test_a_two_sided_statistic_flags_both_tails_at_the_same_total_rate() -> None
     assert "two-sided" not in render_zero_shot_card(
         {"statistic": fit_statistic(gap_stats(reals), {"d0": -1.0}).to_dict()}
     )
+
+
+def test_measured_figures_for_the_card_must_be_a_json_object(tmp_path: Path) -> None:
+    good = tmp_path / "m.json"
+    good.write_text('{"roc_auc_mean_modern_families": 0.61}')
+    assert read_metrics(good) == {"roc_auc_mean_modern_families": 0.61}
+    (tmp_path / "list.json").write_text("[0.61]")
+    (tmp_path / "bad.json").write_text("{0.61")
+    with pytest.raises(ConfigError, match="list.json: the metrics must be a JSON object"):
+        read_metrics(tmp_path / "list.json")
+    with pytest.raises(ConfigError, match="bad.json: the metrics are not valid JSON"):
+        read_metrics(tmp_path / "bad.json")
+    with pytest.raises(ConfigError, match="missing.json: cannot read the metrics"):
+        read_metrics(tmp_path / "missing.json")

@@ -75,6 +75,23 @@ def calib_images(recipe: ZeroShotRecipe) -> list[RealImage]:
     return [i for i in images if i.split == "calib"]
 
 
+def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Measured figures for the bundle's card: a JSON object.
+
+    Raises:
+        ConfigError: the file cannot be read or does not hold a JSON object.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the metrics ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: the metrics are not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the metrics must be a JSON object of named figures")
+    return data
+
+
 def build_bundle(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],

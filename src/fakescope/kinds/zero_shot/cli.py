@@ -88,13 +88,21 @@ def build(
             "cheaply (the statistic's distance from the real photos' median).",
         ),
     ] = False,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file of figures measured on this coder (bench/zero_shot.py), written "
+            "into the bundle and its card.",
+        ),
+    ] = None,
 ) -> None:
     """Fit the threshold on held-back real photos only and write the zero-shot bundle."""
     # the library imports torch: kept out of `fakescope --help`
-    from fakescope.kinds.zero_shot.build import build_bundle
+    from fakescope.kinds.zero_shot.build import build_bundle, read_metrics
     from fakescope.kinds.zero_shot.recipe import load_recipe
 
     recipe = load_recipe(config, overrides)
+    measured = read_metrics(metrics) if metrics is not None else None
     path = build_bundle(
         run_dir,
         out,
@@ -104,6 +112,7 @@ def build(
         fpr=fpr,
         per_source=per_source,
         two_sided=two_sided,
+        metrics=measured,
     )
     console.print(f"bundle: {path} (fakescope info --bundle {path})")
 
