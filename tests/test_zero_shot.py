@@ -27,7 +27,7 @@ from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_
 from fakescope.kinds.zero_shot.card import render_zero_shot_card
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig, log_pmf, log_prob, pyramid
 from fakescope.kinds.zero_shot.data import REAL_PHOTO_FOLDERS, RealImage, assign_split
-from fakescope.kinds.zero_shot.fit import GapStatistic, fit_statistic
+from fakescope.kinds.zero_shot.fit import GapStatistic, check_fit_options, fit_statistic
 from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
 from fakescope.kinds.zero_shot.recipe import load_recipe
 from fakescope.kinds.zero_shot.statistic import (
@@ -345,3 +345,52 @@ def test_measured_figures_for_the_card_must_be_a_json_object(tmp_path: Path) -> 
         read_metrics(tmp_path / "bad.json")
     with pytest.raises(ConfigError, match="missing.json: cannot read the metrics"):
         read_metrics(tmp_path / "missing.json")
+
+
+def test_an_up_scaled_image_is_unreadable_by_the_cost_ratio_not_by_the_expected_cost() -> None:
+    rng = np.random.default_rng(13)
+    reals = [
+        {"d0": float(d), "h0": float(h), "nll0": float(n0), "nll1": float(n1)}
+        for d, h, n0, n1 in zip(
+            rng.normal(0.2, 0.05, 300),
+            rng.uniform(2.0, 4.0, 300),
+            rng.uniform(2.0, 4.0, 300),
+            rng.uniform(2.5, 4.5, 300),
+            strict=True,
+        )
+    ]
+    stat = fit_statistic(
+        reals,
+        {"d0": -1.0},
+        readability_feature="nll_ratio",
+        readability_quantile=0.02,
+        readability_factor=1.0,
+    )
+    assert np.mean([stat.readability(s) > 1 for s in reals]) == pytest.approx(0.02, abs=0.01)
+    # an enlarged photo: the finest level costs far less than the next, its entropy looks normal
+    enlarged = {"d0": -0.6, "h0": 3.0, "nll0": 0.9, "nll1": 3.5}
+    assert stat.readability(enlarged) > 1
+    assert fit_statistic(reals, {"d0": -1.0}).readability(enlarged) < 1  # h0, the old floor
+    assert GapStatistic.from_dict(stat.to_dict()) == stat
+    assert "actual cost over the next level's" in render_zero_shot_card(
+        {"statistic": stat.to_dict()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ((0.6, "h0", 0.01, 0.5), "false-positive rate"),
+        ((0.05, "sharpness", 0.01, 0.5), "unknown readability feature 'sharpness'"),
+        ((0.05, "h0", 0.7, 0.5), "readability quantile"),
+        ((0.05, "h0", 0.01, 2.0), "readability factor"),
+    ],
+)
+def test_fitting_options_are_checked_before_any_photo_is_scored(
+    options: tuple[float, str, float, float], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_fit_options(*options)
+    data = fit_statistic(gap_stats(np.linspace(0, 1, 40)), {"d0": -1.0}).to_dict()
+    with pytest.raises(BundleError, match="unknown readability feature"):
+        GapStatistic.from_dict({**data, "readability_feature": "sharpness"})

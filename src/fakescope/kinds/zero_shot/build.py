@@ -22,7 +22,7 @@ from fakescope.errors import ConfigError, ImageError
 from fakescope.kinds.zero_shot.bundle import crop_preprocessing, save_zero_shot_bundle
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
 from fakescope.kinds.zero_shot.data import RealImage, recipe_real_images
-from fakescope.kinds.zero_shot.fit import fit_statistic
+from fakescope.kinds.zero_shot.fit import check_fit_options, fit_statistic
 from fakescope.kinds.zero_shot.onnx_graph import FeatureSession, export_features
 from fakescope.kinds.zero_shot.recipe import ZeroShotRecipe
 from fakescope.kinds.zero_shot.statistic import GapFeatures, crop_features, image_statistics
@@ -101,14 +101,17 @@ def build_bundle(
     crops: int = 8,
     fpr: float = 0.05,
     per_source: int = 60,
-    two_sided: bool = False,
+    two_sided: bool = True,
+    readability: tuple[str, float, float] = ("nll_ratio", 0.02, 1.0),
     weights: dict[str, float] | None = None,
     metrics: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Fit the threshold on up to `per_source` held-back real photos of each source (the
-    ``calib`` split; photos smaller than a crop are left out; `two_sided`: see
-    :func:`fit_statistic`) and write the bundle."""
+    ``calib`` split; photos smaller than a crop are left out; `two_sided` and the
+    `readability` feature, quantile and factor: see :func:`fit_statistic`) and write the
+    bundle."""
+    check_fit_options(fpr, *readability)
     coder = load_coder(run_dir, recipe)
     pre = crop_preprocessing(side, crops)
     # onnxruntime computes the same features (parity-checked on export) many times faster
@@ -143,6 +146,9 @@ def build_bundle(
         weights or DEFAULT_WEIGHTS,
         fpr=fpr,
         two_sided=two_sided,
+        readability_feature=readability[0],
+        readability_quantile=readability[1],
+        readability_factor=readability[2],
         fitted_on={"split": "calib", "per_source": used, "seed": recipe.data.seed},
     )
     summary_path = Path(run_dir) / SUMMARY

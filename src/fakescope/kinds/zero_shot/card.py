@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fakescope.kinds.zero_shot.fit import READABILITY_FEATURES
+
 
 def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -56,8 +58,9 @@ def render_zero_shot_card(meta: dict[str, Any]) -> str:
         + f"threshold {_fmt(stat.get('center'))} (a {stat.get('fpr')} share of held-back "
         f"real photos above it), scale {_fmt(stat.get('scale'))}",
         f"- unsure when p(fake) is in {meta.get('unsure_band')} or when the finest level is "
-        f"too smooth to read ({stat.get('readability_feature')} below "
-        f"{_fmt(stat.get('readability_floor'))} bits)",
+        f"too smooth to read ({stat.get('readability_feature')}, "
+        f"{READABILITY_FEATURES.get(str(stat.get('readability_feature')), (None, '?'))[1]}, "
+        f"below {_fmt(stat.get('readability_floor'))})",
         "",
         "## Real data modelled (never a fake)",
         "",

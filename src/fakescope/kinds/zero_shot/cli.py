@@ -83,11 +83,22 @@ def build(
     two_sided: Annotated[
         bool,
         typer.Option(
-            "--two-sided",
-            help="Flag images coded more expensively than real photos too, not only more "
-            "cheaply (the statistic's distance from the real photos' median).",
+            "--two-sided/--one-sided",
+            help="Two-sided: flag images coded more expensively than real photos too, not "
+            "only more cheaply (the statistic's distance from the real photos' median).",
         ),
-    ] = False,
+    ] = True,
+    readability: Annotated[
+        str,
+        typer.Option(
+            help="Readability feature: h0 (the finest level's expected cost) or nll_ratio "
+            "(its actual cost over the next level's); an image below the floor is unsure.",
+        ),
+    ] = "nll_ratio",
+    readability_quantile: Annotated[
+        float, typer.Option(help="The floor: this quantile of the held-back reals' feature...")
+    ] = 0.02,
+    readability_factor: Annotated[float, typer.Option(help="...times this factor.")] = 1.0,
     metrics: Annotated[
         Path | None,
         typer.Option(
@@ -112,6 +123,7 @@ def build(
         fpr=fpr,
         per_source=per_source,
         two_sided=two_sided,
+        readability=(readability, readability_quantile, readability_factor),
         metrics=measured,
     )
     console.print(f"bundle: {path} (fakescope info --bundle {path})")
