@@ -172,6 +172,23 @@ def build_bundle(
             "is JPEG (quality 70-96): the coder models JPEG-compressed photos. A seeded, "
             "source-stratified share of every source was held back (calib: the threshold; "
             "test: bits per sub-pixel and the figures)."
+            + (
+                f" A {recipe.train.degrade:g} share of the training photos was blurred, up- "
+                "or down-scaled or JPEG re-compressed before cropping, so that a smooth real "
+                "photo is not surprising."
+                if recipe.train.degrade > 0
+                else ""
+            )
+        ),
+        "limits": (
+            "A statistical test against a model of real photos. On our sets the coding gap "
+            "points one way for some generators (coded more cheaply than real photos: Krea, "
+            "SD 1.5 fine-tunes, Midjourney) and the other way for others (more expensively: "
+            "GPT-image-1, SDXL, latent diffusion), which is why the test is two-sided; that "
+            "choice and the readability floor were made after looking at the same sets the "
+            "figures come from, so they are not held-out figures. Faces, CIFAKE and the "
+            "shared modern photos stay near chance. Treat the probability as evidence, not "
+            "proof, and route 'unsure' verdicts to a person."
         ),
         "never_tested_on": (
             "raw or lossless camera photos, phone photos with modern processing (HDR, "
