@@ -8,6 +8,7 @@ accuracy at its own threshold, real photos confidently called fake), robustness 
     (and --shard 1/3, 2/3 in parallel)
     python zero_shot.py report --scores ../runs/zs_*.json       # the tables
     python zero_shot.py head --scores ../runs/zs_*.json         # a logistic head, each set left out
+    python zero_shot.py readability --scores ../runs/zs_*.json  # what each unsure floor catches
     python zero_shot.py speed --bundle zero_shot                # 1280x720 photos, images/s
 
 Real photos always come from the held-back splits of the coder's recipe (never trained on);
@@ -635,6 +636,37 @@ def cmd_head(args: argparse.Namespace) -> None:
             )
 
 
+# -- readability features --------------------------------------------------------------------
+def cmd_readability(args: argparse.Namespace) -> None:
+    """Which images each readability feature would make unsure, with the floor at a quantile
+    of the clean held-out real photos: the real photos under each change, and each family's
+    clean fakes (what a floor costs)."""
+    from fakescope.kinds.zero_shot.fit import READABILITY_FEATURES
+
+    rows = read_scores(args.scores)[0]
+    cells: dict[tuple[str, str, str], list[dict[str, float]]] = {}
+    for r in rows:
+        cells.setdefault((r["set"], r["label"], r["transform"]), []).append(r["stats"])
+    reals = cells[("real_photos", "real", "none")]
+    changes = sorted({t for s, _, t in cells if s == "real_photos" and t != "none"})
+    print(
+        "# share unreadable with the floor at a quantile of the clean held-out real photos "
+        f"(n={len(reals)}): real photos after each change | each family's clean fakes"
+    )
+    for name, (value, _) in READABILITY_FEATURES.items():
+        base = np.array([value(s) for s in reals])
+        for q in args.quantiles:
+            floor = float(np.quantile(base, q))
+            below = {k: float(np.mean([value(s) < floor for s in v])) for k, v in cells.items()}
+            real = ", ".join(f"{t} {below[('real_photos', 'real', t)]:.2f}" for t in changes)
+            fakes = ", ".join(
+                f"{f[:6]} {below[(f, 'fake', 'none')]:.2f}"
+                for f in FAMILIES
+                if (f, "fake", "none") in below
+            )
+            print(f"{name:9s} q{q:<5g} reals: {real} | fakes: {fakes}")
+
+
 # -- speed ----------------------------------------------------------------------------------
 def cmd_speed(args: argparse.Namespace) -> None:
     from fakescope.detectors import load_detector
@@ -717,6 +749,9 @@ def main() -> None:
     r.add_argument("--bundle", default="zero_shot")
     hd = sub.add_parser("head", help="a logistic head on the statistics, leave one set out")
     hd.add_argument("--scores", required=True, nargs="+")
+    rd = sub.add_parser("readability", help="what each readability floor makes unsure")
+    rd.add_argument("--scores", required=True, nargs="+")
+    rd.add_argument("--quantiles", type=float, nargs="+", default=[0.02, 0.05])
     p = sub.add_parser("speed")
     p.add_argument("--bundle", default="zero_shot")
     p.add_argument("--n", type=int, default=10)
@@ -730,6 +765,7 @@ def main() -> None:
         "score": cmd_score,
         "report": cmd_report,
         "head": cmd_head,
+        "readability": cmd_readability,
         "speed": cmd_speed,
     }[args.cmd](args)
 
