@@ -1,9 +1,10 @@
 """From an image's coding-gap statistics to a logit, fitted on real photos only.
 
-The score is a fixed linear form of the statistics (chosen before any fake is looked at: by
-default ``-d0``, how much more cheaply than expected the finest level is coded), or, as a
-two-sided test, its distance from the real photos' median (an image coded either more cheaply
-or more expensively than real photos are). The threshold is the score that a chosen share of
+The score is a fixed linear form of the statistics (``-d0``: how much more cheaply than
+expected the finest level is coded, ZED's direction), or, as a two-sided test (what
+``zero-shot build`` fits by default, chosen after the one-sided test read some generators
+backwards), its distance from the real photos' median (an image coded either more cheaply or
+more expensively than real photos are). The threshold is the score that a chosen share of
 held-back real photos exceed (the false-positive rate); the logit is
 ``(score - threshold) / scale`` with the real photos' spread as the scale, so p(fake) = 0.5 at
 the threshold. Images whose finest level is unusually cheap (by a readability feature:
@@ -36,7 +37,7 @@ READABILITY_FEATURES: dict[str, tuple[Callable[[Mapping[str, float]], float], st
 class GapStatistic:
     """score = sum(weights[name] * stats[name]), or its distance from `reference` (the real
     photos' median) when that is set (two-sided); logit = (score - center) / scale;
-    readability = floor / stats[readability_feature] (above 1: too smooth to read)."""
+    readability = floor / the readability feature's value (above 1: too smooth to read)."""
 
     weights: dict[str, float]
     center: float
