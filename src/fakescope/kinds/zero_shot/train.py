@@ -24,8 +24,8 @@ from fakescope.atomic import atomic_write_text
 from fakescope.data.sources import read_item_bytes
 from fakescope.errors import ConfigError, ImageError
 from fakescope.kinds.zero_shot.coder import Coder, CoderConfig
+from fakescope.kinds.zero_shot.crops import degraded_crops, random_crops
 from fakescope.kinds.zero_shot.data import RealImage, recipe_real_images
-from fakescope.kinds.zero_shot.degrade import degraded_crops
 from fakescope.kinds.zero_shot.recipe import ZeroShotRecipe
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,6 @@ def load_rgb(path: str) -> np.ndarray:
         raise
     except Exception as exc:  # PIL raises many types for corrupt files
         raise ImageError(path, f"cannot decode ({exc})") from None
-
-
-def random_crops(pixels: np.ndarray, side: int, count: int, rng: random.Random) -> list[np.ndarray]:
-    """`count` random side x side crops (none when the image is smaller)."""
-    h, w = pixels.shape[:2]
-    if h < side or w < side:
-        return []
-    out = []
-    for _ in range(count):
-        y, x = rng.randrange(h - side + 1), rng.randrange(w - side + 1)
-        out.append(pixels[y : y + side, x : x + side])
-    return out
 
 
 def to_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -112,11 +100,10 @@ class CropStream:
                 self.too_small.add(path)
                 self._drop_if_useless(source)
                 continue
+            crops: list[np.ndarray] = []
             if loop.degrade > 0 and self.rng.random() < loop.degrade:
                 crops = degraded_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
-                if not crops:  # too small for the degradation's margin: take plain crops
-                    crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
-            else:
+            if not crops:  # not drawn for degrading, or too small for its margin
                 crops = random_crops(pixels, loop.crop, loop.crops_per_image, self.rng)
             if crops:
                 self.useful.add(source)

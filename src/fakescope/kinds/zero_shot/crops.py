@@ -1,9 +1,9 @@
-"""Degraded training crops for the real-image coder: real photos blurred, up-scaled,
-down-scaled or re-compressed, so that a smooth or blocky *real* image is not surprising to the
-coder (a coder that only saw sharp photos codes a blurred one far more cheaply than it
-expects, and the coding gap then reads it as generated).
+"""The coder's training crops: random crops of a real photo, plain or after a degradation
+(blurred, up-scaled, down-scaled or re-compressed), so that a smooth or blocky *real* image is
+not surprising to the coder (a coder that only saw sharp photos codes a blurred one far more
+cheaply than it expects, and the coding gap then reads it as generated).
 
-Each decoded photo gets one degradation with one strength; its crops are cut from it with
+A degraded photo gets one degradation with one strength; its crops are cut from patches with
 enough margin that every pixel of a crop went through the whole change (no border effects).
 """
 
@@ -51,6 +51,18 @@ def _degrade(patch: np.ndarray, kind: str, strength: float, rng: random.Random) 
     return np.asarray(Image.fromarray(patch).resize(size, resample, reducing_gap=None))
 
 
+def random_crops(pixels: np.ndarray, side: int, count: int, rng: random.Random) -> list[np.ndarray]:
+    """`count` random side x side crops (none when the image is smaller)."""
+    h, w = pixels.shape[:2]
+    if h < side or w < side:
+        return []
+    out = []
+    for _ in range(count):
+        y, x = rng.randrange(h - side + 1), rng.randrange(w - side + 1)
+        out.append(pixels[y : y + side, x : x + side])
+    return out
+
+
 def degraded_crops(
     pixels: np.ndarray, side: int, count: int, rng: random.Random, kind: str | None = None
 ) -> list[np.ndarray]:
@@ -62,14 +74,9 @@ def degraded_crops(
         raise ValueError(f"unknown degradation {kind!r}; choose from {sorted(DEGRADATIONS)}")
     low, high = DEGRADATIONS[kind]
     strength = rng.uniform(low, high)
-    need = _patch_side(kind, strength, side)
-    h, w = pixels.shape[:2]
-    if h < need or w < need:
-        return []
     out = []
-    for _ in range(count):
-        y, x = rng.randrange(h - need + 1), rng.randrange(w - need + 1)
-        changed = _degrade(pixels[y : y + need, x : x + need], kind, strength, rng)
+    for patch in random_crops(pixels, _patch_side(kind, strength, side), count, rng):
+        changed = _degrade(patch, kind, strength, rng)
         ch, cw = changed.shape[:2]
         top, left = (ch - side) // 2, (cw - side) // 2
         out.append(np.ascontiguousarray(changed[top : top + side, left : left + side]))

@@ -1,6 +1,6 @@
-"""Degraded training crops for the zero-shot coder: every degradation gives clean crops of the
-right size and changes them the way its name says, and the crop stream uses them for the
-recipe's share of photos."""
+"""The zero-shot coder's training crops: every degradation gives clean crops of the right
+size and changes them the way its name says, and the crop stream uses them for the recipe's
+share of photos."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fakescope.kinds.zero_shot.crops import DEGRADATIONS, degraded_crops, random_crops
 from fakescope.kinds.zero_shot.data import RealImage
-from fakescope.kinds.zero_shot.degrade import DEGRADATIONS, degraded_crops
 from fakescope.kinds.zero_shot.recipe import load_recipe
-from fakescope.kinds.zero_shot.train import CropStream, random_crops
+from fakescope.kinds.zero_shot.train import CropStream
 
 
 def noise(side: int, seed: int = 0) -> np.ndarray:
