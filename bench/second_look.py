@@ -47,12 +47,11 @@ import numpy as np
 from _common import machine
 from logo_train import auc
 from sklearn.linear_model import LogisticRegression
-from zero_shot import held_out_reals
+from zero_shot import SHARED, held_out_reals
 
 from fakescope.detectors import load_detector
 from fakescope.evaluation.evaluate import evaluate
 
-SHARED = ("cifake_train", "stylegan_faces", "faceswap_lfw", "dfdc_faces", "modern_photos")
 EPS = 1e-6
 
 
