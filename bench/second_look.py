@@ -45,12 +45,9 @@ from typing import Any
 
 import numpy as np
 from _common import machine
-from logo_train import auc
+from logo_train import auc, score
 from sklearn.linear_model import LogisticRegression
 from zero_shot import SHARED, held_out_reals
-
-from fakescope.detectors import load_detector
-from fakescope.evaluation.evaluate import evaluate
 
 EPS = 1e-6
 
@@ -96,24 +93,14 @@ def real_pool(logo: Path, families: list[str], n: int, seed: int) -> list[str]:
 
 def scored(bundle: str | Path, paths: dict[str, str], out: Path) -> dict[str, dict[str, str]]:
     """The bundle's predictions.csv rows on `paths` ({path: label}), by path (cached)."""
-    predictions = out / "predictions.csv"
-    if not predictions.is_file():
+    manifest = out / "manifest.csv"
+    if not manifest.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        manifest = out / "manifest.csv"
         with manifest.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "label"])
-            writer.writerows(sorted(paths.items()))
-        evaluate(
-            load_detector(bundle, runtime="torch", device="cpu"),
-            manifest,
-            out,
-            report=False,
-            progress=True,
-            bootstrap=0,
-            provenance=False,
-        )
-    return {r["path"]: r for r in read_rows(predictions)}
+            writer.writerow(["path", "label", "split"])
+            writer.writerows((path, label, "val") for path, label in sorted(paths.items()))
+    return score(bundle, manifest, out)
 
 
 def logit(rows: list[dict[str, str]]) -> np.ndarray:
@@ -147,14 +134,9 @@ def stack_auc(
             xs += [x[family]["fake"], x[family]["real"][fit_half]]
             ys += [np.ones(len(x[family]["fake"])), np.zeros(fit_half.sum())]
         model = LogisticRegression(max_iter=1000).fit(np.concatenate(xs), np.concatenate(ys))
-        test = np.concatenate([x[held]["fake"], x[held]["real"][test_half]])
-        y = np.r_[np.ones(len(x[held]["fake"])), np.zeros(test_half.sum())]
-        out.append(
-            auc(
-                list(model.decision_function(test)[y == 1]),
-                list(model.decision_function(test)[y == 0]),
-            )
-        )
+        fakes = model.decision_function(x[held]["fake"])
+        reals = model.decision_function(x[held]["real"][test_half])
+        out.append(auc(list(fakes), list(reals)))
     return float(np.mean(out))
 
 
